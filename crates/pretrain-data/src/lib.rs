@@ -1,0 +1,35 @@
+//! # pretrain-data
+//!
+//! Turns real files into batches for self-supervised pre-training and few-label fine-tuning,
+//! on burn's `Dataset`/`DataLoader`:
+//!
+//! - [`readers`]: IDX (MNIST family), CIFAR binary batches, image folders, numeric CSV, text
+//!   corpora and labeled text, each with a typed [`DataError`] naming the file at fault;
+//! - [`split`]: seeded splits and stratified `k` labels per class subsets;
+//! - [`augment`]: seeded, composable image augmentations and multi-view datasets;
+//! - [`mask`]: patch maskers (MAE, SimMIM, BEiT) and BERT token masking;
+//! - [`tokenizer`]: WordPiece / byte-level BPE trained offline with `tokenizers`;
+//! - [`batch`]: batchers producing tensors on any backend;
+//! - [`catalog`]: where the shipped samples and the larger obtainable data sets live.
+//!
+//! This crate knows no model: it ends at tensors.
+
+pub mod augment;
+pub mod batch;
+pub mod catalog;
+pub mod error;
+pub mod item;
+pub mod mask;
+pub mod readers;
+pub mod rng;
+pub mod source;
+pub mod split;
+pub mod text_dataset;
+pub mod tokenizer;
+
+#[cfg(test)]
+mod testdata;
+
+pub use error::{DataError, Result};
+pub use item::{FeatureItem, Image, Image8, ImageItem, Labeled, TextItem};
+pub use source::TextEncoding;

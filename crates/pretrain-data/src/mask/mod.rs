@@ -1,0 +1,7 @@
+//! Maskers: which image patches or text tokens a masked-modeling objective must predict.
+
+mod patch;
+mod tokens;
+
+pub use patch::{BlockPatchMasker, PatchMask, PatchMaskBatch, RandomPatchMasker};
+pub use tokens::{IGNORE_INDEX, MaskUnit, MaskVocab, MaskedTokens, TokenMasker};

@@ -1,0 +1,99 @@
+//! Weight initialization schemes, stated explicitly per model.
+//!
+//! burn's [`Initializer`] covers uniform/normal/Kaiming/Xavier; pre-training recipes also need
+//! the truncated normal of BERT and ViT (std 0.02, cut at two standard deviations), which is
+//! provided here on top of burn's tensors.
+
+use burn::module::{Param, ParamId};
+use burn::nn::Initializer;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// How a weight tensor is initialized.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "scheme", rename_all = "kebab-case")]
+pub enum InitScheme {
+    /// Normal with standard deviation `std`, redrawn outside `[-2 std, 2 std]` (BERT, ViT: 0.02).
+    TruncatedNormal {
+        /// Standard deviation before truncation.
+        std: f64,
+    },
+    /// Glorot/Xavier uniform: `U(-a, a)`, `a = sqrt(6 / (fan_in + fan_out))` (MAE's linear layers).
+    XavierUniform,
+    /// He/Kaiming normal for ReLU networks: `N(0, 2 / fan_in)`.
+    KaimingNormal,
+    /// All zeros (final norms and heads where the reference does so).
+    Zeros,
+}
+
+impl InitScheme {
+    /// BERT's and ViT's default.
+    pub const BERT: InitScheme = InitScheme::TruncatedNormal { std: 0.02 };
+
+    /// A `[fan_in, fan_out]` weight (burn's `Linear` layout) initialized with this scheme.
+    pub fn init_weight<B: Backend>(&self, fan_in: usize, fan_out: usize, device: &B::Device) -> Param<Tensor<B, 2>> {
+        match *self {
+            InitScheme::TruncatedNormal { std } => Param::initialized(ParamId::new(), truncated_normal([fan_in, fan_out], std, device).require_grad()),
+            InitScheme::XavierUniform => Initializer::XavierUniform { gain: 1.0 }.init_with([fan_in, fan_out], Some(fan_in), Some(fan_out), device),
+            InitScheme::KaimingNormal => Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: false }.init_with([fan_in, fan_out], Some(fan_in), Some(fan_out), device),
+            InitScheme::Zeros => Initializer::Zeros.init([fan_in, fan_out], device),
+        }
+    }
+}
+
+/// A tensor of `shape` drawn from `N(0, std^2)` truncated to `[-2 std, 2 std]`.
+///
+/// Implemented by redrawing out-of-range values (as PyTorch's `trunc_normal_` does in effect),
+/// a few rounds of masked replacement; the last round clamps the rare leftovers.
+pub fn truncated_normal<B: Backend, const D: usize>(shape: [usize; D], std: f64, device: &B::Device) -> Tensor<B, D> {
+    let bound = 2.0 * std;
+    let mut values = Tensor::<B, D>::random(shape, Distribution::Normal(0.0, std), device);
+    for _ in 0..4 {
+        let outside = values.clone().abs().greater_elem(bound);
+        let redraw = Tensor::<B, D>::random(shape, Distribution::Normal(0.0, std), device);
+        values = values.mask_where(outside, redraw);
+    }
+    values.clamp(-bound, bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type B = burn::backend::Flex;
+
+    fn moments(t: Tensor<B, 2>) -> (f64, f64, f64) {
+        let v: Vec<f32> = t.into_data().to_vec().unwrap();
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+        let max = v.iter().fold(0f64, |m, &x| m.max(f64::from(x).abs()));
+        (mean, var.sqrt(), max)
+    }
+
+    #[test]
+    fn truncated_normal_matches_its_distribution() {
+        let dev = Default::default();
+        B::seed(&dev, 0);
+        let (mean, std, max) = moments(InitScheme::BERT.init_weight::<B>(256, 512, &dev).val());
+        // A normal truncated at 2 sigma has std 0.8796 sigma.
+        assert!(mean.abs() < 1e-3, "{mean}");
+        assert!((std / 0.02 - 0.8796).abs() < 0.01, "{std}");
+        assert!(max <= 0.04 + 1e-7, "{max}");
+    }
+
+    #[test]
+    fn xavier_and_kaiming_have_their_variance() {
+        let dev = Default::default();
+        B::seed(&dev, 1);
+        let (_, std, max) = moments(InitScheme::XavierUniform.init_weight::<B>(300, 100, &dev).val());
+        let a = (6.0f64 / 400.0).sqrt();
+        assert!((std - a / 3f64.sqrt()).abs() / std < 0.02, "{std}");
+        assert!(max <= a + 1e-6);
+        let (_, std, _) = moments(InitScheme::KaimingNormal.init_weight::<B>(400, 300, &dev).val());
+        assert!((std - (2.0f64 / 400.0).sqrt()).abs() / std < 0.02, "{std}");
+        let (_, std, max) = moments(InitScheme::Zeros.init_weight::<B>(3, 3, &dev).val());
+        assert_eq!((std, max), (0.0, 0.0));
+    }
+}

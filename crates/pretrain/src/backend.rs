@@ -1,0 +1,227 @@
+//! Backend selection: which burn backends were compiled in, parsing a `--backend` value, and
+//! running generic code on the chosen one.
+//!
+//! Library code is generic over `B: Backend` / `B: AutodiffBackend`; only binaries pick a
+//! concrete backend, through [`BackendKind`] and [`run_on`] (or the [`Selected`] alias).
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+/// A burn backend this crate can be built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn's Flex CPU backend (cargo feature `flex`, the default).
+    Flex,
+    /// burn's NdArray CPU backend (feature `ndarray`).
+    NdArray,
+    /// WebGPU through wgpu: Vulkan, Metal, DX12, or Mesa's software Vulkan (feature `wgpu`).
+    Wgpu,
+    /// NVIDIA CUDA (feature `cuda`).
+    Cuda,
+}
+
+/// Why a backend cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The name matches no backend.
+    #[error("unknown backend {given:?}; valid backends: flex, ndarray, wgpu, cuda (compiled in: {compiled})")]
+    Unknown {
+        /// The value given.
+        given: String,
+        /// Backends compiled into this binary.
+        compiled: String,
+    },
+    /// The backend exists but this binary was built without its cargo feature.
+    #[error("backend {name} is not compiled in; rebuild with `--features {feature}` (compiled in: {compiled})")]
+    NotCompiled {
+        /// Backend name.
+        name: &'static str,
+        /// Cargo feature that enables it.
+        feature: &'static str,
+        /// Backends compiled into this binary.
+        compiled: String,
+    },
+}
+
+impl BackendKind {
+    /// Every backend, compiled in or not.
+    pub const ALL: [BackendKind; 4] = [BackendKind::Flex, BackendKind::NdArray, BackendKind::Wgpu, BackendKind::Cuda];
+
+    /// Command-line name (also the cargo feature).
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::NdArray => "ndarray",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// Whether this binary was built with the backend's feature.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            BackendKind::Flex => cfg!(feature = "flex"),
+            BackendKind::NdArray => cfg!(feature = "ndarray"),
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// Backends compiled into this binary.
+    pub fn compiled() -> Vec<BackendKind> {
+        Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
+    }
+
+    /// The backend [`Selected`] names: the first compiled of cuda, wgpu, flex, ndarray.
+    pub fn preferred() -> Option<BackendKind> {
+        [BackendKind::Cuda, BackendKind::Wgpu, BackendKind::Flex, BackendKind::NdArray].into_iter().find(|b| b.is_compiled())
+    }
+
+    /// Fails unless compiled in.
+    pub fn ensure_compiled(self) -> Result<Self, BackendError> {
+        if self.is_compiled() {
+            Ok(self)
+        } else {
+            Err(BackendError::NotCompiled { name: self.name(), feature: self.name(), compiled: compiled_list() })
+        }
+    }
+}
+
+fn compiled_list() -> String {
+    let names: Vec<_> = BackendKind::compiled().into_iter().map(BackendKind::name).collect();
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = BackendError;
+
+    /// Parses a `--backend` value (case-insensitive) and checks it is compiled in.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let kind = Self::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| BackendError::Unknown { given: s.to_string(), compiled: compiled_list() })?;
+        kind.ensure_compiled()
+    }
+}
+
+/// Flex CPU backend with autodiff.
+#[cfg(feature = "flex")]
+pub type FlexAutodiff = burn::backend::Autodiff<burn::backend::Flex>;
+/// NdArray CPU backend with autodiff.
+#[cfg(feature = "ndarray")]
+pub type NdArrayAutodiff = burn::backend::Autodiff<burn::backend::NdArray>;
+/// wgpu backend with autodiff.
+#[cfg(feature = "wgpu")]
+pub type WgpuAutodiff = burn::backend::Autodiff<burn::backend::Wgpu>;
+/// CUDA backend with autodiff.
+#[cfg(feature = "cuda")]
+pub type CudaAutodiff = burn::backend::Autodiff<burn::backend::Cuda>;
+
+/// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff: what an
+/// example uses when it lets cargo features choose.
+#[cfg(feature = "cuda")]
+pub type Selected = CudaAutodiff;
+/// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff.
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+pub type Selected = WgpuAutodiff;
+/// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff.
+#[cfg(all(feature = "flex", not(any(feature = "wgpu", feature = "cuda"))))]
+pub type Selected = FlexAutodiff;
+/// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff.
+#[cfg(all(feature = "ndarray", not(any(feature = "flex", feature = "wgpu", feature = "cuda"))))]
+pub type Selected = NdArrayAutodiff;
+
+/// Code generic over the backend, run by [`run_on`] on a backend chosen at run time.
+pub trait BackendTask {
+    /// What the task returns.
+    type Output;
+
+    /// Runs the task on backend `B` and its default `device`.
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output;
+}
+
+/// Runs `task` on backend `kind` (with autodiff) and its default device.
+pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output, BackendError> {
+    kind.ensure_compiled()?;
+    #[allow(unreachable_patterns)] // Arms of backends not compiled in are never reached.
+    let output = match kind {
+        #[cfg(feature = "flex")]
+        BackendKind::Flex => task.run::<FlexAutodiff>(kind, Default::default()),
+        #[cfg(feature = "ndarray")]
+        BackendKind::NdArray => task.run::<NdArrayAutodiff>(kind, Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => task.run::<WgpuAutodiff>(kind, Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => task.run::<CudaAutodiff>(kind, Default::default()),
+        _ => unreachable!("ensure_compiled returned for a backend that is not compiled in"),
+    };
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Tensor, TensorData, activation};
+
+    #[test]
+    fn parses_names_and_lists_valid_ones() {
+        assert_eq!("FLEX".parse::<BackendKind>().unwrap(), BackendKind::Flex);
+        let err = "tpu".parse::<BackendKind>().unwrap_err().to_string();
+        assert!(err.contains("valid backends: flex, ndarray, wgpu, cuda"), "{err}");
+        assert!(err.contains("compiled in: flex"), "{err}");
+        if !cfg!(feature = "cuda") {
+            let err = "cuda".parse::<BackendKind>().unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
+        assert_eq!(BackendKind::preferred().map(|b| b.is_compiled()), Some(true));
+    }
+
+    /// A small computation touching matmul, softmax, reductions and autodiff.
+    struct SoftmaxMatmul;
+
+    impl BackendTask for SoftmaxMatmul {
+        type Output = (Vec<f32>, Vec<f32>);
+
+        fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+            let a: Vec<f32> = (0..64).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0).collect();
+            let b: Vec<f32> = (0..64).map(|i| ((i * 11 % 13) as f32 - 6.0) / 6.0).collect();
+            let a = Tensor::<B, 2>::from_data(TensorData::new(a, [8, 8]), &device).require_grad();
+            let b = Tensor::<B, 2>::from_data(TensorData::new(b, [8, 8]), &device);
+            let out = activation::softmax(a.clone().matmul(b), 1);
+            let loss = (out.clone() * out.clone()).sum();
+            let grads = loss.backward();
+            let grad = a.grad(&grads).unwrap();
+            (out.into_data().to_vec().unwrap(), grad.into_data().to_vec().unwrap())
+        }
+    }
+
+    #[test]
+    fn run_on_flex() {
+        let (out, grad) = run_on(BackendKind::Flex, SoftmaxMatmul).unwrap();
+        let row: f32 = out[..8].iter().sum();
+        assert!((row - 1.0).abs() < 1e-5);
+        assert!(grad.iter().any(|g| g.abs() > 1e-6));
+    }
+
+    /// The same computation on wgpu (Mesa's software Vulkan in CI) and on Flex.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn wgpu_matches_flex() {
+        let (flex_out, flex_grad) = run_on(BackendKind::Flex, SoftmaxMatmul).unwrap();
+        let (wgpu_out, wgpu_grad) = run_on(BackendKind::Wgpu, SoftmaxMatmul).unwrap();
+        for (x, y) in flex_out.iter().zip(&wgpu_out).chain(flex_grad.iter().zip(&wgpu_grad)) {
+            assert!((x - y).abs() < 1e-5, "flex {x} vs wgpu {y}");
+        }
+    }
+}

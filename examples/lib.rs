@@ -1,0 +1,1 @@
+//! Runnable examples of the `pretrain` crates; see each folder's README.
