@@ -9,8 +9,22 @@ use pretrain::data::{DataError, ImageItem};
 pub fn fashion_mnist_images(min_len: usize) -> Result<(&'static str, Vec<ImageItem>), DataError> {
     let full = remote_dataset("fashion-mnist")?;
     if full.verify().is_ok() {
-        return Ok(("fashion-mnist-train", read_idx_images(&IdxPaths::in_dir(&full.dir()?, "train"), 10)?));
+        return Ok((
+            "fashion-mnist-train",
+            read_idx_images(&IdxPaths::in_dir(&full.dir()?, "train"), 10)?,
+        ));
     }
-    let sample = read_idx_images(&IdxPaths::in_dir(&catalog::fashion_mnist_sample_dir()?, "t10k"), 10)?;
-    Ok(("fashion-mnist-sample", sample.iter().cycle().take(min_len.max(sample.len())).cloned().collect()))
+    let sample = read_idx_images(
+        &IdxPaths::in_dir(&catalog::fashion_mnist_sample_dir()?, "t10k"),
+        10,
+    )?;
+    Ok((
+        "fashion-mnist-sample",
+        sample
+            .iter()
+            .cycle()
+            .take(min_len.max(sample.len()))
+            .cloned()
+            .collect(),
+    ))
 }

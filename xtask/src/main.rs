@@ -40,7 +40,11 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Demo { backend, quick, seed } => demo(&backend, quick, seed),
+        Command::Demo {
+            backend,
+            quick,
+            seed,
+        } => demo(&backend, quick, seed),
         Command::Test => test::run(),
         Command::Data { names } => data::obtain(&names),
     }
@@ -48,22 +52,54 @@ fn main() -> Result<()> {
 
 fn demo(backend: &str, quick: bool, seed: u64) -> Result<()> {
     let kind: BackendKind = backend.parse()?;
-    let full_dataset = !quick && pretrain::data::catalog::remote_dataset("fashion-mnist")?.verify().is_ok();
+    let full_dataset = !quick
+        && pretrain::data::catalog::remote_dataset("fashion-mnist")?
+            .verify()
+            .is_ok();
     if !quick && !full_dataset {
-        eprintln!("note: full Fashion-MNIST not found; using the shipped sample (run `cargo xtask data` first)");
+        eprintln!(
+            "note: full Fashion-MNIST not found; using the shipped sample (run `cargo xtask data` first)"
+        );
     }
-    let config = pretrain::demo::DataDemoConfig { max_images: None, batch_size: 256, workers: 2, seed, full_dataset };
+    let config = pretrain::demo::DataDemoConfig {
+        max_images: None,
+        batch_size: 256,
+        workers: 2,
+        seed,
+        full_dataset,
+    };
     let report = pretrain::demo::run_data_demo(kind, config)?;
     println!("Data pipeline on {} backend", report.backend);
-    println!("  images:              {} ({})", report.images, report.image_source);
-    println!("  two-view batches:    {} at {:.0} images/s (decode + augment + batch)", report.batches, report.images_per_sec);
-    println!("  few-label subset:    {} labels/class -> {} images", report.labels_per_class, report.few_label_subset);
-    println!("  digits split:        train {} / val {} / test {}", report.digits_split[0], report.digits_split[1], report.digits_split[2]);
-    println!("  tokenizer:           WordPiece, {} tokens from {} paragraphs", report.vocab_size, report.documents);
-    println!("  MLM masking:         {:.1}% of real tokens selected", 100.0 * report.mlm_selected_share);
+    println!(
+        "  images:              {} ({})",
+        report.images, report.image_source
+    );
+    println!(
+        "  two-view batches:    {} at {:.0} images/s (decode + augment + batch)",
+        report.batches, report.images_per_sec
+    );
+    println!(
+        "  few-label subset:    {} labels/class -> {} images",
+        report.labels_per_class, report.few_label_subset
+    );
+    println!(
+        "  digits split:        train {} / val {} / test {}",
+        report.digits_split[0], report.digits_split[1], report.digits_split[2]
+    );
+    println!(
+        "  tokenizer:           WordPiece, {} tokens from {} paragraphs",
+        report.vocab_size, report.documents
+    );
+    println!(
+        "  MLM masking:         {:.1}% of real tokens selected",
+        100.0 * report.mlm_selected_share
+    );
     let out = std::path::Path::new("target/demo");
     std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("data-pipeline.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        out.join("data-pipeline.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     println!("Report written to target/demo/data-pipeline.json");
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `cargo xtask test`: everything CI checks, installing missing system packages first.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -14,18 +16,48 @@ const TEST_FEATURES: &str = "pretrain/wgpu";
 
 pub fn run() -> Result<()> {
     ensure_apt_packages(APT_PACKAGES)?;
-    cargo(&["fmt", "--all", "--", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--features", CHECK_FEATURES, "--", "-D", "warnings"])?;
-    cargo(&["check", "--workspace", "--all-targets", "--features", CHECK_FEATURES])?;
-    cargo(&["test", "--workspace", "--features", TEST_FEATURES])?;
+    let env = xdg_runtime_dir()?;
+    cargo(&env, &["fmt", "--all", "--", "--check"])?;
+    let clippy = [
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        CHECK_FEATURES,
+    ];
+    cargo(&env, &[&clippy[..], &["--", "-D", "warnings"]].concat())?;
+    cargo(
+        &env,
+        &[
+            "check",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            CHECK_FEATURES,
+        ],
+    )?;
+    cargo(&env, &["test", "--workspace", "--features", TEST_FEATURES])?;
     println!("xtask test: all checks passed");
     Ok(())
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+/// Mesa's Vulkan driver complains on every device creation when `XDG_RUNTIME_DIR` is unset (as
+/// in CI): returns the variable to give the children, a private folder under `target/`.
+fn xdg_runtime_dir() -> Result<Vec<(String, PathBuf)>> {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return Ok(Vec::new());
+    }
+    let dir = std::path::absolute("target/xdg-runtime")?;
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(vec![("XDG_RUNTIME_DIR".into(), dir)])
+}
+
+fn cargo(env: &[(String, PathBuf)], args: &[&str]) -> Result<()> {
     println!("$ cargo {}", args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
@@ -43,16 +75,30 @@ fn is_installed(package: &str) -> bool {
 
 /// Installs missing Debian packages (as root), or says how to.
 pub fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages.iter().copied().filter(|p| !is_installed(p)).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
     if !is_root {
-        bail!("missing packages {}; install them with: sudo apt-get install -y {}", missing.join(" "), missing.join(" "));
+        bail!(
+            "missing packages {}; install them with: sudo apt-get install -y {}",
+            missing.join(" "),
+            missing.join(" ")
+        );
     }
     println!("$ apt-get install -y {}", missing.join(" "));
-    let update = Command::new("apt-get").args(["update", "-qq"]).status().context("cannot run apt-get")?;
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("cannot run apt-get")?;
     if !update.success() {
         bail!("`apt-get update` failed ({update})");
     }
@@ -63,7 +109,10 @@ pub fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
         .status()
         .context("cannot run apt-get")?;
     if !status.success() {
-        bail!("`apt-get install -y {}` failed ({status})", missing.join(" "));
+        bail!(
+            "`apt-get install -y {}` failed ({status})",
+            missing.join(" ")
+        );
     }
     Ok(())
 }

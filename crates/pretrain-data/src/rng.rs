@@ -77,7 +77,10 @@ mod tests {
         assert_ne!(a, item_rng(2, 0, 5).random::<u64>());
         let e = EpochRng::new(1);
         e.set_epoch(1);
-        assert_eq!(e.for_item(5).random::<u64>(), item_rng(1, 1, 5).random::<u64>());
+        assert_eq!(
+            e.for_item(5).random::<u64>(),
+            item_rng(1, 1, 5).random::<u64>()
+        );
     }
 
     #[test]
@@ -87,6 +90,9 @@ mod tests {
         let xs: Vec<f32> = (0..n).map(|_| standard_normal(&mut rng)).collect();
         let mean = xs.iter().sum::<f32>() / n as f32;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n as f32;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
     }
 }

@@ -125,8 +125,14 @@ mod tests {
         let bytes = vec![b'c', b'a', b'f', 0xe9];
         let err = TextEncoding::Utf8.decode(bytes.clone(), p).unwrap_err();
         assert!(matches!(err, DataError::BadUtf8 { offset: 3, .. }), "{err}");
-        assert_eq!(TextEncoding::Latin1.decode(bytes.clone(), p).unwrap(), "café");
-        assert_eq!(TextEncoding::Utf8Lossy.decode(bytes, p).unwrap(), "caf\u{fffd}");
+        assert_eq!(
+            TextEncoding::Latin1.decode(bytes.clone(), p).unwrap(),
+            "café"
+        );
+        assert_eq!(
+            TextEncoding::Utf8Lossy.decode(bytes, p).unwrap(),
+            "caf\u{fffd}"
+        );
         let bom = vec![0xef, 0xbb, 0xbf, b'a'];
         assert_eq!(TextEncoding::Utf8.decode(bom, p).unwrap(), "a");
     }

@@ -46,7 +46,9 @@ pub struct SplitIndices {
 impl SplitFractions {
     fn check(&self) -> Result<()> {
         let parts = [self.train, self.validation, self.test];
-        if parts.iter().any(|p| !(0.0..=1.0).contains(p)) || (parts.iter().sum::<f64>() - 1.0).abs() > 1e-9 {
+        if parts.iter().any(|p| !(0.0..=1.0).contains(p))
+            || (parts.iter().sum::<f64>() - 1.0).abs() > 1e-9
+        {
             return Err(DataError::config(
                 "split fractions",
                 format!("{parts:?} must each lie in [0, 1] and sum to 1"),
@@ -66,7 +68,9 @@ impl SplitFractions {
         };
         for (group, members) in group_by_label(labels) {
             let mut members = members;
-            members.shuffle(&mut StdRng::seed_from_u64(seed ^ group.map_or(u64::MAX, |g| g as u64)));
+            members.shuffle(&mut StdRng::seed_from_u64(
+                seed ^ group.map_or(u64::MAX, |g| g as u64),
+            ));
             let n = members.len();
             let n_val = (self.validation * n as f64).round() as usize;
             let n_test = ((self.test * n as f64).round() as usize).min(n - n_val);
@@ -102,14 +106,20 @@ pub fn k_per_class(labels: &[Option<usize>], k: usize, seed: u64) -> Result<Vec<
         if members.len() < k {
             return Err(DataError::config(
                 "labels per class",
-                format!("class {class} has only {} items, {k} requested", members.len()),
+                format!(
+                    "class {class} has only {} items, {k} requested",
+                    members.len()
+                ),
             ));
         }
         members.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(class as u64)));
         picked.extend_from_slice(&members[..k]);
     }
     if picked.is_empty() {
-        return Err(DataError::config("labels per class", "the dataset has no labeled item"));
+        return Err(DataError::config(
+            "labels per class",
+            "the dataset has no labeled item",
+        ));
     }
     picked.sort_unstable();
     Ok(picked)
@@ -149,10 +159,23 @@ mod tests {
     fn stratified_split_keeps_proportions_on_digits() {
         let digits = testdata::digits();
         let labels: Vec<_> = digits.iter().map(|d| d.label).collect();
-        let f = SplitFractions { train: 0.8, validation: 0.1, test: 0.1 };
+        let f = SplitFractions {
+            train: 0.8,
+            validation: 0.1,
+            test: 0.1,
+        };
         let s = f.split_stratified(&labels, 7).unwrap();
-        assert_eq!(s.train.len() + s.validation.len() + s.test.len(), digits.len());
-        let mut all: Vec<_> = s.train.iter().chain(&s.validation).chain(&s.test).copied().collect();
+        assert_eq!(
+            s.train.len() + s.validation.len() + s.test.len(),
+            digits.len()
+        );
+        let mut all: Vec<_> = s
+            .train
+            .iter()
+            .chain(&s.validation)
+            .chain(&s.test)
+            .copied()
+            .collect();
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), digits.len(), "splits must be disjoint");
@@ -162,7 +185,11 @@ mod tests {
         }
         assert_eq!(s, f.split_stratified(&labels, 7).unwrap());
         assert_ne!(s, f.split_stratified(&labels, 8).unwrap());
-        let bad = SplitFractions { train: 0.8, validation: 0.3, test: 0.1 };
+        let bad = SplitFractions {
+            train: 0.8,
+            validation: 0.3,
+            test: 0.1,
+        };
         assert!(bad.split_stratified(&labels, 0).is_err());
     }
 
@@ -172,7 +199,10 @@ mod tests {
         let picked = k_per_class(&labels, 5, 3).unwrap();
         assert_eq!(picked.len(), 50);
         for class in 0..10 {
-            assert_eq!(picked.iter().filter(|&&i| labels[i] == Some(class)).count(), 5);
+            assert_eq!(
+                picked.iter().filter(|&&i| labels[i] == Some(class)).count(),
+                5
+            );
         }
         assert_eq!(picked, k_per_class(&labels, 5, 3).unwrap());
         assert_ne!(picked, k_per_class(&labels, 5, 4).unwrap());

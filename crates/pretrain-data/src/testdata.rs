@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use crate::item::{FeatureItem, ImageItem};
-use crate::readers::{Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus};
+use crate::readers::{
+    Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus,
+};
 use crate::source::TextEncoding;
 
 pub fn data_dir() -> PathBuf {
@@ -23,8 +25,17 @@ pub fn image_folder() -> PathBuf {
 }
 
 pub fn digits() -> Vec<FeatureItem> {
-    let options = TableOptions { has_header: false, ..Default::default() };
-    read_csv_features(&data_dir().join("digits/digits.csv.gz"), &options, Some(&Column::Last), 10).unwrap()
+    let options = TableOptions {
+        has_header: false,
+        ..Default::default()
+    };
+    read_csv_features(
+        &data_dir().join("digits/digits.csv.gz"),
+        &options,
+        Some(&Column::Last),
+        10,
+    )
+    .unwrap()
 }
 
 pub fn moby_dick() -> PathBuf {

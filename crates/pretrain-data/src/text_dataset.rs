@@ -19,7 +19,10 @@ pub struct TokenizedDataset<D> {
 impl<D: Dataset<TextItem>> TokenizedDataset<D> {
     /// Wraps `inner`, encoding to `max_len` tokens.
     pub fn new(inner: D, tokenizer: &TextTokenizer, max_len: usize) -> Result<Self> {
-        Ok(Self { inner, encoder: tokenizer.fixed_length(max_len)? })
+        Ok(Self {
+            inner,
+            encoder: tokenizer.fixed_length(max_len)?,
+        })
     }
 }
 
@@ -29,7 +32,12 @@ impl<D: Dataset<TextItem>> Dataset<TokenizedItem> for TokenizedDataset<D> {
         // Encoding a valid string with a configured tokenizer does not fail; treat a failure as a
         // missing item rather than panicking inside a loader worker.
         let enc = self.encoder.encode(&item.text).ok()?;
-        Some(TokenizedItem { input_ids: enc.ids, attention_mask: enc.attention_mask, mlm_targets: None, label: item.label })
+        Some(TokenizedItem {
+            input_ids: enc.ids,
+            attention_mask: enc.attention_mask,
+            mlm_targets: None,
+            label: item.label,
+        })
     }
 
     fn len(&self) -> usize {
@@ -48,12 +56,29 @@ pub struct MlmDataset<D> {
 
 impl<D: Dataset<TextItem>> MlmDataset<D> {
     /// Wraps `inner`; masks are drawn from `(seed, epoch, index)`.
-    pub fn new(inner: D, tokenizer: &TextTokenizer, max_len: usize, masker: TokenMasker, seed: u64) -> Result<Self> {
+    pub fn new(
+        inner: D,
+        tokenizer: &TextTokenizer,
+        max_len: usize,
+        masker: TokenMasker,
+        seed: u64,
+    ) -> Result<Self> {
         let vocab = tokenizer.mask_vocab();
         // Fail on a bad masker now, not in a loader worker.
-        let probe = masker.mask(&[vocab.mask_id], Some(&[None]), &vocab, &mut crate::rng::item_rng(0, 0, 0));
+        let probe = masker.mask(
+            &[vocab.mask_id],
+            Some(&[None]),
+            &vocab,
+            &mut crate::rng::item_rng(0, 0, 0),
+        );
         probe.map_err(|e| DataError::config("masker", e.to_string()))?;
-        Ok(Self { inner, encoder: tokenizer.fixed_length(max_len)?, masker, vocab, rng: EpochRng::new(seed) })
+        Ok(Self {
+            inner,
+            encoder: tokenizer.fixed_length(max_len)?,
+            masker,
+            vocab,
+            rng: EpochRng::new(seed),
+        })
     }
 
     /// Selects the epoch whose masks the next `get` calls draw.
@@ -66,9 +91,23 @@ impl<D: Dataset<TextItem>> Dataset<TokenizedItem> for MlmDataset<D> {
     fn get(&self, index: usize) -> Option<TokenizedItem> {
         let item = self.inner.get(index)?;
         let enc = self.encoder.encode(&item.text).ok()?;
-        let word_ids = matches!(self.masker.unit, MaskUnit::WholeWord).then_some(enc.word_ids.as_slice());
-        let masked = self.masker.mask(&enc.ids, word_ids, &self.vocab, &mut self.rng.for_item(index)).ok()?;
-        Some(TokenizedItem { input_ids: masked.input_ids, attention_mask: enc.attention_mask, mlm_targets: Some(masked.labels), label: item.label })
+        let word_ids =
+            matches!(self.masker.unit, MaskUnit::WholeWord).then_some(enc.word_ids.as_slice());
+        let masked = self
+            .masker
+            .mask(
+                &enc.ids,
+                word_ids,
+                &self.vocab,
+                &mut self.rng.for_item(index),
+            )
+            .ok()?;
+        Some(TokenizedItem {
+            input_ids: masked.input_ids,
+            attention_mask: enc.attention_mask,
+            mlm_targets: Some(masked.labels),
+            label: item.label,
+        })
     }
 
     fn len(&self) -> usize {
@@ -87,24 +126,49 @@ mod tests {
     #[test]
     fn mlm_items_mask_only_real_tokens_reproducibly() {
         let docs = testdata::moby_dick_paragraphs();
-        let tok = TextTokenizer::train(&docs, &TokenizerTrainConfig { vocab_size: 1500, ..Default::default() }).unwrap();
-        let items: Vec<TextItem> = docs.iter().map(|d| TextItem { text: d.clone(), label: None }).collect();
-        let masker = TokenMasker { unit: MaskUnit::WholeWord, ..Default::default() };
+        let tok = TextTokenizer::train(
+            &docs,
+            &TokenizerTrainConfig {
+                vocab_size: 1500,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let items: Vec<TextItem> = docs
+            .iter()
+            .map(|d| TextItem {
+                text: d.clone(),
+                label: None,
+            })
+            .collect();
+        let masker = TokenMasker {
+            unit: MaskUnit::WholeWord,
+            ..Default::default()
+        };
         let ds = MlmDataset::new(InMemDataset::new(items), &tok, 64, masker, 3).unwrap();
         let a = ds.get(2).unwrap();
         assert_eq!(a.input_ids.len(), 64);
         let targets = a.mlm_targets.clone().unwrap();
         let n_real = a.attention_mask.iter().filter(|&&m| m == 1).count();
         let n_masked = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
-        assert!(n_masked >= 1 && n_masked <= n_real / 5 + 2, "{n_masked} of {n_real}");
+        assert!(
+            n_masked >= 1 && n_masked <= n_real / 5 + 2,
+            "{n_masked} of {n_real}"
+        );
         for (t, m) in targets.iter().zip(&a.attention_mask) {
             assert!(*m == 1 || *t == IGNORE_INDEX, "padding selected");
         }
         assert_eq!(ds.get(2).unwrap(), a);
         ds.set_epoch(1);
         assert_ne!(ds.get(2).unwrap(), a);
-        let bad = TokenMasker { mask_prob: 2.0, ..Default::default() };
-        let items = vec![TextItem { text: "x".into(), label: None }];
+        let bad = TokenMasker {
+            mask_prob: 2.0,
+            ..Default::default()
+        };
+        let items = vec![TextItem {
+            text: "x".into(),
+            label: None,
+        }];
         assert!(MlmDataset::new(InMemDataset::new(items), &tok, 8, bad, 0).is_err());
     }
 }

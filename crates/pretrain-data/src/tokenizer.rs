@@ -15,7 +15,9 @@ use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{
+    AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams,
+};
 
 use crate::error::{DataError, Result};
 use crate::mask::MaskVocab;
@@ -45,7 +47,12 @@ pub struct TokenizerTrainConfig {
 
 impl Default for TokenizerTrainConfig {
     fn default() -> Self {
-        Self { kind: TokenizerKind::WordPiece, vocab_size: 8000, min_frequency: 2, lowercase: true }
+        Self {
+            kind: TokenizerKind::WordPiece,
+            vocab_size: 8000,
+            min_frequency: 2,
+            lowercase: true,
+        }
     }
 }
 
@@ -75,12 +82,19 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer").field("vocab_size", &self.vocab_size()).field("specials", &self.specials).field("source", &self.source).finish()
+        f.debug_struct("TextTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("specials", &self.specials)
+            .field("source", &self.source)
+            .finish()
     }
 }
 
 fn tok_err(path: Option<&Path>, e: impl std::fmt::Display) -> DataError {
-    DataError::Tokenizer { path: path.map(Path::to_path_buf), message: e.to_string() }
+    DataError::Tokenizer {
+        path: path.map(Path::to_path_buf),
+        message: e.to_string(),
+    }
 }
 
 impl TextTokenizer {
@@ -90,13 +104,28 @@ impl TextTokenizer {
             return Err(DataError::config("tokenizer corpus", "is empty"));
         }
         if config.vocab_size <= SPECIAL_TOKENS.len() {
-            return Err(DataError::config("vocab_size", format!("{} leaves no room beside the {} special tokens", config.vocab_size, SPECIAL_TOKENS.len())));
+            return Err(DataError::config(
+                "vocab_size",
+                format!(
+                    "{} leaves no room beside the {} special tokens",
+                    config.vocab_size,
+                    SPECIAL_TOKENS.len()
+                ),
+            ));
         }
-        let specials: Vec<AddedToken> = SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect();
+        let specials: Vec<AddedToken> = SPECIAL_TOKENS
+            .iter()
+            .map(|t| AddedToken::from(*t, true))
+            .collect();
         let (mut tokenizer, mut trainer) = match config.kind {
             TokenizerKind::WordPiece => {
                 let mut t = Tokenizer::new(ModelWrapper::WordPiece(WordPiece::default()));
-                t.with_normalizer(Some(BertNormalizer::new(true, true, None, config.lowercase)));
+                t.with_normalizer(Some(BertNormalizer::new(
+                    true,
+                    true,
+                    None,
+                    config.lowercase,
+                )));
                 t.with_pre_tokenizer(Some(BertPreTokenizer));
                 t.with_decoder(Some(WordPieceDecoder::default()));
                 let trainer = WordPieceTrainerBuilder::new()
@@ -115,16 +144,25 @@ impl TextTokenizer {
                     .vocab_size(config.vocab_size)
                     .min_frequency(config.min_frequency)
                     .special_tokens(specials)
-                    .initial_alphabet(ByteLevel::alphabet())
+                    .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
                     .show_progress(false)
                     .build();
                 (t, TrainerWrapper::BpeTrainer(trainer))
             }
         };
-        tokenizer.train(&mut trainer, corpus.iter()).map_err(|e| tok_err(None, e))?;
-        let id = |t: &str| tokenizer.token_to_id(t).ok_or_else(|| tok_err(None, format!("{t} missing after training")));
+        tokenizer
+            .train(&mut trainer, corpus.iter())
+            .map_err(|e| tok_err(None, e))?;
+        let id = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| tok_err(None, format!("{t} missing after training")))
+        };
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
-        tokenizer.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        tokenizer.with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), sep),
+            ("[CLS]".into(), cls),
+        )));
         Self::wrap(tokenizer, None)
     }
 
@@ -137,20 +175,31 @@ impl TextTokenizer {
 
     fn wrap(inner: Tokenizer, source: Option<PathBuf>) -> Result<Self> {
         let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
-        let missing = |what: &str| tok_err(source.as_deref(), format!("no {what} token (looked for [PAD]/<pad> and [MASK]/<mask>)"));
+        let missing = |what: &str| {
+            tok_err(
+                source.as_deref(),
+                format!("no {what} token (looked for [PAD]/<pad> and [MASK]/<mask>)"),
+            )
+        };
         let specials = SpecialIds {
             pad: find(&["[PAD]", "<pad>"]).ok_or_else(|| missing("padding"))?,
             mask: find(&["[MASK]", "<mask>"]).ok_or_else(|| missing("mask"))?,
             cls: find(&["[CLS]", "<s>"]),
             sep: find(&["[SEP]", "</s>"]),
         };
-        Ok(Self { inner, specials, source })
+        Ok(Self {
+            inner,
+            specials,
+            source,
+        })
     }
 
     /// Writes `tokenizer.json` atomically (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("json.tmp");
-        self.inner.save(&tmp, false).map_err(|e| tok_err(Some(&tmp), e))?;
+        self.inner
+            .save(&tmp, false)
+            .map_err(|e| tok_err(Some(&tmp), e))?;
         std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
     }
 
@@ -171,27 +220,46 @@ impl TextTokenizer {
 
     /// The facts the token masker needs: mask id, vocabulary size, ids never masked.
     pub fn mask_vocab(&self) -> MaskVocab {
-        let mut special_ids: Vec<u32> = self.inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        let mut special_ids: Vec<u32> = self
+            .inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| *id)
+            .collect();
         special_ids.extend([self.specials.pad, self.specials.mask]);
         special_ids.sort_unstable();
         special_ids.dedup();
-        MaskVocab { mask_id: self.specials.mask, vocab_size: self.vocab_size() as u32, special_ids }
+        MaskVocab {
+            mask_id: self.specials.mask,
+            vocab_size: self.vocab_size() as u32,
+            special_ids,
+        }
     }
 
     /// An encoder producing sequences of exactly `max_len` tokens (truncated, then padded).
     pub fn fixed_length(&self, max_len: usize) -> Result<FixedLengthEncoder> {
         if max_len < 3 {
-            return Err(DataError::config("max_len", format!("{max_len} is too short for [CLS] x [SEP]")));
+            return Err(DataError::config(
+                "max_len",
+                format!("{max_len} is too short for [CLS] x [SEP]"),
+            ));
         }
         let mut inner = self.inner.clone();
         inner
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
             .map_err(|e| tok_err(self.source.as_deref(), e))?;
         inner.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::Fixed(max_len),
             direction: PaddingDirection::Right,
             pad_id: self.specials.pad,
-            pad_token: self.inner.id_to_token(self.specials.pad).unwrap_or_default(),
+            pad_token: self
+                .inner
+                .id_to_token(self.specials.pad)
+                .unwrap_or_default(),
             ..Default::default()
         }));
         Ok(FixedLengthEncoder { inner, max_len })
@@ -199,7 +267,9 @@ impl TextTokenizer {
 
     /// Decodes ids back to text (special tokens skipped).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| tok_err(self.source.as_deref(), e))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| tok_err(self.source.as_deref(), e))
     }
 }
 
@@ -229,14 +299,31 @@ impl FixedLengthEncoder {
 
     /// Encodes one text.
     pub fn encode(&self, text: &str) -> Result<EncodedText> {
-        let enc = self.inner.encode(text, true).map_err(|e| tok_err(None, e))?;
-        Ok(EncodedText { ids: enc.get_ids().to_vec(), attention_mask: enc.get_attention_mask().to_vec(), word_ids: enc.get_word_ids().to_vec() })
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| tok_err(None, e))?;
+        Ok(EncodedText {
+            ids: enc.get_ids().to_vec(),
+            attention_mask: enc.get_attention_mask().to_vec(),
+            word_ids: enc.get_word_ids().to_vec(),
+        })
     }
 
     /// Encodes many texts (in parallel inside the library).
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<EncodedText>> {
-        let encs = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| tok_err(None, e))?;
-        Ok(encs.iter().map(|enc| EncodedText { ids: enc.get_ids().to_vec(), attention_mask: enc.get_attention_mask().to_vec(), word_ids: enc.get_word_ids().to_vec() }).collect())
+        let encs = self
+            .inner
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| tok_err(None, e))?;
+        Ok(encs
+            .iter()
+            .map(|enc| EncodedText {
+                ids: enc.get_ids().to_vec(),
+                attention_mask: enc.get_attention_mask().to_vec(),
+                word_ids: enc.get_word_ids().to_vec(),
+            })
+            .collect())
     }
 }
 
@@ -246,14 +333,22 @@ mod tests {
     use crate::testdata;
 
     fn trained(kind: TokenizerKind) -> TextTokenizer {
-        let config = TokenizerTrainConfig { kind, vocab_size: 2000, ..Default::default() };
+        let config = TokenizerTrainConfig {
+            kind,
+            vocab_size: 2000,
+            ..Default::default()
+        };
         TextTokenizer::train(&testdata::moby_dick_paragraphs(), &config).unwrap()
     }
 
     #[test]
     fn wordpiece_trains_saves_loads_and_encodes() {
         let tok = trained(TokenizerKind::WordPiece);
-        assert!(tok.vocab_size() <= 2000 && tok.vocab_size() > 500, "{}", tok.vocab_size());
+        assert!(
+            tok.vocab_size() <= 2000 && tok.vocab_size() > 500,
+            "{}",
+            tok.vocab_size()
+        );
         assert_eq!(tok.specials().pad, 0);
         assert_eq!(tok.specials().mask, 4);
         let enc = tok.fixed_length(16).unwrap();
@@ -263,7 +358,10 @@ mod tests {
         let real = e.attention_mask.iter().filter(|&&m| m == 1).count();
         assert_eq!(e.ids[real - 1], tok.token_id("[SEP]").unwrap());
         assert!(e.ids[real..].iter().all(|&i| i == 0));
-        assert_eq!(tok.decode(&e.ids).unwrap(), "call me ishmael. some years ago");
+        assert_eq!(
+            tok.decode(&e.ids).unwrap(),
+            "call me ishmael. some years ago"
+        );
         // "ishmael" is rare in 8 chapters: split into pieces sharing one word id.
         assert!(e.word_ids.iter().filter(|w| **w == Some(2)).count() >= 1);
         // Truncation keeps [SEP] last.
@@ -276,7 +374,14 @@ mod tests {
         let path = dir.path().join("tokenizer.json");
         tok.save(&path).unwrap();
         let loaded = TextTokenizer::from_file(&path).unwrap();
-        assert_eq!(loaded.fixed_length(16).unwrap().encode_batch(&["Call me Ishmael. Some years ago"]).unwrap()[0], e);
+        assert_eq!(
+            loaded
+                .fixed_length(16)
+                .unwrap()
+                .encode_batch(&["Call me Ishmael. Some years ago"])
+                .unwrap()[0],
+            e
+        );
         assert_eq!(loaded.mask_vocab(), tok.mask_vocab());
         assert_eq!(tok.mask_vocab().special_ids, vec![0, 1, 2, 3, 4]);
     }
@@ -284,7 +389,11 @@ mod tests {
     #[test]
     fn byte_level_bpe_has_no_unknowns() {
         let tok = trained(TokenizerKind::ByteLevelBpe);
-        let e = tok.fixed_length(32).unwrap().encode("Ünïcödé whale 🐋!").unwrap();
+        let e = tok
+            .fixed_length(32)
+            .unwrap()
+            .encode("Ünïcödé whale 🐋!")
+            .unwrap();
         assert!(!e.ids.contains(&tok.token_id("[UNK]").unwrap()));
         assert_eq!(tok.decode(&e.ids).unwrap().trim(), "Ünïcödé whale 🐋!");
     }
@@ -300,15 +409,24 @@ mod tests {
           "model":{"type":"WordLevel","vocab":{"<pad>":0,"<mask>":1,"<unk>":2,"whale":3,"white":4},"unk_token":"<unk>"}}"#;
         std::fs::write(&path, json).unwrap();
         let tok = TextTokenizer::from_file(&path).unwrap();
-        assert_eq!((tok.specials().pad, tok.specials().mask, tok.specials().cls), (0, 1, None));
+        assert_eq!(
+            (tok.specials().pad, tok.specials().mask, tok.specials().cls),
+            (0, 1, None)
+        );
         let e = tok.fixed_length(4).unwrap().encode("white whale").unwrap();
         assert_eq!(e.ids, vec![4, 3, 0, 0]);
 
         std::fs::write(&path, json.replace("<mask>", "<other>")).unwrap();
         let err = TextTokenizer::from_file(&path).unwrap_err();
-        assert!(err.to_string().contains("no mask token") && err.to_string().contains("tokenizer.json"), "{err}");
+        assert!(
+            err.to_string().contains("no mask token") && err.to_string().contains("tokenizer.json"),
+            "{err}"
+        );
         std::fs::write(&path, "{ not json").unwrap();
-        assert!(matches!(TextTokenizer::from_file(&path), Err(DataError::Tokenizer { .. })));
+        assert!(matches!(
+            TextTokenizer::from_file(&path),
+            Err(DataError::Tokenizer { .. })
+        ));
         assert!(TextTokenizer::train(&[String::new()], &TokenizerTrainConfig::default()).is_err());
     }
 }

@@ -37,11 +37,22 @@ pub struct ClassificationReport {
 
 impl ClassificationReport {
     /// Computes the report for `num_classes` classes.
-    pub fn compute(predictions: &[usize], targets: &[usize], num_classes: usize) -> Result<Self, MetricsError> {
+    pub fn compute(
+        predictions: &[usize],
+        targets: &[usize],
+        num_classes: usize,
+    ) -> Result<Self, MetricsError> {
         if predictions.len() != targets.len() || targets.is_empty() {
-            return Err(MetricsError::Length { predictions: predictions.len(), targets: targets.len() });
+            return Err(MetricsError::Length {
+                predictions: predictions.len(),
+                targets: targets.len(),
+            });
         }
-        if let Some(&class) = predictions.iter().chain(targets).find(|&&c| c >= num_classes) {
+        if let Some(&class) = predictions
+            .iter()
+            .chain(targets)
+            .find(|&&c| c >= num_classes)
+        {
             return Err(MetricsError::Class { class, num_classes });
         }
         let mut confusion = vec![vec![0usize; num_classes]; num_classes];
@@ -77,15 +88,24 @@ mod tests {
         // targets 0 0 1 1 2, predictions 0 1 1 1 0.
         let r = ClassificationReport::compute(&[0, 1, 1, 1, 0], &[0, 0, 1, 1, 2], 3).unwrap();
         assert!((r.accuracy - 0.6).abs() < 1e-12);
-        assert_eq!(r.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]);
+        assert_eq!(
+            r.confusion,
+            vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]
+        );
         // F1: class 0 = 2*1/(2+2) = 0.5, class 1 = 2*2/(2+3) = 0.8, class 2 = 0.
         assert!((r.macro_f1 - (0.5 + 0.8 + 0.0) / 3.0).abs() < 1e-12);
     }
 
     #[test]
     fn bad_inputs() {
-        assert!(matches!(ClassificationReport::compute(&[0], &[0, 1], 2), Err(MetricsError::Length { .. })));
-        assert!(matches!(ClassificationReport::compute(&[], &[], 2), Err(MetricsError::Length { .. })));
+        assert!(matches!(
+            ClassificationReport::compute(&[0], &[0, 1], 2),
+            Err(MetricsError::Length { .. })
+        ));
+        assert!(matches!(
+            ClassificationReport::compute(&[], &[], 2),
+            Err(MetricsError::Length { .. })
+        ));
         let err = ClassificationReport::compute(&[5], &[0], 3).unwrap_err();
         assert_eq!(err.to_string(), "class 5 is not below the 3 classes");
     }

@@ -32,11 +32,28 @@ impl InitScheme {
     pub const BERT: InitScheme = InitScheme::TruncatedNormal { std: 0.02 };
 
     /// A `[fan_in, fan_out]` weight (burn's `Linear` layout) initialized with this scheme.
-    pub fn init_weight<B: Backend>(&self, fan_in: usize, fan_out: usize, device: &B::Device) -> Param<Tensor<B, 2>> {
+    pub fn init_weight<B: Backend>(
+        &self,
+        fan_in: usize,
+        fan_out: usize,
+        device: &B::Device,
+    ) -> Param<Tensor<B, 2>> {
         match *self {
-            InitScheme::TruncatedNormal { std } => Param::initialized(ParamId::new(), truncated_normal([fan_in, fan_out], std, device).require_grad()),
-            InitScheme::XavierUniform => Initializer::XavierUniform { gain: 1.0 }.init_with([fan_in, fan_out], Some(fan_in), Some(fan_out), device),
-            InitScheme::KaimingNormal => Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: false }.init_with([fan_in, fan_out], Some(fan_in), Some(fan_out), device),
+            InitScheme::TruncatedNormal { std } => Param::initialized(
+                ParamId::new(),
+                truncated_normal([fan_in, fan_out], std, device).require_grad(),
+            ),
+            InitScheme::XavierUniform => Initializer::XavierUniform { gain: 1.0 }.init_with(
+                [fan_in, fan_out],
+                Some(fan_in),
+                Some(fan_out),
+                device,
+            ),
+            InitScheme::KaimingNormal => Initializer::KaimingNormal {
+                gain: 2f64.sqrt(),
+                fan_out_only: false,
+            }
+            .init_with([fan_in, fan_out], Some(fan_in), Some(fan_out), device),
             InitScheme::Zeros => Initializer::Zeros.init([fan_in, fan_out], device),
         }
     }
@@ -46,7 +63,11 @@ impl InitScheme {
 ///
 /// Implemented by redrawing out-of-range values (as PyTorch's `trunc_normal_` does in effect),
 /// a few rounds of masked replacement; the last round clamps the rare leftovers.
-pub fn truncated_normal<B: Backend, const D: usize>(shape: [usize; D], std: f64, device: &B::Device) -> Tensor<B, D> {
+pub fn truncated_normal<B: Backend, const D: usize>(
+    shape: [usize; D],
+    std: f64,
+    device: &B::Device,
+) -> Tensor<B, D> {
     let bound = 2.0 * std;
     let mut values = Tensor::<B, D>::random(shape, Distribution::Normal(0.0, std), device);
     for _ in 0..4 {
@@ -67,7 +88,11 @@ mod tests {
         let v: Vec<f32> = t.into_data().to_vec().unwrap();
         let n = v.len() as f64;
         let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+        let var = v
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
         let max = v.iter().fold(0f64, |m, &x| m.max(f64::from(x).abs()));
         (mean, var.sqrt(), max)
     }
@@ -87,11 +112,19 @@ mod tests {
     fn xavier_and_kaiming_have_their_variance() {
         let dev = Default::default();
         B::seed(&dev, 1);
-        let (_, std, max) = moments(InitScheme::XavierUniform.init_weight::<B>(300, 100, &dev).val());
+        let (_, std, max) = moments(
+            InitScheme::XavierUniform
+                .init_weight::<B>(300, 100, &dev)
+                .val(),
+        );
         let a = (6.0f64 / 400.0).sqrt();
         assert!((std - a / 3f64.sqrt()).abs() / std < 0.02, "{std}");
         assert!(max <= a + 1e-6);
-        let (_, std, _) = moments(InitScheme::KaimingNormal.init_weight::<B>(400, 300, &dev).val());
+        let (_, std, _) = moments(
+            InitScheme::KaimingNormal
+                .init_weight::<B>(400, 300, &dev)
+                .val(),
+        );
         assert!((std - (2.0f64 / 400.0).sqrt()).abs() / std < 0.02, "{std}");
         let (_, std, max) = moments(InitScheme::Zeros.init_weight::<B>(3, 3, &dev).val());
         assert_eq!((std, max), (0.0, 0.0));

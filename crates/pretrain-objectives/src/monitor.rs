@@ -1,8 +1,8 @@
 //! Collapse monitors: statistics of a batch of embeddings that reveal a collapsed
 //! representation (every input mapped to the same or a low-dimensional point).
 
-use burn::tensor::{ElementConversion, Tensor};
 use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Tensor};
 
 /// Mean over dimensions of the per-dimension standard deviation of L2-normalized embeddings.
 ///
@@ -10,7 +10,12 @@ use burn::tensor::backend::Backend;
 /// `1 / sqrt(d)`; a collapsed encoder gives 0 (SimSiam's collapse indicator).
 pub fn normalized_embedding_std<B: Backend>(embeddings: Tensor<B, 2>) -> f32 {
     // [batch, dim]
-    let norm = embeddings.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    let norm = embeddings
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
     let unit = embeddings / norm;
     unit.var(0).sqrt().mean().into_scalar().elem::<f32>()
 }
@@ -24,20 +29,32 @@ pub fn effective_rank<B: Backend>(embeddings: Tensor<B, 2>) -> f32 {
     let [n, d] = embeddings.dims();
     let centered = embeddings.clone() - embeddings.mean_dim(0);
     let cov = centered.clone().transpose().matmul(centered) / (n.max(2) - 1) as f64;
-    let mut a: Vec<f64> = cov.into_data().convert::<f64>().to_vec().unwrap_or_default();
+    let mut a: Vec<f64> = cov
+        .into_data()
+        .convert::<f64>()
+        .to_vec()
+        .unwrap_or_default();
     let eig = jacobi_eigenvalues(&mut a, d);
     let total: f64 = eig.iter().map(|v| v.max(0.0)).sum();
     if total <= 0.0 {
         return 1.0;
     }
-    let entropy: f64 = eig.iter().map(|v| v.max(0.0) / total).filter(|p| *p > 0.0).map(|p| -p * p.ln()).sum();
+    let entropy: f64 = eig
+        .iter()
+        .map(|v| v.max(0.0) / total)
+        .filter(|p| *p > 0.0)
+        .map(|p| -p * p.ln())
+        .sum();
     entropy.exp() as f32
 }
 
 /// Eigenvalues of the symmetric `d x d` matrix `a` (row-major, overwritten).
 fn jacobi_eigenvalues(a: &mut [f64], d: usize) -> Vec<f64> {
     for _sweep in 0..30 {
-        let off: f64 = (0..d).flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * d + j].powi(2)).sum();
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * d + j].powi(2))
+            .sum();
         if off < 1e-20 {
             break;
         }
@@ -93,10 +110,16 @@ mod tests {
     fn effective_rank_of_known_spectra() {
         let dev = Default::default();
         // Points on two orthogonal axes with equal variance: rank 2 in 4 dimensions.
-        let rows: Vec<f32> = (0..200).flat_map(|i| {
-            let s = if i % 2 == 0 { 1.0 } else { -1.0 };
-            if i % 4 < 2 { [s, 0.0, 0.0, 0.0] } else { [0.0, s, 0.0, 0.0] }
-        }).collect();
+        let rows: Vec<f32> = (0..200)
+            .flat_map(|i| {
+                let s = if i % 2 == 0 { 1.0 } else { -1.0 };
+                if i % 4 < 2 {
+                    [s, 0.0, 0.0, 0.0]
+                } else {
+                    [0.0, s, 0.0, 0.0]
+                }
+            })
+            .collect();
         let t = Tensor::<B, 2>::from_data(TensorData::new(rows, [200, 4]), &dev);
         assert!((effective_rank(t) - 2.0).abs() < 1e-3);
         let mut a = vec![2.0, 1.0, 1.0, 2.0];

@@ -28,7 +28,9 @@ pub enum BackendKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     /// The name matches no backend.
-    #[error("unknown backend {given:?}; valid backends: flex, ndarray, wgpu, cuda (compiled in: {compiled})")]
+    #[error(
+        "unknown backend {given:?}; valid backends: flex, ndarray, wgpu, cuda (compiled in: {compiled})"
+    )]
     Unknown {
         /// The value given.
         given: String,
@@ -36,7 +38,9 @@ pub enum BackendError {
         compiled: String,
     },
     /// The backend exists but this binary was built without its cargo feature.
-    #[error("backend {name} is not compiled in; rebuild with `--features {feature}` (compiled in: {compiled})")]
+    #[error(
+        "backend {name} is not compiled in; rebuild with `--features {feature}` (compiled in: {compiled})"
+    )]
     NotCompiled {
         /// Backend name.
         name: &'static str,
@@ -49,7 +53,12 @@ pub enum BackendError {
 
 impl BackendKind {
     /// Every backend, compiled in or not.
-    pub const ALL: [BackendKind; 4] = [BackendKind::Flex, BackendKind::NdArray, BackendKind::Wgpu, BackendKind::Cuda];
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Flex,
+        BackendKind::NdArray,
+        BackendKind::Wgpu,
+        BackendKind::Cuda,
+    ];
 
     /// Command-line name (also the cargo feature).
     pub fn name(self) -> &'static str {
@@ -78,7 +87,14 @@ impl BackendKind {
 
     /// The backend [`Selected`] names: the first compiled of cuda, wgpu, flex, ndarray.
     pub fn preferred() -> Option<BackendKind> {
-        [BackendKind::Cuda, BackendKind::Wgpu, BackendKind::Flex, BackendKind::NdArray].into_iter().find(|b| b.is_compiled())
+        [
+            BackendKind::Cuda,
+            BackendKind::Wgpu,
+            BackendKind::Flex,
+            BackendKind::NdArray,
+        ]
+        .into_iter()
+        .find(|b| b.is_compiled())
     }
 
     /// Fails unless compiled in.
@@ -86,14 +102,25 @@ impl BackendKind {
         if self.is_compiled() {
             Ok(self)
         } else {
-            Err(BackendError::NotCompiled { name: self.name(), feature: self.name(), compiled: compiled_list() })
+            Err(BackendError::NotCompiled {
+                name: self.name(),
+                feature: self.name(),
+                compiled: compiled_list(),
+            })
         }
     }
 }
 
 fn compiled_list() -> String {
-    let names: Vec<_> = BackendKind::compiled().into_iter().map(BackendKind::name).collect();
-    if names.is_empty() { "none".into() } else { names.join(", ") }
+    let names: Vec<_> = BackendKind::compiled()
+        .into_iter()
+        .map(BackendKind::name)
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 impl fmt::Display for BackendKind {
@@ -110,7 +137,10 @@ impl FromStr for BackendKind {
         let kind = Self::ALL
             .into_iter()
             .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| BackendError::Unknown { given: s.to_string(), compiled: compiled_list() })?;
+            .ok_or_else(|| BackendError::Unknown {
+                given: s.to_string(),
+                compiled: compiled_list(),
+            })?;
         kind.ensure_compiled()
     }
 }
@@ -139,7 +169,10 @@ pub type Selected = WgpuAutodiff;
 #[cfg(all(feature = "flex", not(any(feature = "wgpu", feature = "cuda"))))]
 pub type Selected = FlexAutodiff;
 /// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff.
-#[cfg(all(feature = "ndarray", not(any(feature = "flex", feature = "wgpu", feature = "cuda"))))]
+#[cfg(all(
+    feature = "ndarray",
+    not(any(feature = "flex", feature = "wgpu", feature = "cuda"))
+))]
 pub type Selected = NdArrayAutodiff;
 
 /// Code generic over the backend, run by [`run_on`] on a backend chosen at run time.
@@ -178,13 +211,19 @@ mod tests {
     fn parses_names_and_lists_valid_ones() {
         assert_eq!("FLEX".parse::<BackendKind>().unwrap(), BackendKind::Flex);
         let err = "tpu".parse::<BackendKind>().unwrap_err().to_string();
-        assert!(err.contains("valid backends: flex, ndarray, wgpu, cuda"), "{err}");
+        assert!(
+            err.contains("valid backends: flex, ndarray, wgpu, cuda"),
+            "{err}"
+        );
         assert!(err.contains("compiled in: flex"), "{err}");
         if !cfg!(feature = "cuda") {
             let err = "cuda".parse::<BackendKind>().unwrap_err().to_string();
             assert!(err.contains("--features cuda"), "{err}");
         }
-        assert_eq!(BackendKind::preferred().map(|b| b.is_compiled()), Some(true));
+        assert_eq!(
+            BackendKind::preferred().map(|b| b.is_compiled()),
+            Some(true)
+        );
     }
 
     /// A small computation touching matmul, softmax, reductions and autodiff.
@@ -194,15 +233,22 @@ mod tests {
         type Output = (Vec<f32>, Vec<f32>);
 
         fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
-            let a: Vec<f32> = (0..64).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0).collect();
-            let b: Vec<f32> = (0..64).map(|i| ((i * 11 % 13) as f32 - 6.0) / 6.0).collect();
+            let a: Vec<f32> = (0..64)
+                .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
+                .collect();
+            let b: Vec<f32> = (0..64)
+                .map(|i| ((i * 11 % 13) as f32 - 6.0) / 6.0)
+                .collect();
             let a = Tensor::<B, 2>::from_data(TensorData::new(a, [8, 8]), &device).require_grad();
             let b = Tensor::<B, 2>::from_data(TensorData::new(b, [8, 8]), &device);
             let out = activation::softmax(a.clone().matmul(b), 1);
             let loss = (out.clone() * out.clone()).sum();
             let grads = loss.backward();
             let grad = a.grad(&grads).unwrap();
-            (out.into_data().to_vec().unwrap(), grad.into_data().to_vec().unwrap())
+            (
+                out.into_data().to_vec().unwrap(),
+                grad.into_data().to_vec().unwrap(),
+            )
         }
     }
 
@@ -220,7 +266,11 @@ mod tests {
     fn wgpu_matches_flex() {
         let (flex_out, flex_grad) = run_on(BackendKind::Flex, SoftmaxMatmul).unwrap();
         let (wgpu_out, wgpu_grad) = run_on(BackendKind::Wgpu, SoftmaxMatmul).unwrap();
-        for (x, y) in flex_out.iter().zip(&wgpu_out).chain(flex_grad.iter().zip(&wgpu_grad)) {
+        for (x, y) in flex_out
+            .iter()
+            .zip(&wgpu_out)
+            .chain(flex_grad.iter().zip(&wgpu_grad))
+        {
             assert!((x - y).abs() < 1e-5, "flex {x} vs wgpu {y}");
         }
     }

@@ -15,7 +15,9 @@ use crate::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use crate::data::batch::{MultiViewBatch, TextBatch, TextBatcher, ViewsBatcher};
 use crate::data::catalog::{self, remote_dataset};
 use crate::data::mask::{IGNORE_INDEX, MaskUnit, TokenMasker};
-use crate::data::readers::{Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus};
+use crate::data::readers::{
+    Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus,
+};
 use crate::data::split::{SplitFractions, k_per_class, labels_of};
 use crate::data::text_dataset::MlmDataset;
 use crate::data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
@@ -66,8 +68,12 @@ pub struct DataDemoReport {
 }
 
 /// Runs the demo on backend `kind`.
-pub fn run_data_demo(kind: BackendKind, config: DataDemoConfig) -> Result<DataDemoReport, DataError> {
-    crate::backend::run_on(kind, DataDemo(config)).map_err(|e| DataError::config("backend", e.to_string()))?
+pub fn run_data_demo(
+    kind: BackendKind,
+    config: DataDemoConfig,
+) -> Result<DataDemoReport, DataError> {
+    crate::backend::run_on(kind, DataDemo(config))
+        .map_err(|e| DataError::config("backend", e.to_string()))?
 }
 
 struct DataDemo(DataDemoConfig);
@@ -82,23 +88,71 @@ impl BackendTask for DataDemo {
             images.truncate(max);
         }
         let labels = labels_of(&InMemDataset::new(images.clone()));
-        let smallest_class = (0..10).map(|c| labels.iter().filter(|l| **l == Some(c)).count()).min().unwrap_or(0);
+        let smallest_class = (0..10)
+            .map(|c| labels.iter().filter(|l| **l == Some(c)).count())
+            .min()
+            .unwrap_or(0);
         let labels_per_class = smallest_class.clamp(1, 10);
         let few_label_subset = k_per_class(&labels, labels_per_class, config.seed)?.len();
-        let (n_images, batches, images_per_sec) = two_view_throughput::<B>(images, &config, &device)?;
+        let (n_images, batches, images_per_sec) =
+            two_view_throughput::<B>(images, &config, &device)?;
 
-        let digits_options = TableOptions { has_header: false, ..Default::default() };
-        let digits = read_csv_features(&catalog::digits_csv()?, &digits_options, Some(&Column::Last), 10)?;
+        let digits_options = TableOptions {
+            has_header: false,
+            ..Default::default()
+        };
+        let digits = read_csv_features(
+            &catalog::digits_csv()?,
+            &digits_options,
+            Some(&Column::Last),
+            10,
+        )?;
         let digits_labels: Vec<_> = digits.iter().map(|d| d.label).collect();
-        let split = SplitFractions { train: 0.8, validation: 0.1, test: 0.1 }.split_stratified(&digits_labels, config.seed)?;
+        let split = SplitFractions {
+            train: 0.8,
+            validation: 0.1,
+            test: 0.1,
+        }
+        .split_stratified(&digits_labels, config.seed)?;
 
-        let documents = read_text_corpus(&catalog::moby_dick_sample_dir()?, TextUnit::Paragraph, TextEncoding::Utf8)?;
-        let tokenizer = TextTokenizer::train(&documents, &TokenizerTrainConfig { vocab_size: 4000, ..Default::default() })?;
-        let texts: Vec<TextItem> = documents.iter().map(|d| TextItem { text: d.clone(), label: None }).collect();
-        let masker = TokenMasker { unit: MaskUnit::WholeWord, ..Default::default() };
-        let mlm = MlmDataset::new(InMemDataset::new(texts), &tokenizer, 128, masker, config.seed)?;
-        let loader = DataLoaderBuilder::<B, _, _>::new(TextBatcher).batch_size(32).shuffle(config.seed).build(mlm);
-        let batch: TextBatch<B> = loader.iter().next().ok_or_else(|| DataError::config("text sample", "no batch"))?;
+        let documents = read_text_corpus(
+            &catalog::moby_dick_sample_dir()?,
+            TextUnit::Paragraph,
+            TextEncoding::Utf8,
+        )?;
+        let tokenizer = TextTokenizer::train(
+            &documents,
+            &TokenizerTrainConfig {
+                vocab_size: 4000,
+                ..Default::default()
+            },
+        )?;
+        let texts: Vec<TextItem> = documents
+            .iter()
+            .map(|d| TextItem {
+                text: d.clone(),
+                label: None,
+            })
+            .collect();
+        let masker = TokenMasker {
+            unit: MaskUnit::WholeWord,
+            ..Default::default()
+        };
+        let mlm = MlmDataset::new(
+            InMemDataset::new(texts),
+            &tokenizer,
+            128,
+            masker,
+            config.seed,
+        )?;
+        let loader = DataLoaderBuilder::<B, _, _>::new(TextBatcher)
+            .batch_size(32)
+            .shuffle(config.seed)
+            .build(mlm);
+        let batch: TextBatch<B> = loader
+            .iter()
+            .next()
+            .ok_or_else(|| DataError::config("text sample", "no batch"))?;
         let mlm_selected_share = selected_share(&batch);
 
         Ok(DataDemoReport {
@@ -123,15 +177,25 @@ fn load_fashion_mnist(full: bool) -> Result<(String, Vec<ImageItem>), DataError>
         let set = remote_dataset("fashion-mnist")?;
         set.verify()?;
         let paths = IdxPaths::in_dir(&set.dir()?, "train");
-        return Ok((format!("Fashion-MNIST train ({})", set.dir()?.display()), read_idx_images(&paths, 10)?));
+        return Ok((
+            format!("Fashion-MNIST train ({})", set.dir()?.display()),
+            read_idx_images(&paths, 10)?,
+        ));
     }
     let paths = IdxPaths::in_dir(&catalog::fashion_mnist_sample_dir()?, "t10k");
-    Ok(("shipped 100-image Fashion-MNIST sample".into(), read_idx_images(&paths, 10)?))
+    Ok((
+        "shipped 100-image Fashion-MNIST sample".into(),
+        read_idx_images(&paths, 10)?,
+    ))
 }
 
 /// Decodes, augments (two SimCLR views) and batches every image once; returns
 /// `(images, batches, images per second)`.
-fn two_view_throughput<B: Backend>(images: Vec<ImageItem>, config: &DataDemoConfig, device: &B::Device) -> Result<(usize, usize, f64), DataError> {
+fn two_view_throughput<B: Backend>(
+    images: Vec<ImageItem>,
+    config: &DataDemoConfig,
+    device: &B::Device,
+) -> Result<(usize, usize, f64), DataError> {
     let views = MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()));
     let dataset = AugmentedDataset::new(Arc::new(InMemDataset::new(images)), views, config.seed)?;
     let n = dataset.len();
@@ -152,8 +216,17 @@ fn two_view_throughput<B: Backend>(images: Vec<ImageItem>, config: &DataDemoConf
 }
 
 fn selected_share<B: Backend>(batch: &TextBatch<B>) -> f64 {
-    let targets: Vec<i64> = batch.mlm_targets.clone().map(|t| t.into_data().convert::<i64>().to_vec().unwrap_or_default()).unwrap_or_default();
-    let padding: Vec<bool> = batch.padding_mask.clone().into_data().to_vec().unwrap_or_default();
+    let targets: Vec<i64> = batch
+        .mlm_targets
+        .clone()
+        .map(|t| t.into_data().convert::<i64>().to_vec().unwrap_or_default())
+        .unwrap_or_default();
+    let padding: Vec<bool> = batch
+        .padding_mask
+        .clone()
+        .into_data()
+        .to_vec()
+        .unwrap_or_default();
     let real = padding.iter().filter(|p| !**p).count();
     let selected = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
     selected as f64 / real.max(1) as f64
@@ -165,13 +238,27 @@ mod tests {
 
     #[test]
     fn demo_runs_on_shipped_data() {
-        let report = run_data_demo(BackendKind::Flex, DataDemoConfig { max_images: None, batch_size: 32, workers: 2, seed: 1, full_dataset: false }).unwrap();
+        let report = run_data_demo(
+            BackendKind::Flex,
+            DataDemoConfig {
+                max_images: None,
+                batch_size: 32,
+                workers: 2,
+                seed: 1,
+                full_dataset: false,
+            },
+        )
+        .unwrap();
         assert_eq!(report.images, 100);
         assert_eq!(report.batches, 4);
         // The scarcest class of the first 100 test images has 6 (ankle boots).
         assert_eq!((report.labels_per_class, report.few_label_subset), (6, 60));
         assert_eq!(report.digits_split.iter().sum::<usize>(), 1797);
-        assert!((0.1..0.2).contains(&report.mlm_selected_share), "{}", report.mlm_selected_share);
+        assert!(
+            (0.1..0.2).contains(&report.mlm_selected_share),
+            "{}",
+            report.mlm_selected_share
+        );
         assert!(report.images_per_sec > 0.0);
     }
 }

@@ -80,13 +80,22 @@ impl RandomResizedCrop {
         let (lo, hi) = self.scale;
         let (rlo, rhi) = self.ratio;
         if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-            return Err(DataError::config("random_resized_crop.scale", format!("{:?} must satisfy 0 < min <= max <= 1", self.scale)));
+            return Err(DataError::config(
+                "random_resized_crop.scale",
+                format!("{:?} must satisfy 0 < min <= max <= 1", self.scale),
+            ));
         }
         if !(rlo > 0.0 && rlo <= rhi) {
-            return Err(DataError::config("random_resized_crop.ratio", format!("{:?} must satisfy 0 < min <= max", self.ratio)));
+            return Err(DataError::config(
+                "random_resized_crop.ratio",
+                format!("{:?} must satisfy 0 < min <= max", self.ratio),
+            ));
         }
         if self.size.0 == 0 || self.size.1 == 0 {
-            return Err(DataError::config("random_resized_crop.size", "sides must be > 0"));
+            return Err(DataError::config(
+                "random_resized_crop.size",
+                "sides must be > 0",
+            ));
         }
         Ok(())
     }
@@ -115,7 +124,12 @@ impl RandomResizedCrop {
         } else {
             (h as f32, w as f32)
         };
-        (((h as f32 - ch) / 2.0).floor(), ((w as f32 - cw) / 2.0).floor(), ch, cw)
+        (
+            ((h as f32 - ch) / 2.0).floor(),
+            ((w as f32 - cw) / 2.0).floor(),
+            ch,
+            cw,
+        )
     }
 
     pub(crate) fn apply(&self, img: Image, rng: &mut StdRng) -> Image {
@@ -183,10 +197,16 @@ impl RandomAffine {
 
     pub(crate) fn check(&self) -> Result<()> {
         if !(self.scale.0 > 0.0 && self.scale.0 <= self.scale.1) {
-            return Err(DataError::config("random_affine.scale", format!("{:?} must satisfy 0 < min <= max", self.scale)));
+            return Err(DataError::config(
+                "random_affine.scale",
+                format!("{:?} must satisfy 0 < min <= max", self.scale),
+            ));
         }
         if !(0.0..=1.0).contains(&self.translate.0) || !(0.0..=1.0).contains(&self.translate.1) {
-            return Err(DataError::config("random_affine.translate", "shares must lie in [0, 1]"));
+            return Err(DataError::config(
+                "random_affine.translate",
+                "shares must lie in [0, 1]",
+            ));
         }
         Ok(())
     }
@@ -198,7 +218,10 @@ impl RandomAffine {
         let max_dx = self.translate.1 * img.width as f32;
         let ty = rng.random_range(-max_dy..=max_dy).round();
         let tx = rng.random_range(-max_dx..=max_dx).round();
-        let (cy, cx) = ((img.height as f32 - 1.0) / 2.0, (img.width as f32 - 1.0) / 2.0);
+        let (cy, cx) = (
+            (img.height as f32 - 1.0) / 2.0,
+            (img.width as f32 - 1.0) / 2.0,
+        );
         let (sin, cos) = angle.sin_cos();
         let mut out = Image::zeros(img.channels, img.height, img.width);
         for c in 0..img.channels {

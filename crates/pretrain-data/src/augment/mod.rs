@@ -57,7 +57,10 @@ impl AugmentOp {
             if (0.0..=1.0).contains(&p) {
                 Ok(())
             } else {
-                Err(DataError::config(name, format!("probability {p} is not in [0, 1]")))
+                Err(DataError::config(
+                    name,
+                    format!("probability {p} is not in [0, 1]"),
+                ))
             }
         };
         match self {
@@ -142,10 +145,18 @@ impl Pipeline {
         Self::new(vec![
             AugmentOp::RandomResizedCrop(RandomResizedCrop::new(size, size).with_scale(0.2, 1.0)),
             AugmentOp::HorizontalFlip(HorizontalFlip { p: 0.5 }),
-            AugmentOp::ColorJitter(ColorJitter { brightness: 0.4, contrast: 0.4, saturation: 0.2, p: 0.8 }),
+            AugmentOp::ColorJitter(ColorJitter {
+                brightness: 0.4,
+                contrast: 0.4,
+                saturation: 0.2,
+                p: 0.8,
+            }),
             AugmentOp::RandomGrayscale(RandomGrayscale { p: 0.2 }),
             AugmentOp::GaussianBlur(GaussianBlur { sigma, p: blur_p }),
-            AugmentOp::Solarize(Solarize { threshold: 0.5, p: solarize_p }),
+            AugmentOp::Solarize(Solarize {
+                threshold: 0.5,
+                p: solarize_p,
+            }),
             AugmentOp::Normalize(normalize),
         ])
     }
@@ -182,7 +193,12 @@ mod tests {
         assert!(json.contains("\"op\":\"random_resized_crop\""), "{json}");
         assert_eq!(serde_json::from_str::<Pipeline>(&json).unwrap(), p);
         let bad = Pipeline::new(vec![AugmentOp::HorizontalFlip(HorizontalFlip { p: 1.5 })]);
-        assert!(bad.check([1, 4, 4]).unwrap_err().to_string().contains("horizontal_flip.p"));
+        assert!(
+            bad.check([1, 4, 4])
+                .unwrap_err()
+                .to_string()
+                .contains("horizontal_flip.p")
+        );
         let wrong_channels = Pipeline::eval(Normalize::cifar10());
         assert!(wrong_channels.check([1, 28, 28]).is_err());
     }

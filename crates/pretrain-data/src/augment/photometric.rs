@@ -26,7 +26,9 @@ pub struct ColorJitter {
 fn luminance(img: &Image, pixel: usize) -> f32 {
     let plane = img.height * img.width;
     if img.channels == 3 {
-        0.299 * img.data[pixel] + 0.587 * img.data[plane + pixel] + 0.114 * img.data[2 * plane + pixel]
+        0.299 * img.data[pixel]
+            + 0.587 * img.data[plane + pixel]
+            + 0.114 * img.data[2 * plane + pixel]
     } else {
         img.data[pixel]
     }
@@ -37,13 +39,23 @@ impl ColorJitter {
         if rng.random::<f32>() >= self.p {
             return img;
         }
-        let factor = |s: f32, rng: &mut StdRng| if s > 0.0 { rng.random_range((1.0 - s).max(0.0)..=1.0 + s) } else { 1.0 };
+        let factor = |s: f32, rng: &mut StdRng| {
+            if s > 0.0 {
+                rng.random_range((1.0 - s).max(0.0)..=1.0 + s)
+            } else {
+                1.0
+            }
+        };
         let b = factor(self.brightness, rng);
-        img.data.iter_mut().for_each(|v| *v = (*v * b).clamp(0.0, 1.0));
+        img.data
+            .iter_mut()
+            .for_each(|v| *v = (*v * b).clamp(0.0, 1.0));
         let c = factor(self.contrast, rng);
         let plane = img.height * img.width;
         let mean = (0..plane).map(|i| luminance(&img, i)).sum::<f32>() / plane as f32;
-        img.data.iter_mut().for_each(|v| *v = ((*v - mean) * c + mean).clamp(0.0, 1.0));
+        img.data
+            .iter_mut()
+            .for_each(|v| *v = ((*v - mean) * c + mean).clamp(0.0, 1.0));
         if img.channels == 3 {
             let s = factor(self.saturation, rng);
             let grey: Vec<f32> = (0..plane).map(|i| luminance(&img, i)).collect();
@@ -67,7 +79,9 @@ pub struct RandomGrayscale {
 impl RandomGrayscale {
     pub(crate) fn apply(&self, mut img: Image, rng: &mut StdRng) -> Image {
         if img.channels == 3 && rng.random::<f32>() < self.p {
-            let grey: Vec<f32> = (0..img.height * img.width).map(|i| luminance(&img, i)).collect();
+            let grey: Vec<f32> = (0..img.height * img.width)
+                .map(|i| luminance(&img, i))
+                .collect();
             for ch in 0..3 {
                 img.channel_mut(ch).copy_from_slice(&grey);
             }
@@ -98,7 +112,10 @@ fn reflect(i: isize, n: usize) -> usize {
 impl GaussianBlur {
     pub(crate) fn check(&self) -> Result<()> {
         if !(self.sigma.0 > 0.0 && self.sigma.0 <= self.sigma.1) {
-            return Err(DataError::config("gaussian_blur.sigma", format!("{:?} must satisfy 0 < min <= max", self.sigma)));
+            return Err(DataError::config(
+                "gaussian_blur.sigma",
+                format!("{:?} must satisfy 0 < min <= max", self.sigma),
+            ));
         }
         Ok(())
     }
@@ -126,14 +143,22 @@ pub fn blur(img: &Image, sigma: f32) -> Image {
     for c in 0..img.channels {
         for y in 0..h {
             for x in 0..w {
-                let s: f32 = kernel.iter().enumerate().map(|(k, kv)| kv * img.get(c, y, reflect(x as isize + k as isize - radius, w))).sum();
+                let s: f32 = kernel
+                    .iter()
+                    .enumerate()
+                    .map(|(k, kv)| kv * img.get(c, y, reflect(x as isize + k as isize - radius, w)))
+                    .sum();
                 let i = tmp.index(c, y, x);
                 tmp.data[i] = s;
             }
         }
         for y in 0..h {
             for x in 0..w {
-                let s: f32 = kernel.iter().enumerate().map(|(k, kv)| kv * tmp.get(c, reflect(y as isize + k as isize - radius, h), x)).sum();
+                let s: f32 = kernel
+                    .iter()
+                    .enumerate()
+                    .map(|(k, kv)| kv * tmp.get(c, reflect(y as isize + k as isize - radius, h), x))
+                    .sum();
                 let i = out.index(c, y, x);
                 out.data[i] = s;
             }
@@ -174,7 +199,10 @@ pub struct Solarize {
 impl Solarize {
     pub(crate) fn apply(&self, mut img: Image, rng: &mut StdRng) -> Image {
         if rng.random::<f32>() < self.p {
-            img.data.iter_mut().filter(|v| **v >= self.threshold).for_each(|v| *v = 1.0 - *v);
+            img.data
+                .iter_mut()
+                .filter(|v| **v >= self.threshold)
+                .for_each(|v| *v = 1.0 - *v);
         }
         img
     }
@@ -227,17 +255,26 @@ pub struct Normalize {
 impl Normalize {
     /// Fashion-MNIST training-set statistics (pixels in [0, 1]).
     pub fn fashion_mnist() -> Self {
-        Self { mean: vec![0.2860], std: vec![0.3530] }
+        Self {
+            mean: vec![0.2860],
+            std: vec![0.3530],
+        }
     }
 
     /// MNIST training-set statistics.
     pub fn mnist() -> Self {
-        Self { mean: vec![0.1307], std: vec![0.3081] }
+        Self {
+            mean: vec![0.1307],
+            std: vec![0.3081],
+        }
     }
 
     /// CIFAR-10 training-set statistics.
     pub fn cifar10() -> Self {
-        Self { mean: vec![0.4914, 0.4822, 0.4465], std: vec![0.2470, 0.2435, 0.2616] }
+        Self {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2470, 0.2435, 0.2616],
+        }
     }
 
     /// Measures the per-channel mean and std of `images` (all of the same channel count).
@@ -250,7 +287,11 @@ impl Normalize {
                 sum = vec![0.0; img.channels];
                 sq = vec![0.0; img.channels];
             } else if sum.len() != img.channels {
-                return Err(DataError::Shape { what: "Normalize::fit", expected: format!("{} channels", sum.len()), found: format!("{} channels", img.channels) });
+                return Err(DataError::Shape {
+                    what: "Normalize::fit",
+                    expected: format!("{} channels", sum.len()),
+                    found: format!("{} channels", img.channels),
+                });
             }
             for c in 0..img.channels {
                 for &v in img.channel(c) {
@@ -265,15 +306,23 @@ impl Normalize {
         }
         let n = count as f64;
         let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-        let std = sum.iter().zip(&sq).map(|(s, q)| ((q / n - (s / n).powi(2)).max(1e-12)).sqrt() as f32).collect();
+        let std = sum
+            .iter()
+            .zip(&sq)
+            .map(|(s, q)| ((q / n - (s / n).powi(2)).max(1e-12)).sqrt() as f32)
+            .collect();
         Ok(Self { mean, std })
     }
 
     pub(crate) fn check(&self, channels: usize) -> Result<()> {
         if self.mean.len() != channels || self.std.len() != channels {
-            return Err(DataError::Shape { what: "normalize", expected: format!("mean and std of {channels} channels"), found: format!("{} means, {} stds", self.mean.len(), self.std.len()) });
+            return Err(DataError::Shape {
+                what: "normalize",
+                expected: format!("mean and std of {channels} channels"),
+                found: format!("{} means, {} stds", self.mean.len(), self.std.len()),
+            });
         }
-        if self.std.iter().any(|s| !(*s > 0.0)) {
+        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
             return Err(DataError::config("normalize.std", "every std must be > 0"));
         }
         Ok(())
@@ -283,7 +332,9 @@ impl Normalize {
     pub fn apply(&self, mut img: Image) -> Image {
         for c in 0..img.channels {
             let (m, s) = (self.mean[c], self.std[c]);
-            img.channel_mut(c).iter_mut().for_each(|v| *v = (*v - m) / s);
+            img.channel_mut(c)
+                .iter_mut()
+                .for_each(|v| *v = (*v - m) / s);
         }
         img
     }
@@ -306,23 +357,39 @@ mod tests {
         let out = blur(&grey(data), 1.0);
         let total: f32 = out.data.iter().sum();
         assert!((total - 1.0).abs() < 1e-5, "{total}");
-        assert!(out.data[40] < 0.2 && out.data[41] > 0.05 && (out.data[39] - out.data[41]).abs() < 1e-6);
+        assert!(
+            out.data[40] < 0.2 && out.data[41] > 0.05 && (out.data[39] - out.data[41]).abs() < 1e-6
+        );
     }
 
     #[test]
     fn solarize_cutout_noise_jitter() {
         let mut rng = item_rng(0, 0, 0);
         let img = grey(vec![0.2, 0.9, 0.5, 0.7]);
-        let s = Solarize { threshold: 0.5, p: 1.0 }.apply(img.clone(), &mut rng);
+        let s = Solarize {
+            threshold: 0.5,
+            p: 1.0,
+        }
+        .apply(img.clone(), &mut rng);
         assert_eq!(s.data, vec![0.2, 1.0 - 0.9, 0.5, 1.0 - 0.7]);
         let ones = grey(vec![1.0; 64]);
-        let cut = Cutout { size: 4, fill: 0.0, p: 1.0 }.apply(ones.clone(), &mut rng);
+        let cut = Cutout {
+            size: 4,
+            fill: 0.0,
+            p: 1.0,
+        }
+        .apply(ones.clone(), &mut rng);
         let zeros = cut.data.iter().filter(|v| **v == 0.0).count();
         assert!((4..=16).contains(&zeros), "{zeros}");
         let noisy = GaussianNoise { std: 0.1, p: 1.0 }.apply(grey(vec![0.5; 64]), &mut rng);
         assert!(noisy.data.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!(noisy.data.iter().any(|v| (v - 0.5).abs() > 0.01));
-        let jit = ColorJitter { brightness: 0.4, contrast: 0.4, saturation: 0.0, p: 1.0 };
+        let jit = ColorJitter {
+            brightness: 0.4,
+            contrast: 0.4,
+            saturation: 0.0,
+            p: 1.0,
+        };
         let out = jit.apply(grey(vec![0.2, 0.4, 0.6, 0.8]), &mut rng);
         assert!(out.data.iter().all(|v| (0.0..=1.0).contains(v)));
         // Order is preserved by brightness and contrast with positive factors.
@@ -331,14 +398,27 @@ mod tests {
 
     #[test]
     fn normalize_fit_gives_zero_mean_unit_std() {
-        let imgs = vec![grey(vec![0.0, 1.0, 0.5, 0.5]), grey(vec![0.25, 0.75, 0.0, 1.0])];
+        let imgs = vec![
+            grey(vec![0.0, 1.0, 0.5, 0.5]),
+            grey(vec![0.25, 0.75, 0.0, 1.0]),
+        ];
         let norm = Normalize::fit(&imgs).unwrap();
-        let out: Vec<f32> = imgs.iter().flat_map(|i| norm.apply(i.clone()).data).collect();
+        let out: Vec<f32> = imgs
+            .iter()
+            .flat_map(|i| norm.apply(i.clone()).data)
+            .collect();
         let mean = out.iter().sum::<f32>() / 8.0;
         let var = out.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 8.0;
         assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
         assert!(Normalize::cifar10().check(1).is_err());
-        assert!(Normalize { mean: vec![0.0], std: vec![0.0] }.check(1).is_err());
+        assert!(
+            Normalize {
+                mean: vec![0.0],
+                std: vec![0.0]
+            }
+            .check(1)
+            .is_err()
+        );
     }
 
     #[test]

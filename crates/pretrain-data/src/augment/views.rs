@@ -20,17 +20,23 @@ pub struct MultiView {
 impl MultiView {
     /// Two views from the same pipeline (SimCLR, SimSiam, VICReg, Barlow Twins).
     pub fn two_views(pipeline: Pipeline) -> Self {
-        Self { groups: vec![(pipeline, 2)] }
+        Self {
+            groups: vec![(pipeline, 2)],
+        }
     }
 
     /// One view from each pipeline (BYOL's asymmetric augmentations).
     pub fn asymmetric(first: Pipeline, second: Pipeline) -> Self {
-        Self { groups: vec![(first, 1), (second, 1)] }
+        Self {
+            groups: vec![(first, 1), (second, 1)],
+        }
     }
 
     /// Multi-crop: `n_global` large views, then `n_local` small ones (SwAV/DINO).
     pub fn multi_crop(global: Pipeline, n_global: usize, local: Pipeline, n_local: usize) -> Self {
-        Self { groups: vec![(global, n_global), (local, n_local)] }
+        Self {
+            groups: vec![(global, n_global), (local, n_local)],
+        }
     }
 
     /// Total number of views.
@@ -81,10 +87,16 @@ pub struct AugmentedDataset<D> {
 impl<D: Dataset<ImageItem>> AugmentedDataset<D> {
     /// Checks `views` against the first image's shape and wraps `inner`.
     pub fn new(inner: D, views: MultiView, seed: u64) -> Result<Self> {
-        let first = inner.get(0).ok_or_else(|| DataError::config("dataset", "is empty"))?;
+        let first = inner
+            .get(0)
+            .ok_or_else(|| DataError::config("dataset", "is empty"))?;
         let img = &first.image;
         views.check([img.channels, img.height, img.width])?;
-        Ok(Self { inner, views, rng: EpochRng::new(seed) })
+        Ok(Self {
+            inner,
+            views,
+            rng: EpochRng::new(seed),
+        })
     }
 
     /// Selects the epoch whose augmentations the next `get` calls draw.
@@ -102,7 +114,10 @@ impl<D: Dataset<ImageItem>> Dataset<ViewsItem> for AugmentedDataset<D> {
     fn get(&self, index: usize) -> Option<ViewsItem> {
         let item = self.inner.get(index)?;
         let mut rng = self.rng.for_item(index);
-        Some(ViewsItem { views: self.views.generate(&item.image.to_f32(), &mut rng), label: item.label })
+        Some(ViewsItem {
+            views: self.views.generate(&item.image.to_f32(), &mut rng),
+            label: item.label,
+        })
     }
 
     fn len(&self) -> usize {
@@ -113,16 +128,19 @@ impl<D: Dataset<ImageItem>> Dataset<ViewsItem> for AugmentedDataset<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::augment::{Normalize, RandomResizedCrop, AugmentOp};
+    use crate::augment::{AugmentOp, Normalize, RandomResizedCrop};
     use crate::testdata;
     use burn::data::dataset::InMemDataset;
 
     #[test]
     fn multi_crop_shapes_and_epoch_determinism() {
         let global = Pipeline::simclr(24, Normalize::fashion_mnist());
-        let local = Pipeline::new(vec![AugmentOp::RandomResizedCrop(RandomResizedCrop::new(12, 12).with_scale(0.05, 0.3))]);
+        let local = Pipeline::new(vec![AugmentOp::RandomResizedCrop(
+            RandomResizedCrop::new(12, 12).with_scale(0.05, 0.3),
+        )]);
         let views = MultiView::multi_crop(global, 2, local, 4);
-        let ds = AugmentedDataset::new(InMemDataset::new(testdata::fashion_sample()), views, 9).unwrap();
+        let ds =
+            AugmentedDataset::new(InMemDataset::new(testdata::fashion_sample()), views, 9).unwrap();
         let item = ds.get(3).unwrap();
         let shapes: Vec<_> = item.views.iter().map(Image::shape).collect();
         assert_eq!(shapes[..2], [[1, 24, 24]; 2]);
@@ -139,9 +157,15 @@ mod tests {
     #[test]
     fn bad_views_are_refused_up_front() {
         let ds = InMemDataset::new(testdata::fashion_sample());
-        let err = AugmentedDataset::new(ds, MultiView::two_views(Pipeline::eval(Normalize::cifar10())), 0);
+        let err = AugmentedDataset::new(
+            ds,
+            MultiView::two_views(Pipeline::eval(Normalize::cifar10())),
+            0,
+        );
         assert!(err.is_err());
         let empty: InMemDataset<ImageItem> = InMemDataset::new(vec![]);
-        assert!(AugmentedDataset::new(empty, MultiView::two_views(Pipeline::default()), 0).is_err());
+        assert!(
+            AugmentedDataset::new(empty, MultiView::two_views(Pipeline::default()), 0).is_err()
+        );
     }
 }

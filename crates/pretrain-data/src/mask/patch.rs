@@ -33,7 +33,11 @@ impl PatchMask {
         for (pos, &p) in keep.iter().chain(&masked).enumerate() {
             restore[p] = pos;
         }
-        Self { keep, masked, restore }
+        Self {
+            keep,
+            masked,
+            restore,
+        }
     }
 
     /// Number of patches.
@@ -51,7 +55,10 @@ impl PatchMask {
 
 fn masked_count(num_patches: usize, ratio: f32) -> Result<usize> {
     if !(0.0..1.0).contains(&ratio) {
-        return Err(DataError::config("mask_ratio", format!("{ratio} must lie in [0, 1)")));
+        return Err(DataError::config(
+            "mask_ratio",
+            format!("{ratio} must lie in [0, 1)"),
+        ));
     }
     if num_patches == 0 {
         return Err(DataError::config("num_patches", "must be > 0"));
@@ -94,7 +101,11 @@ pub struct BlockPatchMasker {
 
 impl Default for BlockPatchMasker {
     fn default() -> Self {
-        Self { mask_ratio: 0.4, min_block: 4, aspect: (0.3, 1.0 / 0.3) }
+        Self {
+            mask_ratio: 0.4,
+            min_block: 4,
+            aspect: (0.3, 1.0 / 0.3),
+        }
     }
 }
 
@@ -104,7 +115,10 @@ impl BlockPatchMasker {
         let n = grid_h * grid_w;
         let target = masked_count(n, self.mask_ratio)?;
         if !(self.aspect.0 > 0.0 && self.aspect.0 <= self.aspect.1) {
-            return Err(DataError::config("block_mask.aspect", "must satisfy 0 < min <= max"));
+            return Err(DataError::config(
+                "block_mask.aspect",
+                "must satisfy 0 < min <= max",
+            ));
         }
         let mut hidden = vec![false; n];
         let mut count = 0;
@@ -113,7 +127,9 @@ impl BlockPatchMasker {
             let remaining = target - count;
             let lo = self.min_block.min(remaining).max(1) as f32;
             let area = rng.random_range(lo..=remaining.max(1) as f32);
-            let aspect = rng.random_range(self.aspect.0.ln()..=self.aspect.1.ln()).exp();
+            let aspect = rng
+                .random_range(self.aspect.0.ln()..=self.aspect.1.ln())
+                .exp();
             let bh = ((area * aspect).sqrt().round() as usize).clamp(1, grid_h);
             let bw = ((area / aspect).sqrt().round() as usize).clamp(1, grid_w);
             let top = rng.random_range(0..=grid_h - bh);
@@ -139,7 +155,9 @@ impl BlockPatchMasker {
         if count < target {
             let mut free: Vec<usize> = (0..n).filter(|&p| !hidden[p]).collect();
             free.shuffle(rng);
-            free[..target - count].iter().for_each(|&p| hidden[p] = true);
+            free[..target - count]
+                .iter()
+                .for_each(|&p| hidden[p] = true);
         }
         Ok(PatchMask::from_hidden(&hidden))
     }
@@ -159,9 +177,14 @@ pub struct PatchMaskBatch<B: Backend> {
 impl<B: Backend> PatchMaskBatch<B> {
     /// Stacks per-sample masks, which must all hide the same number of patches.
     pub fn from_masks(masks: &[PatchMask], device: &B::Device) -> Result<Self> {
-        let first = masks.first().ok_or_else(|| DataError::config("masks", "batch is empty"))?;
+        let first = masks
+            .first()
+            .ok_or_else(|| DataError::config("masks", "batch is empty"))?;
         let (n, k) = (first.num_patches(), first.keep.len());
-        if let Some(bad) = masks.iter().find(|m| m.num_patches() != n || m.keep.len() != k) {
+        if let Some(bad) = masks
+            .iter()
+            .find(|m| m.num_patches() != n || m.keep.len() != k)
+        {
             return Err(DataError::Shape {
                 what: "PatchMaskBatch",
                 expected: format!("{n} patches with {k} kept"),
@@ -170,10 +193,14 @@ impl<B: Backend> PatchMaskBatch<B> {
         }
         let b = masks.len();
         let ints = |f: &dyn Fn(&PatchMask) -> Vec<usize>, width: usize| {
-            let flat: Vec<i64> = masks.iter().flat_map(|m| f(m)).map(|v| v as i64).collect();
+            let flat: Vec<i64> = masks.iter().flat_map(f).map(|v| v as i64).collect();
             Tensor::<B, 2, Int>::from_data(TensorData::new(flat, [b, width]), device)
         };
-        let hidden: Vec<f32> = masks.iter().flat_map(|m| m.hidden()).map(|h| if h { 1.0 } else { 0.0 }).collect();
+        let hidden: Vec<f32> = masks
+            .iter()
+            .flat_map(|m| m.hidden())
+            .map(|h| if h { 1.0 } else { 0.0 })
+            .collect();
         Ok(Self {
             keep: ints(&|m| m.keep.clone(), k),
             restore: ints(&|m| m.restore.clone(), n),
@@ -221,29 +248,57 @@ mod tests {
         assert_ne!(a, masker.sample(49, &mut item_rng(1, 0, 1)).unwrap());
         assert_eq!(a.masked.len(), 37); // 49 - int(49 * 0.25)
         // A block mask hides neighbours: most hidden patches touch another hidden patch.
-        let b = BlockPatchMasker::default().sample(14, 14, &mut item_rng(2, 0, 0)).unwrap();
+        let b = BlockPatchMasker::default()
+            .sample(14, 14, &mut item_rng(2, 0, 0))
+            .unwrap();
         let hidden = b.hidden();
-        let touching = b.masked.iter().filter(|&&p| {
-            let (y, x) = (p / 14, p % 14);
-            (x > 0 && hidden[p - 1]) || (x < 13 && hidden[p + 1]) || (y > 0 && hidden[p - 14]) || (y < 13 && hidden[p + 14])
-        }).count();
-        assert!(touching * 10 >= b.masked.len() * 9, "{touching} of {}", b.masked.len());
+        let touching = b
+            .masked
+            .iter()
+            .filter(|&&p| {
+                let (y, x) = (p / 14, p % 14);
+                (x > 0 && hidden[p - 1])
+                    || (x < 13 && hidden[p + 1])
+                    || (y > 0 && hidden[p - 14])
+                    || (y < 13 && hidden[p + 14])
+            })
+            .count();
+        assert!(
+            touching * 10 >= b.masked.len() * 9,
+            "{touching} of {}",
+            b.masked.len()
+        );
     }
 
     #[test]
     fn bad_ratios_and_batches() {
         let mut rng = item_rng(0, 0, 0);
-        assert!(RandomPatchMasker { mask_ratio: 1.0 }.sample(10, &mut rng).is_err());
-        assert!(RandomPatchMasker { mask_ratio: 0.5 }.sample(0, &mut rng).is_err());
+        assert!(
+            RandomPatchMasker { mask_ratio: 1.0 }
+                .sample(10, &mut rng)
+                .is_err()
+        );
+        assert!(
+            RandomPatchMasker { mask_ratio: 0.5 }
+                .sample(0, &mut rng)
+                .is_err()
+        );
         type B = burn::backend::Flex;
         let dev = Default::default();
-        let m1 = RandomPatchMasker { mask_ratio: 0.5 }.sample(8, &mut rng).unwrap();
-        let m2 = RandomPatchMasker { mask_ratio: 0.25 }.sample(8, &mut rng).unwrap();
+        let m1 = RandomPatchMasker { mask_ratio: 0.5 }
+            .sample(8, &mut rng)
+            .unwrap();
+        let m2 = RandomPatchMasker { mask_ratio: 0.25 }
+            .sample(8, &mut rng)
+            .unwrap();
         assert!(PatchMaskBatch::<B>::from_masks(&[m1.clone(), m2], &dev).is_err());
         let batch = PatchMaskBatch::<B>::from_masks(&[m1.clone(), m1.clone()], &dev).unwrap();
         assert_eq!(batch.keep.dims(), [2, 4]);
         assert_eq!(batch.hidden.clone().sum().into_scalar(), 8.0);
-        let restore: Vec<i64> = batch.restore.into_data().to_vec().unwrap();
-        assert_eq!(restore[..8].iter().map(|&v| v as usize).collect::<Vec<_>>(), m1.restore);
+        let restore: Vec<i64> = batch.restore.into_data().convert::<i64>().to_vec().unwrap();
+        assert_eq!(
+            restore[..8].iter().map(|&v| v as usize).collect::<Vec<_>>(),
+            m1.restore
+        );
     }
 }

@@ -43,7 +43,12 @@ pub struct TokenMasker {
 
 impl Default for TokenMasker {
     fn default() -> Self {
-        Self { mask_prob: 0.15, mask_token_share: 0.8, random_token_share: 0.1, unit: MaskUnit::Token }
+        Self {
+            mask_prob: 0.15,
+            mask_token_share: 0.8,
+            random_token_share: 0.1,
+            unit: MaskUnit::Token,
+        }
     }
 }
 
@@ -70,19 +75,31 @@ pub struct MaskedTokens {
 impl TokenMasker {
     fn check(&self, vocab: &MaskVocab) -> Result<()> {
         if !(self.mask_prob > 0.0 && self.mask_prob < 1.0) {
-            return Err(DataError::config("mask_prob", format!("{} must lie in (0, 1)", self.mask_prob)));
+            return Err(DataError::config(
+                "mask_prob",
+                format!("{} must lie in (0, 1)", self.mask_prob),
+            ));
         }
         let shares = [self.mask_token_share, self.random_token_share];
         if shares.iter().any(|s| *s < 0.0) || shares.iter().sum::<f32>() > 1.0 + 1e-6 {
-            return Err(DataError::config("mask shares", format!("{shares:?} must be >= 0 and sum to at most 1")));
+            return Err(DataError::config(
+                "mask shares",
+                format!("{shares:?} must be >= 0 and sum to at most 1"),
+            ));
         }
         if let MaskUnit::Span { p, max_len } = self.unit
             && (!(p > 0.0 && p <= 1.0) || max_len == 0)
         {
-            return Err(DataError::config("span", "p must lie in (0, 1] and max_len be > 0"));
+            return Err(DataError::config(
+                "span",
+                "p must lie in (0, 1] and max_len be > 0",
+            ));
         }
         if vocab.special_ids.len() as u32 >= vocab.vocab_size {
-            return Err(DataError::config("vocab_size", "no ordinary token to draw replacements from"));
+            return Err(DataError::config(
+                "vocab_size",
+                "no ordinary token to draw replacements from",
+            ));
         }
         Ok(())
     }
@@ -97,7 +114,9 @@ impl TokenMasker {
         rng: &mut StdRng,
     ) -> Result<MaskedTokens> {
         self.check(vocab)?;
-        let eligible: Vec<usize> = (0..ids.len()).filter(|&i| !vocab.special_ids.contains(&ids[i])).collect();
+        let eligible: Vec<usize> = (0..ids.len())
+            .filter(|&i| !vocab.special_ids.contains(&ids[i]))
+            .collect();
         let budget = if eligible.is_empty() {
             0
         } else {
@@ -111,9 +130,15 @@ impl TokenMasker {
                 order
             }
             MaskUnit::WholeWord => {
-                let word_ids = word_ids.ok_or_else(|| DataError::config("whole-word masking", "needs the tokenizer's word ids"))?;
+                let word_ids = word_ids.ok_or_else(|| {
+                    DataError::config("whole-word masking", "needs the tokenizer's word ids")
+                })?;
                 if word_ids.len() != ids.len() {
-                    return Err(DataError::Shape { what: "whole-word masking", expected: format!("{} word ids", ids.len()), found: word_ids.len().to_string() });
+                    return Err(DataError::Shape {
+                        what: "whole-word masking",
+                        expected: format!("{} word ids", ids.len()),
+                        found: word_ids.len().to_string(),
+                    });
                 }
                 select_whole_words(&eligible, word_ids, budget, rng)
             }
@@ -145,10 +170,18 @@ fn random_ordinary_token(vocab: &MaskVocab, rng: &mut StdRng) -> u32 {
 
 /// Groups eligible positions into words and adds whole words in random order while they fit in
 /// the budget (HF's whole-word collator does the same).
-fn select_whole_words(eligible: &[usize], word_ids: &[Option<u32>], budget: usize, rng: &mut StdRng) -> Vec<usize> {
+fn select_whole_words(
+    eligible: &[usize],
+    word_ids: &[Option<u32>],
+    budget: usize,
+    rng: &mut StdRng,
+) -> Vec<usize> {
     let mut words: Vec<Vec<usize>> = Vec::new();
     for &i in eligible {
-        let continues = i > 0 && words.last().is_some_and(|w| *w.last().unwrap() == i - 1) && word_ids[i].is_some() && word_ids[i] == word_ids[i - 1];
+        let continues = i > 0
+            && words.last().is_some_and(|w| *w.last().unwrap() == i - 1)
+            && word_ids[i].is_some()
+            && word_ids[i] == word_ids[i - 1];
         if continues {
             words.last_mut().unwrap().push(i);
         } else {
@@ -169,7 +202,13 @@ fn select_whole_words(eligible: &[usize], word_ids: &[Option<u32>], budget: usiz
 }
 
 /// Picks contiguous runs of eligible positions with geometric lengths until the budget is met.
-fn select_spans(eligible: &[usize], budget: usize, p: f32, max_len: usize, rng: &mut StdRng) -> Vec<usize> {
+fn select_spans(
+    eligible: &[usize],
+    budget: usize,
+    p: f32,
+    max_len: usize,
+    rng: &mut StdRng,
+) -> Vec<usize> {
     let mut chosen = vec![false; eligible.len()];
     let mut count = 0;
     let mut attempts = 0;
@@ -191,7 +230,12 @@ fn select_spans(eligible: &[usize], budget: usize, p: f32, max_len: usize, rng: 
             }
         }
     }
-    eligible.iter().zip(chosen).filter(|(_, c)| *c).map(|(&i, _)| i).collect()
+    eligible
+        .iter()
+        .zip(chosen)
+        .filter(|(_, c)| *c)
+        .map(|(&i, _)| i)
+        .collect()
 }
 
 #[cfg(test)]
@@ -200,7 +244,11 @@ mod tests {
     use crate::rng::item_rng;
 
     fn vocab() -> MaskVocab {
-        MaskVocab { mask_id: 4, vocab_size: 1000, special_ids: vec![0, 1, 2, 3, 4] }
+        MaskVocab {
+            mask_id: 4,
+            vocab_size: 1000,
+            special_ids: vec![0, 1, 2, 3, 4],
+        }
     }
 
     /// `[CLS] t t ... [SEP] [PAD]...`: 1 = CLS, 2 = SEP, 0 = PAD.
@@ -218,13 +266,18 @@ mod tests {
         let ids = sequence(100);
         let (mut selected, mut as_mask, mut random, mut kept) = (0, 0, 0, 0);
         for draw in 0..400 {
-            let out = masker.mask(&ids, None, &vocab(), &mut item_rng(5, 0, draw)).unwrap();
+            let out = masker
+                .mask(&ids, None, &vocab(), &mut item_rng(5, 0, draw))
+                .unwrap();
             for (i, &label) in out.labels.iter().enumerate() {
                 if label == IGNORE_INDEX {
                     assert_eq!(out.input_ids[i], ids[i]);
                     continue;
                 }
-                assert!(!vocab().special_ids.contains(&ids[i]), "special token selected");
+                assert!(
+                    !vocab().special_ids.contains(&ids[i]),
+                    "special token selected"
+                );
                 selected += 1;
                 match out.input_ids[i] {
                     4 => as_mask += 1,
@@ -249,28 +302,62 @@ mod tests {
     fn whole_words_are_masked_together() {
         let ids = sequence(30);
         // Words of 3 tokens each; specials have no word.
-        let word_ids: Vec<Option<u32>> = ids.iter().enumerate().map(|(i, &t)| if t >= 10 { Some((i as u32 - 1) / 3) } else { None }).collect();
-        let masker = TokenMasker { mask_prob: 0.3, unit: MaskUnit::WholeWord, ..Default::default() };
+        let word_ids: Vec<Option<u32>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                if t >= 10 {
+                    Some((i as u32 - 1) / 3)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let masker = TokenMasker {
+            mask_prob: 0.3,
+            unit: MaskUnit::WholeWord,
+            ..Default::default()
+        };
         for draw in 0..50 {
-            let out = masker.mask(&ids, Some(&word_ids), &vocab(), &mut item_rng(1, 0, draw)).unwrap();
+            let out = masker
+                .mask(&ids, Some(&word_ids), &vocab(), &mut item_rng(1, 0, draw))
+                .unwrap();
             let sel: Vec<bool> = out.labels.iter().map(|&l| l != IGNORE_INDEX).collect();
             assert_eq!(sel.iter().filter(|s| **s).count(), 9);
             for w in 0..10 {
-                let members: Vec<bool> = (0..ids.len()).filter(|&i| word_ids[i] == Some(w)).map(|i| sel[i]).collect();
-                assert!(members.iter().all(|&s| s) || members.iter().all(|&s| !s), "word {w} split");
+                let members: Vec<bool> = (0..ids.len())
+                    .filter(|&i| word_ids[i] == Some(w))
+                    .map(|i| sel[i])
+                    .collect();
+                assert!(
+                    members.iter().all(|&s| s) || members.iter().all(|&s| !s),
+                    "word {w} split"
+                );
             }
         }
-        assert!(masker.mask(&ids, None, &vocab(), &mut item_rng(0, 0, 0)).is_err());
+        assert!(
+            masker
+                .mask(&ids, None, &vocab(), &mut item_rng(0, 0, 0))
+                .is_err()
+        );
     }
 
     #[test]
     fn spans_are_contiguous_and_exact() {
         let ids = sequence(200);
-        let masker = TokenMasker { unit: MaskUnit::Span { p: 0.2, max_len: 10 }, ..Default::default() };
+        let masker = TokenMasker {
+            unit: MaskUnit::Span {
+                p: 0.2,
+                max_len: 10,
+            },
+            ..Default::default()
+        };
         let mut runs = 0;
         let mut total = 0;
         for draw in 0..30 {
-            let out = masker.mask(&ids, None, &vocab(), &mut item_rng(2, 0, draw)).unwrap();
+            let out = masker
+                .mask(&ids, None, &vocab(), &mut item_rng(2, 0, draw))
+                .unwrap();
             let sel: Vec<bool> = out.labels.iter().map(|&l| l != IGNORE_INDEX).collect();
             total += sel.iter().filter(|s| **s).count();
             runs += sel.windows(2).filter(|w| w[1] && !w[0]).count();
@@ -284,14 +371,34 @@ mod tests {
     fn same_seed_same_mask_and_bad_config() {
         let ids = sequence(40);
         let m = TokenMasker::default();
-        let a = m.mask(&ids, None, &vocab(), &mut item_rng(1, 2, 3)).unwrap();
-        assert_eq!(a, m.mask(&ids, None, &vocab(), &mut item_rng(1, 2, 3)).unwrap());
-        let bad = TokenMasker { mask_prob: 0.0, ..Default::default() };
-        assert!(bad.mask(&ids, None, &vocab(), &mut item_rng(0, 0, 0)).is_err());
-        let bad = TokenMasker { mask_token_share: 0.95, ..Default::default() };
-        assert!(bad.mask(&ids, None, &vocab(), &mut item_rng(0, 0, 0)).is_err());
+        let a = m
+            .mask(&ids, None, &vocab(), &mut item_rng(1, 2, 3))
+            .unwrap();
+        assert_eq!(
+            a,
+            m.mask(&ids, None, &vocab(), &mut item_rng(1, 2, 3))
+                .unwrap()
+        );
+        let bad = TokenMasker {
+            mask_prob: 0.0,
+            ..Default::default()
+        };
+        assert!(
+            bad.mask(&ids, None, &vocab(), &mut item_rng(0, 0, 0))
+                .is_err()
+        );
+        let bad = TokenMasker {
+            mask_token_share: 0.95,
+            ..Default::default()
+        };
+        assert!(
+            bad.mask(&ids, None, &vocab(), &mut item_rng(0, 0, 0))
+                .is_err()
+        );
         // Only special tokens: nothing to mask, no error.
-        let out = m.mask(&[1, 2, 0], None, &vocab(), &mut item_rng(0, 0, 0)).unwrap();
+        let out = m
+            .mask(&[1, 2, 0], None, &vocab(), &mut item_rng(0, 0, 0))
+            .unwrap();
         assert!(out.labels.iter().all(|&l| l == IGNORE_INDEX));
     }
 }

@@ -54,7 +54,7 @@ fn parse_cifar(bytes: &[u8], labels: CifarLabels, path: &Path) -> Result<Vec<Ima
             what: "CIFAR batch",
         });
     }
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         let whole = bytes.len() / record;
         return Err(DataError::Truncated {
             path: path.to_path_buf(),
@@ -147,7 +147,10 @@ pub(crate) mod tests {
         let p = Path::new("data_batch_1.bin");
         let bytes = batch_from_fashion(CifarLabels::Cifar10);
         let err = parse_cifar(&bytes[..5000], CifarLabels::Cifar10, p).unwrap_err();
-        assert!(matches!(err, DataError::Truncated { expected: 6146, .. }), "{err}");
+        assert!(
+            matches!(err, DataError::Truncated { expected: 6146, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("data_batch_1.bin"));
         // A CIFAR-100 file read as CIFAR-10 is misaligned: record sizes differ.
         let c100 = batch_from_fashion(CifarLabels::Cifar100Fine);

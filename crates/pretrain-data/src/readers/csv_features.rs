@@ -74,7 +74,10 @@ mod tests {
         items.iter().for_each(|i| counts[i.label.unwrap()] += 1);
         // Published class counts of the digits data set.
         assert_eq!(counts, [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
-        let max = items.iter().flat_map(|i| &i.features).fold(0f32, |a, &b| a.max(b));
+        let max = items
+            .iter()
+            .flat_map(|i| &i.features)
+            .fold(0f32, |a, &b| a.max(b));
         assert_eq!(max, 16.0);
     }
 
@@ -108,16 +111,28 @@ mod tests {
         let (_d, path) = write("1,2,0\n1,x,1\n");
         let err = read_csv_features(&path, &opts, Some(&Column::Last), 2).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("line 2") && msg.contains("\"1\"") && msg.contains("t.csv"), "{msg}");
+        assert!(
+            msg.contains("line 2") && msg.contains("\"1\"") && msg.contains("t.csv"),
+            "{msg}"
+        );
         let (_d, path) = write("1,2,0\n1,2\n");
         let err = read_csv_features(&path, &opts, Some(&Column::Last), 2).unwrap_err();
-        assert!(matches!(err, DataError::CountMismatch { expected: 3, found: 2, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    expected: 3,
+                    found: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let (_d, path) = write("1,2,7\n");
         let err = read_csv_features(&path, &opts, Some(&Column::Last), 2).unwrap_err();
         assert!(err.to_string().contains("label 7"), "{err}");
         let (_d, path) = write("1,2,1\n");
-        let err =
-            read_csv_features(&path, &opts, Some(&Column::Name("y".into())), 2).unwrap_err();
+        let err = read_csv_features(&path, &opts, Some(&Column::Name("y".into())), 2).unwrap_err();
         assert!(err.to_string().contains("has_header"), "{err}");
         let err = read_csv_features(&path, &opts, Some(&Column::Index(9)), 2).unwrap_err();
         assert!(err.to_string().contains("3 columns"), "{err}");

@@ -173,7 +173,10 @@ mod tests {
 
     fn raw_sample() -> (Vec<u8>, Vec<u8>) {
         let p = testdata::fashion_sample_paths();
-        (read_bytes(&p.images).unwrap(), read_bytes(&p.labels).unwrap())
+        (
+            read_bytes(&p.images).unwrap(),
+            read_bytes(&p.labels).unwrap(),
+        )
     }
 
     #[test]
@@ -181,11 +184,32 @@ mod tests {
         let (images, labels) = raw_sample();
         let p = Path::new("imgs");
         let err = parse_idx(&images[..1000], 3, p).unwrap_err();
-        assert!(matches!(err, DataError::Truncated { expected: 78400, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected: 78400,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = parse_idx(&images[..10], 3, p).unwrap_err();
-        assert!(matches!(err, DataError::Truncated { what: "IDX header", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::Truncated {
+                    what: "IDX header",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = parse_idx(&labels, 3, p).unwrap_err();
-        assert!(matches!(err, DataError::BadMagic { found: 0x801, .. }), "{err}");
+        assert!(
+            matches!(err, DataError::BadMagic { found: 0x801, .. }),
+            "{err}"
+        );
         let err = parse_idx(b"\xde\xad\xbe\xef garbage", 1, p).unwrap_err();
         assert!(err.to_string().contains("0xdeadbeef"), "{err}");
         let mut extra = images.clone();
@@ -194,7 +218,10 @@ mod tests {
             parse_idx(&extra, 3, p),
             Err(DataError::CountMismatch { .. })
         ));
-        assert!(matches!(parse_idx(&[], 1, p), Err(DataError::Truncated { .. })));
+        assert!(matches!(
+            parse_idx(&[], 1, p),
+            Err(DataError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -222,6 +249,10 @@ mod tests {
     fn missing_file_names_the_path() {
         let paths = IdxPaths::in_dir(Path::new("/nonexistent/dir"), "train");
         let err = read_idx_images(&paths, 10).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/dir/train-images-idx3-ubyte"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/dir/train-images-idx3-ubyte"),
+            "{err}"
+        );
     }
 }

@@ -181,7 +181,13 @@ mod tests {
         // The PNGs were written from the IDX sample: pixels must match exactly.
         let fashion = testdata::fashion_sample();
         let first = &folder.paths[0];
-        let index: usize = first.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let index: usize = first
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(folder.items[0].image.pixels, fashion[index].image.pixels);
         assert_eq!(fashion[index].label, Some(9)); // ankle boot
     }
@@ -190,7 +196,11 @@ mod tests {
     fn rgb_jpeg_and_unlabeled() {
         let dir = tempfile::tempdir().unwrap();
         let sample = &testdata::fashion_sample()[0].image;
-        let rgb: Vec<u8> = sample.pixels.iter().flat_map(|&p| [p, p / 2, 255 - p]).collect();
+        let rgb: Vec<u8> = sample
+            .pixels
+            .iter()
+            .flat_map(|&p| [p, p / 2, 255 - p])
+            .collect();
         let img = image::RgbImage::from_raw(28, 28, rgb).unwrap();
         let sub = dir.path().join("nested");
         std::fs::create_dir(&sub).unwrap();
@@ -203,7 +213,11 @@ mod tests {
         let folder = ImageFolder::unlabeled(dir.path(), &options).unwrap();
         assert_eq!(folder.items.len(), 2);
         assert!(folder.classes.is_empty());
-        let png = &folder.paths.iter().position(|p| p.ends_with("a.png")).unwrap();
+        let png = &folder
+            .paths
+            .iter()
+            .position(|p| p.ends_with("a.png"))
+            .unwrap();
         let px = &folder.items[*png].image;
         assert_eq!(px.channels, 3);
         // Channel-first: the blue plane starts at 2 * 784.
@@ -216,10 +230,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let class = dir.path().join("cat");
         std::fs::create_dir(&class).unwrap();
-        image::GrayImage::new(28, 28).save(class.join("a.png")).unwrap();
-        image::GrayImage::new(30, 28).save(class.join("b.png")).unwrap();
+        image::GrayImage::new(28, 28)
+            .save(class.join("a.png"))
+            .unwrap();
+        image::GrayImage::new(30, 28)
+            .save(class.join("b.png"))
+            .unwrap();
         let err = ImageFolder::labeled(dir.path(), &ImageFolderOptions::default()).unwrap_err();
-        assert!(matches!(err, DataError::ImageSize { found_width: 30, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::ImageSize {
+                    found_width: 30,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("b.png"));
 
         std::fs::write(class.join("b.png"), b"not a png at all").unwrap();

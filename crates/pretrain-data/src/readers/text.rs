@@ -183,15 +183,18 @@ mod tests {
 
     #[test]
     fn reads_shipped_corpus_folder() {
-        let docs =
-            read_text_corpus(&testdata::moby_dick(), TextUnit::Paragraph, TextEncoding::Utf8)
-                .unwrap();
+        let docs = read_text_corpus(
+            &testdata::moby_dick(),
+            TextUnit::Paragraph,
+            TextEncoding::Utf8,
+        )
+        .unwrap();
         assert!(docs.len() > 100, "{}", docs.len());
         // Files are sorted by name: chapter_1.txt comes first.
         assert_eq!(docs[0], "CHAPTER 1. Loomings.");
         assert!(docs[1].starts_with("Call me Ishmael."));
-        let files = read_text_corpus(&testdata::moby_dick(), TextUnit::File, TextEncoding::Utf8)
-            .unwrap();
+        let files =
+            read_text_corpus(&testdata::moby_dick(), TextUnit::File, TextEncoding::Utf8).unwrap();
         assert_eq!(files.len(), 8);
         let lines = read_text_corpus(
             &testdata::moby_dick().join("chapter_1.txt"),
@@ -208,7 +211,10 @@ mod tests {
         let path = dir.path().join("bad.txt");
         std::fs::write(&path, b"fine text\nthen \xff\xfe bytes").unwrap();
         let err = read_text_corpus(&path, TextUnit::Line, TextEncoding::Utf8).unwrap_err();
-        assert!(matches!(err, DataError::BadUtf8 { offset: 15, .. }), "{err}");
+        assert!(
+            matches!(err, DataError::BadUtf8 { offset: 15, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("bad.txt"));
         let lossy = read_text_corpus(&path, TextUnit::Line, TextEncoding::Utf8Lossy).unwrap();
         assert_eq!(lossy.len(), 2);
@@ -223,7 +229,10 @@ mod tests {
             read_labeled_text_folders(&testdata::spam_sample(), TextEncoding::Utf8Lossy).unwrap();
         assert_eq!(texts.classes, vec!["ham", "spam"]);
         assert_eq!(texts.items.len(), 40);
-        assert_eq!(texts.items.iter().filter(|t| t.label == Some(1)).count(), 20);
+        assert_eq!(
+            texts.items.iter().filter(|t| t.label == Some(1)).count(),
+            20
+        );
         assert!(texts.items.iter().all(|t| t.text.contains("Subject")));
         // One spam message is Latin-1: strict UTF-8 refuses it and names the file.
         let err = read_labeled_text_folders(&testdata::spam_sample(), TextEncoding::Utf8);
@@ -234,7 +243,11 @@ mod tests {
     fn reads_labeled_table() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.tsv");
-        std::fs::write(&path, "sentiment\ttext\npositive\tgreat day\nnegative\tawful\npositive\tnice \n").unwrap();
+        std::fs::write(
+            &path,
+            "sentiment\ttext\npositive\tgreat day\nnegative\tawful\npositive\tnice \n",
+        )
+        .unwrap();
         let opts = TableOptions {
             delimiter: b'\t',
             ..Default::default()
@@ -247,7 +260,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(texts.classes, vec!["negative", "positive"]);
-        assert_eq!(texts.items[2], TextItem { text: "nice".into(), label: Some(1) });
+        assert_eq!(
+            texts.items[2],
+            TextItem {
+                text: "nice".into(),
+                label: Some(1)
+            }
+        );
         let err = read_labeled_text_table(
             &path,
             &opts,
