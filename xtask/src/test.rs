@@ -4,7 +4,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+use pretrain_setup::{ensure_apt_packages, run as run_command};
 
 /// Debian packages the tests need: a software Vulkan driver for the wgpu tests.
 const APT_PACKAGES: &[&str] = &["mesa-vulkan-drivers", "libvulkan1"];
@@ -55,64 +56,7 @@ fn xdg_runtime_dir() -> Result<Vec<(String, PathBuf)>> {
 
 fn cargo(env: &[(String, PathBuf)], args: &[&str]) -> Result<()> {
     println!("$ cargo {}", args.join(" "));
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("`cargo {}` failed ({status})", args.join(" "));
-    }
-    Ok(())
-}
-
-fn is_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-}
-
-/// Installs missing Debian packages (as root), or says how to.
-pub fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| !is_installed(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if !is_root {
-        bail!(
-            "missing packages {}; install them with: sudo apt-get install -y {}",
-            missing.join(" "),
-            missing.join(" ")
-        );
-    }
-    println!("$ apt-get install -y {}", missing.join(" "));
-    let update = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .status()
-        .context("cannot run apt-get")?;
-    if !update.success() {
-        bail!("`apt-get update` failed ({update})");
-    }
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("cannot run apt-get")?;
-    if !status.success() {
-        bail!(
-            "`apt-get install -y {}` failed ({status})",
-            missing.join(" ")
-        );
-    }
-    Ok(())
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    Ok(run_command(&mut command, "see the messages above")?)
 }

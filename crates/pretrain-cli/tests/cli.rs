@@ -1,0 +1,47 @@
+//! The `pretrain` binary as a user runs it (this is how CI runs the demo's quick version).
+
+use std::process::Command;
+
+fn pretrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pretrain"))
+}
+
+#[test]
+fn demo_quick_writes_its_report() {
+    let out = tempfile::tempdir().unwrap();
+    let status = pretrain()
+        .args(["demo", "--quick", "--out"])
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("data-pipeline.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["images"], 100);
+    assert_eq!(report["backend"], "flex");
+    assert!(report["images_per_sec"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn unknown_backend_lists_the_valid_ones() {
+    let output = pretrain()
+        .args(["demo", "--quick", "--backend", "tpu"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("valid backends: flex, ndarray, wgpu, cuda"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_data_set_lists_the_known_ones() {
+    let output = pretrain().args(["data", "imagenet"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fashion-mnist, tweets"), "{stderr}");
+}

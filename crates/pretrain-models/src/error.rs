@@ -1,0 +1,47 @@
+//! Errors of model construction and checkpoint loading.
+
+use std::path::PathBuf;
+
+/// Why a model cannot be built or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A configuration value is invalid; caught at `init`, before any forward pass.
+    #[error("invalid {model} config: {field} {message}")]
+    InvalidConfig {
+        /// Model or layer being configured.
+        model: &'static str,
+        /// Offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A weights file cannot be read or does not fit the model.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// Weights file.
+        path: PathBuf,
+        /// What went wrong (missing tensors, shape mismatch, I/O...).
+        message: String,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Fails with [`ModelError::InvalidConfig`] when `ok` is false.
+pub(crate) fn ensure(
+    ok: bool,
+    model: &'static str,
+    field: &'static str,
+    message: impl FnOnce() -> String,
+) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidConfig {
+            model,
+            field,
+            message: message(),
+        })
+    }
+}

@@ -1,0 +1,61 @@
+//! Small building blocks shared by the models: initialized linear layers and the transformer
+//! feed-forward network.
+
+use burn::module::{Module, Param};
+use burn::nn::{Gelu, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use crate::init::InitScheme;
+
+/// A linear layer `d_in -> d_out` whose weight follows `init` and whose bias starts at zero.
+pub fn linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    init: InitScheme,
+    bias: bool,
+    device: &B::Device,
+) -> Linear<B> {
+    let mut layer = LinearConfig::new(d_in, d_out).with_bias(bias).init(device);
+    layer.weight = init.init_weight(d_in, d_out, device);
+    if let Some(b) = &layer.bias {
+        layer.bias = Some(Param::initialized(
+            b.id,
+            Tensor::zeros([d_out], device).require_grad(),
+        ));
+    }
+    layer
+}
+
+/// Multiplies a linear layer's weight by `factor` (GPT-2's residual-output scaling).
+pub fn scale_weight<B: Backend>(mut layer: Linear<B>, factor: f64) -> Linear<B> {
+    layer.weight = layer.weight.map(|w| w.mul_scalar(factor));
+    layer
+}
+
+/// The transformer feed-forward network: `fc2(gelu(fc1(x)))`.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// `d_model -> d_ff`.
+    pub fc1: Linear<B>,
+    /// `d_ff -> d_model`.
+    pub fc2: Linear<B>,
+    activation: Gelu,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// Builds the two layers with `init`.
+    pub fn new(d_model: usize, d_ff: usize, init: InitScheme, device: &B::Device) -> Self {
+        Self {
+            fc1: linear(d_model, d_ff, init, true, device),
+            fc2: linear(d_ff, d_model, init, true, device),
+            activation: Gelu::new(),
+        }
+    }
+
+    /// `[..., d_model] -> [..., d_model]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.fc2
+            .forward(self.activation.forward(self.fc1.forward(x)))
+    }
+}

@@ -1,0 +1,253 @@
+//! Masked autoencoder (MAE): a ViT encoder that sees only the visible patches and a light
+//! decoder that fills in mask tokens and predicts the pixels of every patch.
+
+use burn::config::Config;
+use burn::module::{Module, Param, ParamId};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+use crate::block::{TransformerBlock, TransformerBlockConfig};
+use crate::error::{Result, ensure};
+use crate::init::{InitScheme, truncated_normal};
+use crate::layers::linear;
+use crate::pos_embed::sincos_2d_tensor;
+use crate::vit::{Vit, VitConfig};
+
+/// Configuration of an [`Mae`].
+#[derive(Config, Debug)]
+pub struct MaeConfig {
+    /// The encoder.
+    pub encoder: VitConfig,
+    /// Decoder token width.
+    #[config(default = 64)]
+    pub decoder_dim: usize,
+    /// Decoder blocks.
+    #[config(default = 2)]
+    pub decoder_depth: usize,
+    /// Decoder attention heads.
+    #[config(default = 4)]
+    pub decoder_heads: usize,
+}
+
+impl MaeConfig {
+    /// MAE on [`VitConfig::vit_tiny_28`] with a 2-block, width-64 decoder.
+    pub fn mae_vit_tiny_28() -> Self {
+        Self::new(VitConfig::vit_tiny_28())
+    }
+
+    fn decoder_block(&self) -> TransformerBlockConfig {
+        TransformerBlockConfig::new(self.decoder_dim, self.decoder_heads, 4 * self.decoder_dim)
+            .with_init(InitScheme::XavierUniform)
+            .with_norm_eps(self.encoder.norm_eps)
+    }
+
+    /// Builds encoder and decoder (MAE initialization: Xavier linear layers, N(0, 0.02) tokens).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mae<B>> {
+        let encoder = self.encoder.init(device)?;
+        ensure(self.decoder_depth > 0, "MAE", "decoder_depth", || {
+            "must be at least 1".into()
+        })?;
+        ensure(
+            self.decoder_dim.is_multiple_of(4),
+            "MAE",
+            "decoder_dim",
+            || {
+                format!(
+                    "{} must be a multiple of 4 for sin-cos positions",
+                    self.decoder_dim
+                )
+            },
+        )?;
+        let block = self.decoder_block();
+        block.validate()?;
+        Ok(Mae {
+            encoder,
+            decoder_embed: linear(
+                self.encoder.d_model,
+                self.decoder_dim,
+                InitScheme::XavierUniform,
+                true,
+                device,
+            ),
+            mask_token: Param::initialized(
+                ParamId::new(),
+                truncated_normal([1, 1, self.decoder_dim], 0.02, device).require_grad(),
+            ),
+            decoder_blocks: (0..self.decoder_depth)
+                .map(|_| block.init(device))
+                .collect::<Result<_>>()?,
+            decoder_norm: LayerNormConfig::new(self.decoder_dim)
+                .with_epsilon(self.encoder.norm_eps)
+                .init(device),
+            decoder_pred: linear(
+                self.decoder_dim,
+                self.encoder.patch_dim(),
+                InitScheme::XavierUniform,
+                true,
+                device,
+            ),
+            grid: self.encoder.grid(),
+            patch_size: self.encoder.patch_size,
+        })
+    }
+}
+
+/// Masked autoencoder.
+#[derive(Module, Debug)]
+pub struct Mae<B: Backend> {
+    /// ViT encoder (the part kept for fine-tuning).
+    pub encoder: Vit<B>,
+    /// Encoder width to decoder width.
+    pub decoder_embed: Linear<B>,
+    /// Token standing for a hidden patch.
+    pub mask_token: Param<Tensor<B, 3>>,
+    /// Decoder blocks.
+    pub decoder_blocks: Vec<TransformerBlock<B>>,
+    /// Decoder final norm.
+    pub decoder_norm: LayerNorm<B>,
+    /// Per-token pixel prediction.
+    pub decoder_pred: Linear<B>,
+    grid: usize,
+    patch_size: usize,
+}
+
+impl<B: Backend> Mae<B> {
+    /// Predicts every patch from the visible ones.
+    ///
+    /// `images`: `[batch, channels, h, w]`; `keep`: `[batch, n_keep]` visible patch indices;
+    /// `restore`: `[batch, patches]` position of each patch in `keep ++ masked` (both from
+    /// `pretrain_data::mask::PatchMaskBatch`). Returns `[batch, patches, patch_dim]` in
+    /// [`patchify`] layout.
+    pub fn forward(
+        &self,
+        images: Tensor<B, 4>,
+        keep: Tensor<B, 2, Int>,
+        restore: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
+        let latent = self.encoder.forward_visible(images, keep); // [batch, 1 + n_keep, d_enc]
+        let x = self.decoder_embed.forward(latent); // [batch, 1 + n_keep, d_dec]
+        let [b, t, d] = x.dims();
+        let n = restore.dims()[1];
+        let cls_device = x.device();
+        let cls = x.clone().slice([0..b, 0..1, 0..d]);
+        let visible = x.slice([0..b, 1..t, 0..d]);
+        let masks = self
+            .mask_token
+            .val()
+            .expand([b as i64, (n + 1 - t) as i64, d as i64]);
+        let shuffled = Tensor::cat(vec![visible, masks], 1); // [batch, patches, d_dec], keep ++ masked
+        let index = restore
+            .reshape([b, n, 1])
+            .expand([b as i64, n as i64, d as i64]);
+        let tokens = shuffled.gather(1, index); // image order
+        let mut x =
+            Tensor::cat(vec![cls, tokens], 1) + sincos_2d_tensor(self.grid, d, true, &cls_device);
+        for block in &self.decoder_blocks {
+            x = block.forward(x, None);
+        }
+        let x = self.decoder_norm.forward(x);
+        let x = self.decoder_pred.forward(x);
+        let p = x.dims()[2];
+        x.slice([0..b, 1..n + 1, 0..p])
+    }
+
+    /// Patch side in pixels.
+    pub fn patch_size(&self) -> usize {
+        self.patch_size
+    }
+}
+
+/// `[batch, channels, h, w] -> [batch, patches, patch * patch * channels]`, patches row-major,
+/// each flattened as (row, column, channel) like the reference MAE.
+pub fn patchify<B: Backend>(images: Tensor<B, 4>, patch: usize) -> Tensor<B, 3> {
+    let [b, c, h, w] = images.dims();
+    let (gh, gw) = (h / patch, w / patch);
+    images
+        .reshape([b, c, gh, patch, gw, patch])
+        .permute([0, 2, 4, 3, 5, 1]) // [b, gh, gw, p, p, c]
+        .reshape([b, gh * gw, patch * patch * c])
+}
+
+/// Inverse of [`patchify`] for `channels` channels and a square image.
+pub fn unpatchify<B: Backend>(
+    patches: Tensor<B, 3>,
+    patch: usize,
+    channels: usize,
+) -> Tensor<B, 4> {
+    let [b, n, _] = patches.dims();
+    let g = (n as f64).sqrt().round() as usize;
+    patches
+        .reshape([b, g, g, patch, patch, channels])
+        .permute([0, 5, 1, 3, 2, 4]) // [b, c, gh, p, gw, p]
+        .reshape([b, channels, g * patch, g * patch])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    type B = burn::backend::Flex;
+
+    #[test]
+    fn patchify_round_trip_and_layout() {
+        let dev = Default::default();
+        let images = Tensor::<B, 4>::from_data(
+            TensorData::new(
+                (0..2 * 16).map(|v| v as f32).collect::<Vec<_>>(),
+                [1, 2, 4, 4],
+            ),
+            &dev,
+        );
+        let p = patchify(images.clone(), 2);
+        assert_eq!(p.dims(), [1, 4, 8]);
+        // First patch: pixels (0,0),(0,1),(1,0),(1,1), channels interleaved.
+        let first: Vec<f32> = p
+            .clone()
+            .slice([0..1, 0..1, 0..8])
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(first, vec![0.0, 16.0, 1.0, 17.0, 4.0, 20.0, 5.0, 21.0]);
+        let back = unpatchify(p, 2, 2);
+        assert_eq!(back.into_data(), images.into_data());
+    }
+
+    #[test]
+    fn predicts_every_patch() {
+        let dev = Default::default();
+        let config = MaeConfig::new(VitConfig::new(8, 2, 1, 16, 1, 2))
+            .with_decoder_dim(8)
+            .with_decoder_depth(1)
+            .with_decoder_heads(2);
+        let mae = config.init::<B>(&dev).unwrap();
+        let images = Tensor::<B, 4>::random([2, 1, 8, 8], Distribution::Default, &dev);
+        // 16 patches, keep 4.
+        let keep = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(vec![0i64, 3, 8, 12, 1, 2, 5, 7], [2, 4]),
+            &dev,
+        );
+        let restore_rows: Vec<i64> = [[0, 3, 8, 12], [1, 2, 5, 7]]
+            .iter()
+            .flat_map(|kept| {
+                let hidden: Vec<i64> = (0..16).filter(|p| !kept.contains(p)).collect();
+                let order: Vec<i64> = kept.iter().copied().chain(hidden).collect();
+                let mut restore = vec![0i64; 16];
+                order
+                    .iter()
+                    .enumerate()
+                    .for_each(|(pos, &p)| restore[p as usize] = pos as i64);
+                restore
+            })
+            .collect();
+        let restore = Tensor::<B, 2, Int>::from_data(TensorData::new(restore_rows, [2, 16]), &dev);
+        assert_eq!(mae.forward(images, keep, restore).dims(), [2, 16, 4]);
+        assert!(
+            MaeConfig::new(VitConfig::new(8, 2, 1, 16, 1, 2))
+                .with_decoder_dim(6)
+                .init::<B>(&dev)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! Saving and loading weights as safetensors, named after the module tree
+//! (`blocks.0.attn.query.weight`), so checkpoints move between backends and ecosystems.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+
+use crate::error::{ModelError, Result};
+
+fn checkpoint_error(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Writes every parameter of `model` to `path` (safetensors), atomically: a temporary file
+/// beside it is renamed over `path` once complete.
+pub fn save_safetensors<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut store = SafetensorsStore::from_file(&tmp);
+    model
+        .save_into(&mut store)
+        .map_err(|e| checkpoint_error(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| checkpoint_error(path, e.to_string()))
+}
+
+/// Loads `path` into `model`, requiring an exact match: every parameter present with its
+/// shape, and no tensor left over. The error names the file and the first mismatches.
+pub fn load_safetensors<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M> {
+    if !path.is_file() {
+        return Err(checkpoint_error(path, "no such file"));
+    }
+    let mut store = SafetensorsStore::from_file(path)
+        .validate(true)
+        .allow_partial(true);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| checkpoint_error(path, e.to_string()))?;
+    let mut problems: Vec<String> = result
+        .errors
+        .iter()
+        .take(3)
+        .map(|e| format!("{e:?}"))
+        .collect();
+    problems.extend(
+        result
+            .missing
+            .iter()
+            .take(3)
+            .map(|(p, _)| format!("missing tensor {p}")),
+    );
+    problems.extend(
+        result
+            .unused
+            .iter()
+            .take(3)
+            .map(|p| format!("unexpected tensor {p}")),
+    );
+    if !problems.is_empty() {
+        let total = result.errors.len() + result.missing.len() + result.unused.len();
+        return Err(checkpoint_error(
+            path,
+            format!(
+                "does not match the model ({total} problems; is it another architecture or config?): {}",
+                problems.join("; ")
+            ),
+        ));
+    }
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vit::VitConfig;
+    use burn::tensor::{Distribution, Tensor};
+
+    type B = burn::backend::Flex;
+
+    #[test]
+    fn round_trip_gives_equal_outputs_and_mismatches_are_named() {
+        let dev = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vit.safetensors");
+        let config = VitConfig::new(8, 4, 1, 16, 2, 2);
+        let model = config.init::<B>(&dev).unwrap();
+        save_safetensors(&model, &path).unwrap();
+        let fresh = config.init::<B>(&dev).unwrap();
+        let images = Tensor::<B, 4>::random([2, 1, 8, 8], Distribution::Default, &dev);
+        let loaded = load_safetensors(fresh, &path).unwrap();
+        let diff: f32 = (loaded.forward_features(images.clone()) - model.forward_features(images))
+            .abs()
+            .max()
+            .into_scalar();
+        assert_eq!(diff, 0.0);
+
+        let other = VitConfig::new(8, 4, 1, 16, 3, 2).init::<B>(&dev).unwrap();
+        let err = load_safetensors(other, &path).unwrap_err().to_string();
+        assert!(
+            err.contains("vit.safetensors") && err.contains("missing tensor blocks.2"),
+            "{err}"
+        );
+        let wider = VitConfig::new(8, 4, 1, 32, 2, 2).init::<B>(&dev).unwrap();
+        let err = load_safetensors(wider, &path).unwrap_err().to_string();
+        assert!(err.contains("Shape"), "{err}");
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(load_safetensors(config.init::<B>(&dev).unwrap(), &path).is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! Vision transformer (ViT): patch embedding, CLS token, position embeddings, pre-norm blocks.
+
+use burn::config::Config;
+use burn::module::{Module, Param, ParamId};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{TransformerBlock, TransformerBlockConfig};
+use crate::error::{Result, ensure};
+use crate::init::{InitScheme, truncated_normal};
+use crate::pos_embed::sincos_2d_tensor;
+
+/// Which position embeddings a ViT uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PositionEmbedding {
+    /// Fixed 2-D sine-cosine (MAE); no parameters.
+    SinCos,
+    /// Learned, initialized with a truncated normal (original ViT).
+    Learned,
+}
+
+/// How `forward_features` pools the token sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// The CLS token.
+    Cls,
+    /// Mean of the patch tokens.
+    Mean,
+}
+
+/// Configuration of a [`Vit`].
+#[derive(Config, Debug)]
+pub struct VitConfig {
+    /// Side of the (square) input image in pixels.
+    pub image_size: usize,
+    /// Side of a (square) patch; must divide `image_size`.
+    pub patch_size: usize,
+    /// Input channels.
+    pub channels: usize,
+    /// Token width.
+    pub d_model: usize,
+    /// Number of blocks.
+    pub depth: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// Feed-forward width as a multiple of `d_model`.
+    #[config(default = 4.0)]
+    pub mlp_ratio: f64,
+    /// Position embeddings.
+    #[config(default = "PositionEmbedding::SinCos")]
+    pub position: PositionEmbedding,
+    /// Pooling of `forward_features`.
+    #[config(default = "Pooling::Cls")]
+    pub pooling: Pooling,
+    /// Initialization of linear layers and the patch projection (treated as a linear layer).
+    #[config(default = "InitScheme::XavierUniform")]
+    pub init: InitScheme,
+    /// Layer-norm epsilon.
+    #[config(default = 1e-6)]
+    pub norm_eps: f64,
+}
+
+impl VitConfig {
+    /// CPU-sized ViT for 28x28 grey images: 4x4 patches (49 tokens), width 128, 6 blocks,
+    /// 4 heads, MAE initialization (Xavier uniform, sin-cos positions).
+    pub fn vit_tiny_28() -> Self {
+        Self::new(28, 4, 1, 128, 6, 4)
+    }
+
+    /// DeiT/ViT-Ti/16 at 224x224 RGB: width 192, 12 blocks, 3 heads.
+    pub fn vit_tiny_patch16_224() -> Self {
+        Self::new(224, 16, 3, 192, 12, 3)
+            .with_position(PositionEmbedding::Learned)
+            .with_init(InitScheme::BERT)
+    }
+
+    /// ViT-S/16 at 224x224 RGB: width 384, 12 blocks, 6 heads.
+    pub fn vit_small_patch16_224() -> Self {
+        Self::new(224, 16, 3, 384, 12, 6)
+            .with_position(PositionEmbedding::Learned)
+            .with_init(InitScheme::BERT)
+    }
+
+    /// ViT-B/16 at 224x224 RGB: width 768, 12 blocks, 12 heads.
+    pub fn vit_base_patch16_224() -> Self {
+        Self::new(224, 16, 3, 768, 12, 12)
+            .with_position(PositionEmbedding::Learned)
+            .with_init(InitScheme::BERT)
+    }
+
+    /// Patches per side.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size.max(1)
+    }
+
+    /// Number of patches.
+    pub fn num_patches(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// Values of one flattened patch (`patch_size^2 * channels`).
+    pub fn patch_dim(&self) -> usize {
+        self.patch_size * self.patch_size * self.channels
+    }
+
+    fn block(&self) -> TransformerBlockConfig {
+        TransformerBlockConfig::new(
+            self.d_model,
+            self.n_heads,
+            (self.d_model as f64 * self.mlp_ratio).round() as usize,
+        )
+        .with_init(self.init)
+        .with_norm_eps(self.norm_eps)
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<()> {
+        let m = "ViT";
+        ensure(
+            self.patch_size > 0 && self.image_size.is_multiple_of(self.patch_size),
+            m,
+            "patch_size",
+            || {
+                format!(
+                    "{} must divide image_size {}",
+                    self.patch_size, self.image_size
+                )
+            },
+        )?;
+        ensure(self.channels > 0, m, "channels", || "must be > 0".into())?;
+        ensure(self.depth > 0, m, "depth", || "must be at least 1".into())?;
+        ensure(
+            self.position != PositionEmbedding::SinCos || self.d_model.is_multiple_of(4),
+            m,
+            "d_model",
+            || {
+                format!(
+                    "{} must be a multiple of 4 for sin-cos positions",
+                    self.d_model
+                )
+            },
+        )?;
+        self.block().validate()
+    }
+
+    /// Builds the model; invalid configurations are refused here.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Vit<B>> {
+        self.validate()?;
+        let block = self.block();
+        let mut patch_embed =
+            Conv2dConfig::new([self.channels, self.d_model], [self.patch_size; 2])
+                .with_stride([self.patch_size; 2])
+                .init(device);
+        // MAE treats the patch projection as a linear layer over the flattened patch.
+        let flat = self
+            .init
+            .init_weight::<B>(self.patch_dim(), self.d_model, device)
+            .val();
+        let weight = flat.transpose().reshape([
+            self.d_model,
+            self.channels,
+            self.patch_size,
+            self.patch_size,
+        ]);
+        patch_embed.weight = Param::initialized(ParamId::new(), weight.require_grad());
+        patch_embed.bias = patch_embed.bias.map(|b| b.map(|t| t.zeros_like()));
+        Ok(Vit {
+            patch_embed,
+            cls_token: Param::initialized(
+                ParamId::new(),
+                truncated_normal([1, 1, self.d_model], 0.02, device).require_grad(),
+            ),
+            pos_embed: (self.position == PositionEmbedding::Learned).then(|| {
+                Param::initialized(
+                    ParamId::new(),
+                    truncated_normal([1, self.num_patches() + 1, self.d_model], 0.02, device)
+                        .require_grad(),
+                )
+            }),
+            blocks: (0..self.depth)
+                .map(|_| block.init(device))
+                .collect::<Result<_>>()?,
+            norm: LayerNormConfig::new(self.d_model)
+                .with_epsilon(self.norm_eps)
+                .init(device),
+            grid: self.grid(),
+            d_model: self.d_model,
+            mean_pool: self.pooling == Pooling::Mean,
+        })
+    }
+}
+
+/// Vision transformer encoder.
+#[derive(Module, Debug)]
+pub struct Vit<B: Backend> {
+    /// Patch projection, a convolution with kernel = stride = patch size.
+    pub patch_embed: Conv2d<B>,
+    /// Learnable CLS token `[1, 1, d_model]`.
+    pub cls_token: Param<Tensor<B, 3>>,
+    /// Learned position embeddings `[1, 1 + patches, d_model]`; `None` for fixed sin-cos.
+    pub pos_embed: Option<Param<Tensor<B, 3>>>,
+    /// Transformer blocks.
+    pub blocks: Vec<TransformerBlock<B>>,
+    /// Final layer norm.
+    pub norm: LayerNorm<B>,
+    grid: usize,
+    d_model: usize,
+    mean_pool: bool,
+}
+
+impl<B: Backend> Vit<B> {
+    /// Token width.
+    pub fn d_model(&self) -> usize {
+        self.d_model
+    }
+
+    /// Position embeddings `[1, 1 + patches, d_model]` (CLS first).
+    pub fn positions(&self, device: &B::Device) -> Tensor<B, 3> {
+        match &self.pos_embed {
+            Some(p) => p.val(),
+            None => sincos_2d_tensor(self.grid, self.d_model, true, device),
+        }
+    }
+
+    /// Patch tokens with positions: `[batch, channels, h, w] -> [batch, patches, d_model]`.
+    pub fn embed_patches(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let device = images.device();
+        let x = self.patch_embed.forward(images); // [batch, d_model, grid, grid]
+        let [b, d, gh, gw] = x.dims();
+        let x = x.reshape([b, d, gh * gw]).swap_dims(1, 2); // [batch, patches, d_model]
+        let pos = self.positions(&device);
+        x + pos.slice([0..1, 1..gh * gw + 1, 0..d])
+    }
+
+    fn with_cls_and_blocks(&self, patches: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, _, d] = patches.dims();
+        let device = patches.device();
+        let cls = self.cls_token.val() + self.positions(&device).slice([0..1, 0..1, 0..d]);
+        let mut x = Tensor::cat(vec![cls.expand([b as i64, 1, d as i64]), patches], 1);
+        for block in &self.blocks {
+            x = block.forward(x, None);
+        }
+        self.norm.forward(x)
+    }
+
+    /// All tokens after the final norm: `[batch, channels, h, w] -> [batch, 1 + patches, d_model]`.
+    pub fn forward_tokens(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        self.with_cls_and_blocks(self.embed_patches(images))
+    }
+
+    /// The representation used downstream: `[batch, channels, h, w] -> [batch, d_model]` (CLS
+    /// token or mean of patch tokens).
+    pub fn forward_features(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let tokens = self.forward_tokens(images);
+        let [b, n, d] = tokens.dims();
+        if self.mean_pool {
+            tokens.slice([0..b, 1..n, 0..d]).mean_dim(1).reshape([b, d])
+        } else {
+            tokens.slice([0..b, 0..1, 0..d]).reshape([b, d])
+        }
+    }
+
+    /// MAE encoder pass on the visible patches only: `keep` (`[batch, n_keep]` patch indices)
+    /// selects tokens after position embedding; returns `[batch, 1 + n_keep, d_model]`.
+    pub fn forward_visible(&self, images: Tensor<B, 4>, keep: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let patches = self.embed_patches(images);
+        let [b, k] = keep.dims();
+        let index = keep
+            .reshape([b, k, 1])
+            .expand([b as i64, k as i64, self.d_model as i64]);
+        self.with_cls_and_blocks(patches.gather(1, index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    type B = burn::backend::Flex;
+
+    #[test]
+    fn shapes_and_presets() {
+        let dev = Default::default();
+        let config = VitConfig::new(28, 7, 1, 32, 2, 4);
+        let vit = config.init::<B>(&dev).unwrap();
+        let images = Tensor::<B, 4>::random([3, 1, 28, 28], Distribution::Default, &dev);
+        assert_eq!(vit.forward_tokens(images.clone()).dims(), [3, 17, 32]);
+        assert_eq!(vit.forward_features(images.clone()).dims(), [3, 32]);
+        let keep = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(vec![0i64, 5, 9, 1, 2, 3, 15, 14, 13], [3, 3]),
+            &dev,
+        );
+        assert_eq!(vit.forward_visible(images, keep).dims(), [3, 4, 32]);
+        assert_eq!(VitConfig::vit_tiny_28().num_patches(), 49);
+        assert_eq!(VitConfig::vit_tiny_patch16_224().num_patches(), 196);
+    }
+
+    #[test]
+    fn visible_pass_with_all_patches_equals_full_pass() {
+        let dev = Default::default();
+        let vit = VitConfig::new(8, 4, 1, 16, 1, 2).init::<B>(&dev).unwrap();
+        let images = Tensor::<B, 4>::random([2, 1, 8, 8], Distribution::Default, &dev);
+        let all = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(vec![0i64, 1, 2, 3, 0, 1, 2, 3], [2, 4]),
+            &dev,
+        );
+        let diff: f32 = (vit.forward_visible(images.clone(), all) - vit.forward_tokens(images))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn bad_configs_fail_at_init() {
+        let dev = Default::default();
+        let err = VitConfig::new(28, 5, 1, 32, 2, 4)
+            .init::<B>(&dev)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("5 must divide image_size 28"),
+            "{err}"
+        );
+        assert!(VitConfig::new(28, 4, 1, 32, 0, 4).init::<B>(&dev).is_err());
+        assert!(VitConfig::new(28, 4, 1, 30, 2, 3).init::<B>(&dev).is_err());
+    }
+}
