@@ -9,7 +9,7 @@ use burn::tensor::{Bool, Tensor};
 
 use crate::error::{Result, ensure};
 use crate::init::InitScheme;
-use crate::layers::{Mlp, linear, scale_weight};
+use crate::layers::{Mlp, linear, scaled_linear};
 
 /// Configuration of one transformer block.
 #[derive(Config, Debug)]
@@ -82,9 +82,8 @@ impl TransformerBlockConfig {
         attn.query = linear(d, d, self.init, true, device);
         attn.key = linear(d, d, self.init, true, device);
         attn.value = linear(d, d, self.init, true, device);
-        attn.output = scale_weight(linear(d, d, self.init, true, device), self.residual_scale);
-        let mut mlp = Mlp::new(d, self.d_ff, self.init, device);
-        mlp.fc2 = scale_weight(mlp.fc2, self.residual_scale);
+        attn.output = scaled_linear(d, d, self.init, true, self.residual_scale, device);
+        let mlp = Mlp::new(d, self.d_ff, self.init, self.residual_scale, device);
         Ok(TransformerBlock {
             norm1: LayerNormConfig::new(d)
                 .with_epsilon(self.norm_eps)

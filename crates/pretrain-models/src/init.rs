@@ -1,11 +1,10 @@
 //! Weight initialization schemes, stated explicitly per model.
 //!
-//! burn's [`Initializer`] covers uniform/normal/Kaiming/Xavier; pre-training recipes also need
-//! the truncated normal of BERT and ViT (std 0.02, cut at two standard deviations), which is
-//! provided here on top of burn's tensors.
+//! Besides Xavier and Kaiming (as in burn's `Initializer`), pre-training recipes need the
+//! truncated normal of BERT and ViT (std 0.02, cut at two standard deviations). Schemes sample
+//! plain tensors, so models can reshape or scale them before they become parameters.
 
 use burn::module::{Param, ParamId};
-use burn::nn::Initializer;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
@@ -38,23 +37,33 @@ impl InitScheme {
         fan_out: usize,
         device: &B::Device,
     ) -> Param<Tensor<B, 2>> {
+        Param::initialized(
+            ParamId::new(),
+            self.sample(fan_in, fan_out, device).require_grad(),
+        )
+    }
+
+    /// The values of [`InitScheme::init_weight`] as a plain (untracked) tensor, to reshape or
+    /// scale before it becomes a parameter.
+    pub fn sample<B: Backend>(
+        &self,
+        fan_in: usize,
+        fan_out: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let shape = [fan_in, fan_out];
         match *self {
-            InitScheme::TruncatedNormal { std } => Param::initialized(
-                ParamId::new(),
-                truncated_normal([fan_in, fan_out], std, device).require_grad(),
-            ),
-            InitScheme::XavierUniform => Initializer::XavierUniform { gain: 1.0 }.init_with(
-                [fan_in, fan_out],
-                Some(fan_in),
-                Some(fan_out),
+            InitScheme::TruncatedNormal { std } => truncated_normal(shape, std, device),
+            InitScheme::XavierUniform => {
+                let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
+                Tensor::random(shape, Distribution::Uniform(-a, a), device)
+            }
+            InitScheme::KaimingNormal => Tensor::random(
+                shape,
+                Distribution::Normal(0.0, (2.0 / fan_in as f64).sqrt()),
                 device,
             ),
-            InitScheme::KaimingNormal => Initializer::KaimingNormal {
-                gain: 2f64.sqrt(),
-                fan_out_only: false,
-            }
-            .init_with([fan_in, fan_out], Some(fan_in), Some(fan_out), device),
-            InitScheme::Zeros => Initializer::Zeros.init([fan_in, fan_out], device),
+            InitScheme::Zeros => Tensor::zeros(shape, device),
         }
     }
 }

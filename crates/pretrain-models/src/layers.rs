@@ -1,7 +1,7 @@
 //! Small building blocks shared by the models: initialized linear layers and the transformer
 //! feed-forward network.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Gelu, Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -16,20 +16,31 @@ pub fn linear<B: Backend>(
     bias: bool,
     device: &B::Device,
 ) -> Linear<B> {
+    scaled_linear(d_in, d_out, init, bias, 1.0, device)
+}
+
+/// [`linear`] with the initial weight multiplied by `scale` (GPT-2's residual-output scaling).
+pub fn scaled_linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    init: InitScheme,
+    bias: bool,
+    scale: f64,
+    device: &B::Device,
+) -> Linear<B> {
     let mut layer = LinearConfig::new(d_in, d_out).with_bias(bias).init(device);
-    layer.weight = init.init_weight(d_in, d_out, device);
-    if let Some(b) = &layer.bias {
+    layer.weight = Param::initialized(
+        ParamId::new(),
+        init.sample(d_in, d_out, device)
+            .mul_scalar(scale)
+            .require_grad(),
+    );
+    if bias {
         layer.bias = Some(Param::initialized(
-            b.id,
+            ParamId::new(),
             Tensor::zeros([d_out], device).require_grad(),
         ));
     }
-    layer
-}
-
-/// Multiplies a linear layer's weight by `factor` (GPT-2's residual-output scaling).
-pub fn scale_weight<B: Backend>(mut layer: Linear<B>, factor: f64) -> Linear<B> {
-    layer.weight = layer.weight.map(|w| w.mul_scalar(factor));
     layer
 }
 
@@ -44,11 +55,17 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    /// Builds the two layers with `init`.
-    pub fn new(d_model: usize, d_ff: usize, init: InitScheme, device: &B::Device) -> Self {
+    /// Builds the two layers with `init`, the second scaled by `residual_scale`.
+    pub fn new(
+        d_model: usize,
+        d_ff: usize,
+        init: InitScheme,
+        residual_scale: f64,
+        device: &B::Device,
+    ) -> Self {
         Self {
             fc1: linear(d_model, d_ff, init, true, device),
-            fc2: linear(d_ff, d_model, init, true, device),
+            fc2: scaled_linear(d_ff, d_model, init, true, residual_scale, device),
             activation: Gelu::new(),
         }
     }

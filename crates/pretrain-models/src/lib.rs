@@ -43,3 +43,8 @@ pub use mae::{Mae, MaeConfig, patchify, unpatchify};
 pub use store::{load_safetensors, save_safetensors};
 pub use summary::{num_params, summary};
 pub use vit::{Pooling, PositionEmbedding, Vit, VitConfig};
+
+#[cfg(test)]
+mod gradient_flow_tests;
+#[cfg(test)]
+mod testing;

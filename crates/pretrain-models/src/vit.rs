@@ -159,8 +159,7 @@ impl VitConfig {
         // MAE treats the patch projection as a linear layer over the flattened patch.
         let flat = self
             .init
-            .init_weight::<B>(self.patch_dim(), self.d_model, device)
-            .val();
+            .sample::<B>(self.patch_dim(), self.d_model, device);
         let weight = flat.transpose().reshape([
             self.d_model,
             self.channels,
@@ -168,7 +167,9 @@ impl VitConfig {
             self.patch_size,
         ]);
         patch_embed.weight = Param::initialized(ParamId::new(), weight.require_grad());
-        patch_embed.bias = patch_embed.bias.map(|b| b.map(|t| t.zeros_like()));
+        patch_embed.bias = patch_embed.bias.map(|b| {
+            Param::initialized(b.id, Tensor::zeros([self.d_model], device).require_grad())
+        });
         Ok(Vit {
             patch_embed,
             cls_token: Param::initialized(

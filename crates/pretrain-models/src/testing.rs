@@ -1,0 +1,127 @@
+//! Test helpers shared by the model tests: real batches from the shipped data, "a few steps
+//! reduce the loss", and save/load round trips.
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use pretrain_data::TextEncoding;
+use pretrain_data::catalog;
+use pretrain_data::readers::{
+    Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus,
+};
+use pretrain_data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
+
+pub type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+
+/// The first `n` shipped Fashion-MNIST images, `[n, 1, 28, 28]` in [0, 1].
+pub fn fashion<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
+    let items = read_idx_images(
+        &IdxPaths::in_dir(&catalog::fashion_mnist_sample_dir().unwrap(), "t10k"),
+        10,
+    )
+    .unwrap();
+    let data: Vec<f32> = items
+        .iter()
+        .take(n)
+        .flat_map(|i| i.image.to_f32().data)
+        .collect();
+    Tensor::from_data(TensorData::new(data, [n, 1, 28, 28]), device)
+}
+
+/// The first `n` digits rows scaled to [0, 1], `[n, 64]`.
+pub fn digits<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 2> {
+    let options = TableOptions {
+        has_header: false,
+        ..Default::default()
+    };
+    let rows = read_csv_features(
+        &catalog::digits_csv().unwrap(),
+        &options,
+        Some(&Column::Last),
+        10,
+    )
+    .unwrap();
+    let data: Vec<f32> = rows
+        .iter()
+        .take(n)
+        .flat_map(|r| r.features.iter().map(|v| v / 16.0))
+        .collect();
+    Tensor::from_data(TensorData::new(data, [n, 64]), device)
+}
+
+/// `n` Moby Dick paragraphs tokenized to `len` ids with a small WordPiece vocabulary; returns
+/// the ids and the vocabulary size.
+pub fn moby_dick_ids<B: Backend>(
+    n: usize,
+    len: usize,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, usize) {
+    let docs = read_text_corpus(
+        &catalog::moby_dick_sample_dir().unwrap(),
+        TextUnit::Paragraph,
+        TextEncoding::Utf8,
+    )
+    .unwrap();
+    let tok = TextTokenizer::train(
+        &docs,
+        &TokenizerTrainConfig {
+            vocab_size: 600,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let enc = tok.fixed_length(len).unwrap();
+    let ids: Vec<i64> = docs
+        .iter()
+        .skip(1)
+        .take(n)
+        .flat_map(|d| enc.encode(d).unwrap().ids)
+        .map(i64::from)
+        .collect();
+    (
+        Tensor::from_data(TensorData::new(ids, [n, len]), device),
+        tok.vocab_size(),
+    )
+}
+
+/// Runs `steps` Adam steps on `loss` and asserts the loss fell below `factor` of its start.
+pub fn assert_trains<M: AutodiffModule<Ad>>(
+    mut model: M,
+    steps: usize,
+    lr: f64,
+    factor: f32,
+    loss: impl Fn(&M) -> Tensor<Ad, 1>,
+) {
+    let mut optim = AdamConfig::new().init::<Ad, M>();
+    let first: f32 = loss(&model).into_scalar();
+    for _ in 0..steps {
+        let l = loss(&model);
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        model = optim.step(lr, model, grads);
+    }
+    let last: f32 = loss(&model).into_scalar();
+    assert!(
+        last.is_finite() && last < factor * first,
+        "loss {first} -> {last}"
+    );
+}
+
+/// Saves `model`, loads the file into `fresh` (same config, other weights) and checks `output`
+/// is identical.
+pub fn assert_round_trip<B: Backend, M: Module<B>, const D: usize>(
+    model: &M,
+    fresh: M,
+    output: impl Fn(&M) -> Tensor<B, D>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    crate::store::save_safetensors(model, &path).unwrap();
+    let loaded = crate::store::load_safetensors(fresh, &path).unwrap();
+    let diff: f32 = (output(&loaded) - output(model))
+        .abs()
+        .max()
+        .into_scalar()
+        .elem();
+    assert_eq!(diff, 0.0);
+}
