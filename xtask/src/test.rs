@@ -10,10 +10,10 @@ use pretrain_setup::{ensure_apt_packages, run as run_command};
 /// Debian packages the tests need: a software Vulkan driver for the wgpu tests.
 const APT_PACKAGES: &[&str] = &["mesa-vulkan-drivers", "libvulkan1"];
 
-/// Features every check is built with: wgpu runs its tests on Mesa's software Vulkan and CUDA
-/// must compile. One feature set for clippy and check keeps them sharing build artifacts.
-const CHECK_FEATURES: &str = "pretrain/wgpu,pretrain/cuda";
-const TEST_FEATURES: &str = "pretrain/wgpu";
+/// Features every check is built with: wgpu runs its tests on Mesa's software Vulkan, NdArray
+/// is compared with Flex, and CUDA must compile. One feature set for clippy and check keeps them sharing build artifacts.
+const CHECK_FEATURES: &str = "pretrain/wgpu,pretrain/cuda,pretrain/ndarray";
+const TEST_FEATURES: &str = "pretrain/wgpu,pretrain/ndarray";
 
 pub fn run() -> Result<()> {
     ensure_apt_packages(APT_PACKAGES)?;
