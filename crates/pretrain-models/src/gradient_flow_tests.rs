@@ -52,7 +52,7 @@ fn mae_reconstruction_trains_and_round_trips() {
         .copied()
         .chain((0..16).filter(|p| !kept.contains(p)))
         .collect();
-    let mut restore = vec![0i64; 16];
+    let mut restore = [0i64; 16];
     order
         .iter()
         .enumerate()
