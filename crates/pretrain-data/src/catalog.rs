@@ -18,7 +18,7 @@ pub fn data_dir() -> Result<PathBuf> {
         None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data")),
     };
     if dir.join("digits").is_dir() {
-        Ok(dir)
+        Ok(dir.canonicalize().unwrap_or(dir))
     } else {
         Err(DataError::Empty {
             path: dir,

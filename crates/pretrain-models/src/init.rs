@@ -138,4 +138,46 @@ mod tests {
         let (_, std, max) = moments(InitScheme::Zeros.init_weight::<B>(3, 3, &dev).val());
         assert_eq!((std, max), (0.0, 0.0));
     }
+
+    #[test]
+    fn deep_presets_keep_activation_scale_at_init() {
+        // A 12-block BERT-Base-depth encoder (narrow, to stay fast) and the 6-block vit_tiny_28 at
+        // initialization: the residual stream's scale stays within a bounded factor of the
+        // embedding scale through every block, pre-norm and post-norm alike.
+        use crate::{BertConfig, VitConfig};
+        use burn::tensor::{Distribution, Tensor};
+        let dev = Default::default();
+        let std = |t: &Tensor<B, 3>| -> f32 { t.clone().var(2).mean().sqrt().into_scalar() };
+
+        let vit = VitConfig::vit_tiny_28().init::<B>(&dev).unwrap();
+        let images = crate::testing::fashion::<B>(8, &dev);
+        let mut x = vit.embed_patches(images);
+        let first = std(&x);
+        for (i, block) in vit.blocks.iter().enumerate() {
+            x = block.forward(x, None);
+            let s = std(&x);
+            assert!(
+                s.is_finite() && s < 10.0 * first && s > 0.1 * first,
+                "ViT block {i}: std {s} vs {first}"
+            );
+        }
+
+        for pre_norm in [false, true] {
+            let bert = BertConfig::new(100, 64, 12, 4, 256)
+                .with_pre_norm(pre_norm)
+                .with_scale_residual(pre_norm)
+                .with_dropout(0.0)
+                .init::<B>(&dev)
+                .unwrap();
+            let mut h = Tensor::<B, 3>::random([4, 16, 64], Distribution::Normal(0.0, 1.0), &dev);
+            for (i, layer) in bert.layers.iter().enumerate() {
+                h = layer.forward(h, None);
+                let s = std(&h);
+                assert!(
+                    s.is_finite() && (0.1..10.0).contains(&s),
+                    "BERT (pre-norm {pre_norm}) layer {i}: std {s}"
+                );
+            }
+        }
+    }
 }
