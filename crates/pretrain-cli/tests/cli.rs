@@ -45,3 +45,15 @@ fn unknown_data_set_lists_the_known_ones() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("fashion-mnist, tweets"), "{stderr}");
 }
+
+#[test]
+fn models_lists_preset_parameter_counts() {
+    let output = pretrain().arg("models").output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("bert_tiny (with pooler and MLM head): 4,433,210 parameters"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("vit_tiny_28: "), "{stdout}");
+}

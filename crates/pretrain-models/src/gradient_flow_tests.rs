@@ -4,7 +4,9 @@
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::testing::{Ad, assert_round_trip, assert_trains, digits, fashion, moby_dick_ids};
+use crate::testing::{
+    Ad, assert_round_trip, assert_trains, digits, fashion, fixed_mask, moby_dick_ids,
+};
 use crate::{
     BertConfig, ConvAutoencoderConfig, LinearHead, MaeConfig, MlpAutoencoderConfig, MlpHeadConfig,
     ResNetConfig, SmallCnnConfig, VitConfig, patchify,
@@ -46,20 +48,8 @@ fn mae_reconstruction_trains_and_round_trips() {
         .with_decoder_heads(2);
     let mae = config.init::<Ad>(&dev).unwrap();
     // Keep 4 of 16 patches (the same for every image), hide the rest.
-    let kept = [0i64, 5, 10, 15];
-    let order: Vec<i64> = kept
-        .iter()
-        .copied()
-        .chain((0..16).filter(|p| !kept.contains(p)))
-        .collect();
-    let mut restore = [0i64; 16];
-    order
-        .iter()
-        .enumerate()
-        .for_each(|(pos, &p)| restore[p as usize] = pos as i64);
-    let keep = Tensor::<Ad, 2, Int>::from_data(TensorData::new(kept.repeat(8), [8, 4]), &dev);
-    let restore =
-        Tensor::<Ad, 2, Int>::from_data(TensorData::new(restore.repeat(8), [8, 16]), &dev);
+    let mask = fixed_mask::<Ad>(&[0, 5, 10, 15], 16, 8, &dev);
+    let (keep, restore) = (mask.keep, mask.restore);
     let target = patchify(images.clone(), 7);
     assert_round_trip(&mae, config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward(images.clone(), keep.clone(), restore.clone())

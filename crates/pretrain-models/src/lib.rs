@@ -41,7 +41,7 @@ pub use heads::{LinearHead, MlpHead, MlpHeadConfig};
 pub use init::{InitScheme, truncated_normal};
 pub use mae::{Mae, MaeConfig, patchify, unpatchify};
 pub use store::{load_safetensors, save_safetensors};
-pub use summary::{num_params, summary};
+pub use summary::{num_params, preset_summaries, summary};
 pub use vit::{Pooling, PositionEmbedding, Vit, VitConfig};
 
 #[cfg(test)]

@@ -224,24 +224,8 @@ mod tests {
         let mae = config.init::<B>(&dev).unwrap();
         let images = Tensor::<B, 4>::random([2, 1, 8, 8], Distribution::Default, &dev);
         // 16 patches, keep 4.
-        let keep = Tensor::<B, 2, Int>::from_data(
-            TensorData::new(vec![0i64, 3, 8, 12, 1, 2, 5, 7], [2, 4]),
-            &dev,
-        );
-        let restore_rows: Vec<i64> = [[0, 3, 8, 12], [1, 2, 5, 7]]
-            .iter()
-            .flat_map(|kept| {
-                let hidden: Vec<i64> = (0..16).filter(|p| !kept.contains(p)).collect();
-                let order: Vec<i64> = kept.iter().copied().chain(hidden).collect();
-                let mut restore = vec![0i64; 16];
-                order
-                    .iter()
-                    .enumerate()
-                    .for_each(|(pos, &p)| restore[p as usize] = pos as i64);
-                restore
-            })
-            .collect();
-        let restore = Tensor::<B, 2, Int>::from_data(TensorData::new(restore_rows, [2, 16]), &dev);
+        let mask = crate::testing::fixed_mask::<B>(&[0, 3, 8, 12], 16, 2, &dev);
+        let (keep, restore) = (mask.keep, mask.restore);
         assert_eq!(mae.forward(images, keep, restore).dims(), [2, 16, 4]);
         assert!(
             MaeConfig::new(VitConfig::new(8, 2, 1, 16, 1, 2))

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pretrain_data::TextEncoding;
 use pretrain_data::catalog;
+use pretrain_data::mask::{PatchMask, PatchMaskBatch};
 use pretrain_data::readers::{
     Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus,
 };
@@ -124,4 +125,15 @@ pub fn assert_round_trip<B: Backend, M: Module<B>, const D: usize>(
         .into_scalar()
         .elem();
     assert_eq!(diff, 0.0);
+}
+
+/// The same mask for `batch` images: patches in `kept` (of `n`) visible, the rest hidden.
+pub fn fixed_mask<B: Backend>(
+    kept: &[usize],
+    n: usize,
+    batch: usize,
+    device: &B::Device,
+) -> PatchMaskBatch<B> {
+    let hidden: Vec<bool> = (0..n).map(|p| !kept.contains(&p)).collect();
+    PatchMaskBatch::from_masks(&vec![PatchMask::from_hidden(&hidden); batch], device).unwrap()
 }

@@ -7,10 +7,11 @@ use std::path::Path;
 use pretrain::burn::tensor::backend::Backend;
 use pretrain::burn::tensor::{Int, Tensor, TensorData};
 use pretrain::data::catalog;
+use pretrain::data::mask::{PatchMask, PatchMaskBatch};
 use pretrain::data::readers::{IdxPaths, read_idx_images};
 use pretrain::models::{
-    BertConfig, ConvAutoencoderConfig, SmallCnnConfig, VitConfig, load_safetensors,
-    save_safetensors,
+    BertConfig, ConvAutoencoderConfig, MaeConfig, MlpAutoencoderConfig, MlpHeadConfig,
+    ResNetConfig, SmallCnnConfig, VitConfig, load_safetensors, save_safetensors,
 };
 
 type Flex = pretrain::burn::backend::Flex;
@@ -27,6 +28,21 @@ fn images<B: Backend>(device: &B::Device) -> Tensor<B, 4> {
         .flat_map(|i| i.image.to_f32().data)
         .collect();
     Tensor::from_data(TensorData::new(data, [4, 1, 28, 28]), device)
+}
+
+fn mae_config() -> MaeConfig {
+    MaeConfig::new(VitConfig::new(28, 7, 1, 32, 1, 4))
+        .with_decoder_dim(16)
+        .with_decoder_depth(1)
+        .with_decoder_heads(2)
+}
+
+/// Keep patches 0, 5, 10 and 15 of 16 in every image: `(keep, restore)`.
+fn mae_mask<B: Backend>(device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let hidden: Vec<bool> = (0..16).map(|p| ![0, 5, 10, 15].contains(&p)).collect();
+    let batch =
+        PatchMaskBatch::from_masks(&vec![PatchMask::from_hidden(&hidden); 4], device).unwrap();
+    (batch.keep, batch.restore)
 }
 
 fn tokens<B: Backend>(device: &B::Device) -> Tensor<B, 2, Int> {
@@ -64,6 +80,31 @@ fn outputs<B: Backend>(dir: &Path, device: &B::Device) -> Vec<Vec<f32>> {
         &dir.join("cnn.safetensors"),
     )
     .unwrap();
+    let resnet = load_safetensors(
+        ResNetConfig::new(1, vec![1, 1], vec![8, 16])
+            .init::<B>(device)
+            .unwrap(),
+        &dir.join("resnet.safetensors"),
+    )
+    .unwrap();
+    let head = load_safetensors(
+        MlpHeadConfig::simclr(16).init::<B>(device).unwrap(),
+        &dir.join("head.safetensors"),
+    )
+    .unwrap();
+    let mlp_ae = load_safetensors(
+        MlpAutoencoderConfig::new(784, vec![64], 16)
+            .init::<B>(device)
+            .unwrap(),
+        &dir.join("mlp_ae.safetensors"),
+    )
+    .unwrap();
+    let mae = load_safetensors(
+        mae_config().init::<B>(device).unwrap(),
+        &dir.join("mae.safetensors"),
+    )
+    .unwrap();
+    let (keep, restore) = mae_mask::<B>(device);
     let x = images::<B>(device);
     let ids = tokens::<B>(device);
     let pad = ids.clone().equal_elem(40);
@@ -73,7 +114,10 @@ fn outputs<B: Backend>(dir: &Path, device: &B::Device) -> Vec<Vec<f32>> {
         to_vec(bert.pooled(hidden.clone())),
         to_vec(bert.mlm_logits(hidden).reshape([2 * 12, 41])),
         to_vec(conv_ae.encode(x.clone())),
-        to_vec(cnn.forward_features(x)),
+        to_vec(cnn.forward_features(x.clone())),
+        to_vec(head.forward(resnet.forward_features(x.clone()))),
+        to_vec(mlp_ae.forward(x.clone().reshape([4, 784]))),
+        to_vec(mae.forward(x, keep, restore).reshape([4 * 16, 49])),
     ]
 }
 
@@ -103,6 +147,30 @@ fn save_reference(dir: &Path) {
             .init::<Flex>(&dev)
             .unwrap(),
         &dir.join("cnn.safetensors"),
+    )
+    .unwrap();
+    save_safetensors(
+        &ResNetConfig::new(1, vec![1, 1], vec![8, 16])
+            .init::<Flex>(&dev)
+            .unwrap(),
+        &dir.join("resnet.safetensors"),
+    )
+    .unwrap();
+    save_safetensors(
+        &MlpHeadConfig::simclr(16).init::<Flex>(&dev).unwrap(),
+        &dir.join("head.safetensors"),
+    )
+    .unwrap();
+    save_safetensors(
+        &MlpAutoencoderConfig::new(784, vec![64], 16)
+            .init::<Flex>(&dev)
+            .unwrap(),
+        &dir.join("mlp_ae.safetensors"),
+    )
+    .unwrap();
+    save_safetensors(
+        &mae_config().init::<Flex>(&dev).unwrap(),
+        &dir.join("mae.safetensors"),
     )
     .unwrap();
 }
