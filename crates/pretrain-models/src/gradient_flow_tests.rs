@@ -90,7 +90,7 @@ fn autoencoders_train_and_round_trip() {
     assert_round_trip(&mlp, config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward(x.clone())
     });
-    assert_trains(mlp, 60, 3e-3, 0.8, |m| {
+    assert_trains(mlp, 100, 3e-3, 0.8, |m| {
         (m.forward(x.clone()) - x.clone()).powi_scalar(2).mean()
     });
 
@@ -100,7 +100,7 @@ fn autoencoders_train_and_round_trip() {
     assert_round_trip(&conv, config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward(images.clone())
     });
-    assert_trains(conv, 20, 3e-3, 0.8, |m| {
+    assert_trains(conv, 50, 3e-3, 0.8, |m| {
         (m.forward(images.clone()) - images.clone())
             .powi_scalar(2)
             .mean()
