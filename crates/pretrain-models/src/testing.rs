@@ -1,11 +1,13 @@
 //! Test helpers shared by the model tests: real batches from the shipped data, "a few steps
 //! reduce the loss", and save/load round trips.
 
+use burn::data::dataloader::batcher::Batcher;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pretrain_data::TextEncoding;
+use pretrain_data::batch::ImageBatcher;
 use pretrain_data::catalog;
 use pretrain_data::mask::{PatchMask, PatchMaskBatch};
 use pretrain_data::readers::{
@@ -22,12 +24,9 @@ pub fn fashion<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
         10,
     )
     .unwrap();
-    let data: Vec<f32> = items
-        .iter()
-        .take(n)
-        .flat_map(|i| i.image.to_f32().data)
-        .collect();
-    Tensor::from_data(TensorData::new(data, [n, 1, 28, 28]), device)
+    ImageBatcher::default()
+        .batch(items[..n].to_vec(), device)
+        .images
 }
 
 /// The first `n` digits rows scaled to [0, 1], `[n, 64]`.

@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
+use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::tensor::backend::Backend;
 use pretrain::burn::tensor::{Int, Tensor, TensorData};
+use pretrain::data::batch::ImageBatcher;
 use pretrain::data::catalog;
 use pretrain::data::mask::{PatchMask, PatchMaskBatch};
 use pretrain::data::readers::{IdxPaths, read_idx_images};
@@ -22,12 +24,9 @@ fn images<B: Backend>(device: &B::Device) -> Tensor<B, 4> {
         10,
     )
     .unwrap();
-    let data: Vec<f32> = items
-        .iter()
-        .take(4)
-        .flat_map(|i| i.image.to_f32().data)
-        .collect();
-    Tensor::from_data(TensorData::new(data, [4, 1, 28, 28]), device)
+    ImageBatcher::default()
+        .batch(items[..4].to_vec(), device)
+        .images
 }
 
 fn mae_config() -> MaeConfig {
