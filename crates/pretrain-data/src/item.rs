@@ -156,6 +156,19 @@ pub struct TextItem {
     pub label: Option<usize>,
 }
 
+impl TextItem {
+    /// Unlabeled items for every document of a corpus (as read by `read_text_corpus`).
+    pub fn unlabeled(documents: &[String]) -> Vec<TextItem> {
+        documents
+            .iter()
+            .map(|d| TextItem {
+                text: d.clone(),
+                label: None,
+            })
+            .collect()
+    }
+}
+
 /// Something that may carry a class label; lets splits and subsets work on any item type.
 pub trait Labeled {
     /// The class index, if the item has one.

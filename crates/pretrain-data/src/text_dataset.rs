@@ -134,13 +134,7 @@ mod tests {
             },
         )
         .unwrap();
-        let items: Vec<TextItem> = docs
-            .iter()
-            .map(|d| TextItem {
-                text: d.clone(),
-                label: None,
-            })
-            .collect();
+        let items = TextItem::unlabeled(&docs);
         let masker = TokenMasker {
             unit: MaskUnit::WholeWord,
             ..Default::default()

@@ -127,13 +127,7 @@ impl BackendTask for DataDemo {
                 ..Default::default()
             },
         )?;
-        let texts: Vec<TextItem> = documents
-            .iter()
-            .map(|d| TextItem {
-                text: d.clone(),
-                label: None,
-            })
-            .collect();
+        let texts = TextItem::unlabeled(&documents);
         let masker = TokenMasker {
             unit: MaskUnit::WholeWord,
             ..Default::default()
