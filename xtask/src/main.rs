@@ -30,7 +30,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Install what the tests need, then fmt, clippy, the CUDA check and all tests.
+    /// Install what the tests need, then fmt, clippy (with the CUDA feature) and all tests.
     Test,
 }
 

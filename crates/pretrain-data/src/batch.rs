@@ -11,7 +11,7 @@ use crate::augment::{Normalize, ViewsItem};
 use crate::item::{FeatureItem, Image, ImageItem, Labeled};
 
 /// Labels of a batch as a tensor, `None` unless every item has one.
-fn labels_tensor<B: Backend, I: Labeled>(
+pub(crate) fn labels_tensor<B: Backend, I: Labeled>(
     items: &[I],
     device: &B::Device,
 ) -> Option<Tensor<B, 1, Int>> {

@@ -10,7 +10,8 @@
 //! - [`mask`]: patch maskers (MAE, SimMIM, BEiT) and BERT token masking;
 //! - [`tokenizer`]: WordPiece / byte-level BPE trained offline with `tokenizers`;
 //! - [`batch`]: batchers producing tensors on any backend;
-//! - [`catalog`]: where the shipped samples and the larger obtainable data sets live.
+//! - [`catalog`]: where the shipped samples and the larger obtainable data sets live;
+//! - [`samples`]: the shipped samples loaded in one call each.
 //!
 //! This crate knows no model: it ends at tensors.
 
@@ -22,6 +23,7 @@ pub mod item;
 pub mod mask;
 pub mod readers;
 pub mod rng;
+pub mod samples;
 pub mod source;
 pub mod split;
 pub mod text_dataset;

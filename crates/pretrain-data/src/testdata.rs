@@ -3,10 +3,7 @@
 use std::path::PathBuf;
 
 use crate::item::{FeatureItem, ImageItem};
-use crate::readers::{
-    Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus,
-};
-use crate::source::TextEncoding;
+use crate::readers::IdxPaths;
 
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
@@ -17,7 +14,7 @@ pub fn fashion_sample_paths() -> IdxPaths {
 }
 
 pub fn fashion_sample() -> Vec<ImageItem> {
-    read_idx_images(&fashion_sample_paths(), 10).unwrap()
+    crate::samples::fashion_mnist().unwrap()
 }
 
 pub fn image_folder() -> PathBuf {
@@ -25,17 +22,7 @@ pub fn image_folder() -> PathBuf {
 }
 
 pub fn digits() -> Vec<FeatureItem> {
-    let options = TableOptions {
-        has_header: false,
-        ..Default::default()
-    };
-    read_csv_features(
-        &data_dir().join("digits/digits.csv.gz"),
-        &options,
-        Some(&Column::Last),
-        10,
-    )
-    .unwrap()
+    crate::samples::digits().unwrap()
 }
 
 pub fn moby_dick() -> PathBuf {
@@ -43,7 +30,7 @@ pub fn moby_dick() -> PathBuf {
 }
 
 pub fn moby_dick_paragraphs() -> Vec<String> {
-    read_text_corpus(&moby_dick(), TextUnit::Paragraph, TextEncoding::Utf8).unwrap()
+    crate::samples::moby_dick_paragraphs().unwrap()
 }
 
 pub fn spam_sample() -> PathBuf {

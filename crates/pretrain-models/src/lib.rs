@@ -5,6 +5,7 @@
 //!
 //! - [`autoencoder`]: MLP and convolutional autoencoders (`encode` gives the representation);
 //! - [`cnn`]: small CNN and ResNet encoders for contrastive learning;
+//! - [`encoder`]: image encoders and autoencoders behind enums chosen by configuration;
 //! - [`heads`]: projection/predictor MLPs and linear classifiers;
 //! - [`vit`]: vision transformer (`forward_features`, `forward_visible` for MAE);
 //! - [`mae`]: masked autoencoder decoder on a ViT encoder, `patchify`/`unpatchify`;
@@ -20,6 +21,7 @@ pub mod autoencoder;
 pub mod bert;
 pub mod block;
 pub mod cnn;
+pub mod encoder;
 pub mod error;
 pub mod heads;
 pub mod init;
@@ -36,6 +38,7 @@ pub use autoencoder::{
 pub use bert::{Bert, BertConfig};
 pub use block::{TransformerBlock, TransformerBlockConfig};
 pub use cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
+pub use encoder::{Autoencoder, AutoencoderConfig, ImageEncoder, ImageEncoderConfig};
 pub use error::{ModelError, Result};
 pub use heads::{LinearHead, MlpHead, MlpHeadConfig};
 pub use init::{InitScheme, truncated_normal};

@@ -125,8 +125,19 @@ impl<B: Backend> Mae<B> {
         keep: Tensor<B, 2, Int>,
         restore: Tensor<B, 2, Int>,
     ) -> Tensor<B, 3> {
+        self.forward_with_latent(images, keep, restore).1
+    }
+
+    /// [`Mae::forward`] that also returns the encoder's output on the visible patches,
+    /// `[batch, 1 + n_keep, d_enc]` (for monitoring the representation).
+    pub fn forward_with_latent(
+        &self,
+        images: Tensor<B, 4>,
+        keep: Tensor<B, 2, Int>,
+        restore: Tensor<B, 2, Int>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let latent = self.encoder.forward_visible(images, keep); // [batch, 1 + n_keep, d_enc]
-        let x = self.decoder_embed.forward(latent); // [batch, 1 + n_keep, d_dec]
+        let x = self.decoder_embed.forward(latent.clone()); // [batch, 1 + n_keep, d_dec]
         let [b, t, d] = x.dims();
         let n = restore.dims()[1];
         let cls_device = x.device();
@@ -149,12 +160,17 @@ impl<B: Backend> Mae<B> {
         let x = self.decoder_norm.forward(x);
         let x = self.decoder_pred.forward(x);
         let p = x.dims()[2];
-        x.slice([0..b, 1..n + 1, 0..p])
+        (latent, x.slice([0..b, 1..n + 1, 0..p]))
     }
 
     /// Patch side in pixels.
     pub fn patch_size(&self) -> usize {
         self.patch_size
+    }
+
+    /// Side of the (square) input image in pixels.
+    pub fn image_size(&self) -> usize {
+        self.grid * self.patch_size
     }
 }
 

@@ -220,6 +220,16 @@ impl<B: Backend> Vit<B> {
         self.d_model
     }
 
+    /// Patch side in pixels.
+    pub fn patch_size(&self) -> usize {
+        self.patch_embed.weight.dims()[2]
+    }
+
+    /// Side of the (square) input image in pixels.
+    pub fn image_size(&self) -> usize {
+        self.grid * self.patch_size()
+    }
+
     /// Position embeddings `[1, 1 + patches, d_model]` (CLS first).
     pub fn positions(&self, device: &B::Device) -> Tensor<B, 3> {
         match &self.pos_embed {
@@ -238,7 +248,10 @@ impl<B: Backend> Vit<B> {
         x + pos.slice([0..1, 1..gh * gw + 1, 0..d])
     }
 
-    fn with_cls_and_blocks(&self, patches: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// Runs embedded patch tokens (positions added, any subset or replacement of them, e.g.
+    /// SimMIM's mask tokens) through the CLS token, the blocks and the final norm:
+    /// `[batch, n, d_model] -> [batch, 1 + n, d_model]`.
+    pub fn encode_patch_tokens(&self, patches: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, _, d] = patches.dims();
         let device = patches.device();
         let cls = self.cls_token.val() + self.positions(&device).slice([0..1, 0..1, 0..d]);
@@ -251,7 +264,7 @@ impl<B: Backend> Vit<B> {
 
     /// All tokens after the final norm: `[batch, channels, h, w] -> [batch, 1 + patches, d_model]`.
     pub fn forward_tokens(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
-        self.with_cls_and_blocks(self.embed_patches(images))
+        self.encode_patch_tokens(self.embed_patches(images))
     }
 
     /// The representation used downstream: `[batch, channels, h, w] -> [batch, d_model]` (CLS
@@ -274,7 +287,7 @@ impl<B: Backend> Vit<B> {
         let index = keep
             .reshape([b, k, 1])
             .expand([b as i64, k as i64, self.d_model as i64]);
-        self.with_cls_and_blocks(patches.gather(1, index))
+        self.encode_patch_tokens(patches.gather(1, index))
     }
 }
 

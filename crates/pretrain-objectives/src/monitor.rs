@@ -10,14 +10,12 @@ use burn::tensor::{ElementConversion, Tensor};
 /// `1 / sqrt(d)`; a collapsed encoder gives 0 (SimSiam's collapse indicator).
 pub fn normalized_embedding_std<B: Backend>(embeddings: Tensor<B, 2>) -> f32 {
     // [batch, dim]
-    let norm = embeddings
-        .clone()
-        .powi_scalar(2)
-        .sum_dim(1)
+    crate::ops::l2_normalize(embeddings)
+        .var(0)
         .sqrt()
-        .clamp_min(1e-12);
-    let unit = embeddings / norm;
-    unit.var(0).sqrt().mean().into_scalar().elem::<f32>()
+        .mean()
+        .into_scalar()
+        .elem::<f32>()
 }
 
 /// Effective rank (exponential of the entropy of the normalized eigenvalue spectrum) of the

@@ -11,7 +11,8 @@ mod views;
 
 pub use geometric::{HorizontalFlip, RandomAffine, RandomResizedCrop, Resize, resize_region};
 pub use photometric::{
-    ColorJitter, Cutout, GaussianBlur, GaussianNoise, Normalize, RandomGrayscale, Solarize, blur,
+    ColorJitter, Cutout, GaussianBlur, GaussianNoise, MaskingNoise, Normalize, RandomGrayscale,
+    Solarize, blur,
 };
 pub use views::{AugmentedDataset, MultiView, ViewsItem};
 
@@ -45,6 +46,8 @@ pub enum AugmentOp {
     Solarize(Solarize),
     /// See [`Cutout`].
     Cutout(Cutout),
+    /// See [`MaskingNoise`].
+    MaskingNoise(MaskingNoise),
     /// See [`Normalize`].
     Normalize(Normalize),
 }
@@ -85,6 +88,7 @@ impl AugmentOp {
             AugmentOp::GaussianNoise(op) => probability("gaussian_noise.p", op.p)?,
             AugmentOp::Solarize(op) => probability("solarize.p", op.p)?,
             AugmentOp::Cutout(op) => probability("cutout.p", op.p)?,
+            AugmentOp::MaskingNoise(op) => probability("masking_noise.drop", op.drop)?,
             AugmentOp::Normalize(op) => op.check(c)?,
         }
         Ok([c, h, w])
@@ -103,6 +107,7 @@ impl AugmentOp {
             AugmentOp::GaussianNoise(op) => op.apply(image, rng),
             AugmentOp::Solarize(op) => op.apply(image, rng),
             AugmentOp::Cutout(op) => op.apply(image, rng),
+            AugmentOp::MaskingNoise(op) => op.apply(image, rng),
             AugmentOp::Normalize(op) => op.apply(image),
         }
     }

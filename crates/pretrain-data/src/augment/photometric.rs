@@ -243,6 +243,31 @@ impl Cutout {
     }
 }
 
+/// Masking noise of denoising autoencoders: each pixel (all its channels) is set to `fill`
+/// with probability `drop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskingNoise {
+    /// Probability that a pixel is dropped.
+    pub drop: f32,
+    /// Value written to dropped pixels.
+    #[serde(default)]
+    pub fill: f32,
+}
+
+impl MaskingNoise {
+    pub(crate) fn apply(&self, mut img: Image, rng: &mut StdRng) -> Image {
+        let plane = img.height * img.width;
+        for pixel in 0..plane {
+            if rng.random::<f32>() < self.drop {
+                for c in 0..img.channels {
+                    img.data[c * plane + pixel] = self.fill;
+                }
+            }
+        }
+        img
+    }
+}
+
 /// Per-channel `(v - mean) / std`; the last step of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Normalize {
@@ -372,6 +397,16 @@ mod tests {
         }
         .apply(img.clone(), &mut rng);
         assert_eq!(s.data, vec![0.2, 1.0 - 0.9, 0.5, 1.0 - 0.7]);
+        let dropped = MaskingNoise {
+            drop: 0.5,
+            fill: 0.0,
+        }
+        .apply(grey(vec![1.0; 400]), &mut rng);
+        let zeros = dropped.data.iter().filter(|v| **v == 0.0).count();
+        assert!(
+            (150..250).contains(&zeros),
+            "{zeros} of 400 dropped at p = 0.5"
+        );
         let ones = grey(vec![1.0; 64]);
         let cut = Cutout {
             size: 4,

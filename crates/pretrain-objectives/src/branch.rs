@@ -1,0 +1,120 @@
+//! The encoder + projector branch every joint-embedding objective (SimCLR, MoCo, SimSiam, BYOL,
+//! Barlow Twins, VICReg) trains, and the two-view batch handling they share.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use pretrain_data::batch::MultiViewBatch;
+use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
+
+use crate::error::{Result, ensure_batch, ensure_config};
+
+/// Projection MLP on top of the encoder; its input width is the encoder's feature width.
+#[derive(Config, Debug)]
+pub struct ProjectorConfig {
+    /// Hidden widths.
+    pub hidden: Vec<usize>,
+    /// Output (embedding) width.
+    pub output: usize,
+    /// Batch norm after hidden layers.
+    #[config(default = true)]
+    pub batch_norm: bool,
+    /// Batch norm after the output layer (SimSiam).
+    #[config(default = false)]
+    pub output_norm: bool,
+}
+
+impl ProjectorConfig {
+    /// The head for an encoder of width `input`.
+    pub fn head(&self, input: usize) -> MlpHeadConfig {
+        MlpHeadConfig::new(input, self.hidden.clone(), self.output)
+            .with_batch_norm(self.batch_norm)
+            .with_output_norm(self.output_norm)
+    }
+}
+
+/// Encoder followed by a projection head.
+#[derive(Module, Debug)]
+pub struct ProjectedEncoder<B: Backend> {
+    /// The encoder being pre-trained.
+    pub encoder: ImageEncoder<B>,
+    /// Projection head (discarded after pre-training).
+    pub projector: MlpHead<B>,
+}
+
+impl<B: Backend> ProjectedEncoder<B> {
+    /// Builds the branch.
+    pub fn new(
+        objective: &'static str,
+        encoder: &ImageEncoderConfig,
+        projector: &ProjectorConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let width = encoder.feature_dim();
+        ensure_config(width > 0, objective, "encoder", || {
+            "has no feature width".into()
+        })?;
+        Ok(Self {
+            encoder: encoder.init(device)?,
+            projector: projector.head(width).init(device)?,
+        })
+    }
+
+    /// Projections of both views in one pass (one batch of `2n`, so batch norm sees both, as in
+    /// SimCLR): `[n, c, h, w] x 2 -> [n, output] x 2`.
+    pub fn project_pair(&self, a: Tensor<B, 4>, b: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let n = a.dims()[0];
+        let z = self
+            .projector
+            .forward(self.encoder.forward(Tensor::cat(vec![a, b], 0)));
+        let d = z.dims()[1];
+        (z.clone().slice([0..n, 0..d]), z.slice([n..2 * n, 0..d]))
+    }
+}
+
+/// The first two views of `batch`, which must have at least two of equal shape and batch size
+/// of at least 2 (the contrastive and variance terms need it).
+pub(crate) fn two_views<B: Backend>(
+    batch: MultiViewBatch<B>,
+    objective: &'static str,
+) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
+    let mut views = batch.views.into_iter();
+    let (Some(a), Some(b)) = (views.next(), views.next()) else {
+        return Err(crate::error::ObjectiveError::Batch {
+            objective,
+            what: "views",
+            message: "needs two views per image (use MultiView::two_views or asymmetric)".into(),
+        });
+    };
+    ensure_batch(a.dims() == b.dims(), objective, "views", || {
+        format!("differ in shape: {:?} vs {:?}", a.dims(), b.dims())
+    })?;
+    ensure_batch(a.dims()[0] >= 2, objective, "size", || {
+        format!("is {}; at least 2 images are needed", a.dims()[0])
+    })?;
+    Ok((a, b))
+}
+
+/// Loss plus the monitors every joint-embedding objective reports on its two embeddings:
+/// `embedding_std` (collapse: near 0 when collapsed, about `1/sqrt(dim)` when spread) and
+/// `positive_similarity` (mean cosine of the two views).
+pub(crate) fn pair_metrics<B: Backend>(
+    loss: &Tensor<B, 1>,
+    z1: &Tensor<B, 2>,
+    z2: &Tensor<B, 2>,
+) -> crate::objective::Metrics {
+    let mut metrics = crate::objective::Metrics::default();
+    metrics.push_tensor("loss", loss.clone().detach());
+    metrics.push(
+        "embedding_std",
+        f64::from(crate::monitor::normalized_embedding_std(
+            z1.clone().detach(),
+        )),
+    );
+    metrics.push_tensor(
+        "positive_similarity",
+        crate::ops::cosine_similarity(z1.clone().detach(), z2.clone().detach()).mean(),
+    );
+    metrics
+}
