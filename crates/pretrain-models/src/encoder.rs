@@ -68,6 +68,8 @@ impl ImageEncoderConfig {
 }
 
 /// An image encoder: `[batch, channels, h, w] -> [batch, feature_dim]`.
+// A module is built once and moved rarely; boxing would only add indirection to every call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ImageEncoder<B: Backend> {
     /// Small CNN.
@@ -148,6 +150,8 @@ impl AutoencoderConfig {
 }
 
 /// An autoencoder on images; the MLP variant sees them flattened.
+// A module is built once and moved rarely; boxing would only add indirection to every call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Autoencoder<B: Backend> {
     /// Fully connected.

@@ -6,24 +6,16 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use pretrain_data::TextEncoding;
 use pretrain_data::batch::ImageBatcher;
-use pretrain_data::catalog;
 use pretrain_data::mask::{PatchMask, PatchMaskBatch};
-use pretrain_data::readers::{
-    Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus,
-};
+use pretrain_data::samples;
 use pretrain_data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
 
 pub type Ad = burn::backend::Autodiff<burn::backend::Flex>;
 
 /// The first `n` shipped Fashion-MNIST images, `[n, 1, 28, 28]` in [0, 1].
 pub fn fashion<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
-    let items = read_idx_images(
-        &IdxPaths::in_dir(&catalog::fashion_mnist_sample_dir().unwrap(), "t10k"),
-        10,
-    )
-    .unwrap();
+    let items = samples::fashion_mnist().unwrap();
     ImageBatcher::default()
         .batch(items[..n].to_vec(), device)
         .images
@@ -31,17 +23,7 @@ pub fn fashion<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
 
 /// The first `n` digits rows scaled to [0, 1], `[n, 64]`.
 pub fn digits<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 2> {
-    let options = TableOptions {
-        has_header: false,
-        ..Default::default()
-    };
-    let rows = read_csv_features(
-        &catalog::digits_csv().unwrap(),
-        &options,
-        Some(&Column::Last),
-        10,
-    )
-    .unwrap();
+    let rows = samples::digits().unwrap();
     let data: Vec<f32> = rows
         .iter()
         .take(n)
@@ -57,12 +39,7 @@ pub fn moby_dick_ids<B: Backend>(
     len: usize,
     device: &B::Device,
 ) -> (Tensor<B, 2, Int>, usize) {
-    let docs = read_text_corpus(
-        &catalog::moby_dick_sample_dir().unwrap(),
-        TextUnit::Paragraph,
-        TextEncoding::Utf8,
-    )
-    .unwrap();
+    let docs = samples::moby_dick_paragraphs().unwrap();
     let tok = TextTokenizer::train(
         &docs,
         &TokenizerTrainConfig {

@@ -270,7 +270,7 @@ fn perfect_encoders_reach_the_analytic_minimum() {
     // Identical, standardized, decorrelated views (Hadamard columns): Barlow Twins' C = I and
     // VICReg's three terms vanish; BYOL's loss is 0 and SimSiam's -1 for identical vectors.
     let hadamard = |i: usize, j: usize| {
-        if ((i & (j + 1)).count_ones()) % 2 == 0 {
+        if (i & (j + 1)).count_ones().is_multiple_of(2) {
             1.0
         } else {
             -1.0

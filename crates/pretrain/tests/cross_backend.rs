@@ -8,9 +8,8 @@ use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::tensor::backend::Backend;
 use pretrain::burn::tensor::{Int, Tensor, TensorData};
 use pretrain::data::batch::ImageBatcher;
-use pretrain::data::catalog;
 use pretrain::data::mask::{PatchMask, PatchMaskBatch};
-use pretrain::data::readers::{IdxPaths, read_idx_images};
+use pretrain::data::samples;
 use pretrain::models::{
     BertConfig, ConvAutoencoderConfig, MaeConfig, MlpAutoencoderConfig, MlpHeadConfig,
     ResNetConfig, SmallCnnConfig, VitConfig, load_safetensors, save_safetensors,
@@ -19,11 +18,7 @@ use pretrain::models::{
 type Flex = pretrain::burn::backend::Flex;
 
 fn images<B: Backend>(device: &B::Device) -> Tensor<B, 4> {
-    let items = read_idx_images(
-        &IdxPaths::in_dir(&catalog::fashion_mnist_sample_dir().unwrap(), "t10k"),
-        10,
-    )
-    .unwrap();
+    let items = samples::fashion_mnist().unwrap();
     ImageBatcher::default()
         .batch(items[..4].to_vec(), device)
         .images
