@@ -37,8 +37,14 @@ impl MomentumSchedule {
 /// optimizer never mistakes target parameters for online ones) and no gradient tracking.
 pub fn momentum_copy<B: Backend, M: Module<B>>(online: &M) -> M {
     // Lazily initialized parameters would otherwise be drawn separately in the clone.
-    online.visit(&mut Materialize);
+    materialize(online);
     online.clone().map(&mut FreshIds).no_grad()
+}
+
+/// Draws every lazily initialized parameter of `module` now (burn initializes parameters on
+/// first use), so initialization happens at a known point of the random stream.
+pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
+    module.visit(&mut Materialize);
 }
 
 /// `target = momentum * target + (1 - momentum) * online` for every parameter and running
