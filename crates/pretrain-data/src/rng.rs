@@ -55,6 +55,14 @@ impl EpochRng {
     }
 }
 
+/// A dataset whose items are drawn from a per-epoch generator (augmentations, masks): the
+/// training loop selects the epoch before reading it, so item `i` of epoch `e` is the same
+/// whatever the worker count or a resume point.
+pub trait EpochSeeded {
+    /// Selects the epoch whose draws the next `get` calls return.
+    fn set_epoch(&self, epoch: u64);
+}
+
 /// A standard normal draw (Box-Muller), avoiding a distribution crate for one function.
 pub fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
     use rand::RngExt;

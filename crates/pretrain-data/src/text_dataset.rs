@@ -7,7 +7,7 @@ use crate::batch::TokenizedItem;
 use crate::error::{DataError, Result};
 use crate::item::TextItem;
 use crate::mask::{MaskUnit, MaskVocab, TokenMasker};
-use crate::rng::EpochRng;
+use crate::rng::{EpochRng, EpochSeeded};
 use crate::tokenizer::{FixedLengthEncoder, TextTokenizer};
 
 /// Tokenizes each text of `inner` to a fixed length; for classification and feature extraction.
@@ -80,9 +80,10 @@ impl<D: Dataset<TextItem>> MlmDataset<D> {
             rng: EpochRng::new(seed),
         })
     }
+}
 
-    /// Selects the epoch whose masks the next `get` calls draw.
-    pub fn set_epoch(&self, epoch: u64) {
+impl<D> EpochSeeded for MlmDataset<D> {
+    fn set_epoch(&self, epoch: u64) {
         self.rng.set_epoch(epoch);
     }
 }

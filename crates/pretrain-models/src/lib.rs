@@ -43,7 +43,7 @@ pub use error::{ModelError, Result};
 pub use heads::{LinearHead, MlpHead, MlpHeadConfig};
 pub use init::{InitScheme, truncated_normal};
 pub use mae::{Mae, MaeConfig, patchify, unpatchify};
-pub use store::{load_safetensors, save_safetensors};
+pub use store::{load_safetensors, save_safetensors, sync_running_stats};
 pub use summary::{num_params, preset_summaries, summary};
 pub use vit::{Pooling, PositionEmbedding, Vit, VitConfig};
 

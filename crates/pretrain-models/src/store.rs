@@ -16,6 +16,15 @@ fn checkpoint_error(path: &Path, message: impl Into<String>) -> ModelError {
     }
 }
 
+/// Folds pending batch-norm running-statistic updates into their values.
+///
+/// burn keeps a running statistic's newest update per thread until it is synchronized, and
+/// visitors and mappers see the value without it; recording a clone synchronizes the shared
+/// state. Call before reading or rewriting running statistics (saving, EMA updates).
+pub fn sync_running_stats<B: Backend, M: Module<B>>(model: &M) {
+    drop(model.clone().into_record());
+}
+
 /// Writes every parameter of `model` to `path` (safetensors), atomically: a temporary file
 /// beside it is renamed over `path` once complete.
 pub fn save_safetensors<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<()> {
@@ -24,6 +33,7 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Res
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
+    sync_running_stats(model);
     let mut store = SafetensorsStore::from_file(&tmp);
     model
         .save_into(&mut store)
@@ -40,9 +50,12 @@ pub fn load_safetensors<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> 
     let mut store = SafetensorsStore::from_file(path)
         .validate(true)
         .allow_partial(true);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| checkpoint_error(path, e.to_string()))?;
+    let result = model.load_from(&mut store).map_err(|e| {
+        checkpoint_error(
+            path,
+            format!("does not match the model (another architecture or config?): {e}"),
+        )
+    })?;
     let mut problems: Vec<String> = result
         .errors
         .iter()

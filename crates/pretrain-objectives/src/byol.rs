@@ -12,7 +12,7 @@ use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
 use crate::error::{Result, ensure_config};
 use crate::objective::{Objective, StepOutput, TrainProgress};
 use crate::ops::cosine_similarity;
-use crate::target::{MomentumSchedule, ema_update, momentum_copy};
+use crate::target::{MomentumSchedule, ema_update, momentum_target};
 
 /// BYOL's regression loss `mean(2 - 2 cos(p, z))` with `z` detached, `[1]`.
 pub fn byol_loss<B: Backend>(p: Tensor<B, 2>, z: Tensor<B, 2>) -> Tensor<B, 1> {
@@ -48,8 +48,9 @@ impl ByolConfig {
             format!("{:?} must lie in [0, 1]", self.momentum)
         })?;
         let online = ProjectedEncoder::new("BYOL", &self.encoder, &self.projector, device)?;
+        let target = ProjectedEncoder::new("BYOL", &self.encoder, &self.projector, device)?;
         Ok(Byol {
-            target: momentum_copy(&online),
+            target: momentum_target(target, &online),
             online,
             predictor: MlpHeadConfig::predictor(self.projector.output, self.predictor_hidden)
                 .init(device)?,

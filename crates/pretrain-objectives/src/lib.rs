@@ -42,7 +42,7 @@ pub use objective::{Metrics, Objective, StepOutput, TrainProgress};
 pub use simclr::{SimClr, SimClrConfig, nt_xent};
 pub use simmim::{SimMim, SimMimConfig, masked_patch_l1};
 pub use simsiam::{SimSiam, SimSiamConfig, negative_cosine};
-pub use target::{MomentumSchedule, ema_update, momentum_copy};
+pub use target::{MomentumSchedule, ema_update, momentum_target};
 pub use vicreg::{VicReg, VicRegConfig, VicRegWeights, vicreg_terms};
 
 #[cfg(test)]

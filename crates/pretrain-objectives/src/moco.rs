@@ -12,7 +12,7 @@ use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
 use crate::error::{Result, ensure_batch, ensure_config};
 use crate::objective::{Objective, StepOutput, TrainProgress};
 use crate::ops::{accuracy, cross_entropy, l2_normalize};
-use crate::target::{MomentumSchedule, ema_update, momentum_copy};
+use crate::target::{MomentumSchedule, ema_update, momentum_target};
 
 /// InfoNCE logits of queries `q` `[n, d]` against their keys `k` `[n, d]` (positives, column 0)
 /// and the `queue` `[size, d]` of negatives, all L2-normalized inside; divided by `temperature`:
@@ -86,13 +86,14 @@ impl MoCoConfig {
             format!("{:?} must lie in [0, 1]", self.momentum)
         })?;
         let online = ProjectedEncoder::new("MoCo", &self.encoder, &self.projector, device)?;
+        let key_branch = ProjectedEncoder::new("MoCo", &self.encoder, &self.projector, device)?;
         let queue = l2_normalize(Tensor::<B, 2>::random(
             [self.queue_size, self.projector.output],
             Distribution::Normal(0.0, 1.0),
             device,
         ));
         Ok(MoCo {
-            key_branch: momentum_copy(&online),
+            key_branch: momentum_target(key_branch, &online),
             online,
             queue: Param::from_tensor(queue).set_require_grad(false),
             temperature: self.temperature,

@@ -2,9 +2,11 @@
 //! averages of the online network, updated after each optimizer step.
 
 use burn::config::Config;
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+
+use pretrain_models::sync_running_stats;
 
 use crate::objective::TrainProgress;
 
@@ -33,12 +35,11 @@ impl MomentumSchedule {
     }
 }
 
-/// A copy of `online` to serve as its momentum target: same values, fresh parameter ids (so the
-/// optimizer never mistakes target parameters for online ones) and no gradient tracking.
-pub fn momentum_copy<B: Backend, M: Module<B>>(online: &M) -> M {
-    // Lazily initialized parameters would otherwise be drawn separately in the clone.
-    materialize(online);
-    online.clone().map(&mut FreshIds).no_grad()
+/// Turns `target`, a separately built module of `online`'s architecture, into `online`'s
+/// momentum target: `online`'s values, its own parameter ids and running statistics (a clone
+/// would share the statistics' storage with `online`), and no gradient tracking.
+pub fn momentum_target<B: Backend, M: Module<B>>(target: M, online: &M) -> M {
+    ema_update(target, online, 0.0).no_grad()
 }
 
 /// Draws every lazily initialized parameter of `module` now (burn initializes parameters on
@@ -50,8 +51,12 @@ pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
 /// `target = momentum * target + (1 - momentum) * online` for every parameter and running
 /// statistic (timm's `ModelEmaV2` convention), computed without gradient tracking.
 ///
-/// `target` must have `online`'s architecture (it comes from [`momentum_copy`]).
+/// `target` must have `online`'s architecture (see [`momentum_target`]).
 pub fn ema_update<B: Backend, M: Module<B>>(target: M, online: &M, momentum: f64) -> M {
+    // A pending running-statistic update would otherwise be read stale here, and would
+    // overwrite the averaged value at the target's next forward pass.
+    sync_running_stats(online);
+    sync_running_stats(&target);
     let mut collect = CollectValues(Vec::new());
     online.visit(&mut collect);
     let mut mapper = Ema {
@@ -67,15 +72,6 @@ struct Materialize;
 impl<B: Backend> ModuleVisitor<B> for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         param.val();
-    }
-}
-
-struct FreshIds;
-
-impl<B: Backend> ModuleMapper<B> for FreshIds {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (_, value, mapper) = param.consume();
-        Param::from_mapped_value(ParamId::new(), value, mapper)
     }
 }
 
@@ -125,7 +121,7 @@ mod tests {
     fn ema_moves_target_toward_online_without_gradients() {
         let dev = Default::default();
         let online: Linear<Ad> = LinearConfig::new(3, 2).init(&dev);
-        let target = momentum_copy(&online);
+        let target = momentum_target(LinearConfig::new(3, 2).init(&dev), &online);
         assert_eq!(weight(&target), weight(&online));
         assert_ne!(target.weight.id, online.weight.id);
         assert!(!target.weight.val().is_require_grad());

@@ -8,6 +8,7 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use pretrain_data::augment::{AugmentedDataset, MultiView, Pipeline};
 use pretrain_data::batch::{MultiViewBatch, TextBatch, TextBatcher, ViewsBatcher};
 use pretrain_data::mask::{MaskedImageBatch, MaskedImageBatcher, MaskedImageDataset, PatchMasker};
+use pretrain_data::rng::EpochSeeded;
 use pretrain_data::text_dataset::MlmDataset;
 use pretrain_data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
 use pretrain_data::{ImageItem, TextItem, samples};

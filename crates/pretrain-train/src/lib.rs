@@ -1,9 +1,30 @@
 //! # pretrain-train
 //!
-//! The training engine: runs any objective on any model and backend with burn's optimizers and
-//! schedules, gradient clipping and accumulation, EMA target updates, a non-finite guard, and
-//! atomic, resumable checkpoints.
+//! The training engine: runs any objective on any model and backend with burn's optimizers
+//! (AdamW, Adam, SGD; plus LARS), weight decay that skips biases and norms, warmup-cosine /
+//! constant / step schedules with MAE's batch scaling rule, global-norm and value gradient
+//! clipping, gradient accumulation, EMA target updates, a non-finite guard, and atomic,
+//! exactly resumable checkpoints.
+//!
+//! - [`trainer`]: [`pretrain`], [`TrainConfig`], [`RunOptions`];
+//! - [`optimizer`], [`schedule`], [`grads`]: the pieces burn lacks;
+//! - [`checkpoint`], [`atomic`]: crash-safe checkpoints;
+//! - [`loader`]: deterministic, prefetched batch order.
 
 pub mod atomic;
+pub mod checkpoint;
+pub mod error;
+pub mod grads;
+pub mod loader;
+pub mod optimizer;
+pub mod schedule;
+pub mod trainer;
 
 pub use atomic::{WriteError, write_atomic};
+pub use error::{Result, TrainError};
+pub use optimizer::OptimizerConfig;
+pub use schedule::{LrSchedule, scaled_lr};
+pub use trainer::{RunOptions, TrainConfig, TrainOutcome, pretrain};
+
+#[cfg(test)]
+mod engine_tests;

@@ -1,6 +1,7 @@
-//! Objectives on every compiled backend (wgpu on Mesa's software Vulkan in CI): the NT-Xent
-//! loss and its gradients match the PyTorch reference fixture of `pretrain-objectives`, and a
-//! SimCLR step on real images gives a finite loss and gradients for the encoder.
+//! Objectives and the training engine on every compiled backend (wgpu on Mesa's software
+//! Vulkan in CI): the NT-Xent loss and its gradients match the PyTorch reference fixture of
+//! `pretrain-objectives`, a SimCLR step on real images gives a finite loss and gradients for
+//! the encoder, and the engine runs a short SimCLR pre-training with a checkpoint.
 
 use pretrain::burn::backend::Autodiff;
 use pretrain::burn::data::dataloader::batcher::Batcher;
@@ -13,6 +14,8 @@ use pretrain::data::batch::ViewsBatcher;
 use pretrain::data::samples;
 use pretrain::models::{ImageEncoderConfig, SmallCnnConfig};
 use pretrain::objectives::{Objective, SimClrConfig, nt_xent};
+use pretrain::train::{RunOptions, TrainConfig, pretrain};
+use std::sync::Arc;
 
 const FIXTURE: &str = include_str!("../../pretrain-objectives/fixtures/reference_losses.json");
 
@@ -71,7 +74,7 @@ fn check_backend<B: AutodiffBackend>(backend: &str) {
 
     let images = InMemDataset::new(samples::fashion_mnist().unwrap());
     let views = MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()));
-    let data = AugmentedDataset::new(images, views, 3).unwrap();
+    let data = Arc::new(AugmentedDataset::new(images, views, 3).unwrap());
     let batch = ViewsBatcher.batch(
         (0..8).map(|i| data.get(i).unwrap()).collect(),
         &Default::default(),
@@ -84,10 +87,41 @@ fn check_backend<B: AutodiffBackend>(backend: &str) {
     assert!(out.metrics.get("loss").unwrap().is_finite(), "{backend}");
     let grads = GradientsParams::from_grads(out.loss.backward(), simclr.encoder());
     assert!(!grads.is_empty(), "{backend}: no encoder gradient");
+
+    let config = TrainConfig {
+        steps: 3,
+        batch_size: 8,
+        checkpoint_every: 2,
+        ..Default::default()
+    };
+    let run_dir = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    let outcome = pretrain(
+        simclr,
+        serde_json::json!({"objective": "simclr"}),
+        data,
+        ViewsBatcher,
+        &config,
+        run_dir.path(),
+        &options,
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(outcome.finished, "{backend}");
+    assert!(
+        outcome.losses.iter().all(|l| l.is_finite()),
+        "{backend}: {:?}",
+        outcome.losses
+    );
+    assert!(run_dir.path().join("encoder.safetensors").is_file());
+    assert!(outcome.checkpoint.unwrap().ends_with("step-00000003"));
 }
 
 #[test]
-fn nt_xent_matches_pytorch_and_simclr_steps_on_every_backend() {
+fn objectives_and_engine_run_on_every_backend() {
     check_backend::<Autodiff<pretrain::burn::backend::Flex>>("flex");
     #[cfg(feature = "ndarray")]
     check_backend::<Autodiff<pretrain::burn::backend::NdArray>>("ndarray");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Pipeline;
 use crate::error::{DataError, Result};
 use crate::item::{Image, ImageItem};
-use crate::rng::EpochRng;
+use crate::rng::{EpochRng, EpochSeeded};
 
 /// Which views to make of each image: a list of `(pipeline, count)` groups, views in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,14 +99,15 @@ impl<D: Dataset<ImageItem>> AugmentedDataset<D> {
         })
     }
 
-    /// Selects the epoch whose augmentations the next `get` calls draw.
-    pub fn set_epoch(&self, epoch: u64) {
-        self.rng.set_epoch(epoch);
-    }
-
     /// The view configuration.
     pub fn views(&self) -> &MultiView {
         &self.views
+    }
+}
+
+impl<D> EpochSeeded for AugmentedDataset<D> {
+    fn set_epoch(&self, epoch: u64) {
+        self.rng.set_epoch(epoch);
     }
 }
 

@@ -14,7 +14,7 @@ use crate::augment::Pipeline;
 use crate::batch::{labels_tensor, stack_images};
 use crate::error::{DataError, Result};
 use crate::item::{Image, ImageItem, Labeled};
-use crate::rng::EpochRng;
+use crate::rng::{EpochRng, EpochSeeded};
 
 /// How patches are chosen for hiding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,14 +102,15 @@ impl<D: Dataset<ImageItem>> MaskedImageDataset<D> {
         })
     }
 
-    /// Selects the epoch whose augmentations and masks the next `get` calls draw.
-    pub fn set_epoch(&self, epoch: u64) {
-        self.rng.set_epoch(epoch);
-    }
-
     /// The patch grid `(rows, columns)` masks are drawn on.
     pub fn grid(&self) -> (usize, usize) {
         self.grid
+    }
+}
+
+impl<D> EpochSeeded for MaskedImageDataset<D> {
+    fn set_epoch(&self, epoch: u64) {
+        self.rng.set_epoch(epoch);
     }
 }
 

@@ -1,0 +1,453 @@
+//! The engine on real shipped data (Fashion-MNIST sample), Flex backend: exact resume,
+//! clipping against an exploding learning rate, accumulation, crash-safe checkpoints, clear
+//! errors for damaged or foreign checkpoints, and the run directory's contents.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::data::dataset::InMemDataset;
+use burn::module::Module;
+use pretrain_data::ImageItem;
+use pretrain_data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
+use pretrain_data::batch::ViewsBatcher;
+use pretrain_data::samples;
+use pretrain_models::{
+    AutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig, SmallCnnConfig,
+};
+use pretrain_objectives::target::materialize;
+use pretrain_objectives::{
+    ByolConfig, Denoising, DenoisingConfig, MomentumSchedule, Objective, ReconstructionLoss,
+};
+
+use crate::checkpoint::{self, positional_ids};
+use crate::{LrSchedule, OptimizerConfig, RunOptions, TrainConfig, TrainError, pretrain};
+
+type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+type Views = AugmentedDataset<InMemDataset<ImageItem>>;
+
+fn views(pipeline: Pipeline, corrupt: bool) -> Arc<Views> {
+    let images = InMemDataset::new(samples::fashion_mnist().unwrap());
+    let views = if corrupt {
+        DenoisingConfig::new(dae_config()).views(pipeline)
+    } else {
+        MultiView::two_views(pipeline)
+    };
+    Arc::new(AugmentedDataset::new(images, views, 11).unwrap())
+}
+
+fn dae_config() -> AutoencoderConfig {
+    AutoencoderConfig::Mlp(MlpAutoencoderConfig::new(784, vec![32], 8))
+}
+
+/// A seeded, fully initialized objective, so two runs can start from identical copies.
+fn seeded<M: Module<Ad>>(build: impl FnOnce() -> M) -> M {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    <Ad as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
+    let model = build();
+    materialize(&model);
+    model
+}
+
+fn dae() -> Denoising<Ad> {
+    seeded(|| {
+        DenoisingConfig::new(dae_config())
+            .with_loss(ReconstructionLoss::Mse)
+            .init(&Default::default())
+            .unwrap()
+    })
+}
+
+fn quiet() -> RunOptions {
+    RunOptions {
+        quiet: true,
+        ..Default::default()
+    }
+}
+
+fn run_dae(
+    objective: Denoising<Ad>,
+    config: &TrainConfig,
+    dir: &Path,
+    options: &RunOptions,
+) -> crate::Result<crate::TrainOutcome<Denoising<Ad>>> {
+    pretrain(
+        objective,
+        serde_json::json!({"objective": "dae"}),
+        views(Pipeline::default(), true),
+        ViewsBatcher,
+        config,
+        dir,
+        options,
+        &Default::default(),
+    )
+}
+
+fn weights<M: Module<Ad>>(m: &M) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor<Ad> for Collect {
+        fn visit_float<const D: usize>(
+            &mut self,
+            p: &burn::module::Param<burn::tensor::Tensor<Ad, D>>,
+        ) {
+            self.0.extend(p.val().into_data().to_vec::<f32>().unwrap());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    m.visit(&mut c);
+    c.0
+}
+
+#[test]
+fn resumed_run_matches_the_uninterrupted_run_bitwise() {
+    // BYOL: batch norm statistics, an EMA target, Adam moments and the cosine schedules must
+    // all be restored for the curves to match.
+    let config_json = serde_json::json!({"objective": "byol-test"});
+    // Built anew for each run: clones would share batch-norm statistics.
+    let byol = || {
+        seeded(|| {
+            let encoder = ImageEncoderConfig::SmallCnn(SmallCnnConfig::new(1, vec![4, 8]));
+            ByolConfig::byol(encoder, 16, 8)
+                .with_momentum(MomentumSchedule::new().with_base(0.9))
+                .init::<Ad>(&Default::default())
+                .unwrap()
+        })
+    };
+    let config = TrainConfig {
+        steps: 12,
+        batch_size: 16,
+        checkpoint_every: 3,
+        schedule: LrSchedule::WarmupCosine {
+            warmup_steps: 2,
+            min_lr_ratio: 0.0,
+        },
+        ..Default::default()
+    };
+    let data = || views(Pipeline::simclr(28, Normalize::fashion_mnist()), false);
+    let run = |dir: &Path, options: &RunOptions, objective| {
+        pretrain(
+            objective,
+            config_json.clone(),
+            data(),
+            ViewsBatcher,
+            &config,
+            dir,
+            options,
+            &Default::default(),
+        )
+        .unwrap()
+    };
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole = run(whole_dir.path(), &quiet(), byol());
+    assert!(whole.finished);
+
+    let split_dir = tempfile::tempdir().unwrap();
+    let first = run(
+        split_dir.path(),
+        &RunOptions {
+            stop_after: Some(5),
+            ..quiet()
+        },
+        byol(),
+    );
+    assert!(!first.finished);
+    assert_eq!(first.steps_done, 5);
+    // A fresh objective: everything must come from the checkpoint.
+    let fresh = {
+        let encoder = ImageEncoderConfig::SmallCnn(SmallCnnConfig::new(1, vec![4, 8]));
+        ByolConfig::byol(encoder, 16, 8)
+            .with_momentum(MomentumSchedule::new().with_base(0.9))
+            .init::<Ad>(&Default::default())
+            .unwrap()
+    };
+    let second = run(
+        split_dir.path(),
+        &RunOptions {
+            resume: true,
+            ..quiet()
+        },
+        fresh,
+    );
+    assert!(second.finished);
+    let resumed: Vec<f64> = first.losses.iter().chain(&second.losses).copied().collect();
+    assert_eq!(resumed, whole.losses, "loss curves differ");
+    assert_eq!(weights(&second.objective), weights(&whole.objective));
+
+    let lines = std::fs::read_to_string(split_dir.path().join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<u64>>());
+}
+
+#[test]
+fn clipping_keeps_an_exploding_learning_rate_finite_and_the_guard_stops_the_unclipped_run() {
+    let config = TrainConfig {
+        steps: 40,
+        batch_size: 16,
+        lr: 20.0,
+        schedule: LrSchedule::Constant { warmup_steps: 0 },
+        optimizer: OptimizerConfig::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+        },
+        max_bad_steps: 3,
+        checkpoint_every: 5,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let err = run_dae(dae(), &config, dir.path(), &quiet()).unwrap_err();
+    let TrainError::Diverged {
+        bad_steps,
+        last_checkpoint,
+        ..
+    } = &err
+    else {
+        panic!("expected divergence, got {err}");
+    };
+    assert_eq!(*bad_steps, 3);
+    assert!(err.to_string().contains("gradient clipping"), "{err}");
+    // The last good checkpoint still loads.
+    if let Some(dir) = last_checkpoint {
+        let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+        checkpoint::load(
+            dir,
+            positional_ids(dae()),
+            optimizer,
+            &serde_json::json!({"objective": "dae"}),
+            &Default::default(),
+        )
+        .unwrap();
+    }
+
+    let clipped = TrainConfig {
+        clip_grad_norm: Some(1.0),
+        ..config
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_dae(dae(), &clipped, dir.path(), &quiet()).unwrap();
+    assert!(
+        outcome.losses.iter().all(|l| l.is_finite()),
+        "{:?}",
+        outcome.losses
+    );
+    assert_eq!(outcome.skipped_steps, 0);
+}
+
+#[test]
+fn four_micro_batches_of_8_match_one_batch_of_32() {
+    let sgd = OptimizerConfig::Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-4,
+    };
+    let base = TrainConfig {
+        steps: 5,
+        lr: 0.05,
+        optimizer: sgd,
+        ..Default::default()
+    };
+    let big = TrainConfig {
+        batch_size: 32,
+        ..base.clone()
+    };
+    let small = TrainConfig {
+        batch_size: 8,
+        accumulation: 4,
+        ..base
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = run_dae(dae(), &big, a.path(), &quiet()).unwrap();
+    let four = run_dae(dae(), &small, b.path(), &quiet()).unwrap();
+    for (x, y) in one.losses.iter().zip(&four.losses) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+    let worst = weights(&one.objective)
+        .iter()
+        .zip(weights(&four.objective))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "weights differ by {worst}");
+}
+
+#[test]
+fn run_directory_holds_config_metrics_checkpoints_and_encoder() {
+    let config = TrainConfig {
+        steps: 6,
+        batch_size: 16,
+        checkpoint_every: 2,
+        keep_checkpoints: 2,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved["train"]["steps"], 6);
+    assert_eq!(saved["objective"]["objective"], "dae");
+    let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    for field in [
+        "step",
+        "epoch",
+        "loss",
+        "lr",
+        "grad_norm",
+        "samples_per_sec",
+        "embedding_std",
+    ] {
+        assert!(last[field].is_number(), "{field} missing from {last}");
+    }
+    assert_eq!(lines.lines().count(), 6);
+    let mut kept: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["latest", "step-00000004", "step-00000006"]);
+    let encoder = pretrain_models::load_safetensors(
+        dae_config().init::<Ad>(&Default::default()).unwrap(),
+        &dir.path().join("encoder.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(weights(&encoder), weights(outcome.objective.encoder()));
+}
+
+#[test]
+fn damaged_or_foreign_checkpoints_are_refused_by_name() {
+    let config = TrainConfig {
+        steps: 2,
+        batch_size: 16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
+    let optimizer = || config.optimizer.build::<Ad, Denoising<Ad>>(None);
+    let json = serde_json::json!({"objective": "dae"});
+
+    // Another configuration.
+    let other = serde_json::json!({"objective": "dae", "latent": 16});
+    let err = checkpoint::load(&latest, dae(), optimizer(), &other, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("state.json") && err.contains("latent"),
+        "{err}"
+    );
+
+    // Another architecture under the same configuration name.
+    let wider = DenoisingConfig::new(AutoencoderConfig::Mlp(MlpAutoencoderConfig::new(
+        784,
+        vec![64],
+        8,
+    )))
+    .init::<Ad>(&Default::default())
+    .unwrap();
+    let err = checkpoint::load(
+        &latest,
+        wider,
+        config.optimizer.build::<Ad, Denoising<Ad>>(None),
+        &json,
+        &Default::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("weights.safetensors") && err.contains("does not match"),
+        "{err}"
+    );
+
+    // A truncated weights file.
+    let weights_file = latest.join("weights.safetensors");
+    let bytes = std::fs::read(&weights_file).unwrap();
+    std::fs::write(&weights_file, &bytes[..bytes.len() / 2]).unwrap();
+    let err = checkpoint::load(&latest, dae(), optimizer(), &json, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("weights.safetensors"), "{err}");
+}
+
+#[test]
+fn a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable() {
+    const CHILD: &str = "PRETRAIN_CHECKPOINT_WRITER_DIR";
+    let json = serde_json::json!({"objective": "dae"});
+    let config = TrainConfig::default();
+    if let Ok(dir) = std::env::var(CHILD) {
+        // Child: write checkpoints of a changing model back to back until killed.
+        let mut objective = positional_ids(dae());
+        let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+        for step in 1.. {
+            let state = checkpoint::TrainState {
+                step,
+                skipped_steps: 0,
+                objective_config: json.clone(),
+            };
+            checkpoint::save(Path::new(&dir), &objective, &optimizer, &state, 2).unwrap();
+            objective = objective.map(&mut Shift);
+        }
+        unreachable!();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..4u64 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "engine_tests::a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable", "--nocapture"])
+            .env(CHILD, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700 + 170 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let latest = checkpoint::latest(dir.path())
+            .unwrap()
+            .expect("a checkpoint was written");
+        let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+        let (_, _, state) =
+            checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+        assert!(state.step >= 1);
+    }
+}
+
+/// Moves every parameter a little, so successive checkpoints differ.
+struct Shift;
+
+impl burn::module::ModuleMapper<Ad> for Shift {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::tensor::Tensor<Ad, D>>,
+    ) -> burn::module::Param<burn::tensor::Tensor<Ad, D>> {
+        param.map(|t| t.add_scalar(1e-3))
+    }
+}
+
+#[test]
+fn a_stop_signal_ends_the_run_with_a_checkpoint() {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let config = TrainConfig {
+        steps: 50,
+        batch_size: 16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        stop: Some(stop),
+        ..quiet()
+    };
+    let outcome = run_dae(dae(), &config, dir.path(), &options).unwrap();
+    assert!(!outcome.finished);
+    assert_eq!(outcome.steps_done, 1);
+    assert!(outcome.checkpoint.unwrap().ends_with("step-00000001"));
+    let bad = TrainConfig { lr: -1.0, ..config };
+    let err = run_dae(dae(), &bad, dir.path(), &quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lr"), "{err}");
+}

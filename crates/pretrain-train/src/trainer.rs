@@ -1,0 +1,393 @@
+//! The training loop: any [`Objective`] on any backend, with learning-rate schedule, gradient
+//! accumulation and clipping, EMA/queue updates after each optimizer step, a non-finite guard,
+//! periodic atomic checkpoints, exact resume, per-step metrics and a progress bar.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+use pretrain_data::rng::EpochSeeded;
+use pretrain_models::save_safetensors;
+use pretrain_objectives::{Metrics, Objective, TrainProgress};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+use crate::checkpoint::{self, TrainState, positional_ids};
+use crate::error::{Result, TrainError, io_error};
+use crate::grads::{clip_global_norm, global_grad_norm};
+use crate::loader::{BatchOrder, Prefetcher};
+use crate::optimizer::OptimizerConfig;
+use crate::schedule::{LrSchedule, scaled_lr};
+
+/// Everything about how a run trains (serde; every field has a default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Items per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (effective batch = `batch_size * accumulation`).
+    pub accumulation: usize,
+    /// Peak learning rate (before `lr_reference_batch` scaling).
+    pub lr: f64,
+    /// With a value, the peak learning rate is `lr * effective batch / lr_reference_batch`
+    /// (MAE: 256).
+    pub lr_reference_batch: Option<usize>,
+    /// Schedule of the learning rate.
+    pub schedule: LrSchedule,
+    /// Optimizer.
+    pub optimizer: OptimizerConfig,
+    /// Clip the global gradient norm to this value.
+    pub clip_grad_norm: Option<f64>,
+    /// Clip every gradient entry to `[-v, v]` (burn's value clipping).
+    pub clip_grad_value: Option<f32>,
+    /// Consecutive non-finite steps after which the run stops.
+    pub max_bad_steps: usize,
+    /// Steps between checkpoints (a final one is always written).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Seed of the batch order.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 256,
+            accumulation: 1,
+            lr: 1e-3,
+            lr_reference_batch: None,
+            schedule: LrSchedule::default(),
+            optimizer: OptimizerConfig::default(),
+            clip_grad_norm: None,
+            clip_grad_value: None,
+            max_bad_steps: 10,
+            checkpoint_every: 500,
+            keep_checkpoints: 2,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        let fail =
+            |field: &'static str, message: String| Err(TrainError::Config { field, message });
+        if self.steps == 0 {
+            return fail("steps", "must be > 0".into());
+        }
+        if self.batch_size == 0 || self.accumulation == 0 {
+            return fail("batch_size/accumulation", "must be > 0".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return fail("lr", format!("{} must be a positive number", self.lr));
+        }
+        if let Some(n) = self.clip_grad_norm.filter(|n| n.is_nan() || *n <= 0.0) {
+            return fail("clip_grad_norm", format!("{n} must be > 0"));
+        }
+        if let Some(v) = self.clip_grad_value.filter(|v| v.is_nan() || *v <= 0.0) {
+            return fail("clip_grad_value", format!("{v} must be > 0"));
+        }
+        if self.max_bad_steps == 0 || self.checkpoint_every == 0 {
+            return fail("max_bad_steps/checkpoint_every", "must be > 0".into());
+        }
+        self.schedule.validate().or_else(|m| fail("schedule", m))?;
+        self.optimizer.validate().or_else(|m| fail("optimizer", m))
+    }
+
+    /// Effective batch size.
+    pub fn effective_batch(&self) -> usize {
+        self.batch_size * self.accumulation
+    }
+
+    /// Optimizer steps that make `epochs` passes over `len` items.
+    pub fn steps_for_epochs(&self, epochs: usize, len: usize) -> usize {
+        (epochs * (len / self.batch_size.max(1)) / self.accumulation.max(1)).max(1)
+    }
+}
+
+/// How this call runs (not part of the saved configuration).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// No progress bar.
+    pub quiet: bool,
+    /// Continue from the run directory's latest checkpoint, if any.
+    pub resume: bool,
+    /// Set (e.g. by a Ctrl-C handler) to stop after the current step with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Stop after this many completed steps, with a checkpoint (as an interruption would).
+    pub stop_after: Option<usize>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct TrainOutcome<O> {
+    /// The trained objective (encoder, heads, targets).
+    pub objective: O,
+    /// Steps completed.
+    pub steps_done: usize,
+    /// Steps skipped by the non-finite guard.
+    pub skipped_steps: usize,
+    /// Whether all configured steps ran (false when stopped early).
+    pub finished: bool,
+    /// The newest checkpoint.
+    pub checkpoint: Option<PathBuf>,
+    /// Loss of each step this call ran (NaN for skipped steps).
+    pub losses: Vec<f64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Serialize)]
+struct StepRecord<'a> {
+    step: usize,
+    epoch: usize,
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    samples_per_sec: f64,
+    skipped: bool,
+    #[serde(flatten)]
+    metrics: std::collections::BTreeMap<&'a str, f64>,
+}
+
+/// Pre-trains `objective` on `data` (batched by `batcher`) for `config.steps` optimizer steps,
+/// writing `config.json`, `metrics.jsonl`, `checkpoints/` and, at the end, `encoder.safetensors`
+/// into `run_dir`. `objective_config` (the objective and model configuration as JSON) is saved
+/// with each checkpoint and must match on resume.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain<B, O, I, D, T>(
+    objective: O,
+    objective_config: serde_json::Value,
+    data: Arc<D>,
+    batcher: T,
+    config: &TrainConfig,
+    run_dir: &Path,
+    options: &RunOptions,
+    device: &B::Device,
+) -> Result<TrainOutcome<O>>
+where
+    B: AutodiffBackend,
+    O: Objective<B>,
+    O::Batch: Send + 'static,
+    I: Send + 'static,
+    D: Dataset<I> + EpochSeeded + 'static,
+    T: Batcher<B, I, O::Batch> + 'static,
+{
+    config.validate()?;
+    std::fs::create_dir_all(run_dir).map_err(io_error(run_dir))?;
+    let mut objective = positional_ids(objective);
+    let mut optimizer = config.optimizer.build::<B, O>(config.clip_grad_value);
+    let mut state = TrainState {
+        step: 0,
+        skipped_steps: 0,
+        objective_config: objective_config.clone(),
+    };
+    let mut last_checkpoint = None;
+    if options.resume
+        && let Some(dir) = checkpoint::latest(run_dir)?
+    {
+        let (o, opt, s) = checkpoint::load(&dir, objective, optimizer, &objective_config, device)?;
+        (objective, optimizer, state) = (o, opt, s);
+        tracing::info!(step = state.step, dir = %dir.display(), "resumed");
+        last_checkpoint = Some(dir);
+    }
+    let full_config = serde_json::json!({ "train": config, "objective": objective_config });
+    write_atomic(
+        &run_dir.join("config.json"),
+        &serde_json::to_vec_pretty(&full_config).expect("config serializes"),
+    )?;
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let mut metrics_file = open_metrics(&metrics_path, state.step)?;
+
+    let order = BatchOrder {
+        len: data.len(),
+        batch_size: config.batch_size,
+        seed: config.seed,
+    };
+    let per_epoch = order.per_epoch()?;
+    let accumulation = config.accumulation;
+    let mut loader = Prefetcher::start::<B, I, D, T>(
+        data,
+        batcher,
+        order,
+        state.step * accumulation..config.steps * accumulation,
+        device.clone(),
+    )?;
+    let peak_lr = scaled_lr(
+        config.lr,
+        config.effective_batch(),
+        config.lr_reference_batch,
+    );
+    let progress = progress_bar(options.quiet, config.steps, state.step);
+    let mut bad_in_a_row = 0;
+    let mut losses = Vec::new();
+    let start_step = state.step;
+
+    while state.step < config.steps {
+        let step = state.step;
+        let started = Instant::now();
+        let lr = config.schedule.lr(peak_lr, step, config.steps);
+        let mut accumulator = GradientsAccumulator::<O>::new();
+        let mut loss = 0.0;
+        let mut metrics = Metrics::default();
+        let mut carry = None;
+        for _ in 0..accumulation {
+            let out = objective.forward_step(loader.next_batch()?)?;
+            for (name, value) in out.metrics.iter() {
+                let sum = metrics.get(name).unwrap_or(0.0) + value / accumulation as f64;
+                metrics.push(name, sum);
+            }
+            let grads = (out.loss / accumulation as f64).backward();
+            accumulator.accumulate(&objective, GradientsParams::from_grads(grads, &objective));
+            carry = Some(out.carry);
+        }
+        loss = metrics.get("loss").unwrap_or(loss);
+        let grads = accumulator.grads();
+        let grad_norm = global_grad_norm(&objective, &grads);
+        let finite = loss.is_finite() && grad_norm.is_finite();
+        if finite {
+            bad_in_a_row = 0;
+            let grads = match config.clip_grad_norm {
+                Some(max) => clip_global_norm(&objective, grads, grad_norm, max),
+                None => grads,
+            };
+            objective = optimizer.step(lr, objective, grads);
+            let progress = TrainProgress {
+                step: step + 1,
+                total_steps: config.steps,
+            };
+            objective = objective.after_optimizer_step(carry.expect("accumulation >= 1"), progress);
+        } else {
+            bad_in_a_row += 1;
+            state.skipped_steps += 1;
+            tracing::warn!(
+                step,
+                loss,
+                grad_norm,
+                "non-finite loss or gradient: step skipped"
+            );
+        }
+        state.step += 1;
+        losses.push(if finite { loss } else { f64::NAN });
+
+        let elapsed = started.elapsed().as_secs_f64();
+        let record = StepRecord {
+            step: state.step,
+            epoch: step * accumulation / per_epoch,
+            loss,
+            lr,
+            grad_norm,
+            samples_per_sec: config.effective_batch() as f64 / elapsed.max(1e-9),
+            skipped: !finite,
+            metrics: metrics.iter().filter(|(n, _)| *n != "loss").collect(),
+        };
+        let line = serde_json::to_string(&record).unwrap_or_else(|_| "{}".into());
+        writeln!(metrics_file, "{line}").map_err(io_error(&metrics_path))?;
+        progress.set_position(state.step as u64);
+        progress.set_message(format!(
+            "loss {loss:.4}  lr {lr:.2e}  {:.0} samples/s",
+            record.samples_per_sec
+        ));
+
+        if bad_in_a_row >= config.max_bad_steps {
+            progress.abandon();
+            return Err(TrainError::Diverged {
+                step: state.step,
+                bad_steps: bad_in_a_row,
+                last_checkpoint,
+            });
+        }
+        let interrupted = options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst))
+            || options.stop_after.is_some_and(|n| state.step >= n);
+        let last = state.step == config.steps;
+        if interrupted || last || state.step.is_multiple_of(config.checkpoint_every) {
+            metrics_file.flush().map_err(io_error(&metrics_path))?;
+            let dir = checkpoint::save(
+                run_dir,
+                &objective,
+                &optimizer,
+                &state,
+                config.keep_checkpoints,
+            )?;
+            tracing::info!(step = state.step, dir = %dir.display(), "checkpoint written");
+            last_checkpoint = Some(dir);
+        }
+        if interrupted && !last {
+            progress.abandon_with_message(format!("stopped at step {}", state.step));
+            return Ok(TrainOutcome {
+                objective,
+                steps_done: state.step,
+                skipped_steps: state.skipped_steps,
+                finished: false,
+                checkpoint: last_checkpoint,
+                losses,
+            });
+        }
+    }
+    drop(loader);
+    save_safetensors(objective.encoder(), &run_dir.join("encoder.safetensors"))?;
+    progress.finish();
+    tracing::info!(
+        steps = state.step - start_step,
+        skipped = state.skipped_steps,
+        "pre-training finished"
+    );
+    Ok(TrainOutcome {
+        objective,
+        steps_done: state.step,
+        skipped_steps: state.skipped_steps,
+        finished: true,
+        checkpoint: last_checkpoint,
+        losses,
+    })
+}
+
+/// Opens `metrics.jsonl` for appending, first dropping lines past `step` (written after the
+/// checkpoint a resume starts from).
+fn open_metrics(path: &Path, step: usize) -> Result<std::fs::File> {
+    if step == 0 {
+        return std::fs::File::create(path).map_err(io_error(path));
+    }
+    let kept: String = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    write_atomic(path, kept.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io_error(path))
+}
+
+fn progress_bar(quiet: bool, total: usize, position: usize) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64).with_position(position as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
+            .expect("valid template"),
+    );
+    bar
+}
