@@ -32,6 +32,9 @@ pub struct TrainState {
     pub skipped_steps: usize,
     /// The objective and model configuration; a resume must match it.
     pub objective_config: serde_json::Value,
+    /// Dynamic loss scale (f16 runs).
+    #[serde(default)]
+    pub loss_scaler: Option<crate::precision::LossScaler>,
 }
 
 /// Gives every parameter an id from its position in the module tree, so the same architecture

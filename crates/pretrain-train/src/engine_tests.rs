@@ -388,6 +388,7 @@ fn a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable() {
                 step,
                 skipped_steps: 0,
                 objective_config: json.clone(),
+                loss_scaler: None,
             };
             checkpoint::save(Path::new(&dir), &objective, &optimizer, &state, 2).unwrap();
             objective = objective.map(&mut Shift);

@@ -31,9 +31,18 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     if norm <= max_norm || norm == 0.0 {
         return grads;
     }
+    scale_grads(module, grads, max_norm / (norm + 1e-6))
+}
+
+/// Multiplies every gradient of `module`'s parameters by `factor` (loss-scale removal, clipping).
+pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: GradientsParams,
+    factor: f64,
+) -> GradientsParams {
     let mut visitor = Scale::<B> {
         grads,
-        factor: max_norm / (norm + 1e-6),
+        factor,
         _backend: std::marker::PhantomData,
     };
     module.visit(&mut visitor);

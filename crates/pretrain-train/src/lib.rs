@@ -8,6 +8,7 @@
 //!
 //! - [`trainer`]: [`pretrain`], [`TrainConfig`], [`RunOptions`];
 //! - [`optimizer`], [`schedule`], [`grads`]: the pieces burn lacks;
+//! - [`precision`]: f32/bf16/f16 runs and dynamic loss scaling;
 //! - [`checkpoint`], [`atomic`]: crash-safe checkpoints;
 //! - [`loader`]: deterministic, prefetched batch order.
 
@@ -17,12 +18,14 @@ pub mod error;
 pub mod grads;
 pub mod loader;
 pub mod optimizer;
+pub mod precision;
 pub mod schedule;
 pub mod trainer;
 
 pub use atomic::{WriteError, write_atomic};
 pub use error::{Result, TrainError};
 pub use optimizer::OptimizerConfig;
+pub use precision::{LossScaler, Precision};
 pub use schedule::{LrSchedule, scaled_lr};
 pub use trainer::{RunOptions, TrainConfig, TrainOutcome, pretrain};
 

@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::write_atomic;
 use crate::checkpoint::{self, TrainState, positional_ids};
 use crate::error::{Result, TrainError, io_error};
-use crate::grads::{clip_global_norm, global_grad_norm};
+use crate::grads::{clip_global_norm, global_grad_norm, scale_grads};
 use crate::loader::{BatchOrder, Prefetcher};
 use crate::optimizer::OptimizerConfig;
+use crate::precision::{LossScaler, Precision};
 use crate::schedule::{LrSchedule, scaled_lr};
 
 /// Everything about how a run trains (serde; every field has a default).
@@ -57,6 +58,9 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Seed of the batch order.
     pub seed: u64,
+    /// Float precision; must match the backend's float type. `f16` turns on dynamic loss
+    /// scaling.
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -75,6 +79,7 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             seed: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -185,6 +190,13 @@ where
     T: Batcher<B, I, O::Batch> + 'static,
 {
     config.validate()?;
+    config
+        .precision
+        .check_backend(<B::FloatElem as burn::tensor::Element>::dtype())
+        .map_err(|message| TrainError::Config {
+            field: "precision",
+            message,
+        })?;
     std::fs::create_dir_all(run_dir).map_err(io_error(run_dir))?;
     let mut objective = positional_ids(objective);
     let mut optimizer = config.optimizer.build::<B, O>(config.clip_grad_value);
@@ -192,6 +204,7 @@ where
         step: 0,
         skipped_steps: 0,
         objective_config: objective_config.clone(),
+        loss_scaler: (config.precision == Precision::F16).then(LossScaler::new),
     };
     let mut last_checkpoint = None;
     if options.resume
@@ -248,15 +261,34 @@ where
                 let sum = metrics.get(name).unwrap_or(0.0) + value / accumulation as f64;
                 metrics.push(name, sum);
             }
-            let grads = (out.loss / accumulation as f64).backward();
+            let scale = state.loss_scaler.map_or(1.0, |s| s.scale);
+            let grads = (out.loss * (scale / accumulation as f64)).backward();
             accumulator.accumulate(&objective, GradientsParams::from_grads(grads, &objective));
             carry = Some(out.carry);
         }
         loss = metrics.get("loss").unwrap_or(loss);
-        let grads = accumulator.grads();
-        let grad_norm = global_grad_norm(&objective, &grads);
+        let mut grads = accumulator.grads();
+        let mut grad_norm = global_grad_norm(&objective, &grads);
+        let mut overflow_only = false;
+        if let Some(scaler) = state.loss_scaler.as_mut() {
+            if grad_norm.is_finite() {
+                grads = scale_grads(&objective, grads, 1.0 / scaler.scale);
+                grad_norm /= scaler.scale;
+                scaler.clean_step();
+            } else {
+                // An f16 overflow is expected now and then: back off and retry, and only
+                // count it as a bad step once the scale cannot explain it.
+                overflow_only = loss.is_finite() && scaler.overflow();
+            }
+        }
         let finite = loss.is_finite() && grad_norm.is_finite();
-        if finite {
+        if overflow_only {
+            state.skipped_steps += 1;
+            tracing::info!(
+                step,
+                "f16 gradient overflow: loss scale halved, step skipped"
+            );
+        } else if finite {
             bad_in_a_row = 0;
             let grads = match config.clip_grad_norm {
                 Some(max) => clip_global_norm(&objective, grads, grad_norm, max),
