@@ -452,3 +452,60 @@ fn a_stop_signal_ends_the_run_with_a_checkpoint() {
         .to_string();
     assert!(err.contains("lr"), "{err}");
 }
+
+#[test]
+fn ctrl_c_stops_a_run_with_a_checkpoint() {
+    const CHILD: &str = "PRETRAIN_CTRL_C_RUN_DIR";
+    let config = TrainConfig {
+        steps: 100_000,
+        batch_size: 16,
+        checkpoint_every: 100_000,
+        ..Default::default()
+    };
+    if let Ok(dir) = std::env::var(CHILD) {
+        let options = RunOptions {
+            stop: Some(crate::stop_on_ctrl_c().unwrap()),
+            ..quiet()
+        };
+        let outcome = run_dae(dae(), &config, Path::new(&dir), &options).unwrap();
+        assert!(!outcome.finished);
+        std::process::exit(0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "engine_tests::ctrl_c_stops_a_run_with_a_checkpoint",
+            "--nocapture",
+        ])
+        .env(CHILD, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until training runs (metrics appear), then interrupt.
+    let metrics = dir.path().join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&metrics).map_or(true, |m| m.len() == 0) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the child never started training"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "child exited with {status}");
+    let latest = checkpoint::latest(dir.path())
+        .unwrap()
+        .expect("a checkpoint");
+    let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+    let json = serde_json::json!({"objective": "dae"});
+    let (_, _, state) =
+        checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+    assert!(state.step >= 1 && state.step < config.steps);
+}

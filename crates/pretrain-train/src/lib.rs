@@ -16,6 +16,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod error;
 pub mod grads;
+pub mod interrupt;
 pub mod loader;
 pub mod optimizer;
 pub mod precision;
@@ -24,6 +25,7 @@ pub mod trainer;
 
 pub use atomic::{WriteError, write_atomic};
 pub use error::{Result, TrainError};
+pub use interrupt::stop_on_ctrl_c;
 pub use optimizer::OptimizerConfig;
 pub use precision::{LossScaler, Precision};
 pub use schedule::{LrSchedule, scaled_lr};
