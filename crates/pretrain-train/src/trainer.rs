@@ -35,7 +35,9 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Items per micro-batch.
     pub batch_size: usize,
-    /// Micro-batches per optimizer step (effective batch = `batch_size * accumulation`).
+    /// Micro-batches per optimizer step (effective batch = `batch_size * accumulation`). The
+    /// objective's after-step update receives the last micro-batch's carry (MoCo enqueues
+    /// that micro-batch's keys).
     pub accumulation: usize,
     /// Peak learning rate (before `lr_reference_batch` scaling).
     pub lr: f64,
