@@ -104,14 +104,7 @@ pub(crate) fn pair_metrics<B: Backend>(
     z1: &Tensor<B, 2>,
     z2: &Tensor<B, 2>,
 ) -> crate::objective::Metrics {
-    let mut metrics = crate::objective::Metrics::default();
-    metrics.push_tensor("loss", loss.clone().detach());
-    metrics.push(
-        "embedding_std",
-        f64::from(crate::monitor::normalized_embedding_std(
-            z1.clone().detach(),
-        )),
-    );
+    let mut metrics = crate::monitor::loss_and_collapse_metrics(loss, z1.clone());
     metrics.push_tensor(
         "positive_similarity",
         crate::ops::cosine_similarity(z1.clone().detach(), z2.clone().detach()).mean(),

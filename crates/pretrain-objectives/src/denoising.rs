@@ -13,7 +13,7 @@ use pretrain_models::{Autoencoder, AutoencoderConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ensure_batch};
-use crate::mae::reconstruction_metrics;
+use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 
 /// Reconstruction loss.
@@ -126,7 +126,7 @@ impl<B: AutodiffBackend> Objective<B> for Denoising<B> {
         let (code, output) = self.model.forward_with_code(input);
         let loss = reconstruction_loss(output, clean, self.loss);
         Ok(StepOutput {
-            metrics: reconstruction_metrics(&loss, code),
+            metrics: loss_and_collapse_metrics(&loss, code),
             loss,
             carry: (),
         })

@@ -9,7 +9,8 @@ use pretrain_data::mask::{MaskedImageBatch, PatchMasker};
 use pretrain_models::{Mae, MaeConfig, Vit, patchify};
 
 use crate::error::{Result, ensure_batch, ensure_config};
-use crate::objective::{Metrics, Objective, StepOutput};
+use crate::monitor::loss_and_collapse_metrics;
+use crate::objective::{Objective, StepOutput};
 
 /// Per-patch normalized pixels (MAE's `norm_pix_loss` target): each patch minus its mean,
 /// divided by `sqrt(unbiased variance + 1e-6)`: `[b, n, p] -> [b, n, p]`.
@@ -112,7 +113,7 @@ impl<B: AutodiffBackend> Objective<B> for MaeObjective<B> {
         let [b, t, d] = latent.dims();
         let tokens = latent.slice([0..b, 1..t, 0..d]).reshape([b * (t - 1), d]);
         Ok(StepOutput {
-            metrics: reconstruction_metrics(&loss, tokens),
+            metrics: loss_and_collapse_metrics(&loss, tokens),
             loss,
             carry: (),
         })
@@ -121,19 +122,4 @@ impl<B: AutodiffBackend> Objective<B> for MaeObjective<B> {
     fn encoder(&self) -> &Vit<B> {
         &self.model.encoder
     }
-}
-
-/// `loss` and the collapse monitor `embedding_std` of the encoder's token states (one row per
-/// token: a collapsed encoder maps every token to the same state).
-pub(crate) fn reconstruction_metrics<B: Backend>(
-    loss: &Tensor<B, 1>,
-    embedding: Tensor<B, 2>,
-) -> Metrics {
-    let mut metrics = Metrics::default();
-    metrics.push_tensor("loss", loss.clone().detach());
-    metrics.push(
-        "embedding_std",
-        f64::from(crate::monitor::normalized_embedding_std(embedding.detach())),
-    );
-    metrics
 }

@@ -9,7 +9,7 @@ use pretrain_data::batch::TextBatch;
 use pretrain_models::{Bert, BertConfig};
 
 use crate::error::{Result, ensure_batch};
-use crate::mae::reconstruction_metrics;
+use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 use crate::ops::{accuracy, cross_entropy};
 
@@ -85,7 +85,7 @@ impl<B: AutodiffBackend> Objective<B> for Mlm<B> {
         let tokens = hidden.clone().reshape([b * s, d]);
         let (logits, targets) = flatten_tokens(self.model.mlm_logits(hidden), targets);
         let loss = cross_entropy(logits.clone(), targets.clone());
-        let mut metrics = reconstruction_metrics(&loss, tokens);
+        let mut metrics = loss_and_collapse_metrics(&loss, tokens);
         metrics.push_tensor("masked_accuracy", accuracy(logits.detach(), targets));
         metrics.push_tensor("perplexity", loss.clone().detach().exp());
         Ok(StepOutput {

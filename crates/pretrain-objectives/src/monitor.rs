@@ -4,6 +4,23 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
 
+use crate::objective::Metrics;
+
+/// `loss` and the collapse monitor `embedding_std` of `embedding` (one row per sample or
+/// token), both detached: the metrics every objective reports.
+pub(crate) fn loss_and_collapse_metrics<B: Backend>(
+    loss: &Tensor<B, 1>,
+    embedding: Tensor<B, 2>,
+) -> Metrics {
+    let mut metrics = Metrics::default();
+    metrics.push_tensor("loss", loss.clone().detach());
+    metrics.push(
+        "embedding_std",
+        f64::from(normalized_embedding_std(embedding.detach())),
+    );
+    metrics
+}
+
 /// Mean over dimensions of the per-dimension standard deviation of L2-normalized embeddings.
 ///
 /// For `d`-dimensional embeddings spread uniformly on the sphere this is close to

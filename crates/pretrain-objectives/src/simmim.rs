@@ -11,7 +11,8 @@ use pretrain_models::layers::linear;
 use pretrain_models::{InitScheme, Vit, VitConfig, patchify, truncated_normal};
 
 use crate::error::{Result, ensure_config};
-use crate::mae::{check_masked_batch, reconstruction_metrics};
+use crate::mae::check_masked_batch;
+use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 
 /// Mean over hidden patches of the per-patch mean absolute error: `pred`, `target`
@@ -102,7 +103,7 @@ impl<B: AutodiffBackend> Objective<B> for SimMim<B> {
         let pred = self.decoder.forward(patch_tokens.clone());
         let loss = masked_patch_l1(pred, patchify(batch.images, patch), batch.mask.hidden);
         Ok(StepOutput {
-            metrics: reconstruction_metrics(&loss, patch_tokens.reshape([b * n, d])),
+            metrics: loss_and_collapse_metrics(&loss, patch_tokens.reshape([b * n, d])),
             loss,
             carry: (),
         })

@@ -29,6 +29,21 @@ pub fn seeded<M: burn::module::Module<Ad>>(build: impl FnOnce() -> M) -> M {
     model
 }
 
+/// Step `step`'s batch: the next `size` items (wrapping) drawn with epoch `step`'s randomness.
+fn next_batch<I, D: Dataset<I> + EpochSeeded, T: Batcher<Ad, I, O>, O>(
+    data: &D,
+    batcher: &T,
+    step: usize,
+    size: usize,
+) -> O {
+    data.set_epoch(step as u64);
+    let n = data.len();
+    let items = (0..size)
+        .map(|j| data.get((step * size + j) % n).unwrap())
+        .collect();
+    batcher.batch(items, &Default::default())
+}
+
 /// Batches of augmented views of the shipped Fashion-MNIST sample; step `s` takes the next
 /// `size` images (wrapping) with the augmentations of epoch `s`.
 pub struct FashionViews(AugmentedDataset<InMemDataset<ImageItem>>);
@@ -40,12 +55,7 @@ impl FashionViews {
     }
 
     pub fn batch(&self, step: usize, size: usize) -> MultiViewBatch<Ad> {
-        self.0.set_epoch(step as u64);
-        let n = self.0.len();
-        let items = (0..size)
-            .map(|j| self.0.get((step * size + j) % n).unwrap())
-            .collect();
-        ViewsBatcher.batch(items, &Default::default())
+        next_batch(&self.0, &ViewsBatcher, step, size)
     }
 }
 
@@ -59,12 +69,7 @@ impl FashionMasked {
     }
 
     pub fn batch(&self, step: usize, size: usize) -> MaskedImageBatch<Ad> {
-        self.0.set_epoch(step as u64);
-        let n = self.0.len();
-        let items = (0..size)
-            .map(|j| self.0.get((step * size + j) % n).unwrap())
-            .collect();
-        MaskedImageBatcher.batch(items, &Default::default())
+        next_batch(&self.0, &MaskedImageBatcher, step, size)
     }
 }
 
@@ -91,12 +96,7 @@ impl MobyDickMlm {
     }
 
     pub fn batch(&self, step: usize, size: usize) -> TextBatch<Ad> {
-        self.data.set_epoch(step as u64);
-        let n = self.data.len();
-        let items = (0..size)
-            .map(|j| self.data.get((step * size + j) % n).unwrap())
-            .collect();
-        TextBatcher.batch(items, &Default::default())
+        next_batch(&self.data, &TextBatcher, step, size)
     }
 }
 

@@ -254,7 +254,6 @@ where
         let started = Instant::now();
         let lr = config.schedule.lr(peak_lr, step, config.steps);
         let mut accumulator = GradientsAccumulator::<O>::new();
-        let mut loss = 0.0;
         let mut metrics = Metrics::default();
         let mut carry = None;
         for _ in 0..accumulation {
@@ -268,7 +267,7 @@ where
             accumulator.accumulate(&objective, GradientsParams::from_grads(grads, &objective));
             carry = Some(out.carry);
         }
-        loss = metrics.get("loss").unwrap_or(loss);
+        let loss = metrics.get("loss").unwrap_or(0.0);
         let mut grads = accumulator.grads();
         let mut grad_norm = global_grad_norm(&objective, &grads);
         let mut overflow_only = false;
