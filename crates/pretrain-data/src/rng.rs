@@ -63,6 +63,11 @@ pub trait EpochSeeded {
     fn set_epoch(&self, epoch: u64);
 }
 
+/// Plain in-memory items have nothing drawn per epoch (labeled fine-tuning sets).
+impl<I> EpochSeeded for burn::data::dataset::InMemDataset<I> {
+    fn set_epoch(&self, _epoch: u64) {}
+}
+
 /// A standard normal draw (Box-Muller), avoiding a distribution crate for one function.
 pub fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
     use rand::RngExt;

@@ -10,7 +10,7 @@ use burn::tensor::activation::tanh;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
-use crate::block::{TransformerBlock, TransformerBlockConfig};
+use crate::block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
 use crate::error::{Result, ensure};
 use crate::init::{InitScheme, truncated_normal};
 use crate::layers::linear;
@@ -236,6 +236,12 @@ impl<B: Backend> Bert<B> {
         let logits =
             h.reshape([b * s, d]).matmul(words.transpose()) + self.mlm.bias.val().reshape([1, v]);
         logits.reshape([b, s, v])
+    }
+}
+
+impl<B: Backend> TransformerStack<B> for Bert<B> {
+    fn blocks_mut(&mut self) -> &mut Vec<TransformerBlock<B>> {
+        &mut self.layers
     }
 }
 

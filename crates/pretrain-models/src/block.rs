@@ -2,14 +2,16 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
+use crate::adapter::{Adapter, AdapterConfig};
+use crate::attention::SelfAttention;
+use crate::drop_path::DropPath;
 use crate::error::{Result, ensure};
 use crate::init::InitScheme;
-use crate::layers::{Mlp, linear, scaled_linear};
+use crate::layers::Mlp;
 
 /// Configuration of one transformer block.
 #[derive(Config, Debug)]
@@ -39,18 +41,24 @@ pub struct TransformerBlockConfig {
 }
 
 /// Pre- or post-norm transformer block: self-attention and a feed-forward network, each with a
-/// residual connection.
+/// residual connection; optional bottleneck adapters after each sublayer (fine-tuning) and
+/// stochastic depth on the residual branches.
 #[derive(Module, Debug)]
 pub struct TransformerBlock<B: Backend> {
     /// Layer norm before (pre-norm) or after (post-norm) attention.
     pub norm1: LayerNorm<B>,
     /// Multi-head self-attention (`query`, `key`, `value`, `output`).
-    pub attn: MultiHeadAttention<B>,
+    pub attn: SelfAttention<B>,
     /// Layer norm before or after the feed-forward network.
     pub norm2: LayerNorm<B>,
     /// Feed-forward network (`fc1`, `fc2`).
     pub mlp: Mlp<B>,
+    /// Adapter on the attention output, before the residual sum.
+    pub attn_adapter: Option<Adapter<B>>,
+    /// Adapter on the feed-forward output, before the residual sum.
+    pub mlp_adapter: Option<Adapter<B>>,
     dropout: Dropout,
+    drop_path: DropPath,
     pre_norm: bool,
 }
 
@@ -76,13 +84,14 @@ impl TransformerBlockConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<TransformerBlock<B>> {
         self.validate()?;
         let d = self.d_model;
-        let mut attn = MultiHeadAttentionConfig::new(d, self.n_heads)
-            .with_dropout(self.dropout)
-            .init(device);
-        attn.query = linear(d, d, self.init, true, device);
-        attn.key = linear(d, d, self.init, true, device);
-        attn.value = linear(d, d, self.init, true, device);
-        attn.output = scaled_linear(d, d, self.init, true, self.residual_scale, device);
+        let attn = SelfAttention::new(
+            d,
+            self.n_heads,
+            self.dropout,
+            self.init,
+            self.residual_scale,
+            device,
+        );
         let mlp = Mlp::new(d, self.d_ff, self.init, self.residual_scale, device);
         Ok(TransformerBlock {
             norm1: LayerNormConfig::new(d)
@@ -93,7 +102,10 @@ impl TransformerBlockConfig {
                 .with_epsilon(self.norm_eps)
                 .init(device),
             mlp,
+            attn_adapter: None,
+            mlp_adapter: None,
             dropout: DropoutConfig::new(self.dropout).init(),
+            drop_path: DropPath::default(),
             pre_norm: self.pre_norm,
         })
     }
@@ -104,23 +116,67 @@ impl<B: Backend> TransformerBlock<B> {
     /// padding) keeps attention off padded positions.
     pub fn forward(&self, x: Tensor<B, 3>, padding: Option<Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
         let attend = |h: Tensor<B, 3>| {
-            let input = MhaInput::self_attn(h);
-            let input = match padding {
-                Some(mask) => input.mask_pad(mask),
-                None => input,
+            let out = self.dropout.forward(self.attn.forward(h, padding));
+            let out = match &self.attn_adapter {
+                Some(adapter) => adapter.forward(out),
+                None => out,
             };
-            self.dropout.forward(self.attn.forward(input).context)
+            self.drop_path.forward(out)
+        };
+        let feed_forward = |h: Tensor<B, 3>| {
+            let out = self.dropout.forward(self.mlp.forward(h));
+            let out = match &self.mlp_adapter {
+                Some(adapter) => adapter.forward(out),
+                None => out,
+            };
+            self.drop_path.forward(out)
         };
         if self.pre_norm {
             let x = x.clone() + attend(self.norm1.forward(x));
-            x.clone()
-                + self
-                    .dropout
-                    .forward(self.mlp.forward(self.norm2.forward(x)))
+            x.clone() + feed_forward(self.norm2.forward(x))
         } else {
             let x = self.norm1.forward(x.clone() + attend(x));
-            self.norm2
-                .forward(x.clone() + self.dropout.forward(self.mlp.forward(x)))
+            self.norm2.forward(x.clone() + feed_forward(x))
+        }
+    }
+
+    /// Token width.
+    pub fn d_model(&self) -> usize {
+        self.attn.query.d_in()
+    }
+
+    /// Inserts fresh adapters after the attention and feed-forward sublayers (identity at init).
+    pub fn add_adapters(&mut self, config: &AdapterConfig, device: &B::Device) -> Result<()> {
+        let d = self.d_model();
+        self.attn_adapter = Some(config.init(d, device)?);
+        self.mlp_adapter = Some(config.init(d, device)?);
+        Ok(())
+    }
+
+    /// Stochastic-depth probability of the residual branches.
+    pub fn drop_path(&self) -> f64 {
+        self.drop_path.prob()
+    }
+
+    /// Sets the stochastic-depth probability of the residual branches.
+    pub fn set_drop_path(&mut self, prob: f64) {
+        self.drop_path = DropPath::new(prob);
+    }
+}
+
+/// A model built on a stack of [`TransformerBlock`]s (ViT, BERT), so fine-tuning can reach
+/// into them (adapters, LoRA, drop-path, freezing) without knowing the architecture.
+pub trait TransformerStack<B: Backend> {
+    /// The blocks, input side first.
+    fn blocks_mut(&mut self) -> &mut Vec<TransformerBlock<B>>;
+
+    /// Stochastic depth rising linearly from 0 at the first block to `max_rate` at the last
+    /// (timm's and BEiT's schedule).
+    fn set_drop_path_rate(&mut self, max_rate: f64) {
+        let blocks = self.blocks_mut();
+        let last = blocks.len().saturating_sub(1).max(1) as f64;
+        for (i, block) in blocks.iter_mut().enumerate() {
+            block.set_drop_path(max_rate * i as f64 / last);
         }
     }
 }
@@ -162,6 +218,107 @@ mod tests {
         assert!(
             err.to_string().contains("4 must divide d_model 30"),
             "{err}"
+        );
+    }
+
+    fn max_diff(a: Tensor<B, 3>, b: Tensor<B, 3>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn fresh_adapters_and_lora_leave_outputs_unchanged_and_lora_merges_exactly() {
+        use crate::lora::LoraConfig;
+        use burn::module::Param;
+        let dev = Default::default();
+        let block = TransformerBlockConfig::new(32, 4, 64)
+            .init::<B>(&dev)
+            .unwrap();
+        let x = Tensor::<B, 3>::random([2, 5, 32], Distribution::Normal(0.0, 1.0), &dev);
+        let base = block.forward(x.clone(), None);
+
+        let mut adapted = block.clone();
+        adapted
+            .add_adapters(&AdapterConfig::new().with_bottleneck(8), &dev)
+            .unwrap();
+        assert_eq!(
+            max_diff(adapted.forward(x.clone(), None), base.clone()),
+            0.0
+        );
+
+        let mut lora = block.clone();
+        let config = LoraConfig::new().with_rank(4);
+        lora.attn.query.add_lora(&config, &dev).unwrap();
+        lora.mlp.fc2.add_lora(&config, &dev).unwrap();
+        assert_eq!(max_diff(lora.forward(x.clone(), None), base.clone()), 0.0);
+
+        // A trained (non-zero) update: merged and unmerged forms agree, unmerge restores W.
+        for p in [&mut lora.attn.query, &mut lora.mlp.fc2] {
+            let mut update = p.lora.take().unwrap();
+            let b = Tensor::random(update.b.dims(), Distribution::Normal(0.0, 0.5), &dev);
+            update.b = Param::initialized(update.b.id, b);
+            p.lora = Some(update);
+        }
+        let unmerged = lora.forward(x.clone(), None);
+        assert!(max_diff(unmerged.clone(), base) > 1e-2);
+        let weight = lora.attn.query.weight.val();
+        lora.attn.query.merge_lora();
+        lora.mlp.fc2.merge_lora();
+        assert!(lora.attn.query.lora.as_ref().unwrap().is_merged());
+        let merged = lora.forward(x.clone(), None);
+        assert!(max_diff(merged, unmerged.clone()) < 1e-5);
+        lora.attn.query.unmerge_lora();
+        let restored: f32 = (lora.attn.query.weight.val() - weight)
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(restored < 1e-6, "{restored}");
+        lora.mlp.fc2.drop_lora_merged();
+        assert!(lora.mlp.fc2.lora.is_none());
+        assert!(max_diff(lora.forward(x, None), unmerged) < 1e-5);
+    }
+
+    #[test]
+    fn drop_path_is_identity_in_evaluation_and_per_sample_in_training() {
+        use burn::module::AutodiffModule;
+        type AD = burn::backend::Autodiff<B>;
+        let dev = Default::default();
+        let mut block = TransformerBlockConfig::new(16, 2, 32)
+            .init::<AD>(&dev)
+            .unwrap();
+        block.set_drop_path(0.5);
+        assert_eq!(block.drop_path(), 0.5);
+        let x = Tensor::<AD, 3>::random([64, 3, 16], Distribution::Normal(0.0, 1.0), &dev);
+        // Evaluation (no autodiff): drop-path is the identity.
+        let plain = {
+            let mut b = block.clone();
+            b.set_drop_path(0.0);
+            b.valid().forward(x.clone().inner(), None)
+        };
+        assert_eq!(
+            max_diff(
+                block.valid().forward(x.clone().inner(), None),
+                plain.clone()
+            ),
+            0.0
+        );
+        // Training: some samples lose both branches (output = input), others keep them.
+        let out = block.forward(x.clone(), None).inner();
+        let per_sample = |a: Tensor<B, 3>, b: Tensor<B, 3>| -> Vec<f32> {
+            (a - b)
+                .abs()
+                .max_dim(2)
+                .max_dim(1)
+                .reshape([64])
+                .into_data()
+                .to_vec()
+                .unwrap()
+        };
+        let dropped_all = per_sample(out.clone(), x.clone().inner());
+        let untouched = dropped_all.iter().filter(|d| **d == 0.0).count();
+        // Both branches dropped: p = 0.25 per sample; 0 or over 40 of 64 is beyond 1e-8.
+        assert!(
+            (1..=40).contains(&untouched),
+            "{untouched} of 64 samples dropped twice"
         );
     }
 }

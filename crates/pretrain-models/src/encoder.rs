@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::autoencoder::{
     ConvAutoencoder, ConvAutoencoderConfig, MlpAutoencoder, MlpAutoencoderConfig,
 };
+use crate::block::TransformerStack;
 use crate::cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
 use crate::error::{Result, ensure};
 use crate::vit::{Vit, VitConfig};
@@ -81,6 +82,23 @@ pub enum ImageEncoder<B: Backend> {
 }
 
 impl<B: Backend> ImageEncoder<B> {
+    /// The transformer blocks, for encoders built on them (the ViT); `None` for CNNs.
+    pub fn as_transformer_mut(&mut self) -> Option<&mut dyn TransformerStack<B>> {
+        match self {
+            Self::Vit(m) => Some(m),
+            Self::SmallCnn(_) | Self::ResNet(_) => None,
+        }
+    }
+
+    /// Architecture name, for messages.
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            Self::SmallCnn(_) => "small-cnn",
+            Self::ResNet(_) => "resnet",
+            Self::Vit(_) => "vit",
+        }
+    }
+
     /// The representation: `[batch, channels, h, w] -> [batch, feature_dim]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         match self {

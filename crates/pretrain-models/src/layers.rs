@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use crate::init::InitScheme;
+use crate::projection::Projection;
 
 /// A linear layer `d_in -> d_out` whose weight follows `init` and whose bias starts at zero.
 pub fn linear<B: Backend>(
@@ -48,9 +49,9 @@ pub fn scaled_linear<B: Backend>(
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     /// `d_model -> d_ff`.
-    pub fc1: Linear<B>,
+    pub fc1: Projection<B>,
     /// `d_ff -> d_model`.
-    pub fc2: Linear<B>,
+    pub fc2: Projection<B>,
     activation: Gelu,
 }
 
@@ -64,8 +65,8 @@ impl<B: Backend> Mlp<B> {
         device: &B::Device,
     ) -> Self {
         Self {
-            fc1: linear(d_model, d_ff, init, true, device),
-            fc2: scaled_linear(d_ff, d_model, init, true, residual_scale, device),
+            fc1: Projection::new(d_model, d_ff, init, 1.0, device),
+            fc2: Projection::new(d_ff, d_model, init, residual_scale, device),
             activation: Gelu::new(),
         }
     }

@@ -10,40 +10,54 @@
 //! - [`vit`]: vision transformer (`forward_features`, `forward_visible` for MAE);
 //! - [`mae`]: masked autoencoder decoder on a ViT encoder, `patchify`/`unpatchify`;
 //! - [`bert`]: BERT-style encoder with tied MLM head and pooler;
-//! - [`block`]: the pre/post-norm transformer block both use;
+//! - [`block`]: the pre/post-norm transformer block both use, with [`attention`], optional
+//!   [`adapter`]s, [`lora`] updates on its [`projection`]s and [`drop_path`];
 //! - [`init`]: explicit initialization schemes;
 //! - [`store`]: safetensors save/load with names mirroring the module tree;
 //! - [`summary`]: parameter counts.
 //!
 //! Models know no objective: they map tensors to tensors.
 
+pub mod adapter;
+pub mod attention;
 pub mod autoencoder;
 pub mod bert;
 pub mod block;
 pub mod cnn;
+pub mod drop_path;
 pub mod encoder;
 pub mod error;
 pub mod heads;
 pub mod init;
 pub mod layers;
+pub mod lora;
 pub mod mae;
 pub mod pos_embed;
+pub mod projection;
 pub mod store;
 pub mod summary;
 pub mod vit;
 
+pub use adapter::{Adapter, AdapterConfig};
+pub use attention::SelfAttention;
 pub use autoencoder::{
     ConvAutoencoder, ConvAutoencoderConfig, MlpAutoencoder, MlpAutoencoderConfig,
 };
 pub use bert::{Bert, BertConfig};
-pub use block::{TransformerBlock, TransformerBlockConfig};
+pub use block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
 pub use cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
+pub use drop_path::DropPath;
 pub use encoder::{Autoencoder, AutoencoderConfig, ImageEncoder, ImageEncoderConfig};
 pub use error::{ModelError, Result};
 pub use heads::{LinearHead, MlpHead, MlpHeadConfig};
 pub use init::{InitScheme, truncated_normal};
+pub use lora::{Lora, LoraConfig};
 pub use mae::{Mae, MaeConfig, patchify, unpatchify};
-pub use store::{load_safetensors, save_safetensors, sync_running_stats};
+pub use projection::Projection;
+pub use store::{
+    load_safetensors, load_safetensors_where, save_safetensors, save_safetensors_where,
+    sync_running_stats,
+};
 pub use summary::{num_params, preset_summaries, summary};
 pub use vit::{Pooling, PositionEmbedding, Vit, VitConfig};
 

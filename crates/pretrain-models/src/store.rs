@@ -28,6 +28,24 @@ pub fn sync_running_stats<B: Backend, M: Module<B>>(model: &M) {
 /// Writes every parameter of `model` to `path` (safetensors), atomically: a temporary file
 /// beside it is renamed over `path` once complete.
 pub fn save_safetensors<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<()> {
+    save(model, path, None)
+}
+
+/// [`save_safetensors`] restricted to the tensors whose path satisfies `keep` (`keep(path,
+/// container_path)`), e.g. only the LoRA updates and head of a fine-tuned model.
+pub fn save_safetensors_where<B: Backend, M: Module<B>>(
+    model: &M,
+    path: &Path,
+    keep: fn(&str, &str) -> bool,
+) -> Result<()> {
+    save(model, path, Some(keep))
+}
+
+fn save<B: Backend, M: Module<B>>(
+    model: &M,
+    path: &Path,
+    keep: Option<fn(&str, &str) -> bool>,
+) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -35,6 +53,9 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Res
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     sync_running_stats(model);
     let mut store = SafetensorsStore::from_file(&tmp);
+    if let Some(keep) = keep {
+        store = store.with_predicate(keep);
+    }
     model
         .save_into(&mut store)
         .map_err(|e| checkpoint_error(&tmp, e.to_string()))?;
@@ -43,31 +64,58 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Res
 
 /// Loads `path` into `model`, requiring an exact match: every parameter present with its
 /// shape, and no tensor left over. The error names the file and the first mismatches.
-pub fn load_safetensors<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> Result<M> {
+pub fn load_safetensors<B: Backend, M: Module<B>>(model: M, path: &Path) -> Result<M> {
+    load(model, path, None)
+}
+
+/// Loads the tensors of `model` whose path satisfies `keep` from `path` (written by
+/// [`save_safetensors_where`]); every such tensor must be in the file, and nothing else.
+pub fn load_safetensors_where<B: Backend, M: Module<B>>(
+    model: M,
+    path: &Path,
+    keep: fn(&str, &str) -> bool,
+) -> Result<M> {
+    load(model, path, Some(keep))
+}
+
+fn load<B: Backend, M: Module<B>>(
+    mut model: M,
+    path: &Path,
+    keep: Option<fn(&str, &str) -> bool>,
+) -> Result<M> {
     if !path.is_file() {
         return Err(checkpoint_error(path, "no such file"));
     }
     let mut store = SafetensorsStore::from_file(path)
         .validate(true)
         .allow_partial(true);
+    if let Some(keep) = keep {
+        store = store.with_predicate(keep);
+    }
     let result = model.load_from(&mut store).map_err(|e| {
         checkpoint_error(
             path,
             format!("does not match the model (another architecture or config?): {e}"),
         )
     })?;
+    let wanted = |p: &str, container: &str| keep.is_none_or(|keep| keep(p, container));
     let mut problems: Vec<String> = result
         .errors
         .iter()
         .take(3)
         .map(|e| format!("{e:?}"))
         .collect();
+    let missing: Vec<&String> = result
+        .missing
+        .iter()
+        .filter(|(p, c)| wanted(p, c))
+        .map(|(p, _)| p)
+        .collect();
     problems.extend(
-        result
-            .missing
+        missing
             .iter()
             .take(3)
-            .map(|(p, _)| format!("missing tensor {p}")),
+            .map(|p| format!("missing tensor {p}")),
     );
     problems.extend(
         result
@@ -77,7 +125,7 @@ pub fn load_safetensors<B: Backend, M: Module<B>>(mut model: M, path: &Path) -> 
             .map(|p| format!("unexpected tensor {p}")),
     );
     if !problems.is_empty() {
-        let total = result.errors.len() + result.missing.len() + result.unused.len();
+        let total = result.errors.len() + missing.len() + result.unused.len();
         return Err(checkpoint_error(
             path,
             format!(

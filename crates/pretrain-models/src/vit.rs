@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::block::{TransformerBlock, TransformerBlockConfig};
+use crate::block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
 use crate::error::{Result, ensure};
 use crate::init::{InitScheme, truncated_normal};
 use crate::pos_embed::sincos_2d_tensor;
@@ -288,6 +288,12 @@ impl<B: Backend> Vit<B> {
             .reshape([b, k, 1])
             .expand([b as i64, k as i64, self.d_model as i64]);
         self.encode_patch_tokens(patches.gather(1, index))
+    }
+}
+
+impl<B: Backend> TransformerStack<B> for Vit<B> {
+    fn blocks_mut(&mut self) -> &mut Vec<TransformerBlock<B>> {
+        &mut self.blocks
     }
 }
 

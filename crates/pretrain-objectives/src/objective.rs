@@ -1,6 +1,6 @@
 //! The contract between objectives and the training engine.
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::{AutodiffModule, Module, ParamId};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 
@@ -94,4 +94,11 @@ pub trait Objective<B: AutodiffBackend>: AutodiffModule<B> {
 
     /// The encoder being pre-trained.
     fn encoder(&self) -> &Self::Encoder;
+
+    /// Learning-rate multipliers per parameter (layer-wise decay when fine-tuning, like
+    /// PyTorch's parameter groups); unlisted parameters, and all of them when the list is empty
+    /// (the default), train at the scheduled rate.
+    fn lr_multipliers(&self) -> Vec<(ParamId, f64)> {
+        Vec::new()
+    }
 }

@@ -2,7 +2,9 @@
 //! gradient (logged each step, and the non-finite guard's signal) and clipping by that norm
 //! (burn's `GradientClipping::Norm` clips each tensor on its own).
 
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use std::collections::HashMap;
+
+use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
@@ -47,6 +49,49 @@ pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     };
     module.visit(&mut visitor);
     visitor.grads
+}
+
+/// Splits `grads` into groups of equal learning-rate multiplier (unlisted parameters: 1),
+/// ordered by multiplier, so each group can take its own optimizer step.
+pub fn split_by_multiplier<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: GradientsParams,
+    multipliers: &HashMap<ParamId, f64>,
+) -> Vec<(f64, GradientsParams)> {
+    let mut visitor = Split::<B> {
+        grads,
+        multipliers,
+        groups: Vec::new(),
+        _backend: std::marker::PhantomData,
+    };
+    module.visit(&mut visitor);
+    let mut groups = visitor.groups;
+    groups.sort_by(|a, b| a.0.total_cmp(&b.0));
+    groups
+}
+
+struct Split<'a, B: AutodiffBackend> {
+    grads: GradientsParams,
+    multipliers: &'a HashMap<ParamId, f64>,
+    groups: Vec<(f64, GradientsParams)>,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Split<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
+            return;
+        };
+        let multiplier = self.multipliers.get(&param.id).copied().unwrap_or(1.0);
+        let index = match self.groups.iter().position(|(m, _)| *m == multiplier) {
+            Some(i) => i,
+            None => {
+                self.groups.push((multiplier, GradientsParams::new()));
+                self.groups.len() - 1
+            }
+        };
+        self.groups[index].1.register(param.id, grad);
+    }
 }
 
 struct SquaredSum<'a, B: AutodiffBackend> {

@@ -2,7 +2,9 @@
 //! kernels (never to biases or normalization parameters, the 1-D tensors), and LARS, which burn
 //! lacks, for large-batch contrastive runs.
 
-use burn::module::AutodiffModule;
+use std::collections::HashMap;
+
+use burn::module::{AutodiffModule, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::grad_clipping::GradientClipping;
 use burn::optim::momentum::MomentumConfig;
@@ -11,6 +13,8 @@ use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Tensor};
 use serde::{Deserialize, Serialize};
+
+use crate::grads::split_by_multiplier;
 
 /// Which optimizer, with its hyper-parameters (the learning rate comes from the schedule).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -356,6 +360,25 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> EngineOptimizer<B, M> {
             Self::Sgd(o) => o.step(lr, module, grads),
             Self::Lars(o) => o.step(lr, module, grads),
         }
+    }
+
+    /// One step with per-parameter learning-rate multipliers (`lr * multiplier`; unlisted
+    /// parameters at `lr`): one burn step per group of equal multiplier, each updating only
+    /// the parameters whose gradients it holds.
+    pub fn step_with_multipliers(
+        &mut self,
+        lr: f64,
+        mut module: M,
+        grads: GradientsParams,
+        multipliers: &HashMap<ParamId, f64>,
+    ) -> M {
+        if multipliers.is_empty() {
+            return self.step(lr, module, grads);
+        }
+        for (multiplier, group) in split_by_multiplier(&module, grads, multipliers) {
+            module = self.step(lr * multiplier, module, group);
+        }
+        module
     }
 
     /// The optimizer state (moments, momentum buffers) as bytes, in full precision.

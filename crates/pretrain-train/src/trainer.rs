@@ -2,6 +2,7 @@
 //! accumulation and clipping, EMA/queue updates after each optimizer step, a non-finite guard,
 //! periodic atomic checkpoints, exact resume, per-step metrics and a progress bar.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
+use burn::module::ParamId;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -244,6 +246,7 @@ where
         config.effective_batch(),
         config.lr_reference_batch,
     );
+    let lr_multipliers: HashMap<ParamId, f64> = objective.lr_multipliers().into_iter().collect();
     let progress = progress_bar(options.quiet, config.steps, state.step);
     let mut bad_in_a_row = 0;
     let mut losses = Vec::new();
@@ -295,7 +298,7 @@ where
                 Some(max) => clip_global_norm(&objective, grads, grad_norm, max),
                 None => grads,
             };
-            objective = optimizer.step(lr, objective, grads);
+            objective = optimizer.step_with_multipliers(lr, objective, grads, &lr_multipliers);
             let progress = TrainProgress {
                 step: step + 1,
                 total_steps: config.steps,

@@ -1,0 +1,143 @@
+//! The encoders fine-tuning works on, behind one enum (one monomorphization for every
+//! strategy), and the inputs they take.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor};
+use pretrain_data::ImageItem;
+use pretrain_data::batch::{ImageBatch, ImageBatcher, TextBatch, TextBatcher, TokenizedItem};
+use pretrain_models::{Bert, ImageEncoder, TransformerStack};
+
+use crate::error::{FinetuneError, Result};
+
+/// A pre-trained (or freshly initialized) encoder.
+// Built once per run; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Backbone<B: Backend> {
+    /// An image encoder (small CNN, ResNet, ViT).
+    Image(ImageEncoder<B>),
+    /// A BERT-style text encoder.
+    Text(Bert<B>),
+}
+
+/// What a [`Backbone`] reads.
+#[derive(Debug, Clone)]
+pub enum Inputs<B: Backend> {
+    /// `[batch, channels, height, width]`.
+    Images(Tensor<B, 4>),
+    /// Token ids `[batch, seq]` with `padding` `[batch, seq]` (true at padding).
+    Tokens {
+        /// Input ids.
+        ids: Tensor<B, 2, Int>,
+        /// Padding mask.
+        padding: Tensor<B, 2, Bool>,
+    },
+}
+
+/// Inputs with their class labels.
+#[derive(Debug, Clone)]
+pub struct LabeledBatch<B: Backend> {
+    /// The inputs.
+    pub inputs: Inputs<B>,
+    /// `[batch]` class indices; `None` when the items were unlabeled.
+    pub labels: Option<Tensor<B, 1, Int>>,
+}
+
+impl<B: Backend> From<ImageBatch<B>> for LabeledBatch<B> {
+    fn from(batch: ImageBatch<B>) -> Self {
+        Self {
+            inputs: Inputs::Images(batch.images),
+            labels: batch.labels,
+        }
+    }
+}
+
+impl<B: Backend> From<TextBatch<B>> for LabeledBatch<B> {
+    fn from(batch: TextBatch<B>) -> Self {
+        Self {
+            inputs: Inputs::Tokens {
+                ids: batch.input_ids,
+                padding: batch.padding_mask,
+            },
+            labels: batch.labels,
+        }
+    }
+}
+
+/// Makes `pretrain-data`'s batchers (`ImageBatcher`, `TextBatcher`) produce
+/// [`LabeledBatch`]es.
+#[derive(Debug, Clone, Default)]
+pub struct ToLabeled<T>(pub T);
+
+impl<B: Backend> Batcher<B, ImageItem, LabeledBatch<B>> for ToLabeled<ImageBatcher> {
+    fn batch(&self, items: Vec<ImageItem>, device: &B::Device) -> LabeledBatch<B> {
+        let batch: ImageBatch<B> = self.0.batch(items, device);
+        batch.into()
+    }
+}
+
+impl<B: Backend> Batcher<B, TokenizedItem, LabeledBatch<B>> for ToLabeled<TextBatcher> {
+    fn batch(&self, items: Vec<TokenizedItem>, device: &B::Device) -> LabeledBatch<B> {
+        let batch: TextBatch<B> = self.0.batch(items, device);
+        batch.into()
+    }
+}
+
+impl<B: Backend> Backbone<B> {
+    /// Architecture name, for messages and reports.
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            Self::Image(e) => e.architecture(),
+            Self::Text(_) => "bert",
+        }
+    }
+
+    /// The representation `[batch, feature_dim]`: the image encoder's features, or for text
+    /// the mean of the non-padded final hidden states (BERT's pooler is not pre-trained by MLM).
+    pub fn features(&self, inputs: Inputs<B>) -> Result<Tensor<B, 2>> {
+        match (self, inputs) {
+            (Self::Image(encoder), Inputs::Images(images)) => Ok(encoder.forward(images)),
+            (Self::Text(bert), Inputs::Tokens { ids, padding }) => {
+                let hidden = bert.forward(ids, Some(padding.clone()), None); // [b, s, d]
+                let [b, s, d] = hidden.dims();
+                let keep = padding
+                    .slice([0..b, 0..s])
+                    .bool_not()
+                    .float()
+                    .reshape([b, s, 1]);
+                let sum = (hidden * keep.clone()).sum_dim(1).reshape([b, d]);
+                let count = keep.sum_dim(1).reshape([b, 1]).clamp_min(1.0);
+                Ok(sum / count)
+            }
+            (backbone, inputs) => Err(FinetuneError::Inputs(format!(
+                "a {} encoder cannot read {}",
+                backbone.architecture(),
+                match inputs {
+                    Inputs::Images(_) => "images",
+                    Inputs::Tokens { .. } => "token ids",
+                }
+            ))),
+        }
+    }
+
+    /// The transformer blocks, or an error naming `strategy` for encoders without them.
+    pub fn transformer_mut(
+        &mut self,
+        strategy: &'static str,
+    ) -> Result<&mut dyn TransformerStack<B>> {
+        let architecture = self.architecture();
+        let stack = match self {
+            Self::Image(e) => e.as_transformer_mut(),
+            Self::Text(bert) => Some(bert as &mut dyn TransformerStack<B>),
+        };
+        stack.ok_or_else(|| FinetuneError::Architecture {
+            strategy,
+            architecture,
+            message: "it has no transformer blocks (attention and MLP sublayers); use a ViT or \
+                      BERT encoder"
+                .into(),
+        })
+    }
+}

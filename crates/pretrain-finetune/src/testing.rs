@@ -1,0 +1,111 @@
+//! Shared fixtures of this crate's tests: scikit-learn's digits (shipped) as 8x8 images and
+//! small seeded encoders.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use pretrain_data::batch::ImageBatcher;
+use pretrain_data::{Image8, ImageItem};
+use pretrain_models::{ImageEncoderConfig, SmallCnnConfig, VitConfig};
+
+use crate::backbone::{Backbone, ToLabeled};
+use crate::evaluate::LabeledTask;
+
+pub type B = burn::backend::Flex;
+pub type Ad = burn::backend::Autodiff<B>;
+
+/// Serializes tests that seed burn's global generator, so each sees its own draws.
+pub fn seeded(seed: u64) -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    B::seed(&Default::default(), seed);
+    guard
+}
+
+/// Digits as 8x8 grey images: every fourth row is the test split (1,347 train, 450 test).
+pub fn digits_task() -> LabeledTask<ImageItem> {
+    let items: Vec<ImageItem> = pretrain_data::samples::digits()
+        .expect("shipped digits")
+        .into_iter()
+        .map(|row| ImageItem {
+            image: Image8::new(
+                1,
+                8,
+                8,
+                row.features
+                    .iter()
+                    .map(|v| (v * 255.0 / 16.0).round() as u8)
+                    .collect(),
+            )
+            .expect("64 pixels"),
+            label: row.label,
+        })
+        .collect();
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, item) in items.into_iter().enumerate() {
+        if i % 4 == 3 {
+            test.push(item);
+        } else {
+            train.push(item);
+        }
+    }
+    LabeledTask {
+        name: "digits".into(),
+        train,
+        test,
+        num_classes: 10,
+    }
+}
+
+pub fn batcher() -> ToLabeled<ImageBatcher> {
+    ToLabeled(ImageBatcher::default())
+}
+
+/// A 2-block ViT for 8x8 images: 2x2 patches, width 32, 4 heads.
+pub fn vit_config() -> ImageEncoderConfig {
+    ImageEncoderConfig::Vit(VitConfig::new(8, 2, 1, 32, 2, 4))
+}
+
+/// A two-layer CNN for 8x8 images.
+pub fn cnn_config() -> ImageEncoderConfig {
+    ImageEncoderConfig::SmallCnn(SmallCnnConfig::new(1, vec![16, 32]))
+}
+
+pub fn backbone<Be: Backend>(config: &ImageEncoderConfig) -> Backbone<Be> {
+    Backbone::Image(config.init(&Default::default()).expect("valid config"))
+}
+
+/// Every float parameter's values by path.
+pub fn snapshot<Be: Backend, M: Module<Be>>(module: &M) -> BTreeMap<String, Vec<f32>> {
+    struct Collect<'a>(&'a mut BTreeMap<String, Vec<f32>>, Vec<String>);
+    impl<Be: Backend> ModuleVisitor<Be> for Collect<'_> {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            // Enum variants are not part of weight names.
+            let segment = if container.starts_with("Enum:") {
+                ""
+            } else {
+                name
+            };
+            self.1.push(segment.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.1.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Be, D>>) {
+            let values = param.val().into_data().iter::<f32>().collect();
+            let path: Vec<&str> = self
+                .1
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !s.is_empty())
+                .collect();
+            self.0.insert(path.join("."), values);
+        }
+    }
+    let mut out = BTreeMap::new();
+    module.visit(&mut Collect(&mut out, Vec::new()));
+    out
+}

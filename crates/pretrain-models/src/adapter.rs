@@ -1,0 +1,58 @@
+//! Bottleneck adapters (Houlsby et al., 2019): `x + up(gelu(down(x)))` inserted after a
+//! transformer sublayer. The up-projection starts at zero, so a fresh adapter is the identity
+//! and fine-tuning starts from the pre-trained function.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Gelu, Linear};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use crate::error::{Result, ensure};
+use crate::init::InitScheme;
+use crate::layers::linear;
+
+/// Configuration of an [`Adapter`].
+#[derive(Config, Debug)]
+pub struct AdapterConfig {
+    /// Bottleneck width.
+    #[config(default = 64)]
+    pub bottleneck: usize,
+    /// Initialization of the down-projection.
+    #[config(default = "InitScheme::BERT")]
+    pub init: InitScheme,
+}
+
+impl AdapterConfig {
+    /// An adapter for `d_model`-wide tokens.
+    pub fn init<B: Backend>(&self, d_model: usize, device: &B::Device) -> Result<Adapter<B>> {
+        ensure(self.bottleneck > 0, "adapter", "bottleneck", || {
+            "must be at least 1".into()
+        })?;
+        Ok(Adapter {
+            down: linear(d_model, self.bottleneck, self.init, true, device),
+            up: linear(self.bottleneck, d_model, InitScheme::Zeros, true, device),
+            activation: Gelu::new(),
+        })
+    }
+}
+
+/// A residual bottleneck adapter.
+#[derive(Module, Debug)]
+pub struct Adapter<B: Backend> {
+    /// `d_model -> bottleneck`.
+    pub down: Linear<B>,
+    /// `bottleneck -> d_model`, zero at init.
+    pub up: Linear<B>,
+    activation: Gelu,
+}
+
+impl<B: Backend> Adapter<B> {
+    /// `[..., d_model] -> [..., d_model]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        x.clone()
+            + self
+                .up
+                .forward(self.activation.forward(self.down.forward(x)))
+    }
+}

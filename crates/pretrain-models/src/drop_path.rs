@@ -1,0 +1,38 @@
+//! Stochastic depth ("drop path", Huang et al., 2016): during training each sample's residual
+//! branch is dropped with probability `prob` and the kept ones scaled by `1 / (1 - prob)`.
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+
+/// Per-sample residual-branch dropout; the identity outside autodiff (evaluation) or at 0.
+#[derive(Module, Clone, Debug, Default)]
+pub struct DropPath {
+    prob: f64,
+}
+
+impl DropPath {
+    /// Drops a branch with probability `prob`, clamped to `[0, 1)`.
+    pub fn new(prob: f64) -> Self {
+        Self {
+            prob: prob.clamp(0.0, 0.999),
+        }
+    }
+
+    /// The drop probability.
+    pub fn prob(&self) -> f64 {
+        self.prob
+    }
+
+    /// `[batch, ...] -> [batch, ...]`.
+    pub fn forward<B: Backend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if self.prob == 0.0 || !B::ad_enabled(&x.device()) {
+            return x;
+        }
+        let keep = 1.0 - self.prob;
+        let mut shape = [1; D];
+        shape[0] = x.dims()[0];
+        let mask = Tensor::<B, D>::random(shape, Distribution::Bernoulli(keep), &x.device());
+        x * mask.div_scalar(keep)
+    }
+}
