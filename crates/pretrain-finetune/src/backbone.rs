@@ -122,6 +122,18 @@ impl<B: Backend> Backbone<B> {
         }
     }
 
+    /// Sets stochastic depth on the residual branches, rising linearly to `max_rate` at the
+    /// last block; returns false for encoders without residual blocks (the small CNN).
+    pub fn set_drop_path_rate(&mut self, max_rate: f64) -> bool {
+        match self {
+            Self::Image(e) => e.set_drop_path_rate(max_rate),
+            Self::Text(bert) => {
+                bert.set_drop_path_rate(max_rate);
+                true
+            }
+        }
+    }
+
     /// The transformer blocks, or an error naming `strategy` for encoders without them.
     pub fn transformer_mut(
         &mut self,

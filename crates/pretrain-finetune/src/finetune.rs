@@ -64,8 +64,8 @@ pub struct FinetuneSettings {
     pub label_smoothing: f64,
     /// Layer-wise learning-rate decay (1 = off; MAE and BEiT fine-tune ViTs with 0.65-0.75).
     pub layer_decay: f64,
-    /// Largest stochastic-depth rate, reached at the last transformer block (0 = off; encoders
-    /// without transformer blocks have no residual branches to drop and ignore it).
+    /// Largest stochastic-depth rate, reached at the last residual block of a ViT, ResNet or
+    /// BERT (0 = off; the small CNN has no residual branches and ignores it).
     pub drop_path: f64,
 }
 
@@ -139,10 +139,9 @@ pub fn prepare_classifier<B: AutodiffBackend>(
         Trainable::Lora(l) => add_lora(encoder, l, device)?,
         Trainable::All | Trainable::Partial(_) => encoder,
     };
-    if settings.drop_path > 0.0
-        && let Ok(stack) = encoder.transformer_mut("drop-path")
-    {
-        stack.set_drop_path_rate(settings.drop_path);
+    if settings.drop_path > 0.0 {
+        // The small CNN has no residual branches to drop: documented as ignored there.
+        encoder.set_drop_path_rate(settings.drop_path);
     }
     let classifier = Classifier::new(encoder, feature_dim, num_classes, device);
     let classifier = match trainable {
@@ -321,8 +320,10 @@ mod tests {
         let task = digits_task();
         let dev = Default::default();
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = StrategySettings::default();
-        settings.finetune = quick_settings(60);
+        let mut settings = StrategySettings {
+            finetune: quick_settings(60),
+            ..StrategySettings::default()
+        };
         settings.finetune.train.lr = 1e-2;
         let _guard = seeded(1);
         let report = evaluate_finetune::<Ad, _, _>(

@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Tensor};
 
 use crate::adapter::{Adapter, AdapterConfig};
 use crate::attention::SelfAttention;
-use crate::drop_path::DropPath;
+use crate::drop_path::{DropPath, linear_drop_path_rates};
 use crate::error::{Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::Mlp;
@@ -171,12 +171,12 @@ pub trait TransformerStack<B: Backend> {
     fn blocks_mut(&mut self) -> &mut Vec<TransformerBlock<B>>;
 
     /// Stochastic depth rising linearly from 0 at the first block to `max_rate` at the last
-    /// (timm's and BEiT's schedule).
+    /// ([`linear_drop_path_rates`]).
     fn set_drop_path_rate(&mut self, max_rate: f64) {
         let blocks = self.blocks_mut();
-        let last = blocks.len().saturating_sub(1).max(1) as f64;
-        for (i, block) in blocks.iter_mut().enumerate() {
-            block.set_drop_path(max_rate * i as f64 / last);
+        let rates = linear_drop_path_rates(max_rate, blocks.len());
+        for (block, rate) in blocks.iter_mut().zip(rates) {
+            block.set_drop_path(rate);
         }
     }
 }

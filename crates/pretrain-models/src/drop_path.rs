@@ -5,6 +5,13 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
+/// The stochastic-depth rate of each of `blocks` blocks: rising linearly from 0 at the first
+/// to `max_rate` at the last (timm's and BEiT's schedule).
+pub fn linear_drop_path_rates(max_rate: f64, blocks: usize) -> Vec<f64> {
+    let last = blocks.saturating_sub(1).max(1) as f64;
+    (0..blocks).map(|i| max_rate * i as f64 / last).collect()
+}
+
 /// Per-sample residual-branch dropout; the identity outside autodiff (evaluation) or at 0.
 #[derive(Module, Clone, Debug, Default)]
 pub struct DropPath {

@@ -90,6 +90,17 @@ impl<B: Backend> ImageEncoder<B> {
         }
     }
 
+    /// Sets stochastic depth on the residual branches, rising linearly to `max_rate` at the
+    /// last block; returns false for encoders without residual blocks (the small CNN).
+    pub fn set_drop_path_rate(&mut self, max_rate: f64) -> bool {
+        match self {
+            Self::Vit(m) => m.set_drop_path_rate(max_rate),
+            Self::ResNet(m) => m.set_drop_path_rate(max_rate),
+            Self::SmallCnn(_) => return false,
+        }
+        true
+    }
+
     /// Architecture name, for messages.
     pub fn architecture(&self) -> &'static str {
         match self {

@@ -46,7 +46,7 @@ pub use autoencoder::{
 pub use bert::{Bert, BertConfig};
 pub use block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
 pub use cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
-pub use drop_path::DropPath;
+pub use drop_path::{DropPath, linear_drop_path_rates};
 pub use encoder::{Autoencoder, AutoencoderConfig, ImageEncoder, ImageEncoderConfig};
 pub use error::{ModelError, Result};
 pub use heads::{LinearHead, MlpHead, MlpHeadConfig};
