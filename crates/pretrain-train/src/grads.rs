@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::{FloatDType, Tensor};
 
 /// `sqrt(sum of squared gradient entries)` over every parameter of `module` with a gradient;
 /// NaN or infinite when any gradient entry is.
@@ -17,9 +17,16 @@ pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 ) -> f64 {
     let mut visitor = SquaredSum::<B> { grads, total: None };
     module.visit(&mut visitor);
+    // Read as f64: with an f16 backend the sum itself may exceed f16's range.
     visitor
         .total
-        .map(|t| t.sqrt().into_scalar().elem::<f64>())
+        .map(|t| {
+            t.into_data()
+                .iter::<f64>()
+                .next()
+                .unwrap_or(f64::NAN)
+                .sqrt()
+        })
         .unwrap_or(0.0)
 }
 
@@ -102,7 +109,8 @@ struct SquaredSum<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredSum<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let sum = grad.powi_scalar(2).sum();
+            // Squares of (loss-scaled) f16 gradients overflow f16: accumulate in f32.
+            let sum = grad.cast(FloatDType::F32).powi_scalar(2).sum();
             self.total = Some(match self.total.take() {
                 Some(total) => total + sum,
                 None => sum,

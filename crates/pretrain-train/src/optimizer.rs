@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::grads::split_by_multiplier;
 
+/// Smallest Adam epsilon accepted for f16 training.
+pub const F16_MIN_EPSILON: f32 = 1e-4;
+
 /// Which optimizer, with its hyper-parameters (the learning rate comes from the schedule).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -157,6 +160,23 @@ impl OptimizerConfig {
                 non_negative("weight_decay", weight_decay)?;
                 non_negative("trust_coefficient", trust_coefficient)
             }
+        }
+    }
+
+    /// Why this optimizer cannot train in f16, if it cannot: Adam keeps its moments in the
+    /// backend's float type, where an epsilon below f16's smallest normal number (6.1e-5)
+    /// rounds to zero and a second moment that underflows then divides by zero.
+    pub fn f16_hazard(&self) -> Option<String> {
+        match self {
+            Self::AdamW { epsilon, .. } | Self::Adam { epsilon, .. }
+                if *epsilon < F16_MIN_EPSILON =>
+            {
+                Some(format!(
+                    "{epsilon:e} underflows in f16 (smallest normal 6.1e-5), so Adam's update can \
+                     divide by zero; set epsilon >= {F16_MIN_EPSILON:e} for f16 training"
+                ))
+            }
+            _ => None,
         }
     }
 

@@ -23,6 +23,15 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The configuration name (`f32`, `bf16`, `f16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        }
+    }
+
     /// The backend float type this precision needs.
     pub fn dtype(self) -> DType {
         match self {
@@ -113,5 +122,37 @@ mod tests {
         assert!(Precision::F32.check_backend(DType::F32).is_ok());
         let err = Precision::F16.check_backend(DType::F32).unwrap_err();
         assert!(err.contains("F16") && err.contains("CPU"), "{err}");
+    }
+
+    #[test]
+    fn f16_refuses_an_adam_epsilon_that_underflows() {
+        use crate::optimizer::OptimizerConfig;
+        use crate::trainer::TrainConfig;
+        let f16 = TrainConfig {
+            precision: Precision::F16,
+            ..TrainConfig::default()
+        };
+        let err = f16.validate().unwrap_err().to_string();
+        assert!(err.contains("epsilon") && err.contains("1e-4"), "{err}");
+        let safe = TrainConfig {
+            optimizer: OptimizerConfig::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-4,
+                weight_decay: 0.05,
+            },
+            ..f16.clone()
+        };
+        assert!(safe.validate().is_ok());
+        let sgd = TrainConfig {
+            optimizer: OptimizerConfig::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            ..f16
+        };
+        assert!(sgd.validate().is_ok());
+        assert!(TrainConfig::default().validate().is_ok());
     }
 }

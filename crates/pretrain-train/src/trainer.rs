@@ -111,6 +111,13 @@ impl TrainConfig {
         if self.max_bad_steps == 0 || self.checkpoint_every == 0 {
             return fail("max_bad_steps/checkpoint_every", "must be > 0".into());
         }
+        if let Some(message) = self
+            .optimizer
+            .f16_hazard()
+            .filter(|_| self.precision == Precision::F16)
+        {
+            return fail("optimizer.epsilon", message);
+        }
         self.schedule.validate().or_else(|m| fail("schedule", m))?;
         self.optimizer.validate().or_else(|m| fail("optimizer", m))
     }

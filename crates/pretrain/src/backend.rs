@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::backend::AutodiffBackend;
+use pretrain_train::Precision;
 use serde::{Deserialize, Serialize};
 
 /// A burn backend this crate can be built with.
@@ -36,6 +37,19 @@ pub enum BackendError {
         given: String,
         /// Backends compiled into this binary.
         compiled: String,
+    },
+    /// The backend cannot compute in the requested precision.
+    #[error(
+        "backend {backend} cannot train in {precision}; it supports: {supported} (half precision \
+         needs wgpu (f16) or cuda (f16, bf16); the CPU backends compute in f32)"
+    )]
+    Precision {
+        /// Backend name.
+        backend: &'static str,
+        /// Precision asked for.
+        precision: &'static str,
+        /// Precisions this backend supports.
+        supported: String,
     },
     /// The backend exists but this binary was built without its cargo feature.
     #[error(
@@ -198,6 +212,61 @@ pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output, B
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => task.run::<CudaAutodiff>(kind, Default::default()),
         _ => unreachable!("ensure_compiled returned for a backend that is not compiled in"),
+    };
+    Ok(output)
+}
+
+impl BackendKind {
+    /// Float precisions this backend can train in (see [`run_on_precision`]).
+    pub fn precisions(self) -> &'static [Precision] {
+        match self {
+            BackendKind::Flex | BackendKind::NdArray => &[Precision::F32],
+            // WGSL has f16 but no bf16.
+            BackendKind::Wgpu => &[Precision::F32, Precision::F16],
+            BackendKind::Cuda => &[Precision::F32, Precision::F16, Precision::Bf16],
+        }
+    }
+}
+
+/// [`run_on`] with the backend built for `precision`'s float type (`Wgpu<f16>`, `Cuda<bf16>`,
+/// ...): weights, activations and optimizer state in that type, so the engine's `precision`
+/// check passes and f16 gets dynamic loss scaling. Refused, with the supported list, where the
+/// backend has no such float type.
+pub fn run_on_precision<T: BackendTask>(
+    kind: BackendKind,
+    precision: Precision,
+    task: T,
+) -> Result<T::Output, BackendError> {
+    if precision == Precision::F32 {
+        return run_on(kind, task);
+    }
+    kind.ensure_compiled()?;
+    #[allow(unreachable_patterns)] // Arms of backends not compiled in are never reached.
+    let output = match (kind, precision) {
+        #[cfg(feature = "wgpu")]
+        (BackendKind::Wgpu, Precision::F16) => task.run::<burn::backend::Autodiff<
+            burn::backend::Wgpu<burn::tensor::f16>,
+        >>(kind, Default::default()),
+        #[cfg(feature = "cuda")]
+        (BackendKind::Cuda, Precision::F16) => task.run::<burn::backend::Autodiff<
+            burn::backend::Cuda<burn::tensor::f16>,
+        >>(kind, Default::default()),
+        #[cfg(feature = "cuda")]
+        (BackendKind::Cuda, Precision::Bf16) => task.run::<burn::backend::Autodiff<
+            burn::backend::Cuda<burn::tensor::bf16>,
+        >>(kind, Default::default()),
+        _ => {
+            return Err(BackendError::Precision {
+                backend: kind.name(),
+                precision: precision.name(),
+                supported: kind
+                    .precisions()
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
     };
     Ok(output)
 }

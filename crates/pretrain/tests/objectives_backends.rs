@@ -3,6 +3,7 @@
 //! `pretrain-objectives`, a SimCLR step on real images gives a finite loss and gradients for
 //! the encoder, and the engine runs a short SimCLR pre-training with a checkpoint.
 
+use pretrain::backend::{BackendKind, BackendTask, run_on_precision};
 use pretrain::burn::backend::Autodiff;
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
@@ -12,9 +13,11 @@ use pretrain::burn::tensor::{ElementConversion, Tensor, TensorData};
 use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain::data::batch::ViewsBatcher;
 use pretrain::data::samples;
-use pretrain::models::{ImageEncoderConfig, SmallCnnConfig};
-use pretrain::objectives::{Objective, SimClrConfig, nt_xent};
-use pretrain::train::{RunOptions, TrainConfig, pretrain};
+use pretrain::models::{
+    AutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig, SmallCnnConfig,
+};
+use pretrain::objectives::{DenoisingConfig, Objective, SimClrConfig, nt_xent};
+use pretrain::train::{OptimizerConfig, Precision, RunOptions, TrainConfig, pretrain};
 use std::sync::Arc;
 
 const FIXTURE: &str = include_str!("../../pretrain-objectives/fixtures/reference_losses.json");
@@ -127,4 +130,154 @@ fn objectives_and_engine_run_on_every_backend() {
     check_backend::<Autodiff<pretrain::burn::backend::NdArray>>("ndarray");
     #[cfg(feature = "wgpu")]
     check_backend::<Autodiff<pretrain::burn::backend::Wgpu>>("wgpu");
+}
+
+/// A denoising autoencoder trained for `steps` on the shipped Fashion-MNIST sample, on the
+/// backend and precision `run_on_precision` picks.
+struct DenoisingRun {
+    steps: usize,
+    precision: Precision,
+}
+
+impl BackendTask for DenoisingRun {
+    type Output = TrainOutcomeSummary;
+
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+        let config = DenoisingConfig::new(AutoencoderConfig::Mlp(MlpAutoencoderConfig::new(
+            784,
+            vec![128],
+            32,
+        )));
+        let images = InMemDataset::new(samples::fashion_mnist().unwrap());
+        let data =
+            Arc::new(AugmentedDataset::new(images, config.views(Pipeline::default()), 3).unwrap());
+        B::seed(&device, 4);
+        let model = config.init::<B>(&device).unwrap();
+        let train = TrainConfig {
+            steps: self.steps,
+            batch_size: 16,
+            precision: self.precision,
+            // f16 needs an Adam epsilon above its smallest normal number.
+            optimizer: OptimizerConfig::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-4,
+                weight_decay: 0.05,
+            },
+            checkpoint_every: 1_000,
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let options = RunOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let outcome = pretrain(
+            model,
+            serde_json::json!({"objective": "denoising"}),
+            data,
+            ViewsBatcher,
+            &train,
+            dir.path(),
+            &options,
+            &device,
+        )
+        .unwrap();
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(outcome.checkpoint.unwrap().join("state.json")).unwrap(),
+        )
+        .unwrap();
+        TrainOutcomeSummary {
+            losses: outcome.losses,
+            skipped: outcome.skipped_steps,
+            loss_scale: state["loss_scaler"]["scale"].as_f64(),
+        }
+    }
+}
+
+struct TrainOutcomeSummary {
+    losses: Vec<f64>,
+    skipped: usize,
+    loss_scale: Option<f64>,
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn f16_training_on_wgpu_scales_the_loss_and_tracks_f32_training() {
+    // In its own process: after f16 kernels ran, burn 0.21's wgpu runtime returned f16-rounded
+    // results for later f32 work in the same process (seen on the NT-Xent check above).
+    const CHILD: &str = "PRETRAIN_F16_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "f16_training_on_wgpu_scales_the_loss_and_tracks_f32_training",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the f16 run failed: {status}");
+        return;
+    }
+    let steps = 30;
+    let late = |l: &[f64]| l[l.len() - 10..].iter().sum::<f64>() / 10.0;
+    // The f32 reference on Flex (the same model and data; wgpu's f32 kernels would only add
+    // shader compilation time).
+    let f32_run = run_on_precision(
+        BackendKind::Flex,
+        Precision::F32,
+        DenoisingRun {
+            steps,
+            precision: Precision::F32,
+        },
+    )
+    .unwrap();
+    let f16_run = run_on_precision(
+        BackendKind::Wgpu,
+        Precision::F16,
+        DenoisingRun {
+            steps,
+            precision: Precision::F16,
+        },
+    )
+    .unwrap();
+    // The initial scale 2^16 overflows f16 gradients: those steps are skipped and the scale
+    // halved, then training proceeds with finite losses.
+    assert!((1..=4).contains(&f16_run.skipped), "{:?}", f16_run.losses);
+    let scale = f16_run.loss_scale.unwrap();
+    assert!((1.0..65536.0).contains(&scale), "{scale}");
+    let trained: Vec<f64> = f16_run
+        .losses
+        .iter()
+        .copied()
+        .filter(|l| l.is_finite())
+        .collect();
+    assert_eq!(
+        trained.len() + f16_run.skipped,
+        steps,
+        "{:?}",
+        f16_run.losses
+    );
+    assert!(late(&trained) < 0.6 * trained[0], "{trained:?}");
+    // Within 30% of the same run in f32.
+    let (half, full) = (late(&trained), late(&f32_run.losses));
+    assert!((half / full - 1.0).abs() < 0.3, "f16 {half} vs f32 {full}");
+    assert_eq!(f32_run.loss_scale, None);
+
+    let err = run_on_precision(
+        BackendKind::Flex,
+        Precision::Bf16,
+        DenoisingRun {
+            steps: 1,
+            precision: Precision::Bf16,
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("flex cannot train in bf16") && err.contains("supports: f32"),
+        "{err}"
+    );
 }
