@@ -153,3 +153,69 @@ impl<B: Backend> Backbone<B> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peft::{LoraSettings, add_lora};
+    use crate::testing::{B, seeded};
+    use pretrain_data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
+    use pretrain_models::BertConfig;
+
+    /// Shipped Moby Dick paragraphs, tokenized to `len` tokens, as a labeled batch.
+    fn moby_dick_batch(tokenizer: &TextTokenizer, len: usize) -> LabeledBatch<B> {
+        let encoder = tokenizer.fixed_length(len).unwrap();
+        let items: Vec<TokenizedItem> = pretrain_data::samples::moby_dick_paragraphs()
+            .unwrap()
+            .iter()
+            .filter(|p| p.split_whitespace().count() < 15)
+            .take(4)
+            .enumerate()
+            .map(|(i, text)| {
+                let e = encoder.encode(text).unwrap();
+                TokenizedItem {
+                    input_ids: e.ids,
+                    attention_mask: e.attention_mask,
+                    mlm_targets: None,
+                    label: Some(i % 2),
+                }
+            })
+            .collect();
+        ToLabeled(TextBatcher).batch(items, &Default::default())
+    }
+
+    #[test]
+    fn text_features_ignore_padding_and_images_are_refused() {
+        let docs = pretrain_data::samples::moby_dick_paragraphs().unwrap();
+        let tokenizer = TextTokenizer::train(
+            &docs,
+            &TokenizerTrainConfig {
+                vocab_size: 500,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let dev = Default::default();
+        let _guard = seeded(41);
+        let bert = BertConfig::new(tokenizer.vocab_size(), 32, 2, 4, 64)
+            .with_max_position(64)
+            .init::<B>(&dev)
+            .unwrap();
+        let backbone = Backbone::Text(bert);
+        let short = moby_dick_batch(&tokenizer, 40);
+        let long = moby_dick_batch(&tokenizer, 56);
+        assert_eq!(short.labels.clone().unwrap().dims(), [4]);
+        let a = backbone.features(short.inputs.clone()).unwrap();
+        let b = backbone.features(long.inputs).unwrap();
+        assert_eq!(a.dims(), [4, 32]);
+        let diff: f32 = (a.clone() - b).abs().max().into_scalar();
+        assert!(diff < 1e-5, "padding changed the features by {diff}");
+        // LoRA on BERT's blocks starts as the identity too.
+        let lora = add_lora(backbone.clone(), &LoraSettings::default(), &dev).unwrap();
+        let c = lora.features(short.inputs).unwrap();
+        assert_eq!((a - c).abs().max().into_scalar(), 0.0);
+        let images = Inputs::Images(Tensor::zeros([1, 1, 8, 8], &dev));
+        let err = backbone.features(images).unwrap_err().to_string();
+        assert!(err.contains("a bert encoder cannot read images"), "{err}");
+    }
+}
