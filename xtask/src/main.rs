@@ -1,5 +1,5 @@
-//! `cargo xtask <command>`: the project's entry points. `demo` and `data` run the `pretrain`
-//! command line (library code) in release mode; `test` runs every check CI runs. This crate
+//! `cargo xtask <command>`: the project's entry points. `demo`, `data`, `recipes`, `pretrain`
+//! and `finetune` run the `pretrain` command line (library code) in release mode; `test` runs every check CI runs. This crate
 //! stays free of the ML stack so it starts in seconds.
 
 mod test;
@@ -30,6 +30,20 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// List the recipes (release build of `pretrain recipes`).
+    Recipes,
+    /// Pre-train a recipe (release build of `pretrain pretrain`; `--help` after it).
+    Pretrain {
+        /// Recipe name or path, then options such as `--backend wgpu --steps 100 --out DIR`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Evaluate a pre-trained encoder (release build of `pretrain finetune`; `--help` after it).
+    Finetune {
+        /// Recipe name or path, then `--from DIR` and options such as `--strategy knn`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Install what the tests need, then fmt, clippy (with the CUDA feature) and all tests.
     Test,
 }
@@ -38,6 +52,9 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Demo { args } => pretrain_cli("demo", &args),
         Task::Data { args } => pretrain_cli("data", &args),
+        Task::Recipes => pretrain_cli("recipes", &[]),
+        Task::Pretrain { args } => pretrain_cli("pretrain", &args),
+        Task::Finetune { args } => pretrain_cli("finetune", &args),
         Task::Test => test::run(),
     }
 }

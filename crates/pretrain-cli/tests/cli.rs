@@ -57,3 +57,68 @@ fn models_lists_preset_parameter_counts() {
     );
     assert!(stdout.contains("vit_tiny_28: "), "{stdout}");
 }
+
+#[test]
+fn recipes_pretrain_and_finetune_from_the_command_line() {
+    let output = pretrain().arg("recipes").output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("mae-fashion-mnist") && stdout.contains("dae-digits"),
+        "{stdout}"
+    );
+
+    let run = tempfile::tempdir().unwrap();
+    let output = pretrain()
+        .args(["pretrain", "dae-digits", "--steps", "5", "--quiet", "--out"])
+        .arg(run.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("dae-digits: 5 steps on flex"), "{stdout}");
+
+    let output = pretrain()
+        .args([
+            "finetune",
+            "dae-digits",
+            "--strategy",
+            "knn",
+            "--labels-per-class",
+            "5,0",
+        ])
+        .args(["--seeds", "1", "--quiet", "--from"])
+        .arg(run.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("knn") && stdout.contains("all"), "{stdout}");
+    assert!(run.path().join("finetune/knn-5.json").is_file());
+
+    let output = pretrain()
+        .args([
+            "finetune",
+            "dae-digits",
+            "--strategy",
+            "prompt-tuning",
+            "--from",
+        ])
+        .arg(run.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("linear-probe, knn, full, partial, adapter, lora"),
+        "{stderr}"
+    );
+}

@@ -3,7 +3,7 @@
 
 use crate::catalog;
 use crate::error::Result;
-use crate::item::{FeatureItem, ImageItem};
+use crate::item::{FeatureItem, Image8, ImageItem};
 use crate::readers::{
     Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus,
 };
@@ -24,6 +24,24 @@ pub fn digits() -> Result<Vec<FeatureItem>> {
         ..Default::default()
     };
     read_csv_features(&catalog::digits_csv()?, &options, Some(&Column::Last), 10)
+}
+
+/// scikit-learn's digits as 8x8 grey images (intensities `0..=16` scaled to `0..=255`).
+pub fn digits_images() -> Result<Vec<ImageItem>> {
+    digits()?
+        .into_iter()
+        .map(|row| {
+            let pixels = row
+                .features
+                .iter()
+                .map(|v| (v.clamp(0.0, 16.0) * 255.0 / 16.0).round() as u8)
+                .collect();
+            Ok(ImageItem {
+                image: Image8::new(1, 8, 8, pixels)?,
+                label: row.label,
+            })
+        })
+        .collect()
 }
 
 /// The shipped Moby Dick chapters split into paragraphs.

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use pretrain_data::ImageItem;
 use pretrain_data::batch::{ImageBatch, ImageBatcher, TextBatch, TextBatcher, TokenizedItem};
-use pretrain_models::{Bert, ImageEncoder, TransformerStack};
+use pretrain_models::{Autoencoder, Bert, ImageEncoder, TransformerStack};
 
 use crate::error::{FinetuneError, Result};
 
@@ -18,6 +18,8 @@ use crate::error::{FinetuneError, Result};
 pub enum Backbone<B: Backend> {
     /// An image encoder (small CNN, ResNet, ViT).
     Image(ImageEncoder<B>),
+    /// The encoder half of an autoencoder (its code is the representation).
+    Autoencoder(Autoencoder<B>),
     /// A BERT-style text encoder.
     Text(Bert<B>),
 }
@@ -90,15 +92,18 @@ impl<B: Backend> Backbone<B> {
     pub fn architecture(&self) -> &'static str {
         match self {
             Self::Image(e) => e.architecture(),
+            Self::Autoencoder(_) => "autoencoder",
             Self::Text(_) => "bert",
         }
     }
 
-    /// The representation `[batch, feature_dim]`: the image encoder's features, or for text
+    /// The representation `[batch, feature_dim]`: the image encoder's features, an autoencoder's
+    /// code, or for text
     /// the mean of the non-padded final hidden states (BERT's pooler is not pre-trained by MLM).
     pub fn features(&self, inputs: Inputs<B>) -> Result<Tensor<B, 2>> {
         match (self, inputs) {
             (Self::Image(encoder), Inputs::Images(images)) => Ok(encoder.forward(images)),
+            (Self::Autoencoder(model), Inputs::Images(images)) => Ok(model.encode(images)),
             (Self::Text(bert), Inputs::Tokens { ids, padding }) => {
                 let hidden = bert.forward(ids, Some(padding.clone()), None); // [b, s, d]
                 let [b, s, d] = hidden.dims();
@@ -123,10 +128,11 @@ impl<B: Backend> Backbone<B> {
     }
 
     /// Sets stochastic depth on the residual branches, rising linearly to `max_rate` at the
-    /// last block; returns false for encoders without residual blocks (the small CNN).
+    /// last block; returns false for encoders without residual blocks (the small CNN, autoencoders).
     pub fn set_drop_path_rate(&mut self, max_rate: f64) -> bool {
         match self {
             Self::Image(e) => e.set_drop_path_rate(max_rate),
+            Self::Autoencoder(_) => false,
             Self::Text(bert) => {
                 bert.set_drop_path_rate(max_rate);
                 true
@@ -142,6 +148,7 @@ impl<B: Backend> Backbone<B> {
         let architecture = self.architecture();
         let stack = match self {
             Self::Image(e) => e.as_transformer_mut(),
+            Self::Autoencoder(_) => None,
             Self::Text(bert) => Some(bert as &mut dyn TransformerStack<B>),
         };
         stack.ok_or_else(|| FinetuneError::Architecture {

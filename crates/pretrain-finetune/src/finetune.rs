@@ -65,7 +65,7 @@ pub struct FinetuneSettings {
     /// Layer-wise learning-rate decay (1 = off; MAE and BEiT fine-tune ViTs with 0.65-0.75).
     pub layer_decay: f64,
     /// Largest stochastic-depth rate, reached at the last residual block of a ViT, ResNet or
-    /// BERT (0 = off; the small CNN has no residual branches and ignores it).
+    /// BERT (0 = off; the small CNN and autoencoders have no residual branches and ignore it).
     pub drop_path: f64,
 }
 

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use pretrain_data::ImageItem;
 use pretrain_data::batch::ImageBatcher;
-use pretrain_data::{Image8, ImageItem};
 use pretrain_models::{ImageEncoderConfig, SmallCnnConfig, VitConfig};
 
 use crate::backbone::{Backbone, ToLabeled};
@@ -27,23 +27,7 @@ pub fn seeded(seed: u64) -> MutexGuard<'static, ()> {
 
 /// Digits as 8x8 grey images: every fourth row is the test split (1,347 train, 450 test).
 pub fn digits_task() -> LabeledTask<ImageItem> {
-    let items: Vec<ImageItem> = pretrain_data::samples::digits()
-        .expect("shipped digits")
-        .into_iter()
-        .map(|row| ImageItem {
-            image: Image8::new(
-                1,
-                8,
-                8,
-                row.features
-                    .iter()
-                    .map(|v| (v * 255.0 / 16.0).round() as u8)
-                    .collect(),
-            )
-            .expect("64 pixels"),
-            label: row.label,
-        })
-        .collect();
+    let items = pretrain_data::samples::digits_images().expect("shipped digits");
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for (i, item) in items.into_iter().enumerate() {
         if i % 4 == 3 {

@@ -242,33 +242,30 @@ pub fn run_on_precision<T: BackendTask>(
     }
     kind.ensure_compiled()?;
     #[allow(unreachable_patterns)] // Arms of backends not compiled in are never reached.
-    let output = match (kind, precision) {
+    match (kind, precision) {
         #[cfg(feature = "wgpu")]
-        (BackendKind::Wgpu, Precision::F16) => task.run::<burn::backend::Autodiff<
+        (BackendKind::Wgpu, Precision::F16) => Ok(task.run::<burn::backend::Autodiff<
             burn::backend::Wgpu<burn::tensor::f16>,
-        >>(kind, Default::default()),
+        >>(kind, Default::default())),
         #[cfg(feature = "cuda")]
-        (BackendKind::Cuda, Precision::F16) => task.run::<burn::backend::Autodiff<
+        (BackendKind::Cuda, Precision::F16) => Ok(task.run::<burn::backend::Autodiff<
             burn::backend::Cuda<burn::tensor::f16>,
-        >>(kind, Default::default()),
+        >>(kind, Default::default())),
         #[cfg(feature = "cuda")]
-        (BackendKind::Cuda, Precision::Bf16) => task.run::<burn::backend::Autodiff<
+        (BackendKind::Cuda, Precision::Bf16) => Ok(task.run::<burn::backend::Autodiff<
             burn::backend::Cuda<burn::tensor::bf16>,
-        >>(kind, Default::default()),
-        _ => {
-            return Err(BackendError::Precision {
-                backend: kind.name(),
-                precision: precision.name(),
-                supported: kind
-                    .precisions()
-                    .iter()
-                    .map(|p| p.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    };
-    Ok(output)
+        >>(kind, Default::default())),
+        _ => Err(BackendError::Precision {
+            backend: kind.name(),
+            precision: precision.name(),
+            supported: kind
+                .precisions()
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,125 @@
+//! `pretrain recipes|pretrain|finetune`: argument handling around `pretrain-recipes`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use pretrain::backend::BackendKind;
+use pretrain_recipes::{FinetuneOptions, PretrainOptions, Recipe, recipe_of_run};
+
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain(
+    name: &str,
+    backend: &str,
+    steps: Option<usize>,
+    epochs: Option<usize>,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    quiet: bool,
+) -> Result<()> {
+    let kind: BackendKind = backend.parse()?;
+    let mut recipe = match &resume {
+        Some(dir) => recipe_of_run(dir)?,
+        None => Recipe::load(name)?,
+    };
+    if let Some(seed) = seed {
+        recipe.seed = seed;
+    }
+    if let Some(steps) = steps {
+        recipe.train.steps = steps;
+    }
+    if let Some(epochs) = epochs {
+        let task = pretrain_recipes::data::load(&recipe.data)?;
+        let n = pretrain_recipes::data::unlabeled(&task, &recipe.data).len();
+        recipe.train.steps = recipe.train.steps_for_epochs(epochs, n);
+    }
+    let out = resume
+        .clone()
+        .or(out)
+        .unwrap_or_else(|| PathBuf::from("target/runs").join(&recipe.name));
+    let options = PretrainOptions {
+        out,
+        resume: resume.is_some(),
+        quiet,
+        stop: Some(pretrain::train::stop_on_ctrl_c().context("installing the Ctrl-C handler")?),
+    };
+    let summary = pretrain_recipes::run_pretrain(&recipe, kind, &options)?;
+    println!(
+        "{}: {} steps on {} in {:.1} s, loss {:.4} -> {:.4}{}; run directory {}",
+        summary.recipe,
+        summary.steps_done,
+        summary.backend,
+        summary.seconds,
+        summary.loss_start_end.0,
+        summary.loss_start_end.1,
+        if summary.finished {
+            ""
+        } else {
+            " (stopped; --resume continues)"
+        },
+        summary.run_dir.display()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn finetune(
+    name: &str,
+    from: Option<PathBuf>,
+    backend: &str,
+    strategies: &[String],
+    labels_per_class: &[usize],
+    seeds: Option<usize>,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> Result<()> {
+    let kind: BackendKind = backend.parse()?;
+    let recipe = match &from {
+        Some(dir) => recipe_of_run(dir)?,
+        None => Recipe::load(name)?,
+    };
+    let mut evaluate = recipe.evaluate.clone();
+    if !strategies.is_empty() {
+        evaluate.strategies = pretrain_recipes::finetune::parse_strategies(strategies)?;
+    }
+    if !labels_per_class.is_empty() {
+        evaluate.all_labels = labels_per_class.contains(&0);
+        evaluate.labels_per_class = labels_per_class
+            .iter()
+            .copied()
+            .filter(|&k| k > 0)
+            .collect();
+    }
+    if let Some(seeds) = seeds {
+        evaluate.seeds = seeds;
+    }
+    let out = out.unwrap_or_else(|| match &from {
+        Some(dir) => dir.join("finetune"),
+        None => PathBuf::from("target/finetune").join(&recipe.name),
+    });
+    let options = FinetuneOptions {
+        from,
+        out: out.clone(),
+        quiet,
+    };
+    let reports = pretrain_recipes::run_finetune(&recipe, &evaluate, kind, &options)?;
+    println!(
+        "{:<14} {:>8} {:>10} {:>8} {:>12}",
+        "strategy", "labels", "accuracy", "std", "trainable"
+    );
+    for r in &reports {
+        let labels = r
+            .labels_per_class
+            .map_or("all".to_string(), |k| k.to_string());
+        println!(
+            "{:<14} {:>8} {:>9.2}% {:>7.2} {:>11.1}%",
+            r.strategy,
+            labels,
+            100.0 * r.accuracy_mean,
+            100.0 * r.accuracy_std,
+            100.0 * r.trainable_share
+        );
+    }
+    println!("Reports written to {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Errors of reading and running recipes.
+
+use std::path::PathBuf;
+
+/// Why a recipe cannot be read or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// No built-in recipe has this name and no such file exists.
+    #[error("unknown recipe {name:?}: not a file, and the built-in recipes are: {valid}")]
+    Unknown {
+        /// What was asked for.
+        name: String,
+        /// The built-in names.
+        valid: String,
+    },
+    /// The TOML does not parse or has a bad or unknown field.
+    #[error("recipe {source_name}: {message}")]
+    Parse {
+        /// File or built-in name.
+        source_name: String,
+        /// The parser's message (it names the field and line).
+        message: String,
+    },
+    /// A value is not allowed.
+    #[error("recipe field {field}: {message}")]
+    Field {
+        /// Dotted field name.
+        field: String,
+        /// What is wrong, with the valid choices where there is a list.
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// File at fault.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Data loading failed.
+    #[error(transparent)]
+    Data(#[from] pretrain::data::DataError),
+    /// A model could not be built or loaded.
+    #[error(transparent)]
+    Model(#[from] pretrain::models::ModelError),
+    /// An objective could not be built.
+    #[error(transparent)]
+    Objective(#[from] pretrain::objectives::ObjectiveError),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] pretrain::train::TrainError),
+    /// Fine-tuning or evaluation failed.
+    #[error(transparent)]
+    Finetune(#[from] pretrain::finetune::FinetuneError),
+    /// The backend is not available.
+    #[error(transparent)]
+    Backend(#[from] pretrain::backend::BackendError),
+}
+
+impl RecipeError {
+    pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Field {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = RecipeError> = std::result::Result<T, E>;

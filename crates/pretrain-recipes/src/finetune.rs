@@ -1,0 +1,201 @@
+//! `finetune <recipe> --from DIR`: evaluates the encoder a pre-training run wrote with the
+//! recipe's (or the command line's) strategies, label budgets and seeds.
+
+use std::path::{Path, PathBuf};
+
+use pretrain::backend::{BackendKind, BackendTask, run_on};
+use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
+use pretrain::data::batch::ImageBatcher;
+use pretrain::finetune::{
+    Backbone, FinetuneReport, FrozenFeatures, Strategy, ToLabeled, evaluate_finetune,
+    evaluate_frozen,
+};
+use pretrain::models::{ImageEncoderConfig, load_safetensors};
+
+use crate::data;
+use crate::error::{RecipeError, Result};
+use crate::models::{self, ModelConfig};
+use crate::pretrain::{RECIPE_FILE, encoder_weights};
+use crate::recipe::{EvaluateSpec, Recipe};
+
+/// How `finetune` runs.
+#[derive(Debug, Clone, Default)]
+pub struct FinetuneOptions {
+    /// The pre-training run directory (its `recipe.toml` and `encoder.safetensors`); `None`
+    /// evaluates the recipe's encoder freshly initialized (the random-init baseline).
+    pub from: Option<PathBuf>,
+    /// Where reports go (`<strategy>-<labels>.json`).
+    pub out: PathBuf,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+/// Reads the recipe a run directory was trained with.
+pub fn recipe_of_run(run_dir: &Path) -> Result<Recipe> {
+    let path = run_dir.join(RECIPE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        RecipeError::io(
+            &path,
+            format!(
+                "{e} (is {} a pre-training run directory?)",
+                run_dir.display()
+            ),
+        )
+    })?;
+    Recipe::parse(&text, &path.display().to_string())
+}
+
+/// Runs `evaluate` on `recipe`'s encoder (pre-trained, from `options.from`), one report per
+/// strategy and label budget, each also written to `options.out`.
+pub fn run_finetune(
+    recipe: &Recipe,
+    evaluate: &EvaluateSpec,
+    backend: BackendKind,
+    options: &FinetuneOptions,
+) -> Result<Vec<FinetuneReport>> {
+    if evaluate.seeds == 0 || evaluate.strategies.is_empty() {
+        return Err(RecipeError::field(
+            "evaluate",
+            "needs at least one seed and one strategy",
+        ));
+    }
+    if let Some(from) = &options.from {
+        let weights = encoder_weights(from);
+        if !weights.is_file() {
+            return Err(RecipeError::io(
+                &weights,
+                "missing: the pre-training run has not finished (resume it with --resume)",
+            ));
+        }
+    }
+    std::fs::create_dir_all(&options.out).map_err(|e| RecipeError::io(&options.out, e))?;
+    run_on(
+        backend,
+        Job {
+            recipe,
+            evaluate,
+            options,
+        },
+    )?
+}
+
+struct Job<'a> {
+    recipe: &'a Recipe,
+    evaluate: &'a EvaluateSpec,
+    options: &'a FinetuneOptions,
+}
+
+/// The encoder of `recipe`: loaded from `weights` when given, else freshly initialized.
+pub fn load_backbone<B: Backend>(
+    recipe: &Recipe,
+    weights: Option<&Path>,
+    device: &B::Device,
+) -> Result<Backbone<B>> {
+    let model = models::resolve(&recipe.model)?;
+    let masked_image = matches!(recipe.objective.kind.as_str(), "mae" | "simmim");
+    Ok(match model {
+        // MAE and SimMIM save their ViT itself, not the image-encoder enum around it.
+        ModelConfig::Image(ImageEncoderConfig::Vit(vit)) if masked_image => {
+            let mut encoder = vit.init(device)?;
+            if let Some(path) = weights {
+                encoder = load_safetensors(encoder, path)?;
+            }
+            Backbone::Image(pretrain::models::ImageEncoder::Vit(encoder))
+        }
+        ModelConfig::Image(config) => {
+            let mut encoder = config.init(device)?;
+            if let Some(path) = weights {
+                encoder = load_safetensors(encoder, path)?;
+            }
+            Backbone::Image(encoder)
+        }
+        ModelConfig::Autoencoder(config) => {
+            let mut model = config.init(device)?;
+            if let Some(path) = weights {
+                model = load_safetensors(model, path)?;
+            }
+            Backbone::Autoencoder(model)
+        }
+    })
+}
+
+impl BackendTask for Job<'_> {
+    type Output = Result<Vec<FinetuneReport>>;
+
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+        let Job {
+            recipe,
+            evaluate,
+            options,
+        } = self;
+        let task = data::load(&recipe.data)?;
+        let batcher = ToLabeled(ImageBatcher {
+            normalize: data::normalization(&recipe.data),
+        });
+        let weights = options.from.as_ref().map(|dir| encoder_weights(dir));
+        let feature_dim = models::resolve(&recipe.model)?.feature_dim();
+        let budgets: Vec<Option<usize>> = evaluate
+            .labels_per_class
+            .iter()
+            .map(|&k| Some(k))
+            .chain(evaluate.all_labels.then_some(None))
+            .collect();
+        let seeds: Vec<u64> = (0..evaluate.seeds as u64).collect();
+        let settings = &evaluate.settings;
+        let mut frozen: Option<FrozenFeatures<B::InnerBackend>> = None;
+        let mut reports = Vec::new();
+        for &strategy in &evaluate.strategies {
+            for &budget in &budgets {
+                let report = if strategy.is_frozen() {
+                    if frozen.is_none() {
+                        B::seed(&device, recipe.seed);
+                        let encoder =
+                            load_backbone::<B::InnerBackend>(recipe, weights.as_deref(), &device)?;
+                        let batch = settings.linear_probe.batch_size;
+                        frozen = Some(FrozenFeatures::extract(
+                            &encoder, &task, &batcher, batch, &device,
+                        )?);
+                    }
+                    let features = frozen.as_ref().expect("extracted above");
+                    evaluate_frozen(strategy, features, &task, budget, &seeds, settings)?
+                } else {
+                    evaluate_finetune::<B, _, _>(
+                        strategy,
+                        || {
+                            load_backbone::<B>(recipe, weights.as_deref(), &device).map_err(|e| {
+                                pretrain::finetune::FinetuneError::Config {
+                                    field: "encoder",
+                                    message: e.to_string(),
+                                }
+                            })
+                        },
+                        feature_dim,
+                        &task,
+                        &batcher,
+                        budget,
+                        &seeds,
+                        settings,
+                        &options.out.join("runs"),
+                        options.quiet,
+                        &device,
+                    )?
+                };
+                let labels = budget.map_or("all".to_string(), |k| k.to_string());
+                let path = options
+                    .out
+                    .join(format!("{}-{labels}.json", strategy.name()));
+                report.save(&path)?;
+                reports.push(report);
+            }
+        }
+        Ok(reports)
+    }
+}
+
+/// Parses strategy names (`linear-probe,knn`).
+pub fn parse_strategies(names: &[String]) -> Result<Vec<Strategy>> {
+    names
+        .iter()
+        .map(|n| Strategy::parse(n).map_err(RecipeError::from))
+        .collect()
+}

@@ -1,0 +1,25 @@
+//! # pretrain-recipes
+//!
+//! Recipes: TOML files that say what to pre-train (data set, model preset and overrides,
+//! objective, optimizer, schedule, steps, batch size, seed) and how to evaluate the result
+//! (strategies, labels per class, seeds). The code that runs them lives here so `cargo xtask`,
+//! the `pretrain` binary, the examples and a user's own program share one path:
+//!
+//! - [`recipe`]: the file format, the built-in recipes (`recipes/*.toml`, compiled in);
+//! - [`pretrain`]: `run_pretrain`, on any compiled backend and precision;
+//! - [`finetune`]: `run_finetune` on a run directory's encoder;
+//! - [`models`], [`data`]: the presets and data sets recipes can name;
+//! - [`overrides`]: preset configurations with a recipe's changes merged in, typos refused.
+
+pub mod data;
+pub mod error;
+pub mod finetune;
+pub mod models;
+pub mod overrides;
+pub mod pretrain;
+pub mod recipe;
+
+pub use error::{RecipeError, Result};
+pub use finetune::{FinetuneOptions, load_backbone, recipe_of_run, run_finetune};
+pub use pretrain::{PretrainOptions, PretrainSummary, run_pretrain};
+pub use recipe::{EvaluateSpec, Recipe};

@@ -1,0 +1,292 @@
+//! `pretrain <recipe>`: builds the recipe's data, model and objective and runs the engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pretrain::backend::{BackendKind, BackendTask, run_on_precision};
+use pretrain::burn::data::dataloader::batcher::Batcher;
+use pretrain::burn::data::dataset::{Dataset, InMemDataset};
+use pretrain::burn::tensor::backend::AutodiffBackend;
+use pretrain::data::augment::{AugmentedDataset, MultiView, Pipeline};
+use pretrain::data::batch::ViewsBatcher;
+use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
+use pretrain::data::rng::EpochSeeded;
+use pretrain::models::{ImageEncoderConfig, MaeConfig};
+use pretrain::objectives::{
+    BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MoCoConfig, Objective,
+    SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
+};
+use pretrain::train::{RunOptions, pretrain};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::data;
+use crate::error::{RecipeError, Result};
+use crate::models::{self, ModelConfig};
+use crate::overrides::apply;
+use crate::recipe::Recipe;
+
+/// Objective kinds a recipe may name.
+pub const OBJECTIVES: [&str; 9] = [
+    "simclr",
+    "moco",
+    "byol",
+    "simsiam",
+    "barlow-twins",
+    "vicreg",
+    "mae",
+    "simmim",
+    "dae",
+];
+
+/// The file a run directory keeps its recipe in (read back by `finetune --from`).
+pub const RECIPE_FILE: &str = "recipe.toml";
+
+/// How `pretrain` runs (not part of the recipe).
+#[derive(Debug, Clone, Default)]
+pub struct PretrainOptions {
+    /// The run directory.
+    pub out: PathBuf,
+    /// Continue from the run directory's latest checkpoint.
+    pub resume: bool,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Raised (by Ctrl-C) to stop with a checkpoint.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// What a pre-training run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PretrainSummary {
+    /// The recipe's name.
+    pub recipe: String,
+    /// Backend it ran on.
+    pub backend: String,
+    /// Run directory.
+    pub run_dir: PathBuf,
+    /// Optimizer steps completed (resumed steps included).
+    pub steps_done: usize,
+    /// Whether every step of the recipe ran.
+    pub finished: bool,
+    /// Mean loss of the first and last tenth of this call's steps.
+    pub loss_start_end: (f64, f64),
+    /// Wall-clock seconds of this call.
+    pub seconds: f64,
+}
+
+/// Pre-trains `recipe` on `backend` (in the recipe's precision).
+pub fn run_pretrain(
+    recipe: &Recipe,
+    backend: BackendKind,
+    options: &PretrainOptions,
+) -> Result<PretrainSummary> {
+    std::fs::create_dir_all(&options.out).map_err(|e| RecipeError::io(&options.out, e))?;
+    let recipe_path = options.out.join(RECIPE_FILE);
+    std::fs::write(&recipe_path, recipe.to_toml()).map_err(|e| RecipeError::io(&recipe_path, e))?;
+    run_on_precision(backend, recipe.train.precision, Job { recipe, options })?
+}
+
+struct Job<'a> {
+    recipe: &'a Recipe,
+    options: &'a PretrainOptions,
+}
+
+impl BackendTask for Job<'_> {
+    type Output = Result<PretrainSummary>;
+
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output {
+        let Job { recipe, options } = self;
+        let task = data::load(&recipe.data)?;
+        let images = InMemDataset::new(data::unlabeled(&task, &recipe.data));
+        let normalize = data::normalization(&recipe.data);
+        let clean = normalize.clone().map(Pipeline::eval).unwrap_or_default();
+        B::seed(&device, recipe.seed);
+        let run = Runner {
+            recipe,
+            options,
+            kind,
+            device: &device,
+        };
+        let spec = &recipe.objective;
+        let f = "objective.overrides";
+        let seed = recipe.seed;
+        match (spec.kind.as_str(), models::resolve(&recipe.model)?) {
+            ("mae", ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
+                let config: MaeObjectiveConfig = apply(
+                    &MaeObjectiveConfig::new(MaeConfig::new(vit.clone())),
+                    &spec.overrides,
+                    f,
+                )?;
+                let masked =
+                    MaskedImageDataset::new(images, clean, config.masker(), vit.patch_size, seed)?;
+                run.train(
+                    config.init::<B>(&device)?,
+                    &config,
+                    masked,
+                    MaskedImageBatcher,
+                )
+            }
+            ("simmim", ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
+                let config: SimMimConfig =
+                    apply(&SimMimConfig::new(vit.clone()), &spec.overrides, f)?;
+                let masked =
+                    MaskedImageDataset::new(images, clean, config.masker(), vit.patch_size, seed)?;
+                run.train(
+                    config.init::<B>(&device)?,
+                    &config,
+                    masked,
+                    MaskedImageBatcher,
+                )
+            }
+            ("dae", ModelConfig::Autoencoder(ae)) => {
+                let config: DenoisingConfig = apply(&DenoisingConfig::new(ae), &spec.overrides, f)?;
+                let views = AugmentedDataset::new(images, config.views(clean), seed)?;
+                run.train(config.init::<B>(&device)?, &config, views, ViewsBatcher)
+            }
+            (kind @ ("mae" | "simmim"), _) => Err(needs(kind, "a ViT (preset vit-tiny-28)")),
+            ("dae", _) => Err(needs("dae", "an autoencoder (mlp-ae-digits, conv-ae-28)")),
+            (kind, ModelConfig::Image(encoder)) => {
+                let views = two_views(spec.augment.as_deref(), &recipe.data.dataset, normalize)?;
+                let views = AugmentedDataset::new(images, views, seed)?;
+                let width = encoder.feature_dim();
+                macro_rules! contrastive {
+                    ($config:expr) => {{
+                        let config = apply(&$config, &spec.overrides, f)?;
+                        run.train(config.init::<B>(&device)?, &config, views, ViewsBatcher)
+                    }};
+                }
+                match kind {
+                    "simclr" => contrastive!(SimClrConfig::simclr(encoder)),
+                    "moco" => contrastive!(MoCoConfig::moco_v2(encoder)),
+                    "byol" => contrastive!(ByolConfig::byol(encoder, 2 * width, 128)),
+                    "simsiam" => contrastive!(SimSiamConfig::simsiam(encoder, width)),
+                    "barlow-twins" => {
+                        contrastive!(BarlowTwinsConfig::barlow_twins(encoder, 2 * width))
+                    }
+                    "vicreg" => contrastive!(VicRegConfig::vicreg(encoder, 2 * width)),
+                    other => Err(RecipeError::field(
+                        "objective.kind",
+                        format!(
+                            "unknown objective {other:?}; valid: {}",
+                            OBJECTIVES.join(", ")
+                        ),
+                    )),
+                }
+            }
+            (kind, ModelConfig::Autoencoder(_)) => {
+                Err(needs(kind, "an image encoder, not an autoencoder"))
+            }
+        }
+    }
+}
+
+fn needs(kind: &str, what: &str) -> RecipeError {
+    RecipeError::field("model.preset", format!("objective {kind} needs {what}"))
+}
+
+/// The two augmented views of a contrastive objective.
+fn two_views(
+    augment: Option<&str>,
+    dataset: &str,
+    normalize: Option<pretrain::data::augment::Normalize>,
+) -> Result<MultiView> {
+    let size = if dataset == "digits" { 8 } else { 28 };
+    let normalize = normalize.unwrap_or_else(|| pretrain::data::augment::Normalize {
+        mean: vec![0.0],
+        std: vec![1.0],
+    });
+    Ok(match augment.unwrap_or("simclr") {
+        "simclr" => MultiView::two_views(Pipeline::simclr(size, normalize)),
+        "byol" => MultiView::asymmetric(
+            Pipeline::byol_view(size, 1.0, 0.0, normalize.clone()),
+            Pipeline::byol_view(size, 0.1, 0.2, normalize),
+        ),
+        other => {
+            return Err(RecipeError::field(
+                "objective.augment",
+                format!("unknown augmentation {other:?}; valid: simclr, byol"),
+            ));
+        }
+    })
+}
+
+struct Runner<'a, D> {
+    recipe: &'a Recipe,
+    options: &'a PretrainOptions,
+    kind: BackendKind,
+    device: &'a D,
+}
+
+impl<Dev: Clone> Runner<'_, Dev> {
+    fn train<B, O, C, I, D, T>(
+        self,
+        objective: O,
+        config: &C,
+        data: D,
+        batcher: T,
+    ) -> Result<PretrainSummary>
+    where
+        B: AutodiffBackend<Device = Dev>,
+        O: Objective<B>,
+        O::Batch: Send + 'static,
+        C: Serialize + DeserializeOwned,
+        I: Send + 'static,
+        D: Dataset<I> + EpochSeeded + 'static,
+        T: Batcher<B, I, O::Batch> + 'static,
+    {
+        let started = Instant::now();
+        let mut train = self.recipe.train.clone();
+        train.seed = self.recipe.seed;
+        let options = RunOptions {
+            quiet: self.options.quiet,
+            resume: self.options.resume,
+            stop: self.options.stop.clone(),
+            stop_after: None,
+        };
+        let config_json = serde_json::json!({
+            "kind": self.recipe.objective.kind,
+            "config": serde_json::to_value(config).expect("configs serialize"),
+        });
+        let outcome = pretrain(
+            objective,
+            config_json,
+            Arc::new(data),
+            batcher,
+            &train,
+            &self.options.out,
+            &options,
+            self.device,
+        )?;
+        Ok(PretrainSummary {
+            recipe: self.recipe.name.clone(),
+            backend: self.kind.name().to_string(),
+            run_dir: self.options.out.clone(),
+            steps_done: outcome.steps_done,
+            finished: outcome.finished,
+            loss_start_end: start_end(&outcome.losses),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn start_end(losses: &[f64]) -> (f64, f64) {
+    let finite: Vec<f64> = losses.iter().copied().filter(|l| l.is_finite()).collect();
+    let tenth = (finite.len() / 10).max(1).min(finite.len().max(1));
+    let mean = |s: &[f64]| {
+        if s.is_empty() {
+            f64::NAN
+        } else {
+            s.iter().sum::<f64>() / s.len() as f64
+        }
+    };
+    (
+        mean(&finite[..tenth.min(finite.len())]),
+        mean(&finite[finite.len().saturating_sub(tenth)..]),
+    )
+}
+
+/// The encoder weights a finished (or stopped) run wrote.
+pub fn encoder_weights(run_dir: &Path) -> PathBuf {
+    run_dir.join("encoder.safetensors")
+}

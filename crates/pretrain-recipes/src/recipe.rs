@@ -1,0 +1,175 @@
+//! The recipe file: what to pre-train on, with which model, objective and training settings,
+//! and how to evaluate the result.
+
+use std::path::Path;
+
+use pretrain::finetune::{Strategy, StrategySettings};
+use pretrain::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RecipeError, Result};
+
+/// The recipes shipped in `recipes/`, compiled in so every binary has them.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "byol-fashion-mnist",
+        include_str!("../../../recipes/byol-fashion-mnist.toml"),
+    ),
+    (
+        "dae-digits",
+        include_str!("../../../recipes/dae-digits.toml"),
+    ),
+    (
+        "mae-fashion-mnist",
+        include_str!("../../../recipes/mae-fashion-mnist.toml"),
+    ),
+    (
+        "simclr-fashion-mnist",
+        include_str!("../../../recipes/simclr-fashion-mnist.toml"),
+    ),
+    (
+        "vicreg-fashion-mnist",
+        include_str!("../../../recipes/vicreg-fashion-mnist.toml"),
+    ),
+];
+
+/// A pre-training and evaluation recipe (TOML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Short name (the file name without `.toml`).
+    pub name: String,
+    /// One line saying what the recipe does.
+    pub description: String,
+    /// Seed of initialization, batch order and augmentations.
+    #[serde(default)]
+    pub seed: u64,
+    /// The data.
+    pub data: DataSpec,
+    /// The model.
+    pub model: ModelSpec,
+    /// The objective.
+    pub objective: ObjectiveSpec,
+    /// Optimizer, schedule, steps, batch size, clipping (the engine's `TrainConfig`).
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Evaluations run by `finetune` and the demo.
+    #[serde(default)]
+    pub evaluate: EvaluateSpec,
+}
+
+/// Which data set, and how it is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// `fashion-mnist` (full; `cargo xtask data`), `fashion-mnist-sample` (shipped 100 images)
+    /// or `digits` (shipped scikit-learn digits, 8x8).
+    pub dataset: String,
+    /// Use at most this many unlabeled training images.
+    #[serde(default)]
+    pub max_unlabeled: Option<usize>,
+    /// Normalize pixels with the data set's mean and standard deviation (off for objectives
+    /// that reconstruct pixels in `[0, 1]`).
+    #[serde(default = "yes")]
+    pub normalize: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The model: a preset and overrides of its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// `small-cnn-28`, `resnet10-narrow`, `vit-tiny-28`, `mlp-ae-digits` or `conv-ae-28`.
+    pub preset: String,
+    /// Fields of the preset's configuration to change.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub overrides: serde_json::Value,
+}
+
+/// The objective: its kind and overrides of its preset configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectiveSpec {
+    /// `simclr`, `moco`, `byol`, `simsiam`, `barlow-twins`, `vicreg`, `mae`, `simmim` or `dae`.
+    pub kind: String,
+    /// Augmentation of the two views (contrastive objectives): `simclr` or `byol`.
+    #[serde(default)]
+    pub augment: Option<String>,
+    /// Fields of the objective's preset configuration to change.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub overrides: serde_json::Value,
+}
+
+/// The evaluations after pre-training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluateSpec {
+    /// Strategies to run.
+    pub strategies: Vec<Strategy>,
+    /// Label budgets per class; `all_labels` adds the whole training split.
+    pub labels_per_class: Vec<usize>,
+    /// Also evaluate with every training label.
+    pub all_labels: bool,
+    /// Seeds of the labeled subsets.
+    pub seeds: usize,
+    /// Settings of each strategy.
+    pub settings: StrategySettings,
+}
+
+impl Default for EvaluateSpec {
+    fn default() -> Self {
+        Self {
+            strategies: vec![Strategy::LinearProbe, Strategy::Knn],
+            labels_per_class: vec![10, 100],
+            all_labels: true,
+            seeds: 3,
+            settings: StrategySettings::default(),
+        }
+    }
+}
+
+impl Recipe {
+    /// Parses TOML; `source_name` names the file in messages.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| RecipeError::Parse {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// A built-in recipe by name, or a recipe file by path.
+    pub fn load(name_or_path: &str) -> Result<Self> {
+        if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::parse(text, &format!("built-in {name}"));
+        }
+        let path = Path::new(name_or_path);
+        if path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|e| RecipeError::io(path, e))?;
+            return Self::parse(&text, &path.display().to_string());
+        }
+        Err(RecipeError::Unknown {
+            name: name_or_path.to_string(),
+            valid: BUILTIN
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Every built-in recipe.
+    pub fn builtin() -> Result<Vec<Self>> {
+        BUILTIN
+            .iter()
+            .map(|(name, text)| Self::parse(text, &format!("built-in {name}")))
+            .collect()
+    }
+
+    /// The recipe as TOML (saved into run directories).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("recipes serialize")
+    }
+}

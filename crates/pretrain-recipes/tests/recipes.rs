@@ -1,0 +1,198 @@
+//! Recipes end to end on shipped data (tiny step counts), and the messages of bad recipes.
+
+use pretrain::backend::BackendKind;
+use pretrain::finetune::Strategy;
+use pretrain::models::VitConfig;
+use pretrain_recipes::overrides::apply;
+use pretrain_recipes::{
+    EvaluateSpec, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run, run_finetune,
+    run_pretrain,
+};
+
+fn quiet_run(recipe: &Recipe, dir: &std::path::Path) -> pretrain_recipes::PretrainSummary {
+    let options = PretrainOptions {
+        out: dir.to_path_buf(),
+        quiet: true,
+        ..Default::default()
+    };
+    run_pretrain(recipe, BackendKind::Flex, &options).unwrap()
+}
+
+#[test]
+fn builtin_recipes_parse_and_name_valid_presets() {
+    let recipes = Recipe::builtin().unwrap();
+    let names: Vec<&str> = recipes.iter().map(|r| r.name.as_str()).collect();
+    for wanted in [
+        "mae-fashion-mnist",
+        "simclr-fashion-mnist",
+        "byol-fashion-mnist",
+        "vicreg-fashion-mnist",
+        "dae-digits",
+    ] {
+        assert!(names.contains(&wanted), "{names:?}");
+    }
+    for recipe in &recipes {
+        assert!(!recipe.description.is_empty());
+        pretrain_recipes::models::resolve(&recipe.model).unwrap();
+        // The saved form parses back to the same recipe.
+        assert_eq!(&Recipe::parse(&recipe.to_toml(), "saved").unwrap(), recipe);
+    }
+}
+
+#[test]
+fn denoising_recipe_pretrains_and_its_encoder_beats_chance_with_ten_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recipe = Recipe::load("dae-digits").unwrap();
+    recipe.train.steps = 40;
+    let summary = quiet_run(&recipe, dir.path());
+    assert!(summary.finished && summary.steps_done == 40, "{summary:?}");
+    assert!(
+        summary.loss_start_end.1 < summary.loss_start_end.0,
+        "{summary:?}"
+    );
+    assert!(dir.path().join("encoder.safetensors").is_file());
+    // `finetune --from` reads the recipe back from the run directory.
+    let saved = recipe_of_run(dir.path()).unwrap();
+    assert_eq!(saved, recipe);
+    let evaluate = EvaluateSpec {
+        strategies: vec![Strategy::LinearProbe, Strategy::Knn],
+        labels_per_class: vec![10],
+        all_labels: false,
+        seeds: 2,
+        ..EvaluateSpec::default()
+    };
+    let out = dir.path().join("finetune");
+    let options = FinetuneOptions {
+        from: Some(dir.path().to_path_buf()),
+        out: out.clone(),
+        quiet: true,
+    };
+    let reports = run_finetune(&saved, &evaluate, BackendKind::Flex, &options).unwrap();
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert_eq!((r.seeds.len(), r.labels_per_class), (2, Some(10)));
+        assert!(r.accuracy_mean > 0.5, "{} {}", r.strategy, r.accuracy_mean);
+    }
+    assert!(out.join("linear-probe-10.json").is_file() && out.join("knn-10.json").is_file());
+}
+
+#[test]
+fn contrastive_and_masked_recipes_run_on_the_shipped_sample() {
+    for (name, overrides) in [
+        ("simclr-fashion-mnist", None),
+        ("byol-fashion-mnist", None),
+        (
+            "mae-fashion-mnist",
+            Some(serde_json::json!({"depth": 1, "d_model": 32, "n_heads": 2})),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recipe = Recipe::load(name).unwrap();
+        recipe.data.dataset = "fashion-mnist-sample".into();
+        recipe.train.steps = 2;
+        recipe.train.batch_size = 16;
+        if let Some(o) = overrides {
+            recipe.model.overrides = o;
+        }
+        let summary = quiet_run(&recipe, dir.path());
+        assert!(summary.finished, "{name}");
+        assert!(summary.loss_start_end.1.is_finite(), "{name}: {summary:?}");
+        let evaluate = EvaluateSpec {
+            strategies: vec![Strategy::Knn, Strategy::Full],
+            labels_per_class: vec![2],
+            all_labels: false,
+            seeds: 1,
+            settings: {
+                let mut s = pretrain::finetune::StrategySettings::default();
+                s.finetune.train.steps = 2;
+                s
+            },
+        };
+        let options = FinetuneOptions {
+            from: Some(dir.path().to_path_buf()),
+            out: dir.path().join("finetune"),
+            quiet: true,
+        };
+        let reports = run_finetune(&recipe, &evaluate, BackendKind::Flex, &options).unwrap();
+        assert_eq!(reports.len(), 2, "{name}");
+        assert!(
+            reports
+                .iter()
+                .all(|r| (0.0..=1.0).contains(&r.accuracy_mean))
+        );
+        assert_eq!(reports[1].runs[0].train_examples, 20, "{name}");
+    }
+}
+
+#[test]
+fn bad_recipes_are_refused_with_the_cause_named() {
+    let err = Recipe::load("simclr-fashion").unwrap_err().to_string();
+    assert!(
+        err.contains("simclr-fashion-mnist") && err.contains("dae-digits"),
+        "{err}"
+    );
+
+    let text = include_str!("../../../recipes/dae-digits.toml")
+        .replace("[train]", "[train]\nlearning_rate = 1.0");
+    let err = Recipe::parse(&text, "mine.toml").unwrap_err().to_string();
+    assert!(
+        err.contains("mine.toml") && err.contains("learning_rate"),
+        "{err}"
+    );
+
+    let preset = VitConfig::vit_tiny_28();
+    let vit: VitConfig =
+        apply(&preset, &serde_json::json!({"depth": 2}), "model.overrides").unwrap();
+    assert_eq!((vit.depth, vit.patch_size), (2, 4));
+    let err = apply(&preset, &serde_json::json!({"detph": 2}), "model.overrides")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.overrides.detph") && err.contains("depth"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = PretrainOptions {
+        out: dir.path().to_path_buf(),
+        quiet: true,
+        ..Default::default()
+    };
+    let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
+    recipe.data.dataset = "fashion-mnist-sample".into();
+    recipe.objective.kind = "mae".into();
+    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("objective mae needs a ViT"), "{err}");
+    recipe.objective.kind = "simclrr".into();
+    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown objective \"simclrr\"") && err.contains("vicreg"),
+        "{err}"
+    );
+    recipe.data.dataset = "cifar".into();
+    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("data.dataset") && err.contains("fashion-mnist-sample"),
+        "{err}"
+    );
+    if !BackendKind::Cuda.is_compiled() {
+        let err = run_pretrain(
+            &Recipe::load("dae-digits").unwrap(),
+            BackendKind::Cuda,
+            &options,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+    let err = recipe_of_run(dir.path().join("nowhere").as_path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pre-training run directory"), "{err}");
+}
