@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// The demo (release build of `pretrain demo`; `--help` after it lists its options).
+    /// The demo: pre-training, then every comparison (release build of `pretrain demo`;
+    /// `--help` after it lists its options).
     Demo {
         /// Arguments for `pretrain demo`, e.g. `--quick`, `--backend wgpu`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

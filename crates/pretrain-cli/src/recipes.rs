@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use pretrain::backend::BackendKind;
-use pretrain_recipes::{FinetuneOptions, PretrainOptions, Recipe, recipe_of_run};
+use pretrain_recipes::{DemoConfig, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run};
 
 #[allow(clippy::too_many_arguments)]
 pub fn pretrain(
@@ -121,5 +121,30 @@ pub fn finetune(
         );
     }
     println!("Reports written to {}", out.display());
+    Ok(())
+}
+
+pub fn demo(
+    backend: &str,
+    quick: bool,
+    recipes: Vec<String>,
+    seeds: Option<usize>,
+    out: PathBuf,
+    quiet: bool,
+) -> Result<()> {
+    let config = DemoConfig {
+        backend: backend.parse()?,
+        quick,
+        recipes,
+        seeds: seeds.unwrap_or(if quick { 1 } else { 3 }),
+        out: out.clone(),
+        quiet,
+    };
+    let report = pretrain_recipes::run_demo(&config)?;
+    println!("{}", pretrain_recipes::demo::markdown(&report));
+    println!("Report written to {}", out.join("report.json").display());
+    if !pretrain_recipes::demo::passed(&report) && !quick {
+        println!("Some required bars were NOT cleared (see above); the report says which.");
+    }
     Ok(())
 }

@@ -7,10 +7,10 @@ fn pretrain() -> Command {
 }
 
 #[test]
-fn demo_quick_writes_its_report() {
+fn pipeline_quick_writes_its_report() {
     let out = tempfile::tempdir().unwrap();
     let status = pretrain()
-        .args(["demo", "--quick", "--out"])
+        .args(["pipeline", "--quick", "--out"])
         .arg(out.path())
         .status()
         .unwrap();
@@ -27,7 +27,7 @@ fn demo_quick_writes_its_report() {
 #[test]
 fn unknown_backend_lists_the_valid_ones() {
     let output = pretrain()
-        .args(["demo", "--quick", "--backend", "tpu"])
+        .args(["pipeline", "--quick", "--backend", "tpu"])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -121,4 +121,54 @@ fn recipes_pretrain_and_finetune_from_the_command_line() {
         stderr.contains("linear-probe, knn, full, partial, adapter, lora"),
         "{stderr}"
     );
+}
+
+#[test]
+fn demo_quick_compares_every_method_and_writes_the_report() {
+    let out = tempfile::tempdir().unwrap();
+    let output = pretrain()
+        .args(["demo", "--quick", "--quiet", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("| pretrained-linear-probe | simclr-fashion-mnist |"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    let results = report["results"].as_array().unwrap();
+    let methods: std::collections::BTreeSet<&str> = results
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        methods.into_iter().collect::<Vec<_>>(),
+        [
+            "pretrained-finetune",
+            "pretrained-knn",
+            "pretrained-linear-probe",
+            "random-init-linear-probe",
+            "raw-pixels-logreg",
+            "scratch"
+        ]
+    );
+    for r in results {
+        let accuracy = r["accuracy_mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{r}");
+        assert!(r["labels_per_class"].is_null() || r["labels_per_class"].as_u64().is_some());
+        assert_eq!(r["dataset"], "fashion-mnist-sample");
+        assert!(r["seeds"].as_array().is_some_and(|s| s.len() == 1));
+    }
+    // Both objectives, raw pixels without one.
+    assert!(results.iter().any(|r| r["objective"] == "mae"));
+    assert!(results.iter().any(|r| r["objective"] == "simclr"));
+    assert!(out.path().join("report.md").is_file());
 }

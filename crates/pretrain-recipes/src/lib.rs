@@ -8,10 +8,12 @@
 //! - [`recipe`]: the file format, the built-in recipes (`recipes/*.toml`, compiled in);
 //! - [`pretrain`]: `run_pretrain`, on any compiled backend and precision;
 //! - [`finetune`]: `run_finetune` on a run directory's encoder;
+//! - [`demo`]: `run_demo`, pre-training then every comparison, `report.json` / `report.md`;
 //! - [`models`], [`data`]: the presets and data sets recipes can name;
 //! - [`overrides`]: preset configurations with a recipe's changes merged in, typos refused.
 
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod finetune;
 pub mod models;
@@ -19,6 +21,7 @@ pub mod overrides;
 pub mod pretrain;
 pub mod recipe;
 
+pub use demo::{DemoConfig, DemoReport, run_demo};
 pub use error::{RecipeError, Result};
 pub use finetune::{FinetuneOptions, load_backbone, recipe_of_run, run_finetune};
 pub use pretrain::{PretrainOptions, PretrainSummary, run_pretrain};

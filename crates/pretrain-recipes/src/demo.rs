@@ -1,0 +1,508 @@
+//! `cargo xtask demo`: pre-train on Fashion-MNIST's unlabeled training images with the given
+//! recipes, then compare, at 1, 10 and 100 labels per class (several seeds) and with all labels:
+//! raw-pixel logistic regression, each encoder randomly initialized (linear probe) and trained
+//! from scratch on the labels, and the pre-trained encoder (linear probe, kNN, fine-tuning).
+//! Writes `report.json` and `report.md` and checks the accuracy bars the project sets itself.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use pretrain::backend::{BackendKind, BackendTask, run_on};
+use pretrain::burn::data::dataloader::batcher::Batcher;
+use pretrain::burn::tensor::Tensor;
+use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
+use pretrain::data::ImageItem;
+use pretrain::data::batch::ImageBatcher;
+use pretrain::finetune::{
+    Features, FinetuneReport, FrozenFeatures, Inputs, LabeledBatch, Strategy, StrategySettings,
+    ToLabeled, evaluate_frozen,
+};
+use serde::Serialize;
+
+use crate::data;
+use crate::error::{RecipeError, Result};
+use crate::finetune::{FinetuneOptions, run_finetune};
+use crate::pretrain::{PretrainOptions, PretrainSummary, run_pretrain};
+use crate::recipe::{EvaluateSpec, Recipe};
+
+/// Settings of the demo.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Backend of every run.
+    pub backend: BackendKind,
+    /// Small version for CI: the shipped sample, a few steps, one seed.
+    pub quick: bool,
+    /// Recipes to pre-train (at least one contrastive and one masked-modeling recipe).
+    pub recipes: Vec<String>,
+    /// Seeds of the labeled subsets.
+    pub seeds: usize,
+    /// Output folder (`report.json`, `report.md`, `runs/`).
+    pub out: PathBuf,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            backend: BackendKind::Flex,
+            quick: false,
+            recipes: vec!["simclr-fashion-mnist".into(), "mae-fashion-mnist".into()],
+            seeds: 3,
+            out: PathBuf::from("target/demo"),
+            quiet: false,
+        }
+    }
+}
+
+/// One line of the comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoResult {
+    /// Labeled data set.
+    pub dataset: String,
+    /// `raw-pixels-logreg`, `random-init-linear-probe`, `scratch`, `pretrained-linear-probe`,
+    /// `pretrained-knn` or `pretrained-finetune`.
+    pub method: String,
+    /// The pre-training objective (`null` for raw pixels); for the random-init rows, the
+    /// recipe whose encoder was left untrained.
+    pub objective: Option<String>,
+    /// The recipe the encoder comes from.
+    pub recipe: Option<String>,
+    /// Labels per class, `null` for all labels.
+    pub labels_per_class: Option<usize>,
+    /// Mean test accuracy over the seeds, in `[0, 1]`.
+    pub accuracy_mean: f64,
+    /// Sample standard deviation of the accuracy.
+    pub accuracy_std: f64,
+    /// Mean macro-F1.
+    pub macro_f1_mean: f64,
+    /// Seeds of the labeled subsets.
+    pub seeds: Vec<u64>,
+    /// Seconds this row took.
+    pub seconds: f64,
+}
+
+/// A bar the demo must clear (or, for stretch goals, reports).
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What is compared.
+    pub name: String,
+    /// Whether the project requires it.
+    pub required: bool,
+    /// Whether it held.
+    pub passed: bool,
+    /// The numbers behind it.
+    pub detail: String,
+}
+
+/// Everything the demo measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    /// Backend of every run.
+    pub backend: String,
+    /// Whether this was the quick (CI) version.
+    pub quick: bool,
+    /// Logical CPUs of the machine.
+    pub cpus: usize,
+    /// The recipes as run.
+    pub recipes: Vec<Recipe>,
+    /// Each pre-training run.
+    pub pretraining: Vec<PretrainSummary>,
+    /// Every comparison row.
+    pub results: Vec<DemoResult>,
+    /// The bars and whether they were cleared.
+    pub checks: Vec<Check>,
+    /// Wall-clock seconds of the whole demo.
+    pub seconds: f64,
+}
+
+fn row(
+    report: &FinetuneReport,
+    method: &str,
+    recipe: Option<&Recipe>,
+    dataset: &str,
+) -> DemoResult {
+    DemoResult {
+        dataset: dataset.to_string(),
+        method: method.to_string(),
+        objective: recipe.map(|r| r.objective.kind.clone()),
+        recipe: recipe.map(|r| r.name.clone()),
+        labels_per_class: report.labels_per_class,
+        accuracy_mean: report.accuracy_mean,
+        accuracy_std: report.accuracy_std,
+        macro_f1_mean: report.macro_f1_mean,
+        seeds: report.seeds.clone(),
+        seconds: report.seconds,
+    }
+}
+
+/// Runs the demo.
+pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
+    let started = Instant::now();
+    let mut recipes = config
+        .recipes
+        .iter()
+        .map(|name| Recipe::load(name))
+        .collect::<Result<Vec<_>>>()?;
+    let budgets: Vec<usize> = if config.quick {
+        vec![1, 2]
+    } else {
+        vec![1, 10, 100]
+    };
+    for recipe in &mut recipes {
+        if config.quick {
+            recipe.data.dataset = "fashion-mnist-sample".into();
+            recipe.train.steps = 3;
+            recipe.train.batch_size = 16;
+            recipe.evaluate.settings.finetune.train.steps = 3;
+        }
+    }
+    let evaluate = |strategies: Vec<Strategy>, settings: &StrategySettings| EvaluateSpec {
+        strategies,
+        labels_per_class: budgets.clone(),
+        all_labels: true,
+        seeds: config.seeds,
+        settings: settings.clone(),
+    };
+    let mut pretraining = Vec::new();
+    let mut results = Vec::new();
+    let dataset = recipes
+        .first()
+        .map(|r| r.data.dataset.clone())
+        .ok_or_else(|| RecipeError::field("recipes", "name at least one"))?;
+
+    // Raw pixels: logistic regression on normalized pixels (the floor any encoder must beat).
+    let first = &recipes[0];
+    eprintln!("[demo] raw-pixel logistic regression");
+    for report in run_on(
+        config.backend,
+        RawPixels {
+            recipe: first,
+            budgets: &budgets,
+            seeds: config.seeds,
+        },
+    )?? {
+        results.push(row(&report, "raw-pixels-logreg", None, &dataset));
+    }
+
+    for recipe in &recipes {
+        let run_dir = config.out.join("runs").join(&recipe.name);
+        eprintln!(
+            "[demo] pre-training {} ({} steps)",
+            recipe.name, recipe.train.steps
+        );
+        let options = PretrainOptions {
+            out: run_dir.clone(),
+            quiet: config.quiet,
+            ..PretrainOptions::default()
+        };
+        pretraining.push(run_pretrain(recipe, config.backend, &options)?);
+        let settings = &recipe.evaluate.settings;
+        for (from, strategies, methods) in [
+            (
+                Some(run_dir.clone()),
+                vec![Strategy::LinearProbe, Strategy::Knn, Strategy::Full],
+                [
+                    "pretrained-linear-probe",
+                    "pretrained-knn",
+                    "pretrained-finetune",
+                ]
+                .as_slice(),
+            ),
+            (
+                None,
+                vec![Strategy::LinearProbe, Strategy::Full],
+                ["random-init-linear-probe", "scratch"].as_slice(),
+            ),
+        ] {
+            eprintln!(
+                "[demo] {} encoder of {}: {}",
+                if from.is_some() {
+                    "pre-trained"
+                } else {
+                    "random"
+                },
+                recipe.name,
+                strategies
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let options = FinetuneOptions {
+                from: from.clone(),
+                out: run_dir.join(if from.is_some() {
+                    "finetune"
+                } else {
+                    "random-init"
+                }),
+                quiet: config.quiet,
+            };
+            let reports = run_finetune(
+                recipe,
+                &evaluate(strategies.clone(), settings),
+                config.backend,
+                &options,
+            )?;
+            for report in &reports {
+                let strategy = Strategy::parse(&report.strategy)?;
+                let index = strategies
+                    .iter()
+                    .position(|s| *s == strategy)
+                    .expect("ran it");
+                results.push(row(report, methods[index], Some(recipe), &dataset));
+            }
+        }
+    }
+    let checks = checks(&results);
+    let report = DemoReport {
+        backend: config.backend.name().to_string(),
+        quick: config.quick,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        recipes,
+        pretraining,
+        results,
+        checks,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    std::fs::create_dir_all(&config.out).map_err(|e| RecipeError::io(&config.out, e))?;
+    let json = config.out.join("report.json");
+    std::fs::write(
+        &json,
+        serde_json::to_vec_pretty(&report).expect("report serializes"),
+    )
+    .map_err(|e| RecipeError::io(&json, e))?;
+    let md = config.out.join("report.md");
+    std::fs::write(&md, markdown(&report)).map_err(|e| RecipeError::io(&md, e))?;
+    Ok(report)
+}
+
+/// Best mean accuracy of `method` at `labels` over the recipes.
+fn best(results: &[DemoResult], method: &str, labels: Option<usize>) -> Option<f64> {
+    results
+        .iter()
+        .filter(|r| r.method == method && r.labels_per_class == labels)
+        .map(|r| r.accuracy_mean)
+        .reduce(f64::max)
+}
+
+fn checks(results: &[DemoResult]) -> Vec<Check> {
+    let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    let mut checks = Vec::new();
+    let mut compare = |name: &str,
+                       required: bool,
+                       a: Option<f64>,
+                       b: Option<f64>,
+                       margin: f64,
+                       what: (&str, &str)| {
+        let passed = matches!((a, b), (Some(a), Some(b)) if a >= b + margin);
+        checks.push(Check {
+            name: name.to_string(),
+            required,
+            passed,
+            detail: format!(
+                "{} {} vs {} {} (needs +{:.0} points)",
+                what.0,
+                pct(a),
+                what.1,
+                pct(b),
+                100.0 * margin
+            ),
+        });
+    };
+    let probe = |l| best(results, "pretrained-linear-probe", l);
+    compare(
+        "10 labels/class: pre-trained linear probe >= random-init probe + 8 points",
+        true,
+        probe(Some(10)),
+        best(results, "random-init-linear-probe", Some(10)),
+        0.08,
+        ("pre-trained", "random-init"),
+    );
+    compare(
+        "10 labels/class: pre-trained fine-tuning above training from scratch",
+        true,
+        best(results, "pretrained-finetune", Some(10)),
+        best(results, "scratch", Some(10)).map(|v| v + 1e-9),
+        0.0,
+        ("fine-tuned", "scratch"),
+    );
+    for labels in [Some(100), None] {
+        compare(
+            &format!(
+                "{}: pre-trained linear probe above raw-pixel logistic regression",
+                labels.map_or("all labels".to_string(), |k| format!("{k} labels/class"))
+            ),
+            true,
+            probe(labels),
+            best(results, "raw-pixels-logreg", labels).map(|v| v + 1e-9),
+            0.0,
+            ("pre-trained", "raw pixels"),
+        );
+    }
+    compare(
+        "all labels: pre-trained linear probe at least 86%",
+        true,
+        probe(None),
+        Some(0.86),
+        0.0,
+        ("pre-trained", "target"),
+    );
+    compare(
+        "stretch, 10 labels/class: pre-trained linear probe >= raw pixels + 6 points",
+        false,
+        probe(Some(10)),
+        best(results, "raw-pixels-logreg", Some(10)),
+        0.06,
+        ("pre-trained", "raw pixels"),
+    );
+    checks
+}
+
+/// The report as a table a person reads.
+pub fn markdown(report: &DemoReport) -> String {
+    let mut labels: Vec<Option<usize>> = Vec::new();
+    for r in &report.results {
+        if !labels.contains(&r.labels_per_class) {
+            labels.push(r.labels_per_class);
+        }
+    }
+    labels.sort_by_key(|l| l.unwrap_or(usize::MAX));
+    let mut out = format!(
+        "# Demo report\n\nBackend {}, {} CPUs, {:.0} s{}.\n\n| method | recipe |",
+        report.backend,
+        report.cpus,
+        report.seconds,
+        if report.quick {
+            ", quick version (shipped sample; not meaningful accuracy)"
+        } else {
+            ""
+        }
+    );
+    for l in &labels {
+        out += &format!(
+            " {} |",
+            l.map_or("all labels".to_string(), |k| format!("{k}/class"))
+        );
+    }
+    out += "\n|---|---|";
+    out += &"---|".repeat(labels.len());
+    out += "\n";
+    let mut keys: Vec<(String, Option<String>)> = Vec::new();
+    for r in &report.results {
+        let key = (r.method.clone(), r.recipe.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    for (method, recipe) in keys {
+        out += &format!(
+            "| {method} | {} |",
+            recipe.clone().unwrap_or_else(|| "-".into())
+        );
+        for l in &labels {
+            let cell = report
+                .results
+                .iter()
+                .find(|r| r.method == method && r.recipe == recipe && r.labels_per_class == *l)
+                .map_or("".to_string(), |r| {
+                    format!(
+                        "{:.1} ± {:.1}",
+                        100.0 * r.accuracy_mean,
+                        100.0 * r.accuracy_std
+                    )
+                });
+            out += &format!(" {cell} |");
+        }
+        out += "\n";
+    }
+    out += "\nAccuracy on the test split (%), mean ± std over the seeds of the labeled subset.\n\n## Bars\n\n";
+    for c in &report.checks {
+        out += &format!(
+            "- [{}] {}{}: {}\n",
+            if c.passed { "x" } else { " " },
+            c.name,
+            if c.required { "" } else { " (stretch)" },
+            c.detail
+        );
+    }
+    out += "\n## Pre-training\n\n";
+    for p in &report.pretraining {
+        out += &format!(
+            "- {}: {} steps in {:.0} s, loss {:.4} -> {:.4}\n",
+            p.recipe, p.steps_done, p.seconds, p.loss_start_end.0, p.loss_start_end.1
+        );
+    }
+    out
+}
+
+/// Raw-pixel logistic regression on every label budget.
+struct RawPixels<'a> {
+    recipe: &'a Recipe,
+    budgets: &'a [usize],
+    seeds: usize,
+}
+
+impl BackendTask for RawPixels<'_> {
+    type Output = Result<Vec<FinetuneReport>>;
+
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+        let task = data::load(&self.recipe.data)?;
+        let batcher = ToLabeled(ImageBatcher {
+            normalize: data::normalization(&self.recipe.data),
+        });
+        let features = FrozenFeatures {
+            train: pixels::<B::InnerBackend>(&task.train, &batcher, &device)?,
+            test: pixels::<B::InnerBackend>(&task.test, &batcher, &device)?,
+            architecture: "pixels",
+            encoder_params: 0,
+        };
+        let seeds: Vec<u64> = (0..self.seeds as u64).collect();
+        let settings = StrategySettings::default();
+        self.budgets
+            .iter()
+            .map(|&k| Some(k))
+            .chain([None])
+            .map(|budget| {
+                Ok(evaluate_frozen(
+                    Strategy::LinearProbe,
+                    &features,
+                    &task,
+                    budget,
+                    &seeds,
+                    &settings,
+                )?)
+            })
+            .collect()
+    }
+}
+
+fn pixels<B: Backend>(
+    items: &[ImageItem],
+    batcher: &ToLabeled<ImageBatcher>,
+    device: &B::Device,
+) -> Result<Features<B>> {
+    let labels = pretrain::finetune::probe::labels_of(items)?;
+    let chunks: Vec<Tensor<B, 2>> = items
+        .chunks(1024)
+        .map(|chunk| {
+            let batch: LabeledBatch<B> = batcher.batch(chunk.to_vec(), device);
+            match batch.inputs {
+                Inputs::Images(images) => {
+                    let [n, c, h, w] = images.dims();
+                    images.reshape([n, c * h * w])
+                }
+                Inputs::Tokens { .. } => unreachable!("an image batcher makes images"),
+            }
+        })
+        .collect();
+    Ok(Features {
+        x: Tensor::cat(chunks, 0),
+        labels,
+    })
+}
+
+/// Whether every required bar held.
+pub fn passed(report: &DemoReport) -> bool {
+    report.checks.iter().all(|c| c.passed || !c.required)
+}
