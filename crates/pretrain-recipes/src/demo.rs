@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pretrain::backend::{BackendKind, BackendTask, run_on};
+use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::tensor::Tensor;
 use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
@@ -17,6 +17,7 @@ use pretrain::finetune::{
     Features, FinetuneReport, FrozenFeatures, Inputs, LabeledBatch, Strategy, StrategySettings,
     ToLabeled, evaluate_frozen,
 };
+use pretrain::train::Precision;
 use serde::Serialize;
 
 use crate::data;
@@ -174,14 +175,12 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     // Raw pixels: logistic regression on normalized pixels (the floor any encoder must beat).
     let first = &recipes[0];
     eprintln!("[demo] raw-pixel logistic regression");
-    for report in run_on(
-        config.backend,
-        RawPixels {
-            recipe: first,
-            budgets: &budgets,
-            seeds: config.seeds,
-        },
-    )?? {
+    let raw = RawPixels {
+        recipe: first,
+        budgets: &budgets,
+        seeds: config.seeds,
+    };
+    for report in pretrain::dispatch_backend!(config.backend, Precision::F32, raw)?? {
         results.push(row(&report, "raw-pixels-logreg", None, &dataset));
     }
 

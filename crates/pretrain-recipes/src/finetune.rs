@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pretrain::backend::{BackendKind, BackendTask, run_on};
+use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::data::batch::ImageBatcher;
 use pretrain::finetune::{
@@ -11,6 +11,7 @@ use pretrain::finetune::{
     evaluate_frozen,
 };
 use pretrain::models::{ImageEncoderConfig, load_safetensors};
+use pretrain::train::Precision;
 
 use crate::data;
 use crate::error::{RecipeError, Result};
@@ -69,14 +70,12 @@ pub fn run_finetune(
         }
     }
     std::fs::create_dir_all(&options.out).map_err(|e| RecipeError::io(&options.out, e))?;
-    run_on(
-        backend,
-        Job {
-            recipe,
-            evaluate,
-            options,
-        },
-    )?
+    let job = Job {
+        recipe,
+        evaluate,
+        options,
+    };
+    pretrain::dispatch_backend!(backend, Precision::F32, job)?
 }
 
 struct Job<'a> {

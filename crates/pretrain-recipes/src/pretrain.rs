@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use pretrain::backend::{BackendKind, BackendTask, run_on_precision};
+use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::tensor::backend::AutodiffBackend;
@@ -84,7 +84,7 @@ pub fn run_pretrain(
     std::fs::create_dir_all(&options.out).map_err(|e| RecipeError::io(&options.out, e))?;
     let recipe_path = options.out.join(RECIPE_FILE);
     std::fs::write(&recipe_path, recipe.to_toml()).map_err(|e| RecipeError::io(&recipe_path, e))?;
-    run_on_precision(backend, recipe.train.precision, Job { recipe, options })?
+    pretrain::dispatch_backend!(backend, recipe.train.precision, Job { recipe, options })?
 }
 
 struct Job<'a> {

@@ -200,20 +200,7 @@ pub trait BackendTask {
 
 /// Runs `task` on backend `kind` (with autodiff) and its default device.
 pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output, BackendError> {
-    kind.ensure_compiled()?;
-    #[allow(unreachable_patterns)] // Arms of backends not compiled in are never reached.
-    let output = match kind {
-        #[cfg(feature = "flex")]
-        BackendKind::Flex => task.run::<FlexAutodiff>(kind, Default::default()),
-        #[cfg(feature = "ndarray")]
-        BackendKind::NdArray => task.run::<NdArrayAutodiff>(kind, Default::default()),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => task.run::<WgpuAutodiff>(kind, Default::default()),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => task.run::<CudaAutodiff>(kind, Default::default()),
-        _ => unreachable!("ensure_compiled returned for a backend that is not compiled in"),
-    };
-    Ok(output)
+    crate::dispatch_backend!(kind, Precision::F32, task)
 }
 
 impl BackendKind {
@@ -237,25 +224,14 @@ pub fn run_on_precision<T: BackendTask>(
     precision: Precision,
     task: T,
 ) -> Result<T::Output, BackendError> {
-    if precision == Precision::F32 {
-        return run_on(kind, task);
-    }
-    kind.ensure_compiled()?;
-    #[allow(unreachable_patterns)] // Arms of backends not compiled in are never reached.
-    match (kind, precision) {
-        #[cfg(feature = "wgpu")]
-        (BackendKind::Wgpu, Precision::F16) => Ok(task.run::<burn::backend::Autodiff<
-            burn::backend::Wgpu<burn::tensor::f16>,
-        >>(kind, Default::default())),
-        #[cfg(feature = "cuda")]
-        (BackendKind::Cuda, Precision::F16) => Ok(task.run::<burn::backend::Autodiff<
-            burn::backend::Cuda<burn::tensor::f16>,
-        >>(kind, Default::default())),
-        #[cfg(feature = "cuda")]
-        (BackendKind::Cuda, Precision::Bf16) => Ok(task.run::<burn::backend::Autodiff<
-            burn::backend::Cuda<burn::tensor::bf16>,
-        >>(kind, Default::default())),
-        _ => Err(BackendError::Precision {
+    crate::dispatch_backend!(kind, precision, task)
+}
+
+/// Why [`dispatch_backend!`] found no arm: the precision is not one the backend has, or the
+/// backend is not compiled into the calling crate.
+pub fn unavailable(kind: BackendKind, precision: Precision) -> BackendError {
+    if !kind.precisions().contains(&precision) {
+        return BackendError::Precision {
             backend: kind.name(),
             precision: precision.name(),
             supported: kind
@@ -264,8 +240,61 @@ pub fn run_on_precision<T: BackendTask>(
                 .map(|p| p.name())
                 .collect::<Vec<_>>()
                 .join(", "),
-        }),
+        };
     }
+    BackendError::NotCompiled {
+        name: kind.name(),
+        feature: kind.name(),
+        compiled: compiled_list(),
+    }
+}
+
+/// Runs a [`BackendTask`] on `$kind` in `$precision`, over the backends enabled by the
+/// **calling crate's** `flex`, `ndarray`, `wgpu` and `cuda` features (which must forward to
+/// this crate's). A crate that dispatches many tasks (recipes) thereby compiles them only for
+/// the backends it was asked for, not for every backend another crate of the build enabled.
+/// Evaluates to `Result<Output, BackendError>`.
+#[macro_export]
+macro_rules! dispatch_backend {
+    ($kind:expr, $precision:expr, $task:expr) => {{
+        use $crate::backend::BackendKind as Kind;
+        use $crate::train::Precision as P;
+        #[allow(unused)]
+        type Ad<Inner> = $crate::burn::backend::Autodiff<Inner>;
+        let (kind, precision, task) = ($kind, $precision, $task);
+        #[allow(unreachable_patterns)] // Arms of backends not compiled in are never reached.
+        match (kind, precision) {
+            #[cfg(feature = "flex")]
+            (Kind::Flex, P::F32) => Ok($crate::backend::BackendTask::run::<
+                Ad<$crate::burn::backend::Flex>,
+            >(task, kind, Default::default())),
+            #[cfg(feature = "ndarray")]
+            (Kind::NdArray, P::F32) => Ok($crate::backend::BackendTask::run::<
+                Ad<$crate::burn::backend::NdArray>,
+            >(task, kind, Default::default())),
+            #[cfg(feature = "wgpu")]
+            (Kind::Wgpu, P::F32) => Ok($crate::backend::BackendTask::run::<
+                Ad<$crate::burn::backend::Wgpu>,
+            >(task, kind, Default::default())),
+            #[cfg(feature = "wgpu")]
+            (Kind::Wgpu, P::F16) => Ok($crate::backend::BackendTask::run::<
+                Ad<$crate::burn::backend::Wgpu<$crate::burn::tensor::f16>>,
+            >(task, kind, Default::default())),
+            #[cfg(feature = "cuda")]
+            (Kind::Cuda, P::F32) => Ok($crate::backend::BackendTask::run::<
+                Ad<$crate::burn::backend::Cuda>,
+            >(task, kind, Default::default())),
+            #[cfg(feature = "cuda")]
+            (Kind::Cuda, P::F16) => Ok($crate::backend::BackendTask::run::<
+                Ad<$crate::burn::backend::Cuda<$crate::burn::tensor::f16>>,
+            >(task, kind, Default::default())),
+            #[cfg(feature = "cuda")]
+            (Kind::Cuda, P::Bf16) => Ok($crate::backend::BackendTask::run::<
+                Ad<$crate::burn::backend::Cuda<$crate::burn::tensor::bf16>>,
+            >(task, kind, Default::default())),
+            _ => Err($crate::backend::unavailable(kind, precision)),
+        }
+    }};
 }
 
 #[cfg(test)]
