@@ -3,13 +3,13 @@
 //!
 //! `cargo run -p pretrain-examples --example data_pipeline [--features wgpu]`
 
-use pretrain::backend::Selected;
 use pretrain::burn::data::dataloader::DataLoaderBuilder;
 use pretrain::burn::data::dataset::InMemDataset;
 use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain::data::batch::{MultiViewBatch, ViewsBatcher};
 use pretrain::data::catalog;
 use pretrain::data::readers::{IdxPaths, read_idx_images};
+use pretrain_examples::Selected;
 
 fn main() -> anyhow::Result<()> {
     let paths = IdxPaths::in_dir(&catalog::fashion_mnist_sample_dir()?, "t10k");

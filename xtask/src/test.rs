@@ -29,7 +29,35 @@ pub fn run() -> Result<()> {
     // Clippy type-checks every target with the CUDA feature on, so no separate `cargo check`.
     cargo(&env, &[&clippy[..], &["--", "-D", "warnings"]].concat())?;
     cargo(&env, &["test", "--workspace", "--features", TEST_FEATURES])?;
+    run_examples(&env)?;
     println!("xtask test: all checks passed");
+    Ok(())
+}
+
+/// The examples with tiny settings: `cargo test` has built them (same features, so nothing is
+/// rebuilt); their binaries run from the target folder.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    ("data_pipeline", &[]),
+    ("pretrain_mae", &["3", "target/examples/pretrain_mae"]),
+    ("finetune_lora", &["3", "target/examples/finetune_lora"]),
+    (
+        "embeddings",
+        &[
+            "target/examples/pretrain_mae/encoder.safetensors",
+            "target/examples/embeddings.csv",
+        ],
+    ),
+];
+
+fn run_examples(env: &[(String, PathBuf)]) -> Result<()> {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    for (name, args) in EXAMPLES {
+        println!("$ examples/{name} {}", args.join(" "));
+        let mut command = Command::new(target.join("debug/examples").join(name));
+        command.args(*args).envs(env.iter().map(|(k, v)| (k, v)));
+        run_command(&mut command, &format!("example {name} failed"))?;
+    }
     Ok(())
 }
 

@@ -172,22 +172,32 @@ pub type WgpuAutodiff = burn::backend::Autodiff<burn::backend::Wgpu>;
 #[cfg(feature = "cuda")]
 pub type CudaAutodiff = burn::backend::Autodiff<burn::backend::Cuda>;
 
-/// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff: what an
-/// example uses when it lets cargo features choose.
-#[cfg(feature = "cuda")]
-pub type Selected = CudaAutodiff;
-/// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff.
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-pub type Selected = WgpuAutodiff;
-/// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff.
-#[cfg(all(feature = "flex", not(any(feature = "wgpu", feature = "cuda"))))]
-pub type Selected = FlexAutodiff;
-/// The preferred compiled backend (see [`BackendKind::preferred`]), with autodiff.
-#[cfg(all(
-    feature = "ndarray",
-    not(any(feature = "flex", feature = "wgpu", feature = "cuda"))
-))]
-pub type Selected = NdArrayAutodiff;
+/// Defines `pub type Selected`: the first of CUDA, wgpu, Flex and NdArray (with autodiff)
+/// enabled by the **calling crate's** `cuda`, `wgpu`, `flex`, `ndarray` features (forwarded to
+/// this crate's). An example crate built inside the workspace thus runs on the backend its own
+/// features ask for, not on one another crate of the same build enabled.
+#[macro_export]
+macro_rules! selected_backend {
+    () => {
+        /// The preferred backend this crate was built with, with autodiff.
+        #[cfg(feature = "cuda")]
+        pub type Selected = $crate::backend::CudaAutodiff;
+        /// The preferred backend this crate was built with, with autodiff.
+        #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+        pub type Selected = $crate::backend::WgpuAutodiff;
+        /// The preferred backend this crate was built with, with autodiff.
+        #[cfg(all(feature = "flex", not(any(feature = "wgpu", feature = "cuda"))))]
+        pub type Selected = $crate::backend::FlexAutodiff;
+        /// The preferred backend this crate was built with, with autodiff.
+        #[cfg(all(
+            feature = "ndarray",
+            not(any(feature = "flex", feature = "wgpu", feature = "cuda"))
+        ))]
+        pub type Selected = $crate::backend::NdArrayAutodiff;
+    };
+}
+
+crate::selected_backend!();
 
 /// Code generic over the backend, run by [`run_on`] on a backend chosen at run time.
 pub trait BackendTask {
