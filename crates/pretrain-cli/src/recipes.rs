@@ -28,11 +28,6 @@ pub fn pretrain(
     if let Some(steps) = steps {
         recipe.train.steps = steps;
     }
-    if let Some(epochs) = epochs {
-        let task = pretrain_recipes::data::load(&recipe.data)?;
-        let n = pretrain_recipes::data::unlabeled(&task, &recipe.data).len();
-        recipe.train.steps = recipe.train.steps_for_epochs(epochs, n);
-    }
     let out = resume
         .clone()
         .or(out)
@@ -42,6 +37,7 @@ pub fn pretrain(
         resume: resume.is_some(),
         quiet,
         stop: Some(pretrain::train::stop_on_ctrl_c().context("installing the Ctrl-C handler")?),
+        epochs,
     };
     let summary = pretrain_recipes::run_pretrain(&recipe, kind, &options)?;
     println!(

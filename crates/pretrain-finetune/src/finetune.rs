@@ -1,6 +1,7 @@
 //! Supervised fine-tuning through the pre-training engine: full, partial (frozen lower
 //! blocks), adapters and LoRA, each one way of choosing what trains.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -148,7 +149,7 @@ pub fn prepare_classifier<B: AutodiffBackend>(
         Trainable::All => classifier,
         Trainable::Partial(spec) => freeze_lower(classifier, spec)?,
         Trainable::Adapters(_) | Trainable::Lora(_) => {
-            freeze_where(classifier, |path| !is_adapter_tensor(path, "")).0
+            freeze_where(classifier, |path| !is_adapter_tensor(path, ""))
         }
     };
     let count = count_params(&classifier);
@@ -171,7 +172,7 @@ fn freeze_lower<B: AutodiffBackend>(
             ),
         });
     }
-    let frozen: Vec<String> = depths
+    let frozen: HashSet<String> = depths
         .into_iter()
         .filter(|(_, _, depth)| match depth {
             Depth::Embedding => spec.embeddings,
@@ -180,7 +181,7 @@ fn freeze_lower<B: AutodiffBackend>(
         })
         .map(|(_, path, _)| format!("encoder.{path}"))
         .collect();
-    Ok(freeze_where(classifier, |path| frozen.iter().any(|f| f == path)).0)
+    Ok(freeze_where(classifier, |path| frozen.contains(path)))
 }
 
 /// Checks that every label is below the head's `num_classes`.

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
+use crate::probe::check_classes;
 use pretrain_objectives::ops::l2_normalize;
 
 /// Settings of the kNN classifier.
@@ -74,11 +75,7 @@ pub fn knn_predict<B: Backend>(
             "test features are {d_test} wide, training features {d}"
         )));
     }
-    if let Some(&bad) = train_labels.iter().find(|&&l| l >= classes) {
-        return Err(FinetuneError::Labels(format!(
-            "class {bad} is not below the {classes} classes"
-        )));
-    }
+    check_classes(train_labels, classes)?;
     let k = config.k.min(n);
     let train_t = l2_normalize(train.clone()).transpose(); // [d, n]
     let mut predictions = Vec::with_capacity(m);
@@ -116,7 +113,7 @@ pub(crate) fn argmax(values: &[f64]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{B, backbone, batcher, cnn_config, digits_task, seeded};
+    use crate::testing::{B, backbone, batcher, cnn_config, digits_task, rows, seeded};
 
     /// Brute force: every pairwise cosine similarity on the host, full sort, weighted vote.
     fn brute_force(
@@ -146,12 +143,6 @@ mod tests {
                 argmax(&votes)
             })
             .collect()
-    }
-
-    fn rows(x: &Tensor<B, 2>) -> Vec<Vec<f32>> {
-        let [n, d] = x.dims();
-        let flat: Vec<f32> = x.clone().into_data().iter::<f32>().collect();
-        (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect()
     }
 
     #[test]

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 /// `layers`).
 const DEPTH_CONTAINERS: [&str; 2] = ["blocks", "layers"];
 
-/// Tracks the dotted path of the parameter being visited.
+/// Tracks the dotted path of the parameter being visited (the weight names of checkpoints).
 #[derive(Default)]
-struct PathStack(Vec<String>);
+pub(crate) struct PathStack(Vec<String>);
 
 impl PathStack {
-    fn enter(&mut self, name: &str, container_type: &str) {
+    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
         // Enum variants (`ImageEncoder::Vit`) are not part of the weight names; an empty
         // segment keeps push and pop paired.
         let segment = if container_type.starts_with("Enum:") {
@@ -29,7 +29,7 @@ impl PathStack {
         self.0.push(segment.to_string());
     }
 
-    fn exit(&mut self) {
+    pub(crate) fn exit(&mut self) {
         self.0.pop();
     }
 
@@ -37,7 +37,7 @@ impl PathStack {
         self.0.iter().filter(|s| !s.is_empty()).cloned().collect()
     }
 
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         self.segments().join(".")
     }
 }
@@ -45,7 +45,6 @@ impl PathStack {
 struct Freezer<F> {
     path: PathStack,
     freeze: F,
-    frozen: usize,
 }
 
 impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Freezer<F> {
@@ -59,7 +58,6 @@ impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Freezer<F> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         if (self.freeze)(&self.path.path()) {
-            self.frozen += 1;
             param.set_require_grad(false)
         } else {
             param
@@ -68,18 +66,12 @@ impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Freezer<F> {
 }
 
 /// Stops gradients to every float parameter whose path satisfies `freeze`; the optimizer then
-/// leaves them untouched. Returns the module and how many tensors were frozen.
-pub fn freeze_where<B: Backend, M: Module<B>>(
-    module: M,
-    freeze: impl Fn(&str) -> bool,
-) -> (M, usize) {
-    let mut mapper = Freezer {
+/// leaves them untouched.
+pub fn freeze_where<B: Backend, M: Module<B>>(module: M, freeze: impl Fn(&str) -> bool) -> M {
+    module.map(&mut Freezer {
         path: PathStack::default(),
         freeze,
-        frozen: 0,
-    };
-    let module = module.map(&mut mapper);
-    (module, mapper.frozen)
+    })
 }
 
 /// Trainable and total parameter counts of a module.

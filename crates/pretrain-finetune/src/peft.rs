@@ -31,6 +31,16 @@ pub enum LoraTarget {
 }
 
 impl LoraTarget {
+    /// Every projection of a transformer block.
+    pub const ALL: [LoraTarget; 6] = [
+        Self::Query,
+        Self::Key,
+        Self::Value,
+        Self::Output,
+        Self::Fc1,
+        Self::Fc2,
+    ];
+
     fn projection<B: Backend>(self, block: &mut TransformerBlock<B>) -> &mut Projection<B> {
         match self {
             Self::Query => &mut block.attn.query,
@@ -134,14 +144,7 @@ fn map_projections<B: Backend>(
 ) -> Backbone<B> {
     if let Ok(stack) = encoder.transformer_mut("LoRA") {
         for block in stack.blocks_mut().iter_mut() {
-            for target in [
-                LoraTarget::Query,
-                LoraTarget::Key,
-                LoraTarget::Value,
-                LoraTarget::Output,
-                LoraTarget::Fc1,
-                LoraTarget::Fc2,
-            ] {
+            for target in LoraTarget::ALL {
                 f(target.projection(block));
             }
         }

@@ -55,6 +55,16 @@ pub fn labels_of<I: Labeled>(items: &[I]) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// Fails, naming the first offender, unless every label is below `classes`.
+pub(crate) fn check_classes(labels: &[usize], classes: usize) -> Result<()> {
+    match labels.iter().find(|&&l| l >= classes) {
+        Some(bad) => Err(FinetuneError::Labels(format!(
+            "class {bad} is not below the {classes} classes"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Runs the frozen `encoder` over `items` in batches of `batch_size` (call it with an
 /// inference backend, not autodiff): the representation every probe and kNN run reuses.
 pub fn extract_features<B, I, T>(
@@ -201,11 +211,7 @@ impl<B: Backend> LogisticRegression<B> {
                 labels.len()
             )));
         }
-        if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-            return Err(FinetuneError::Labels(format!(
-                "class {bad} is not below the {classes} classes"
-            )));
-        }
+        check_classes(labels, classes)?;
         let device = x.device();
         let targets = one_hot::<B>(labels, classes, &device);
         let wd = config.weight_decay;
@@ -259,7 +265,7 @@ pub fn argmax_rows<B: Backend>(scores: Tensor<B, 2>) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{B, backbone, batcher, digits_task, seeded, vit_config};
+    use crate::testing::{B, backbone, batcher, digits_task, rows, seeded, vit_config};
 
     /// Multinomial logistic regression written independently of the probe: f64 host loops,
     /// its own standardization, plain gradient descent run to convergence.
@@ -322,12 +328,6 @@ mod tests {
         test.iter()
             .map(|x| crate::knn::argmax(&logits(&w, &b, &scale(x))))
             .collect()
-    }
-
-    fn rows(x: &Tensor<B, 2>) -> Vec<Vec<f64>> {
-        let [n, d] = x.dims();
-        let flat: Vec<f64> = x.clone().into_data().iter::<f64>().collect();
-        (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect()
     }
 
     #[test]

@@ -13,6 +13,7 @@ use pretrain_models::{ImageEncoderConfig, SmallCnnConfig, VitConfig};
 
 use crate::backbone::{Backbone, ToLabeled};
 use crate::evaluate::LabeledTask;
+use crate::params::PathStack;
 
 pub type B = burn::backend::Flex;
 pub type Ad = burn::backend::Autodiff<B>;
@@ -64,32 +65,27 @@ pub fn backbone<Be: Backend>(config: &ImageEncoderConfig) -> Backbone<Be> {
 
 /// Every float parameter's values by path.
 pub fn snapshot<Be: Backend, M: Module<Be>>(module: &M) -> BTreeMap<String, Vec<f32>> {
-    struct Collect<'a>(&'a mut BTreeMap<String, Vec<f32>>, Vec<String>);
+    struct Collect<'a>(&'a mut BTreeMap<String, Vec<f32>>, PathStack);
     impl<Be: Backend> ModuleVisitor<Be> for Collect<'_> {
         fn enter_module(&mut self, name: &str, container: &str) {
-            // Enum variants are not part of weight names.
-            let segment = if container.starts_with("Enum:") {
-                ""
-            } else {
-                name
-            };
-            self.1.push(segment.to_string());
+            self.1.enter(name, container);
         }
         fn exit_module(&mut self, _name: &str, _container: &str) {
-            self.1.pop();
+            self.1.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Be, D>>) {
             let values = param.val().into_data().iter::<f32>().collect();
-            let path: Vec<&str> = self
-                .1
-                .iter()
-                .map(String::as_str)
-                .filter(|s| !s.is_empty())
-                .collect();
-            self.0.insert(path.join("."), values);
+            self.0.insert(self.1.path(), values);
         }
     }
     let mut out = BTreeMap::new();
-    module.visit(&mut Collect(&mut out, Vec::new()));
+    module.visit(&mut Collect(&mut out, PathStack::default()));
     out
+}
+
+/// The rows of a `[n, d]` tensor on the host, as `E`.
+pub fn rows<E: burn::tensor::Element>(x: &Tensor<B, 2>) -> Vec<Vec<E>> {
+    let d = x.dims()[1];
+    let flat: Vec<E> = x.clone().into_data().iter::<E>().collect();
+    flat.chunks(d).map(<[E]>::to_vec).collect()
 }

@@ -167,13 +167,12 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     };
     let mut pretraining = Vec::new();
     let mut results = Vec::new();
-    let dataset = recipes
+    let first = recipes
         .first()
-        .map(|r| r.data.dataset.clone())
         .ok_or_else(|| RecipeError::field("recipes", "name at least one"))?;
+    let dataset = first.data.dataset.clone();
 
     // Raw pixels: logistic regression on normalized pixels (the floor any encoder must beat).
-    let first = &recipes[0];
     eprintln!("[demo] raw-pixel logistic regression");
     let raw = RawPixels {
         recipe: first,

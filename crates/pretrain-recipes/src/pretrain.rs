@@ -54,6 +54,8 @@ pub struct PretrainOptions {
     pub quiet: bool,
     /// Raised (by Ctrl-C) to stop with a checkpoint.
     pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Replace the recipe's steps by this many passes over the unlabeled images.
+    pub epochs: Option<usize>,
 }
 
 /// What a pre-training run did.
@@ -82,8 +84,6 @@ pub fn run_pretrain(
     options: &PretrainOptions,
 ) -> Result<PretrainSummary> {
     std::fs::create_dir_all(&options.out).map_err(|e| RecipeError::io(&options.out, e))?;
-    let recipe_path = options.out.join(RECIPE_FILE);
-    std::fs::write(&recipe_path, recipe.to_toml()).map_err(|e| RecipeError::io(&recipe_path, e))?;
     pretrain::dispatch_backend!(backend, recipe.train.precision, Job { recipe, options })?
 }
 
@@ -98,7 +98,17 @@ impl BackendTask for Job<'_> {
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output {
         let Job { recipe, options } = self;
         let task = data::load(&recipe.data)?;
-        let images = InMemDataset::new(data::unlabeled(&task, &recipe.data));
+        let images = data::unlabeled(&task, &recipe.data);
+        // The recipe as run (steps resolved from epochs), kept for `finetune --from`.
+        let mut recipe = recipe.clone();
+        if let Some(epochs) = options.epochs {
+            recipe.train.steps = recipe.train.steps_for_epochs(epochs, images.len());
+        }
+        let recipe = &recipe;
+        let recipe_path = options.out.join(RECIPE_FILE);
+        std::fs::write(&recipe_path, recipe.to_toml())
+            .map_err(|e| RecipeError::io(&recipe_path, e))?;
+        let images = InMemDataset::new(images);
         let normalize = data::normalization(&recipe.data);
         let clean = normalize.clone().map(Pipeline::eval).unwrap_or_default();
         B::seed(&device, recipe.seed);
@@ -111,33 +121,36 @@ impl BackendTask for Job<'_> {
         let spec = &recipe.objective;
         let f = "objective.overrides";
         let seed = recipe.seed;
+        if !OBJECTIVES.contains(&spec.kind.as_str()) {
+            return Err(RecipeError::field(
+                "objective.kind",
+                format!(
+                    "unknown objective {:?}; valid: {}",
+                    spec.kind,
+                    OBJECTIVES.join(", ")
+                ),
+            ));
+        }
+        // Masked-image objectives: the data masks the ViT's patches.
+        macro_rules! masked {
+            ($config:expr, $vit:expr) => {{
+                let config = apply(&$config, &spec.overrides, f)?;
+                let masked =
+                    MaskedImageDataset::new(images, clean, config.masker(), $vit.patch_size, seed)?;
+                run.train(
+                    config.init::<B>(&device)?,
+                    &config,
+                    masked,
+                    MaskedImageBatcher,
+                )
+            }};
+        }
         match (spec.kind.as_str(), models::resolve(&recipe.model)?) {
             ("mae", ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
-                let config: MaeObjectiveConfig = apply(
-                    &MaeObjectiveConfig::new(MaeConfig::new(vit.clone())),
-                    &spec.overrides,
-                    f,
-                )?;
-                let masked =
-                    MaskedImageDataset::new(images, clean, config.masker(), vit.patch_size, seed)?;
-                run.train(
-                    config.init::<B>(&device)?,
-                    &config,
-                    masked,
-                    MaskedImageBatcher,
-                )
+                masked!(MaeObjectiveConfig::new(MaeConfig::new(vit.clone())), vit)
             }
             ("simmim", ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
-                let config: SimMimConfig =
-                    apply(&SimMimConfig::new(vit.clone()), &spec.overrides, f)?;
-                let masked =
-                    MaskedImageDataset::new(images, clean, config.masker(), vit.patch_size, seed)?;
-                run.train(
-                    config.init::<B>(&device)?,
-                    &config,
-                    masked,
-                    MaskedImageBatcher,
-                )
+                masked!(SimMimConfig::new(vit.clone()), vit)
             }
             ("dae", ModelConfig::Autoencoder(ae)) => {
                 let config: DenoisingConfig = apply(&DenoisingConfig::new(ae), &spec.overrides, f)?;
@@ -165,13 +178,7 @@ impl BackendTask for Job<'_> {
                         contrastive!(BarlowTwinsConfig::barlow_twins(encoder, 2 * width))
                     }
                     "vicreg" => contrastive!(VicRegConfig::vicreg(encoder, 2 * width)),
-                    other => Err(RecipeError::field(
-                        "objective.kind",
-                        format!(
-                            "unknown objective {other:?}; valid: {}",
-                            OBJECTIVES.join(", ")
-                        ),
-                    )),
+                    other => unreachable!("{other} is in OBJECTIVES and has an arm above"),
                 }
             }
             (kind, ModelConfig::Autoencoder(_)) => {

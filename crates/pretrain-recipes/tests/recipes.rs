@@ -196,3 +196,19 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         .to_string();
     assert!(err.contains("pre-training run directory"), "{err}");
 }
+
+#[test]
+fn epochs_set_the_steps_and_the_saved_recipe_records_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = Recipe::load("dae-digits").unwrap();
+    let options = PretrainOptions {
+        out: dir.path().to_path_buf(),
+        quiet: true,
+        epochs: Some(1),
+        ..Default::default()
+    };
+    let summary = run_pretrain(&recipe, BackendKind::Flex, &options).unwrap();
+    // 1,347 training digits in batches of 64: 21 full batches.
+    assert_eq!(summary.steps_done, 21);
+    assert_eq!(recipe_of_run(dir.path()).unwrap().train.steps, 21);
+}
