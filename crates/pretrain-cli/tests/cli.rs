@@ -171,4 +171,8 @@ fn demo_quick_compares_every_method_and_writes_the_report() {
     assert!(results.iter().any(|r| r["objective"] == "mae"));
     assert!(results.iter().any(|r| r["objective"] == "simclr"));
     assert!(out.path().join("report.md").is_file());
+    for plot in ["accuracy_vs_labels.png", "pretraining_loss.png"] {
+        let bytes = std::fs::read(out.path().join(plot)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{plot} is not a PNG");
+    }
 }

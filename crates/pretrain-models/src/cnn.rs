@@ -5,10 +5,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
+use burn::nn::{PaddingConfig2d, Relu};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
+use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::drop_path::{DropPath, linear_drop_path_rates};
 use crate::error::{Result, ensure};
 

@@ -4,10 +4,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, Relu};
+use burn::nn::{Linear, Relu};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
+use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::error::{Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::linear;

@@ -6,6 +6,7 @@
 //! - [`autoencoder`]: MLP and convolutional autoencoders (`encode` gives the representation);
 //! - [`cnn`]: small CNN and ResNet encoders for contrastive learning;
 //! - [`encoder`]: image encoders and autoencoders behind enums chosen by configuration;
+//! - [`batch_norm`]: batch normalization on the CPU backends' vectorized paths;
 //! - [`heads`]: projection/predictor MLPs and linear classifiers;
 //! - [`vit`]: vision transformer (`forward_features`, `forward_visible` for MAE);
 //! - [`mae`]: masked autoencoder decoder on a ViT encoder, `patchify`/`unpatchify`;
@@ -21,6 +22,7 @@
 pub mod adapter;
 pub mod attention;
 pub mod autoencoder;
+pub mod batch_norm;
 pub mod bert;
 pub mod block;
 pub mod cnn;
@@ -43,6 +45,7 @@ pub use attention::SelfAttention;
 pub use autoencoder::{
     ConvAutoencoder, ConvAutoencoderConfig, MlpAutoencoder, MlpAutoencoderConfig,
 };
+pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use bert::{Bert, BertConfig};
 pub use block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
 pub use cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};

@@ -2,7 +2,11 @@
 //! recipes, then compare, at 1, 10 and 100 labels per class (several seeds) and with all labels:
 //! raw-pixel logistic regression, each encoder randomly initialized (linear probe) and trained
 //! from scratch on the labels, and the pre-trained encoder (linear probe, kNN, fine-tuning).
-//! Writes `report.json` and `report.md` and checks the accuracy bars the project sets itself.
+//! The frozen methods run at every budget; the two that train a network per budget and seed
+//! (pre-trained fine-tuning and training from scratch) at the budgets of the recipe's
+//! `[evaluate]` section, so a recipe keeps the demo within its time.
+//! Writes `report.json`, `report.md` and PNG plots, and checks the accuracy bars the project
+//! sets itself.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,8 +27,14 @@ use serde::Serialize;
 use crate::data;
 use crate::error::{RecipeError, Result};
 use crate::finetune::{FinetuneOptions, run_finetune};
+use crate::plots;
 use crate::pretrain::{PretrainOptions, PretrainSummary, run_pretrain};
 use crate::recipe::{EvaluateSpec, Recipe};
+
+/// File name of the accuracy-against-labels plot in the demo's output folder.
+pub const ACCURACY_PLOT: &str = "accuracy_vs_labels.png";
+/// File name of the pre-training loss plot in the demo's output folder.
+pub const LOSS_PLOT: &str = "pretraining_loss.png";
 
 /// Settings of the demo.
 #[derive(Debug, Clone)]
@@ -156,14 +166,21 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
             recipe.train.steps = 3;
             recipe.train.batch_size = 16;
             recipe.evaluate.settings.finetune.train.steps = 3;
+            recipe.evaluate.labels_per_class = vec![1];
         }
     }
-    let evaluate = |strategies: Vec<Strategy>, settings: &StrategySettings| EvaluateSpec {
+    // Frozen strategies are cheap once the features are extracted: every budget. Fine-tuning
+    // trains a network per budget and seed: the budgets the recipe's `[evaluate]` names.
+    let evaluate = |strategies: Vec<Strategy>, recipe: &Recipe, frozen: bool| EvaluateSpec {
         strategies,
-        labels_per_class: budgets.clone(),
-        all_labels: true,
+        labels_per_class: if frozen {
+            budgets.clone()
+        } else {
+            recipe.evaluate.labels_per_class.clone()
+        },
+        all_labels: frozen || recipe.evaluate.all_labels,
         seeds: config.seeds,
-        settings: settings.clone(),
+        settings: recipe.evaluate.settings.clone(),
     };
     let mut pretraining = Vec::new();
     let mut results = Vec::new();
@@ -195,24 +212,32 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
             ..PretrainOptions::default()
         };
         pretraining.push(run_pretrain(recipe, config.backend, &options)?);
-        let settings = &recipe.evaluate.settings;
-        for (from, strategies, methods) in [
+        let pretrained = Some(run_dir.clone());
+        for (from, strategies, methods, frozen) in [
             (
-                Some(run_dir.clone()),
-                vec![Strategy::LinearProbe, Strategy::Knn, Strategy::Full],
-                [
-                    "pretrained-linear-probe",
-                    "pretrained-knn",
-                    "pretrained-finetune",
-                ]
-                .as_slice(),
+                &pretrained,
+                vec![Strategy::LinearProbe, Strategy::Knn],
+                ["pretrained-linear-probe", "pretrained-knn"].as_slice(),
+                true,
             ),
             (
-                None,
-                vec![Strategy::LinearProbe, Strategy::Full],
-                ["random-init-linear-probe", "scratch"].as_slice(),
+                &pretrained,
+                vec![Strategy::Full],
+                ["pretrained-finetune"].as_slice(),
+                false,
             ),
+            (
+                &None,
+                vec![Strategy::LinearProbe],
+                ["random-init-linear-probe"].as_slice(),
+                true,
+            ),
+            (&None, vec![Strategy::Full], ["scratch"].as_slice(), false),
         ] {
+            let spec = evaluate(strategies.clone(), recipe, frozen);
+            if spec.labels_per_class.is_empty() && !spec.all_labels {
+                continue;
+            }
             eprintln!(
                 "[demo] {} encoder of {}: {}",
                 if from.is_some() {
@@ -221,11 +246,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
                     "random"
                 },
                 recipe.name,
-                strategies
-                    .iter()
-                    .map(|s| s.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                methods.join(", ")
             );
             let options = FinetuneOptions {
                 from: from.clone(),
@@ -236,12 +257,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
                 }),
                 quiet: config.quiet,
             };
-            let reports = run_finetune(
-                recipe,
-                &evaluate(strategies.clone(), settings),
-                config.backend,
-                &options,
-            )?;
+            let reports = run_finetune(recipe, &spec, config.backend, &options)?;
             for report in &reports {
                 let strategy = Strategy::parse(&report.strategy)?;
                 let index = strategies
@@ -272,6 +288,13 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     .map_err(|e| RecipeError::io(&json, e))?;
     let md = config.out.join("report.md");
     std::fs::write(&md, markdown(&report)).map_err(|e| RecipeError::io(&md, e))?;
+    plots::accuracy_vs_labels(&report.results, &config.out.join(ACCURACY_PLOT))?;
+    let runs: Vec<(String, &std::path::Path)> = report
+        .pretraining
+        .iter()
+        .map(|p| (p.recipe.clone(), p.run_dir.as_path()))
+        .collect();
+    plots::loss_curves(&runs, 20, &config.out.join(LOSS_PLOT))?;
     Ok(report)
 }
 
@@ -424,7 +447,10 @@ pub fn markdown(report: &DemoReport) -> String {
             c.detail
         );
     }
-    out += "\n## Pre-training\n\n";
+    out += &format!(
+        "\nPlots: `{ACCURACY_PLOT}` (accuracy against labels per class), `{LOSS_PLOT}` \
+         (pre-training loss).\n\n## Pre-training\n\n"
+    );
     for p in &report.pretraining {
         out += &format!(
             "- {}: {} steps in {:.0} s, loss {:.4} -> {:.4}\n",

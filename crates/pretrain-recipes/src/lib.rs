@@ -9,6 +9,7 @@
 //! - [`pretrain`]: `run_pretrain`, on any compiled backend and precision;
 //! - [`finetune`]: `run_finetune` on a run directory's encoder;
 //! - [`demo`]: `run_demo`, pre-training then every comparison, `report.json` / `report.md`;
+//! - [`plots`]: the demo's PNG plots (accuracy against labels, loss curves);
 //! - [`models`], [`data`]: the presets and data sets recipes can name;
 //! - [`overrides`]: preset configurations with a recipe's changes merged in, typos refused.
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod finetune;
 pub mod models;
 pub mod overrides;
+pub mod plots;
 pub mod pretrain;
 pub mod recipe;
 
