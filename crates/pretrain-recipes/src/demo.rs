@@ -310,24 +310,32 @@ fn best(results: &[DemoResult], method: &str, labels: Option<usize>) -> Option<f
 fn checks(results: &[DemoResult]) -> Vec<Check> {
     let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
     let mut checks = Vec::new();
+    // `margin`: `a` must reach `b + margin`; `None`: `a` must be strictly above `b`.
     let mut compare = |name: &str,
                        required: bool,
                        a: Option<f64>,
                        b: Option<f64>,
-                       margin: f64,
+                       margin: Option<f64>,
                        what: (&str, &str)| {
-        let passed = matches!((a, b), (Some(a), Some(b)) if a >= b + margin);
+        let passed = match (a, b, margin) {
+            (Some(a), Some(b), Some(margin)) => a >= b + margin,
+            (Some(a), Some(b), None) => a > b,
+            _ => false,
+        };
         checks.push(Check {
             name: name.to_string(),
             required,
             passed,
             detail: format!(
-                "{} {} vs {} {} (needs +{:.0} points)",
+                "{} {} vs {} {} (needs {})",
                 what.0,
                 pct(a),
                 what.1,
                 pct(b),
-                100.0 * margin
+                margin.map_or("to be above".to_string(), |m| format!(
+                    "+{:.0} points",
+                    100.0 * m
+                ))
             ),
         });
     };
@@ -337,15 +345,15 @@ fn checks(results: &[DemoResult]) -> Vec<Check> {
         true,
         probe(Some(10)),
         best(results, "random-init-linear-probe", Some(10)),
-        0.08,
+        Some(0.08),
         ("pre-trained", "random-init"),
     );
     compare(
         "10 labels/class: pre-trained fine-tuning above training from scratch",
         true,
         best(results, "pretrained-finetune", Some(10)),
-        best(results, "scratch", Some(10)).map(|v| v + 1e-9),
-        0.0,
+        best(results, "scratch", Some(10)),
+        None,
         ("fine-tuned", "scratch"),
     );
     for labels in [Some(100), None] {
@@ -356,8 +364,8 @@ fn checks(results: &[DemoResult]) -> Vec<Check> {
             ),
             true,
             probe(labels),
-            best(results, "raw-pixels-logreg", labels).map(|v| v + 1e-9),
-            0.0,
+            best(results, "raw-pixels-logreg", labels),
+            None,
             ("pre-trained", "raw pixels"),
         );
     }
@@ -366,7 +374,7 @@ fn checks(results: &[DemoResult]) -> Vec<Check> {
         true,
         probe(None),
         Some(0.86),
-        0.0,
+        Some(0.0),
         ("pre-trained", "target"),
     );
     compare(
@@ -374,7 +382,7 @@ fn checks(results: &[DemoResult]) -> Vec<Check> {
         false,
         probe(Some(10)),
         best(results, "raw-pixels-logreg", Some(10)),
-        0.06,
+        Some(0.06),
         ("pre-trained", "raw pixels"),
     );
     checks
@@ -529,4 +537,66 @@ fn pixels<B: Backend>(
 /// Whether every required bar held.
 pub fn passed(report: &DemoReport) -> bool {
     report.checks.iter().all(|c| c.passed || !c.required)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(method: &str, labels: Option<usize>, accuracy: f64) -> DemoResult {
+        DemoResult {
+            dataset: "fashion-mnist".into(),
+            method: method.into(),
+            objective: None,
+            recipe: None,
+            labels_per_class: labels,
+            accuracy_mean: accuracy,
+            accuracy_std: 0.0,
+            macro_f1_mean: accuracy,
+            seeds: vec![0, 1, 2],
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn bars_need_their_margin_and_ties_do_not_count_as_above() {
+        let results = vec![
+            result("pretrained-linear-probe", Some(10), 0.725),
+            result("random-init-linear-probe", Some(10), 0.64),
+            // A tie with training from scratch is not "above".
+            result("pretrained-finetune", Some(10), 0.71),
+            result("scratch", Some(10), 0.71),
+            result("pretrained-linear-probe", Some(100), 0.80),
+            result("raw-pixels-logreg", Some(100), 0.79),
+            result("pretrained-linear-probe", None, 0.859),
+            result("raw-pixels-logreg", None, 0.84),
+            result("raw-pixels-logreg", Some(10), 0.70),
+        ];
+        let checks = checks(&results);
+        let passed: Vec<bool> = checks.iter().map(|c| c.passed).collect();
+        // +8.5 points; tie; above; above; 85.9% < 86%; stretch +2.5 < +6.
+        assert_eq!(passed, [true, false, true, true, false, false]);
+        assert!(
+            checks[1].detail.contains("needs to be above"),
+            "{}",
+            checks[1].detail
+        );
+        assert!(
+            checks[0].detail.contains("+8 points"),
+            "{}",
+            checks[0].detail
+        );
+        assert!(!checks[5].required && checks[..5].iter().all(|c| c.required));
+        let report = DemoReport {
+            backend: "flex".into(),
+            quick: false,
+            cpus: 2,
+            recipes: vec![],
+            pretraining: vec![],
+            results,
+            checks,
+            seconds: 1.0,
+        };
+        assert!(!super::passed(&report));
+    }
 }

@@ -5,6 +5,7 @@
 //! (strategies, labels per class, seeds). The code that runs them lives here so `cargo xtask`,
 //! the `pretrain` binary, the examples and a user's own program share one path:
 //!
+//! - [`bench`]: timed training steps of the reference workloads (`bench step`, `compare`);
 //! - [`recipe`]: the file format, the built-in recipes (`recipes/*.toml`, compiled in);
 //! - [`pretrain`]: `run_pretrain`, on any compiled backend and precision;
 //! - [`finetune`]: `run_finetune` on a run directory's encoder;
@@ -13,6 +14,7 @@
 //! - [`models`], [`data`]: the presets and data sets recipes can name;
 //! - [`overrides`]: preset configurations with a recipe's changes merged in, typos refused.
 
+pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod error;
