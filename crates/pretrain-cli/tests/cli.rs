@@ -176,3 +176,41 @@ fn demo_quick_compares_every_method_and_writes_the_report() {
         assert!(bytes.starts_with(b"\x89PNG"), "{plot} is not a PNG");
     }
 }
+
+#[test]
+fn bench_step_prints_one_json_line_with_the_measurements() {
+    let output = pretrain()
+        .args(["bench", "step", "--model", "simclr-cnn", "--batch", "4"])
+        .args(["--steps", "2", "--warmup", "1", "--threads", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let result: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        (&result["model"], &result["backend"]),
+        (&"simclr-cnn".into(), &"flex".into())
+    );
+    assert_eq!(
+        (result["batch"].as_u64(), result["threads"].as_u64()),
+        (Some(4), Some(1))
+    );
+    for key in ["samples_per_sec", "ms_per_step_median", "peak_rss_mb"] {
+        assert!(
+            result[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {result}"
+        );
+    }
+    let bad = pretrain()
+        .args(["bench", "step", "--model", "resnet-50"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("valid: mae-vit-tiny"));
+}

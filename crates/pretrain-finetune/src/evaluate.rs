@@ -201,14 +201,22 @@ pub fn evaluate_frozen<B: Backend, I: Labeled>(
     for &seed in seeds {
         let seed_started = Instant::now();
         let subset = features.train.select(&task.subset(labels_per_class, seed)?);
+        let mut weight_decay = None;
         let predictions = match strategy {
             Strategy::LinearProbe => {
+                let probe = &settings.linear_probe;
+                let wd = probe.select_weight_decay(&subset.x, &subset.labels, classes)?;
+                weight_decay = Some(wd);
+                let config = LinearProbeConfig {
+                    weight_decay: wd,
+                    ..probe.clone()
+                };
                 let scaler = Standardizer::fit(&subset.x);
                 LogisticRegression::fit(
                     &scaler.apply(subset.x.clone()),
                     &subset.labels,
                     classes,
-                    &settings.linear_probe,
+                    &config,
                 )?
                 .predict(scaler.apply(features.test.x.clone()))
             }
@@ -231,6 +239,7 @@ pub fn evaluate_frozen<B: Backend, I: Labeled>(
             train_examples: subset.len(),
             metrics: ClassificationReport::compute(&predictions, &features.test.labels, classes)?,
             seconds: seed_started.elapsed().as_secs_f64(),
+            weight_decay,
         });
     }
     let (trainable, strategy_settings) = match strategy {
@@ -359,6 +368,7 @@ where
             train_examples,
             metrics: ClassificationReport::compute(&predictions, &test_labels, task.num_classes)?,
             seconds: seed_started.elapsed().as_secs_f64(),
+            weight_decay: None,
         });
     }
     let strategy_settings = serde_json::json!({

@@ -125,8 +125,19 @@ impl<B: Backend> Standardizer<B> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinearProbeConfig {
-    /// L2 penalty `weight_decay / 2 * |W|^2` added to the mean cross-entropy (biases free).
+    /// L2 penalty `weight_decay / 2 * |W|^2` added to the mean cross-entropy (biases free),
+    /// when it is not chosen by cross-validation.
     pub weight_decay: f64,
+    /// Candidates for the penalty, chosen by stratified `cv_folds`-fold cross-validation on
+    /// the labeled examples (empty: always `weight_decay`). Few labels overfit an unregularized
+    /// probe, many need little penalty; the test split is never looked at.
+    pub weight_decay_grid: Vec<f64>,
+    /// Folds of the cross-validation; it runs only when every class has at least this many
+    /// examples.
+    pub cv_folds: usize,
+    /// Above this many labeled examples `weight_decay` is used without a search (each
+    /// candidate would cost `cv_folds` full fits, and plentiful labels need little penalty).
+    pub cv_max_examples: usize,
     /// Full-batch accelerated gradient iterations.
     pub iterations: usize,
     /// Rows per batch when extracting features.
@@ -137,6 +148,9 @@ impl Default for LinearProbeConfig {
     fn default() -> Self {
         Self {
             weight_decay: 1e-4,
+            weight_decay_grid: vec![1e-3, 1e-2, 1e-1, 1.0],
+            cv_folds: 3,
+            cv_max_examples: 10_000,
             iterations: 1000,
             batch_size: 256,
         }
@@ -147,13 +161,90 @@ impl LinearProbeConfig {
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
         let fail = |field, message: String| Err(FinetuneError::Config { field, message });
-        if !(self.weight_decay > 0.0 && self.weight_decay.is_finite()) {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if !positive(self.weight_decay) {
             return fail("weight_decay", format!("{} must be > 0", self.weight_decay));
+        }
+        if let Some(bad) = self.weight_decay_grid.iter().find(|&&v| !positive(v)) {
+            return fail("weight_decay_grid", format!("{bad} must be > 0"));
+        }
+        if !self.weight_decay_grid.is_empty() && self.cv_folds < 2 {
+            return fail("cv_folds", format!("{} must be at least 2", self.cv_folds));
         }
         if self.iterations == 0 || self.batch_size == 0 {
             return fail("iterations/batch_size", "must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The penalty to fit `labels` with: the grid's best by stratified cross-validation
+    /// (ties go to the larger penalty), or `weight_decay` when the grid is empty, the set is
+    /// larger than `cv_max_examples` or a class has fewer than `cv_folds` examples.
+    /// Each fold is standardized with its own training rows.
+    pub fn select_weight_decay<B: Backend>(
+        &self,
+        x: &Tensor<B, 2>,
+        labels: &[usize],
+        classes: usize,
+    ) -> Result<f64> {
+        self.validate()?;
+        let mut per_class = vec![0usize; classes];
+        for &l in labels {
+            check_classes(&[l], classes)?;
+            per_class[l] += 1;
+        }
+        let too_few = per_class.iter().any(|&c| c > 0 && c < self.cv_folds);
+        if self.weight_decay_grid.is_empty() || labels.len() > self.cv_max_examples || too_few {
+            return Ok(self.weight_decay);
+        }
+        // Stratified folds: the i-th example of each class goes to fold i mod k.
+        let mut seen = vec![0usize; classes];
+        let fold: Vec<usize> = labels
+            .iter()
+            .map(|&l| {
+                seen[l] += 1;
+                (seen[l] - 1) % self.cv_folds
+            })
+            .collect();
+        let features = Features {
+            x: x.clone(),
+            labels: labels.to_vec(),
+        };
+        let splits: Vec<(Features<B>, Features<B>)> = (0..self.cv_folds)
+            .map(|k| {
+                let (val, train): (Vec<usize>, Vec<usize>) =
+                    (0..labels.len()).partition(|&i| fold[i] == k);
+                (features.select(&train), features.select(&val))
+            })
+            .collect();
+        let mut best = (0usize, self.weight_decay);
+        for &wd in &self.weight_decay_grid {
+            let config = Self {
+                weight_decay: wd,
+                weight_decay_grid: Vec::new(),
+                ..self.clone()
+            };
+            let mut correct = 0;
+            for (train, val) in &splits {
+                let scaler = Standardizer::fit(&train.x);
+                let probe = LogisticRegression::fit(
+                    &scaler.apply(train.x.clone()),
+                    &train.labels,
+                    classes,
+                    &config,
+                )?;
+                let predicted = probe.predict(scaler.apply(val.x.clone()));
+                correct += predicted
+                    .iter()
+                    .zip(&val.labels)
+                    .filter(|(p, l)| p == l)
+                    .count();
+            }
+            if correct >= best.0 {
+                best = (correct, wd);
+            }
+        }
+        Ok(best.1)
     }
 }
 
@@ -344,6 +435,7 @@ mod tests {
             weight_decay: 1e-2,
             iterations: 500,
             batch_size: 128,
+            ..LinearProbeConfig::default()
         };
         let scaler = Standardizer::fit(&features.train.x);
         let probe = LogisticRegression::fit(
@@ -401,5 +493,62 @@ mod tests {
             ..config
         };
         assert!(LogisticRegression::fit(&x, &[0, 1, 1], 2, &bad).is_err());
+    }
+
+    /// Two informative columns and eight of noise, `n` rows per class of 2.
+    fn noisy_two_class(n: usize) -> (Tensor<B, 2>, Vec<usize>) {
+        let mut data = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..2 * n {
+            let class = i % 2;
+            let sign = if class == 0 { -1.0 } else { 1.0 };
+            data.push(sign + 0.3 * ((i * 7) % 5) as f32 / 5.0);
+            data.push(sign * 0.5);
+            // Noise columns: a fixed pseudo-random pattern, the same for both classes.
+            data.extend((0..8).map(|j| (((i * 31 + j * 17) % 23) as f32 / 23.0 - 0.5) * 4.0));
+            labels.push(class);
+        }
+        (
+            Tensor::from_data(TensorData::new(data, [2 * n, 10]), &Default::default()),
+            labels,
+        )
+    }
+
+    #[test]
+    fn weight_decay_is_chosen_from_the_grid_by_cross_validation() {
+        let (x, labels) = noisy_two_class(12);
+        let config = LinearProbeConfig {
+            weight_decay_grid: vec![1e-3, 1e-1, 1e3],
+            iterations: 300,
+            ..LinearProbeConfig::default()
+        };
+        let chosen = config.select_weight_decay(&x, &labels, 2).unwrap();
+        // A penalty of 1000 shrinks every weight to nothing (chance on held-out folds), so
+        // the search must pick one of the others.
+        assert!(config.weight_decay_grid[..2].contains(&chosen), "{chosen}");
+        // Too few examples per class for three folds, an empty grid, or more examples than
+        // the cap: the fixed penalty.
+        let (x2, labels2) = noisy_two_class(2);
+        assert_eq!(
+            config.select_weight_decay(&x2, &labels2, 2).unwrap(),
+            config.weight_decay
+        );
+        let fixed = LinearProbeConfig {
+            weight_decay_grid: Vec::new(),
+            ..config.clone()
+        };
+        assert_eq!(fixed.select_weight_decay(&x, &labels, 2).unwrap(), 1e-4);
+        let capped = LinearProbeConfig {
+            cv_max_examples: 10,
+            ..config.clone()
+        };
+        assert_eq!(capped.select_weight_decay(&x, &labels, 2).unwrap(), 1e-4);
+        // Bad settings and labels are refused.
+        let bad = LinearProbeConfig {
+            weight_decay_grid: vec![0.1, -1.0],
+            ..config.clone()
+        };
+        assert!(bad.select_weight_decay(&x, &labels, 2).is_err());
+        assert!(config.select_weight_decay(&x, &labels, 1).is_err());
     }
 }

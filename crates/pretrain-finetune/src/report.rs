@@ -19,6 +19,9 @@ pub struct SeedResult {
     pub metrics: ClassificationReport,
     /// Wall-clock seconds of this seed (training and evaluation).
     pub seconds: f64,
+    /// The linear probe's L2 penalty (chosen by cross-validation when it searched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
 }
 
 /// One strategy evaluated at one label budget (serde JSON).

@@ -54,7 +54,7 @@ impl StepModel {
             .find(|m| m.name() == name)
             .ok_or_else(|| {
                 let valid: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-                RecipeError::field(
+                RecipeError::option(
                     "--model",
                     format!("unknown model {name:?}; valid: {}", valid.join(", ")),
                 )
@@ -117,11 +117,11 @@ pub struct StepBenchResult {
 /// Runs the benchmark on the configured backend.
 pub fn bench_step(config: &StepBenchConfig) -> Result<StepBenchResult> {
     if config.steps == 0 {
-        return Err(RecipeError::field("--steps", "must be at least 1"));
+        return Err(RecipeError::option("--steps", "must be at least 1"));
     }
     let batch = config.batch.unwrap_or(config.model.default_batch());
     if batch == 0 {
-        return Err(RecipeError::field("--batch", "must be at least 1"));
+        return Err(RecipeError::option("--batch", "must be at least 1"));
     }
     let task = StepTask {
         config,
@@ -148,7 +148,7 @@ pub fn set_threads(threads: usize) -> Result<()> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
-        .map_err(|e| RecipeError::field("--threads", format!("cannot set {threads}: {e}")))
+        .map_err(|e| RecipeError::option("--threads", format!("cannot set {threads}: {e}")))
 }
 
 /// The comparison table: one row per workload with `(ours, pytorch)` results, the ratio
@@ -303,7 +303,7 @@ where
     Box::new(move || {
         let current = objective
             .take()
-            .ok_or_else(|| RecipeError::field("step", "an earlier step failed"))?;
+            .ok_or_else(|| RecipeError::option("step", "an earlier step failed"))?;
         let out = current.forward_step(batch.clone())?;
         let grads = GradientsParams::from_grads(out.loss.backward(), &current);
         let updated = optimizer.step(1e-4, current, grads);
@@ -314,7 +314,7 @@ where
         };
         objective = Some(updated.after_optimizer_step(out.carry, progress));
         B::sync(&device).map_err(|e| {
-            RecipeError::field("--backend", format!("device failed during the step: {e:?}"))
+            RecipeError::option("--backend", format!("device failed during the step: {e:?}"))
         })
     })
 }

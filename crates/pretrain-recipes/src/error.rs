@@ -29,6 +29,14 @@ pub enum RecipeError {
         /// What is wrong, with the valid choices where there is a list.
         message: String,
     },
+    /// A command-line option of a benchmark is not allowed.
+    #[error("{option}: {message}")]
+    Option {
+        /// The option, as written on the command line (`--batch`).
+        option: String,
+        /// What is wrong, with the valid choices where there is a list.
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     Io {
@@ -61,6 +69,13 @@ impl RecipeError {
     pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Field {
             field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn option(option: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Option {
+            option: option.into(),
             message: message.into(),
         }
     }
