@@ -6,6 +6,17 @@ fn pretrain() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pretrain"))
 }
 
+/// The standard output of a run that must have succeeded (else both streams in the failure).
+fn succeeded(output: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn pipeline_quick_writes_its_report() {
     let out = tempfile::tempdir().unwrap();
@@ -74,12 +85,7 @@ fn recipes_pretrain_and_finetune_from_the_command_line() {
         .arg(run.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     assert!(stdout.contains("dae-digits: 5 steps on flex"), "{stdout}");
 
     let output = pretrain()
@@ -95,12 +101,7 @@ fn recipes_pretrain_and_finetune_from_the_command_line() {
         .arg(run.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     assert!(stdout.contains("knn") && stdout.contains("all"), "{stdout}");
     assert!(run.path().join("finetune/knn-5.json").is_file());
 
@@ -131,12 +132,7 @@ fn demo_quick_compares_every_method_and_writes_the_report() {
         .arg(out.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     assert!(
         stdout.contains("| pretrained-linear-probe | simclr-fashion-mnist |"),
         "{stdout}"
@@ -184,12 +180,7 @@ fn bench_step_prints_one_json_line_with_the_measurements() {
         .args(["--steps", "2", "--warmup", "1", "--threads", "1"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     let result: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
