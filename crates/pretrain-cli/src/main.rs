@@ -27,7 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The demo: pre-train with recipes on unlabeled Fashion-MNIST, then compare with
-    /// baselines at 1, 10 and 100 labels per class and all labels; writes report.json/report.md.
+    /// baselines at 1, 10 and 100 labels per class and all labels; writes report.json,
+    /// report.md and PNG plots.
     Demo {
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
