@@ -123,11 +123,7 @@ pub fn bench_step(config: &StepBenchConfig) -> Result<StepBenchResult> {
     if batch == 0 {
         return Err(RecipeError::option("--batch", "must be at least 1"));
     }
-    let task = StepTask {
-        config,
-        batch,
-        seed: 0,
-    };
+    let task = StepTask { config, batch };
     let times = pretrain::dispatch_backend!(config.backend, Precision::F32, task)??;
     let median = median(&times);
     Ok(StepBenchResult {
@@ -208,20 +204,14 @@ pub fn peak_rss_mb() -> Option<f64> {
 struct StepTask<'a> {
     config: &'a StepBenchConfig,
     batch: usize,
-    seed: u64,
 }
 
 impl BackendTask for StepTask<'_> {
     type Output = Result<Vec<f64>>;
 
     fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
-        let StepTask {
-            config,
-            batch,
-            seed,
-        } = self;
-        B::seed(&device, seed);
-        let mut step = prepare_step::<B>(config.model, batch, seed, &device)?;
+        let StepTask { config, batch } = self;
+        let mut step = prepare_step::<B>(config.model, batch, 0, &device)?;
         let mut times = Vec::with_capacity(config.steps);
         for i in 0..config.warmup + config.steps {
             let started = Instant::now();
@@ -242,7 +232,8 @@ fn cycled<I, D: Dataset<I>>(data: &D, n: usize) -> Vec<I> {
     (0..n).filter_map(|i| data.get(i % data.len())).collect()
 }
 
-/// Builds `model`'s objective, an AdamW optimizer and one batch of `batch` items from the
+/// Builds `model`'s objective (burn's generator seeded with `seed` first, so every caller
+/// times the same weights), an AdamW optimizer and one batch of `batch` items from the
 /// shipped real data (Fashion-MNIST sample, Moby Dick); each call of the returned closure is
 /// one training step (forward, backward, update at lr 1e-4, after-step hook) with the device
 /// synchronized at its end (GPU backends run asynchronously).
@@ -252,6 +243,7 @@ pub fn prepare_step<B: AutodiffBackend>(
     seed: u64,
     device: &B::Device,
 ) -> Result<PreparedStep> {
+    B::seed(device, seed);
     let images = || samples::fashion_mnist().map(InMemDataset::new);
     Ok(match model {
         StepModel::MaeVitTiny => {
