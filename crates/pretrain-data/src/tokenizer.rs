@@ -9,14 +9,16 @@ use serde::{Deserialize, Serialize};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainerBuilder};
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
-    AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams,
+    AddedToken, NormalizedString, Normalizer, OffsetReferential, OffsetType, PaddingDirection,
+    PaddingParams, PaddingStrategy, PreTokenizedString, PreTokenizer, Tokenizer, Trainer,
+    TruncationParams,
 };
 
 use crate::error::{DataError, Result};
@@ -32,8 +34,9 @@ pub enum TokenizerKind {
     ByteLevelBpe,
 }
 
-/// How a tokenizer is trained.
+/// How a tokenizer is trained (fields left out of a serialized config take their defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TokenizerTrainConfig {
     /// Subword algorithm.
     pub kind: TokenizerKind,
@@ -97,8 +100,99 @@ fn tok_err(path: Option<&Path>, e: impl std::fmt::Display) -> DataError {
     }
 }
 
+/// First code point of the private-use planes that stand for word-continuing characters
+/// while the vocabulary is learned.
+const CONTINUATION_BASE: u32 = 0xF_0000;
+
+/// `word` with every character after the first moved into the private-use planes, so that the
+/// trainer sees word-continuing pieces as characters of their own. Hugging Face's WordPiece
+/// trainer instead numbers its `##` pieces in hash-map order, which makes the learned ids (and
+/// merges tied on count) differ from run to run; here every symbol is a character, numbered
+/// in sorted order. Characters that cannot be moved (above U+1FFFF, or private-use already)
+/// are left out of training; they tokenize as `[UNK]`, as unseen characters do.
+fn mark_continuations(word: &str) -> Option<String> {
+    let mut marked = String::with_capacity(word.len() * 2);
+    for (i, c) in word.chars().enumerate() {
+        let code = c as u32;
+        if code >= CONTINUATION_BASE || (i > 0 && code >= 0x2_0000) {
+            continue;
+        }
+        let c = if i == 0 {
+            c
+        } else {
+            char::from_u32(CONTINUATION_BASE + code).expect("below U+110000, not a surrogate")
+        };
+        marked.push(c);
+    }
+    (!marked.is_empty()).then_some(marked)
+}
+
+/// A learned piece back in WordPiece's spelling: marked characters unmarked, `##` in front of
+/// a piece that continues a word.
+fn unmark(piece: &str) -> String {
+    let mut out = String::with_capacity(piece.len() + 2);
+    for (i, c) in piece.chars().enumerate() {
+        let code = c as u32;
+        if code >= CONTINUATION_BASE {
+            if i == 0 {
+                out.push_str("##");
+            }
+            out.push(char::from_u32(code - CONTINUATION_BASE).expect("marked from a char"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Learns a WordPiece vocabulary the way BERT's is made (byte-pair merges over the normalized,
+/// pre-tokenized words, then used greedily longest-first), deterministically.
+fn train_wordpiece_vocab(
+    corpus: &[String],
+    normalizer: &BertNormalizer,
+    config: &TokenizerTrainConfig,
+    specials: Vec<AddedToken>,
+) -> Result<WordPiece> {
+    let mut trainer = BpeTrainerBuilder::new()
+        .vocab_size(config.vocab_size)
+        .min_frequency(config.min_frequency)
+        .special_tokens(specials)
+        .show_progress(false)
+        .build();
+    trainer
+        .feed(corpus.iter(), |document| {
+            let mut normalized = NormalizedString::from(document);
+            normalizer.normalize(&mut normalized)?;
+            let mut words = PreTokenizedString::from(normalized);
+            BertPreTokenizer.pre_tokenize(&mut words)?;
+            Ok(words
+                .get_splits(OffsetReferential::Original, OffsetType::Byte)
+                .into_iter()
+                .filter_map(|(word, _, _)| mark_continuations(word))
+                .collect())
+        })
+        .map_err(|e| tok_err(None, e))?;
+    let mut bpe = BPE::default();
+    trainer.train(&mut bpe).map_err(|e| tok_err(None, e))?;
+    let vocab: serde_json::Map<String, serde_json::Value> = bpe
+        .get_vocab()
+        .into_iter()
+        .map(|(piece, id)| (unmark(&piece), id.into()))
+        .collect();
+    // The model's own serialized form (it borrows strings, so parse from text).
+    let model = serde_json::json!({
+        "type": "WordPiece",
+        "unk_token": "[UNK]",
+        "continuing_subword_prefix": "##",
+        "max_input_chars_per_word": 100,
+        "vocab": vocab,
+    });
+    serde_json::from_str(&model.to_string()).map_err(|e| tok_err(None, e))
+}
+
 impl TextTokenizer {
-    /// Trains a vocabulary on `corpus` (offline, deterministic for a given corpus and config).
+    /// Trains a vocabulary on `corpus` (offline; the same corpus and config give the same
+    /// vocabulary and ids in every process).
     pub fn train(corpus: &[String], config: &TokenizerTrainConfig) -> Result<Self> {
         if corpus.iter().all(|d| d.trim().is_empty()) {
             return Err(DataError::config("tokenizer corpus", "is empty"));
@@ -117,42 +211,37 @@ impl TextTokenizer {
             .iter()
             .map(|t| AddedToken::from(*t, true))
             .collect();
-        let (mut tokenizer, mut trainer) = match config.kind {
+        let mut tokenizer = match config.kind {
             TokenizerKind::WordPiece => {
-                let mut t = Tokenizer::new(ModelWrapper::WordPiece(WordPiece::default()));
-                t.with_normalizer(Some(BertNormalizer::new(
-                    true,
-                    true,
-                    None,
-                    config.lowercase,
-                )));
+                let normalizer = BertNormalizer::new(true, true, None, config.lowercase);
+                let vocab = train_wordpiece_vocab(corpus, &normalizer, config, specials.clone())?;
+                let mut t = Tokenizer::new(ModelWrapper::WordPiece(vocab));
+                t.with_normalizer(Some(normalizer));
                 t.with_pre_tokenizer(Some(BertPreTokenizer));
                 t.with_decoder(Some(WordPieceDecoder::default()));
-                let trainer = WordPieceTrainerBuilder::new()
-                    .vocab_size(config.vocab_size)
-                    .min_frequency(config.min_frequency)
-                    .special_tokens(specials)
-                    .show_progress(false)
-                    .build();
-                (t, TrainerWrapper::WordPieceTrainer(trainer))
+                t
             }
             TokenizerKind::ByteLevelBpe => {
+                // The whole byte alphabet is given up front and sorted, so ids (and merge ties)
+                // never depend on hash-map order: the trainer is deterministic as it is.
                 let mut t = Tokenizer::new(ModelWrapper::BPE(BPE::default()));
                 t.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
                 t.with_decoder(Some(ByteLevelDecoder::default()));
-                let trainer = BpeTrainerBuilder::new()
-                    .vocab_size(config.vocab_size)
-                    .min_frequency(config.min_frequency)
-                    .special_tokens(specials)
-                    .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-                    .show_progress(false)
-                    .build();
-                (t, TrainerWrapper::BpeTrainer(trainer))
+                let mut trainer = TrainerWrapper::BpeTrainer(
+                    BpeTrainerBuilder::new()
+                        .vocab_size(config.vocab_size)
+                        .min_frequency(config.min_frequency)
+                        .special_tokens(specials.clone())
+                        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+                        .show_progress(false)
+                        .build(),
+                );
+                t.train(&mut trainer, corpus.iter())
+                    .map_err(|e| tok_err(None, e))?;
+                t
             }
         };
-        tokenizer
-            .train(&mut trainer, corpus.iter())
-            .map_err(|e| tok_err(None, e))?;
+        tokenizer.add_special_tokens(&specials);
         let id = |t: &str| {
             tokenizer
                 .token_to_id(t)
@@ -384,6 +473,31 @@ mod tests {
         );
         assert_eq!(loaded.mask_vocab(), tok.mask_vocab());
         assert_eq!(tok.mask_vocab().special_ids, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn training_gives_the_same_ids_every_time_with_wordpiece_pieces() {
+        for kind in [TokenizerKind::WordPiece, TokenizerKind::ByteLevelBpe] {
+            // Each training builds fresh hash maps with fresh random keys.
+            let (a, b) = (trained(kind), trained(kind));
+            assert_eq!(a.inner.get_vocab(true), b.inner.get_vocab(true), "{kind:?}");
+        }
+        let tok = trained(TokenizerKind::WordPiece);
+        let vocab = tok.inner.get_vocab(true);
+        assert!(vocab.contains_key("##ing") && vocab.contains_key("whale"));
+        assert!(
+            vocab
+                .keys()
+                .all(|p| p.chars().all(|c| (c as u32) < CONTINUATION_BASE))
+        );
+        let marked = mark_continuations("Ahab's").unwrap();
+        assert_eq!(marked.chars().next(), Some('A'));
+        assert_eq!(unmark(&marked), "Ahab's");
+        assert_eq!(
+            unmark(&marked.chars().skip(1).collect::<String>()),
+            "##hab's"
+        );
+        assert_eq!(mark_continuations("\u{F0041}"), None);
     }
 
     #[test]

@@ -4,18 +4,20 @@
 use std::path::{Path, PathBuf};
 
 use pretrain::backend::{BackendKind, BackendTask};
+use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
-use pretrain::data::batch::ImageBatcher;
+use pretrain::data::Labeled;
+use pretrain::data::batch::{ImageBatcher, TextBatcher};
 use pretrain::finetune::{
-    Backbone, FinetuneReport, FrozenFeatures, Strategy, ToLabeled, evaluate_finetune,
-    evaluate_frozen,
+    Backbone, FinetuneReport, FrozenFeatures, LabeledBatch, LabeledTask, Strategy, ToLabeled,
+    evaluate_finetune, evaluate_frozen,
 };
 use pretrain::models::{ImageEncoderConfig, load_safetensors};
 use pretrain::train::Precision;
 
 use crate::data;
 use crate::error::{RecipeError, Result};
-use crate::models::{self, ModelConfig};
+use crate::models::{self, ModelConfig, TextInputs};
 use crate::pretrain::{RECIPE_FILE, encoder_weights};
 use crate::recipe::{EvaluateSpec, Recipe};
 
@@ -84,13 +86,15 @@ struct Job<'a> {
     options: &'a FinetuneOptions,
 }
 
-/// The encoder of `recipe`: loaded from `weights` when given, else freshly initialized.
+/// The encoder of `recipe`: loaded from `weights` when given, else freshly initialized. Text
+/// encoders take their vocabulary and length from `text` (the run's tokenizer).
 pub fn load_backbone<B: Backend>(
     recipe: &Recipe,
+    text: Option<TextInputs>,
     weights: Option<&Path>,
     device: &B::Device,
 ) -> Result<Backbone<B>> {
-    let model = models::resolve(&recipe.model)?;
+    let model = models::resolve(&recipe.model, text)?;
     let masked_image = matches!(recipe.objective.kind.as_str(), "mae" | "simmim");
     Ok(match model {
         // MAE and SimMIM save their ViT itself, not the image-encoder enum around it.
@@ -115,6 +119,13 @@ pub fn load_backbone<B: Backend>(
             }
             Backbone::Autoencoder(model)
         }
+        ModelConfig::Text(config) => {
+            let mut bert = config.init(device)?;
+            if let Some(path) = weights {
+                bert = load_safetensors(bert, path)?;
+            }
+            Backbone::Text(bert)
+        }
     })
 }
 
@@ -122,17 +133,50 @@ impl BackendTask for Job<'_> {
     type Output = Result<Vec<FinetuneReport>>;
 
     fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+        let spec = &self.recipe.data;
+        if data::is_text(&spec.dataset) {
+            let texts = data::load_text(spec)?;
+            let tokenizer = data::tokenizer(&texts, spec, self.options.from.as_deref())?;
+            let task = data::tokenize(&texts, &tokenizer, spec)?;
+            let text = TextInputs {
+                vocab_size: tokenizer.vocab_size(),
+                max_tokens: spec.max_tokens(),
+            };
+            self.evaluate::<B, _, _>(&task, &ToLabeled(TextBatcher), Some(text), &device)
+        } else {
+            let task = data::load(spec)?;
+            let batcher = ToLabeled(ImageBatcher {
+                normalize: data::normalization(spec),
+            });
+            self.evaluate::<B, _, _>(&task, &batcher, None, &device)
+        }
+    }
+}
+
+impl Job<'_> {
+    /// Every strategy at every budget on `task`, each report also written to `options.out`.
+    fn evaluate<B, I, T>(
+        self,
+        task: &LabeledTask<I>,
+        batcher: &T,
+        text: Option<TextInputs>,
+        device: &B::Device,
+    ) -> Result<Vec<FinetuneReport>>
+    where
+        B: AutodiffBackend,
+        I: Labeled + Clone + Send + Sync + std::fmt::Debug + 'static,
+        T: Batcher<B, I, LabeledBatch<B>>
+            + Batcher<B::InnerBackend, I, LabeledBatch<B::InnerBackend>>
+            + Clone
+            + 'static,
+    {
         let Job {
             recipe,
             evaluate,
             options,
         } = self;
-        let task = data::load(&recipe.data)?;
-        let batcher = ToLabeled(ImageBatcher {
-            normalize: data::normalization(&recipe.data),
-        });
         let weights = options.from.as_ref().map(|dir| encoder_weights(dir));
-        let feature_dim = models::resolve(&recipe.model)?.feature_dim();
+        let feature_dim = models::resolve(&recipe.model, text)?.feature_dim();
         let budgets: Vec<Option<usize>> = evaluate
             .labels_per_class
             .iter()
@@ -147,36 +191,40 @@ impl BackendTask for Job<'_> {
             for &budget in &budgets {
                 let report = if strategy.is_frozen() {
                     if frozen.is_none() {
-                        B::seed(&device, recipe.seed);
-                        let encoder =
-                            load_backbone::<B::InnerBackend>(recipe, weights.as_deref(), &device)?;
+                        B::seed(device, recipe.seed);
+                        let encoder = load_backbone::<B::InnerBackend>(
+                            recipe,
+                            text,
+                            weights.as_deref(),
+                            device,
+                        )?;
                         let batch = settings.linear_probe.batch_size;
                         frozen = Some(FrozenFeatures::extract(
-                            &encoder, &task, &batcher, batch, &device,
+                            &encoder, task, batcher, batch, device,
                         )?);
                     }
                     let features = frozen.as_ref().expect("extracted above");
-                    evaluate_frozen(strategy, features, &task, budget, &seeds, settings)?
+                    evaluate_frozen(strategy, features, task, budget, &seeds, settings)?
                 } else {
                     evaluate_finetune::<B, _, _>(
                         strategy,
                         || {
-                            load_backbone::<B>(recipe, weights.as_deref(), &device).map_err(|e| {
-                                pretrain::finetune::FinetuneError::Config {
+                            load_backbone::<B>(recipe, text, weights.as_deref(), device).map_err(
+                                |e| pretrain::finetune::FinetuneError::Config {
                                     field: "encoder",
                                     message: e.to_string(),
-                                }
-                            })
+                                },
+                            )
                         },
                         feature_dim,
-                        &task,
-                        &batcher,
+                        task,
+                        batcher,
                         budget,
                         &seeds,
                         settings,
                         &options.out.join("runs"),
                         options.quiet,
-                        &device,
+                        device,
                     )?
                 };
                 let labels = budget.map_or("all".to_string(), |k| k.to_string());

@@ -1,7 +1,7 @@
 //! Model presets a recipe may name, with overrides applied.
 
 use pretrain::models::{
-    AutoencoderConfig, ConvAutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig,
+    AutoencoderConfig, BertConfig, ConvAutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig,
     ResNetConfig, SmallCnnConfig, VitConfig,
 };
 
@@ -10,13 +10,24 @@ use crate::overrides::apply;
 use crate::recipe::ModelSpec;
 
 /// Preset names a recipe may use.
-pub const PRESETS: [&str; 5] = [
+pub const PRESETS: [&str; 7] = [
     "small-cnn-28",
     "resnet10-narrow",
     "vit-tiny-28",
     "mlp-ae-digits",
     "conv-ae-28",
+    "bert-tiny",
+    "bert-mini",
 ];
+
+/// What a text preset takes from the data: the tokenizer's vocabulary and the sequence length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextInputs {
+    /// Vocabulary size of the trained tokenizer.
+    pub vocab_size: usize,
+    /// Tokens per text (the encoder's positions).
+    pub max_tokens: usize,
+}
 
 /// A resolved model configuration.
 #[derive(Debug, Clone)]
@@ -25,12 +36,27 @@ pub enum ModelConfig {
     Image(ImageEncoderConfig),
     /// An autoencoder (denoising objective).
     Autoencoder(AutoencoderConfig),
+    /// A BERT text encoder (masked language modeling).
+    Text(BertConfig),
 }
 
-/// The preset of `spec` with its overrides.
-pub fn resolve(spec: &ModelSpec) -> Result<ModelConfig> {
+/// The preset of `spec` with its overrides; text presets need `text` (from the tokenizer).
+pub fn resolve(spec: &ModelSpec, text: Option<TextInputs>) -> Result<ModelConfig> {
     let o = &spec.overrides;
     let f = "model.overrides";
+    let bert = |preset: fn(usize) -> BertConfig| -> Result<ModelConfig> {
+        let text = text.ok_or_else(|| {
+            RecipeError::field(
+                "model.preset",
+                format!(
+                    "{} is a text encoder: it needs a text data set",
+                    spec.preset
+                ),
+            )
+        })?;
+        let config = preset(text.vocab_size).with_max_position(text.max_tokens);
+        Ok(ModelConfig::Text(apply(&config, o, f)?))
+    };
     Ok(match spec.preset.as_str() {
         "small-cnn-28" => ModelConfig::Image(ImageEncoderConfig::SmallCnn(apply(
             &SmallCnnConfig::small_cnn_28(),
@@ -57,6 +83,8 @@ pub fn resolve(spec: &ModelSpec) -> Result<ModelConfig> {
             o,
             f,
         )?)),
+        "bert-tiny" => bert(BertConfig::bert_tiny)?,
+        "bert-mini" => bert(BertConfig::bert_mini)?,
         other => {
             return Err(RecipeError::field(
                 "model.preset",
@@ -72,6 +100,7 @@ impl ModelConfig {
         match self {
             Self::Image(c) => c.feature_dim(),
             Self::Autoencoder(c) => c.latent_dim(),
+            Self::Text(c) => c.hidden,
         }
     }
 }

@@ -8,14 +8,17 @@ use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::tensor::backend::AutodiffBackend;
+use pretrain::data::TextItem;
 use pretrain::data::augment::{AugmentedDataset, MultiView, Pipeline};
-use pretrain::data::batch::ViewsBatcher;
+use pretrain::data::batch::{TextBatcher, ViewsBatcher};
 use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
 use pretrain::data::rng::EpochSeeded;
+use pretrain::data::text_dataset::MlmDataset;
+use pretrain::data::tokenizer::TextTokenizer;
 use pretrain::models::{ImageEncoderConfig, MaeConfig};
 use pretrain::objectives::{
-    BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MoCoConfig, Objective,
-    SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
+    BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MlmConfig, MoCoConfig,
+    Objective, SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
 };
 use pretrain::train::{RunOptions, pretrain};
 use serde::Serialize;
@@ -23,12 +26,12 @@ use serde::de::DeserializeOwned;
 
 use crate::data;
 use crate::error::{RecipeError, Result};
-use crate::models::{self, ModelConfig};
+use crate::models::{self, ModelConfig, TextInputs};
 use crate::overrides::apply;
 use crate::recipe::Recipe;
 
 /// Objective kinds a recipe may name.
-pub const OBJECTIVES: [&str; 9] = [
+pub const OBJECTIVES: [&str; 10] = [
     "simclr",
     "moco",
     "byol",
@@ -38,6 +41,7 @@ pub const OBJECTIVES: [&str; 9] = [
     "mae",
     "simmim",
     "dae",
+    "mlm",
 ];
 
 /// The file a run directory keeps its recipe in (read back by `finetune --from`).
@@ -97,17 +101,44 @@ impl BackendTask for Job<'_> {
 
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output {
         let Job { recipe, options } = self;
+        let spec = &recipe.objective;
+        if !OBJECTIVES.contains(&spec.kind.as_str()) {
+            return Err(RecipeError::field(
+                "objective.kind",
+                format!(
+                    "unknown objective {:?}; valid: {}",
+                    spec.kind,
+                    OBJECTIVES.join(", ")
+                ),
+            ));
+        }
+        if data::is_text(&recipe.data.dataset) {
+            let task = data::load_text(&recipe.data)?;
+            let texts = data::unlabeled_texts(&task, &recipe.data);
+            let recipe = &as_run(recipe, options, texts.len())?;
+            let tokenizer = data::tokenizer(&task, &recipe.data, None)?;
+            tokenizer.save(&options.out.join(data::TOKENIZER_FILE))?;
+            B::seed(&device, recipe.seed);
+            let run = Runner {
+                recipe,
+                options,
+                kind,
+                device: &device,
+            };
+            return run.texts::<B>(texts, &tokenizer);
+        }
+        if spec.kind == "mlm" {
+            return Err(RecipeError::field(
+                "data.dataset",
+                format!(
+                    "objective mlm needs a text data set ({})",
+                    data::TEXT_DATASETS.join(", ")
+                ),
+            ));
+        }
         let task = data::load(&recipe.data)?;
         let images = data::unlabeled(&task, &recipe.data);
-        // The recipe as run (steps resolved from epochs), kept for `finetune --from`.
-        let mut recipe = recipe.clone();
-        if let Some(epochs) = options.epochs {
-            recipe.train.steps = recipe.train.steps_for_epochs(epochs, images.len());
-        }
-        let recipe = &recipe;
-        let recipe_path = options.out.join(RECIPE_FILE);
-        std::fs::write(&recipe_path, recipe.to_toml())
-            .map_err(|e| RecipeError::io(&recipe_path, e))?;
+        let recipe = &as_run(recipe, options, images.len())?;
         let images = InMemDataset::new(images);
         let normalize = data::normalization(&recipe.data);
         let clean = normalize.clone().map(Pipeline::eval).unwrap_or_default();
@@ -121,16 +152,6 @@ impl BackendTask for Job<'_> {
         let spec = &recipe.objective;
         let f = "objective.overrides";
         let seed = recipe.seed;
-        if !OBJECTIVES.contains(&spec.kind.as_str()) {
-            return Err(RecipeError::field(
-                "objective.kind",
-                format!(
-                    "unknown objective {:?}; valid: {}",
-                    spec.kind,
-                    OBJECTIVES.join(", ")
-                ),
-            ));
-        }
         // Masked-image objectives: the data masks the ViT's patches.
         macro_rules! masked {
             ($config:expr, $vit:expr) => {{
@@ -145,7 +166,7 @@ impl BackendTask for Job<'_> {
                 )
             }};
         }
-        match (spec.kind.as_str(), models::resolve(&recipe.model)?) {
+        match (spec.kind.as_str(), models::resolve(&recipe.model, None)?) {
             ("mae", ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
                 masked!(MaeObjectiveConfig::new(MaeConfig::new(vit.clone())), vit)
             }
@@ -184,8 +205,21 @@ impl BackendTask for Job<'_> {
             (kind, ModelConfig::Autoencoder(_)) => {
                 Err(needs(kind, "an image encoder, not an autoencoder"))
             }
+            (kind, ModelConfig::Text(_)) => Err(needs(kind, "an image encoder, not a text one")),
         }
     }
+}
+
+/// `recipe` as it runs (steps resolved from `--epochs` over `unlabeled` items), saved into the
+/// run directory for `finetune --from`.
+fn as_run(recipe: &Recipe, options: &PretrainOptions, unlabeled: usize) -> Result<Recipe> {
+    let mut recipe = recipe.clone();
+    if let Some(epochs) = options.epochs {
+        recipe.train.steps = recipe.train.steps_for_epochs(epochs, unlabeled);
+    }
+    let path = options.out.join(RECIPE_FILE);
+    std::fs::write(&path, recipe.to_toml()).map_err(|e| RecipeError::io(&path, e))?;
+    Ok(recipe)
 }
 
 fn needs(kind: &str, what: &str) -> RecipeError {
@@ -226,6 +260,47 @@ struct Runner<'a, D> {
 }
 
 impl<Dev: Clone> Runner<'_, Dev> {
+    /// Masked language modeling on `texts` with `tokenizer` (the only text objective).
+    fn texts<B: AutodiffBackend<Device = Dev>>(
+        self,
+        texts: Vec<TextItem>,
+        tokenizer: &TextTokenizer,
+    ) -> Result<PretrainSummary> {
+        let spec = &self.recipe.objective;
+        if spec.kind != "mlm" {
+            return Err(RecipeError::field(
+                "objective.kind",
+                format!(
+                    "{} needs images; text data sets pre-train with mlm",
+                    spec.kind
+                ),
+            ));
+        }
+        let max_tokens = self.recipe.data.max_tokens();
+        let inputs = TextInputs {
+            vocab_size: tokenizer.vocab_size(),
+            max_tokens,
+        };
+        let ModelConfig::Text(bert) = models::resolve(&self.recipe.model, Some(inputs))? else {
+            return Err(needs("mlm", "a text encoder (bert-tiny, bert-mini)"));
+        };
+        let config = apply(
+            &MlmConfig::new(bert),
+            &spec.overrides,
+            "objective.overrides",
+        )?;
+        let masker = spec.mask.clone().unwrap_or_default();
+        let data = MlmDataset::new(
+            InMemDataset::new(texts),
+            tokenizer,
+            max_tokens,
+            masker,
+            self.recipe.seed,
+        )?;
+        let objective = config.init::<B>(self.device)?;
+        self.train(objective, &config, data, TextBatcher)
+    }
+
     fn train<B, O, C, I, D, T>(
         self,
         objective: O,

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use pretrain::data::mask::TokenMasker;
+use pretrain::data::tokenizer::TokenizerTrainConfig;
 use pretrain::finetune::{Strategy, StrategySettings};
 use pretrain::train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "mae-fashion-mnist",
         include_str!("../../../recipes/mae-fashion-mnist.toml"),
     ),
+    ("mlm-text", include_str!("../../../recipes/mlm-text.toml")),
     (
         "simclr-fashion-mnist",
         include_str!("../../../recipes/simclr-fashion-mnist.toml"),
@@ -62,8 +65,10 @@ pub struct Recipe {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
-    /// `fashion-mnist` (full; `cargo xtask data`), `fashion-mnist-sample` (shipped 100 images)
-    /// or `digits` (shipped scikit-learn digits, 8x8).
+    /// Images: `fashion-mnist` (full; `cargo xtask data`), `fashion-mnist-sample` (shipped 100
+    /// images) or `digits` (shipped scikit-learn digits, 8x8). Texts: `spam-assassin` (6,046
+    /// e-mails, ham/spam; `cargo xtask data`), `spam-sample` (shipped 40 e-mails) or `tweets`
+    /// (38,158 tweets, negative/neutral/positive; `cargo xtask data`).
     pub dataset: String,
     /// Use at most this many unlabeled training images.
     #[serde(default)]
@@ -72,6 +77,26 @@ pub struct DataSpec {
     /// that reconstruct pixels in `[0, 1]`).
     #[serde(default = "yes")]
     pub normalize: bool,
+    /// Texts: tokens per text, `[CLS]` and `[SEP]` included (longer texts are truncated);
+    /// default 128.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
+    /// Texts: how the WordPiece tokenizer is trained on the unlabeled training texts; default
+    /// 8,000 tokens, lower-cased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerTrainConfig>,
+}
+
+impl DataSpec {
+    /// Tokens per text (texts).
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens.unwrap_or(128)
+    }
+
+    /// Tokenizer training settings (texts).
+    pub fn tokenizer(&self) -> TokenizerTrainConfig {
+        self.tokenizer.clone().unwrap_or_default()
+    }
 }
 
 fn yes() -> bool {
@@ -82,7 +107,8 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// `small-cnn-28`, `resnet10-narrow`, `vit-tiny-28`, `mlp-ae-digits` or `conv-ae-28`.
+    /// `small-cnn-28`, `resnet10-narrow`, `vit-tiny-28`, `mlp-ae-digits`, `conv-ae-28`, or for
+    /// text `bert-tiny` or `bert-mini` (vocabulary and positions from the data section).
     pub preset: String,
     /// Fields of the preset's configuration to change.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
@@ -93,11 +119,15 @@ pub struct ModelSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectiveSpec {
-    /// `simclr`, `moco`, `byol`, `simsiam`, `barlow-twins`, `vicreg`, `mae`, `simmim` or `dae`.
+    /// `simclr`, `moco`, `byol`, `simsiam`, `barlow-twins`, `vicreg`, `mae`, `simmim`, `dae`
+    /// or `mlm`.
     pub kind: String,
     /// Augmentation of the two views (contrastive objectives): `simclr` or `byol`.
     #[serde(default)]
     pub augment: Option<String>,
+    /// Token masking of `mlm` (default BERT's: 15% of tokens, 80% `[MASK]`, 10% random).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<TokenMasker>,
     /// Fields of the objective's preset configuration to change.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub overrides: serde_json::Value,

@@ -3,6 +3,7 @@
 use pretrain::backend::BackendKind;
 use pretrain::finetune::Strategy;
 use pretrain::models::VitConfig;
+use pretrain_recipes::models::TextInputs;
 use pretrain_recipes::overrides::apply;
 use pretrain_recipes::{
     EvaluateSpec, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run, run_finetune,
@@ -28,12 +29,18 @@ fn builtin_recipes_parse_and_name_valid_presets() {
         "byol-fashion-mnist",
         "vicreg-fashion-mnist",
         "dae-digits",
+        "mlm-text",
     ] {
         assert!(names.contains(&wanted), "{names:?}");
     }
     for recipe in &recipes {
         assert!(!recipe.description.is_empty());
-        pretrain_recipes::models::resolve(&recipe.model).unwrap();
+        // Text presets take their vocabulary from the tokenizer; any size does here.
+        let text = pretrain_recipes::data::is_text(&recipe.data.dataset).then(|| TextInputs {
+            vocab_size: 1000,
+            max_tokens: recipe.data.max_tokens(),
+        });
+        pretrain_recipes::models::resolve(&recipe.model, text).unwrap();
         // The saved form parses back to the same recipe.
         assert_eq!(&Recipe::parse(&recipe.to_toml(), "saved").unwrap(), recipe);
     }
@@ -133,6 +140,69 @@ fn contrastive_and_masked_recipes_run_on_the_shipped_sample() {
     }
 }
 
+/// The text recipe on the 40 shipped e-mails: pre-training trains and saves a tokenizer, MLM
+/// lowers its loss, and `finetune --from` reads both back; an untrained encoder retrains the
+/// same vocabulary.
+#[test]
+fn text_recipe_pretrains_with_its_own_tokenizer_and_fine_tunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recipe = Recipe::load("mlm-text").unwrap();
+    recipe.data.dataset = "spam-sample".into();
+    recipe.data.max_tokens = Some(32);
+    recipe.data.tokenizer = Some(pretrain::data::tokenizer::TokenizerTrainConfig {
+        vocab_size: 600,
+        ..Default::default()
+    });
+    recipe.train.steps = 12;
+    recipe.train.batch_size = 8;
+    let summary = quiet_run(&recipe, dir.path());
+    assert!(summary.finished && summary.steps_done == 12, "{summary:?}");
+    assert!(
+        summary.loss_start_end.1 < summary.loss_start_end.0,
+        "{summary:?}"
+    );
+    let saved = pretrain::data::tokenizer::TextTokenizer::from_file(
+        &dir.path().join(pretrain_recipes::data::TOKENIZER_FILE),
+    )
+    .unwrap();
+    assert!(saved.vocab_size() <= 600, "{}", saved.vocab_size());
+    let texts = pretrain_recipes::data::load_text(&recipe.data).unwrap();
+    assert_eq!(
+        (texts.train.len(), texts.test.len(), texts.num_classes),
+        (20, 20, 2)
+    );
+    let retrained = pretrain_recipes::data::tokenizer(&texts, &recipe.data, None).unwrap();
+    let tokenized = |t| pretrain_recipes::data::tokenize(&texts, t, &recipe.data).unwrap();
+    assert_eq!(tokenized(&saved).test, tokenized(&retrained).test);
+
+    let evaluate = EvaluateSpec {
+        strategies: vec![Strategy::LinearProbe, Strategy::Full],
+        labels_per_class: vec![3],
+        all_labels: false,
+        seeds: 1,
+        settings: {
+            let mut s = pretrain::finetune::StrategySettings::default();
+            s.finetune.train.steps = 2;
+            s
+        },
+    };
+    for from in [Some(dir.path().to_path_buf()), None] {
+        let options = FinetuneOptions {
+            from,
+            out: dir.path().join("finetune"),
+            quiet: true,
+        };
+        let reports = run_finetune(&recipe, &evaluate, BackendKind::Flex, &options).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[1].runs[0].train_examples, 6);
+        assert!(
+            reports
+                .iter()
+                .all(|r| (0.0..=1.0).contains(&r.accuracy_mean))
+        );
+    }
+}
+
 #[test]
 fn bad_recipes_are_refused_with_the_cause_named() {
     let err = Recipe::load("simclr-fashion").unwrap_err().to_string();
@@ -182,14 +252,45 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         err.contains("unknown objective \"simclrr\"") && err.contains("vicreg"),
         "{err}"
     );
+    recipe.objective.kind = "simclr".into();
     recipe.data.dataset = "cifar".into();
     let err = run_pretrain(&recipe, BackendKind::Flex, &options)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("data.dataset") && err.contains("fashion-mnist-sample"),
+        err.contains("data.dataset")
+            && err.contains("fashion-mnist-sample")
+            && err.contains("spam-assassin"),
         "{err}"
     );
+    // Text and images do not mix.
+    recipe.data.dataset = "spam-sample".into();
+    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("simclr needs images") && err.contains("mlm"),
+        "{err}"
+    );
+    let mut text = Recipe::load("mlm-text").unwrap();
+    text.data.dataset = "fashion-mnist-sample".into();
+    let err = run_pretrain(&text, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mlm needs a text data set"), "{err}");
+    text.data.dataset = "spam-sample".into();
+    text.model.preset = "small-cnn-28".into();
+    let err = run_pretrain(&text, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mlm needs a text encoder"), "{err}");
+    recipe.objective.kind = "simclr".into();
+    recipe.data.dataset = "fashion-mnist-sample".into();
+    recipe.model.preset = "bert-tiny".into();
+    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bert-tiny is a text encoder"), "{err}");
     if !BackendKind::Cuda.is_compiled() {
         let err = run_pretrain(
             &Recipe::load("dae-digits").unwrap(),

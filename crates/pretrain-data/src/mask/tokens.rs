@@ -28,8 +28,10 @@ pub enum MaskUnit {
     },
 }
 
-/// BERT-style masking configuration.
+/// BERT-style masking configuration (fields left out of a serialized config take BERT's
+/// defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TokenMasker {
     /// Share of (non-special) tokens selected for prediction.
     pub mask_prob: f32,

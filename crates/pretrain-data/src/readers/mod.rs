@@ -3,6 +3,7 @@
 
 pub mod cifar;
 pub mod csv_features;
+pub mod email;
 pub mod idx;
 pub mod image_folder;
 pub mod table;
@@ -10,6 +11,7 @@ pub mod text;
 
 pub use cifar::{CifarLabels, read_cifar_batch};
 pub use csv_features::read_csv_features;
+pub use email::{email_text, read_spam_assassin};
 pub use idx::{IdxArray, IdxPaths, read_idx, read_idx_images};
 pub use image_folder::{ColorMode, ImageFolder, ImageFolderOptions, read_image};
 pub use table::{Column, TableOptions};
