@@ -128,6 +128,20 @@ pub fn demo(
     out: PathBuf,
     quiet: bool,
 ) -> Result<()> {
+    if !quick {
+        // The data sets the recipes name that are obtained rather than shipped.
+        let mut needed: Vec<String> = Vec::new();
+        for name in &recipes {
+            let dataset = Recipe::load(name)?.data.dataset;
+            let remote = pretrain::data::catalog::remote_dataset(&dataset).is_ok();
+            if remote && !needed.contains(&dataset) {
+                needed.push(dataset);
+            }
+        }
+        if !needed.is_empty() {
+            crate::data::obtain(&needed)?;
+        }
+    }
     let config = DemoConfig {
         backend: backend.parse()?,
         quick,

@@ -160,14 +160,40 @@ fn demo_quick_compares_every_method_and_writes_the_report() {
         let accuracy = r["accuracy_mean"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&accuracy), "{r}");
         assert!(r["labels_per_class"].is_null() || r["labels_per_class"].as_u64().is_some());
-        assert_eq!(r["dataset"], "fashion-mnist-sample");
+        // Text rows are named after the labeled text set; raw pixels exist for images only.
+        let text = r["objective"] == "mlm";
+        let dataset = if text { "spam-sample" } else { "fashion-mnist-sample" };
+        assert_eq!(r["dataset"], dataset, "{r}");
+        assert!(!(text && r["method"] == "raw-pixels-logreg"));
         assert!(r["seeds"].as_array().is_some_and(|s| s.len() == 1));
     }
-    // Both objectives, raw pixels without one.
-    assert!(results.iter().any(|r| r["objective"] == "mae"));
-    assert!(results.iter().any(|r| r["objective"] == "simclr"));
+    // Every objective, raw pixels without one.
+    for objective in ["mae", "simclr", "mlm"] {
+        assert!(results.iter().any(|r| r["objective"] == objective));
+    }
+    let text_methods: std::collections::BTreeSet<&str> = results
+        .iter()
+        .filter(|r| r["objective"] == "mlm")
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert!(
+        text_methods.contains("pretrained-finetune") && text_methods.contains("scratch"),
+        "{text_methods:?}"
+    );
+    let checks = report["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("text (spam-sample, 1 labels/class)")),
+        "{checks:?}"
+    );
     assert!(out.path().join("report.md").is_file());
-    for plot in ["accuracy_vs_labels.png", "pretraining_loss.png"] {
+    for plot in [
+        "accuracy_vs_labels.png",
+        "accuracy_vs_labels_spam-sample.png",
+        "pretraining_loss.png",
+    ] {
         let bytes = std::fs::read(out.path().join(plot)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{plot} is not a PNG");
     }

@@ -4,7 +4,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pretrain_data::batch::TextBatch;
 use pretrain_models::{Bert, BertConfig};
 
@@ -80,10 +80,36 @@ impl<B: AutodiffBackend> Objective<B> for Mlm<B> {
         })?;
         let hidden = self
             .model
-            .forward(batch.input_ids, Some(batch.padding_mask), None);
+            .forward(batch.input_ids, Some(batch.padding_mask), None); // [b, s, d]
         let [b, s, d] = hidden.dims();
         let tokens = hidden.clone().reshape([b * s, d]);
-        let (logits, targets) = flatten_tokens(self.model.mlm_logits(hidden), targets);
+        let targets = targets.reshape([b * s]);
+        // Only the predicted positions go through the vocabulary projection: for a small
+        // encoder that projection is most of the step, and ~85% of its rows would be ignored.
+        let predicted: Vec<i64> = targets
+            .to_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .expect("converted to i64")
+            .into_iter()
+            .enumerate()
+            .filter(|(_, t)| *t >= 0)
+            .map(|(i, _)| i as i64)
+            .collect();
+        let (logits, targets) = if predicted.is_empty() {
+            // Nothing masked in this batch: score every position (all ignored).
+            flatten_tokens(self.model.mlm_logits(hidden), targets.reshape([b, s]))
+        } else {
+            let n = predicted.len();
+            let index =
+                Tensor::<B, 1, Int>::from_data(TensorData::new(predicted, [n]), &tokens.device());
+            let picked = tokens.clone().select(0, index.clone()).reshape([1, n, d]);
+            let logits = self.model.mlm_logits(picked); // [1, n, vocab]
+            (
+                logits.reshape([n, self.vocab_size]),
+                targets.select(0, index),
+            )
+        };
         let loss = cross_entropy(logits.clone(), targets.clone());
         let mut metrics = loss_and_collapse_metrics(&loss, tokens);
         metrics.push_tensor("masked_accuracy", accuracy(logits.detach(), targets));

@@ -192,6 +192,38 @@ fn simmim_learns() {
     assert_learns("SimMIM", &history, 32, 0.1, 0.25);
 }
 
+/// The loss scores only the masked positions' logits; it must equal the cross-entropy over
+/// every position with the others ignored, and the gradients reach the tied embeddings.
+#[test]
+fn mlm_loss_on_masked_positions_equals_the_dense_masked_loss() {
+    let data = MobyDickMlm::new(32);
+    let config = MlmConfig::new(
+        BertConfig::new(data.vocab_size, 32, 1, 2, 64)
+            .with_max_position(32)
+            .with_dropout(0.0),
+    );
+    let mlm = seeded(|| config.init::<Ad>(&Default::default()).unwrap());
+    let batch = data.batch(0, 4);
+    let dense = {
+        let hidden = mlm.model.forward(
+            batch.input_ids.clone(),
+            Some(batch.padding_mask.clone()),
+            None,
+        );
+        crate::masked_token_cross_entropy(
+            mlm.model.mlm_logits(hidden),
+            batch.mlm_targets.clone().unwrap(),
+        )
+        .into_scalar()
+    };
+    let out = mlm.forward_step(batch).unwrap();
+    let sparse = out.loss.clone().into_scalar();
+    assert!((sparse - dense).abs() < 1e-5, "{sparse} vs {dense}");
+    let grads = out.loss.backward();
+    let embedding_grad = mlm.model.embeddings.word.weight.grad(&grads).unwrap();
+    assert!(embedding_grad.abs().sum().into_scalar() > 0.0);
+}
+
 #[test]
 fn mlm_learns() {
     let data = MobyDickMlm::new(32);

@@ -5,6 +5,9 @@
 //! The frozen methods run at every budget; the two that train a network per budget and seed
 //! (pre-trained fine-tuning and training from scratch) at the budgets of the recipe's
 //! `[evaluate]` section, so a recipe keeps the demo within its time.
+//! Text recipes (masked language modeling) run beside them on their labeled text set: the
+//! pre-trained transformer fine-tuned, probed and kNN-classified, against the same transformer
+//! randomly initialized (probe) and trained from scratch, at the recipe's `[evaluate]` budgets.
 //! Writes `report.json`, `report.md` and PNG plots, and checks the accuracy bars the project
 //! sets itself.
 
@@ -43,7 +46,8 @@ pub struct DemoConfig {
     pub backend: BackendKind,
     /// Small version for CI: the shipped sample, a few steps, one seed.
     pub quick: bool,
-    /// Recipes to pre-train (at least one contrastive and one masked-modeling recipe).
+    /// Recipes to pre-train: image recipes on one image data set (at least one contrastive and
+    /// one masked-modeling recipe), and text recipes.
     pub recipes: Vec<String>,
     /// Seeds of the labeled subsets.
     pub seeds: usize,
@@ -58,7 +62,11 @@ impl Default for DemoConfig {
         Self {
             backend: BackendKind::Flex,
             quick: false,
-            recipes: vec!["simclr-fashion-mnist".into(), "mae-fashion-mnist".into()],
+            recipes: vec![
+                "simclr-fashion-mnist".into(),
+                "mae-fashion-mnist".into(),
+                "mlm-text".into(),
+            ],
             seeds: 3,
             out: PathBuf::from("target/demo"),
             quiet: false,
@@ -160,44 +168,62 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     } else {
         vec![1, 10, 100]
     };
+    if recipes.is_empty() {
+        return Err(RecipeError::field("recipes", "name at least one"));
+    }
     for recipe in &mut recipes {
         if config.quick {
-            recipe.data.dataset = "fashion-mnist-sample".into();
+            let text = data::is_text(&recipe.data.dataset);
+            recipe.data.dataset = if text {
+                "spam-sample"
+            } else {
+                "fashion-mnist-sample"
+            }
+            .into();
+            if text {
+                recipe.data.max_tokens = Some(32);
+            }
             recipe.train.steps = 3;
-            recipe.train.batch_size = 16;
+            recipe.train.batch_size = if text { 8 } else { 16 };
             recipe.evaluate.settings.finetune.train.steps = 3;
             recipe.evaluate.labels_per_class = vec![1];
         }
     }
+    let image_dataset = image_dataset(&recipes)?;
     // Frozen strategies are cheap once the features are extracted: every budget. Fine-tuning
-    // trains a network per budget and seed: the budgets the recipe's `[evaluate]` names.
-    let evaluate = |strategies: Vec<Strategy>, recipe: &Recipe, frozen: bool| EvaluateSpec {
-        strategies,
-        labels_per_class: if frozen {
-            budgets.clone()
-        } else {
-            recipe.evaluate.labels_per_class.clone()
-        },
-        all_labels: frozen || recipe.evaluate.all_labels,
-        seeds: config.seeds,
-        settings: recipe.evaluate.settings.clone(),
+    // trains a network per budget and seed: the budgets the recipe's `[evaluate]` names, which
+    // text recipes use for everything.
+    let evaluate = |strategies: Vec<Strategy>, recipe: &Recipe, frozen: bool| {
+        let every_budget = frozen && !data::is_text(&recipe.data.dataset);
+        EvaluateSpec {
+            strategies,
+            labels_per_class: if every_budget {
+                budgets.clone()
+            } else {
+                recipe.evaluate.labels_per_class.clone()
+            },
+            all_labels: every_budget || recipe.evaluate.all_labels,
+            seeds: config.seeds,
+            settings: recipe.evaluate.settings.clone(),
+        }
     };
     let mut pretraining = Vec::new();
     let mut results = Vec::new();
-    let first = recipes
-        .first()
-        .ok_or_else(|| RecipeError::field("recipes", "name at least one"))?;
-    let dataset = first.data.dataset.clone();
 
     // Raw pixels: logistic regression on normalized pixels (the floor any encoder must beat).
-    eprintln!("[demo] raw-pixel logistic regression");
-    let raw = RawPixels {
-        recipe: first,
-        budgets: &budgets,
-        seeds: config.seeds,
-    };
-    for report in pretrain::dispatch_backend!(config.backend, Precision::F32, raw)?? {
-        results.push(row(&report, "raw-pixels-logreg", None, &dataset));
+    if let Some(first) = recipes
+        .iter()
+        .find(|r| Some(&r.data.dataset) == image_dataset.as_ref())
+    {
+        eprintln!("[demo] raw-pixel logistic regression");
+        let raw = RawPixels {
+            recipe: first,
+            budgets: &budgets,
+            seeds: config.seeds,
+        };
+        for report in pretrain::dispatch_backend!(config.backend, Precision::F32, raw)?? {
+            results.push(row(&report, "raw-pixels-logreg", None, &first.data.dataset));
+        }
     }
 
     for recipe in &recipes {
@@ -264,11 +290,16 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
                     .iter()
                     .position(|s| *s == strategy)
                     .expect("ran it");
-                results.push(row(report, methods[index], Some(recipe), &dataset));
+                results.push(row(
+                    report,
+                    methods[index],
+                    Some(recipe),
+                    &recipe.data.dataset,
+                ));
             }
         }
     }
-    let checks = checks(&results);
+    let checks = checks(&results, image_dataset.as_deref());
     let report = DemoReport {
         backend: config.backend.name().to_string(),
         quick: config.quick,
@@ -288,7 +319,21 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     .map_err(|e| RecipeError::io(&json, e))?;
     let md = config.out.join("report.md");
     std::fs::write(&md, markdown(&report)).map_err(|e| RecipeError::io(&md, e))?;
-    plots::accuracy_vs_labels(&report.results, &config.out.join(ACCURACY_PLOT))?;
+    let mut datasets: Vec<&str> = Vec::new();
+    for r in &report.results {
+        if !datasets.contains(&r.dataset.as_str()) {
+            datasets.push(&r.dataset);
+        }
+    }
+    for dataset in datasets {
+        let rows: Vec<DemoResult> = report
+            .results
+            .iter()
+            .filter(|r| r.dataset == dataset)
+            .cloned()
+            .collect();
+        plots::accuracy_vs_labels(&rows, &config.out.join(accuracy_plot(dataset)))?;
+    }
     let runs: Vec<(String, &std::path::Path)> = report
         .pretraining
         .iter()
@@ -298,16 +343,60 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     Ok(report)
 }
 
-/// Best mean accuracy of `method` at `labels` over the recipes.
-fn best(results: &[DemoResult], method: &str, labels: Option<usize>) -> Option<f64> {
+/// The accuracy plot of `dataset`: [`ACCURACY_PLOT`] for images, one named after each text
+/// set beside it.
+pub fn accuracy_plot(dataset: &str) -> String {
+    if data::is_text(dataset) {
+        format!("accuracy_vs_labels_{dataset}.png")
+    } else {
+        ACCURACY_PLOT.to_string()
+    }
+}
+
+/// The one image data set of the image recipes (raw pixels and the image bars refer to it).
+fn image_dataset(recipes: &[Recipe]) -> Result<Option<String>> {
+    let mut sets: Vec<&str> = recipes
+        .iter()
+        .map(|r| r.data.dataset.as_str())
+        .filter(|d| !data::is_text(d))
+        .collect();
+    sets.sort_unstable();
+    sets.dedup();
+    match sets.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.to_string())),
+        many => Err(RecipeError::field(
+            "recipes",
+            format!(
+                "the image recipes must share one data set to be compared; got {}",
+                many.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Best mean accuracy of `method` at `labels` over the recipes on `dataset` (and `recipe`,
+/// when given).
+fn best(
+    results: &[DemoResult],
+    dataset: Option<&str>,
+    recipe: Option<&str>,
+    method: &str,
+    labels: Option<usize>,
+) -> Option<f64> {
     results
         .iter()
-        .filter(|r| r.method == method && r.labels_per_class == labels)
+        .filter(|r| {
+            Some(r.dataset.as_str()) == dataset
+                && recipe.is_none_or(|name| r.recipe.as_deref() == Some(name))
+                && r.method == method
+                && r.labels_per_class == labels
+        })
         .map(|r| r.accuracy_mean)
         .reduce(f64::max)
 }
 
-fn checks(results: &[DemoResult]) -> Vec<Check> {
+fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check> {
     let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
     let mut checks = Vec::new();
     // `margin`: `a` must reach `b + margin`; `None`: `a` must be strictly above `b`.
@@ -332,27 +421,31 @@ fn checks(results: &[DemoResult]) -> Vec<Check> {
                 pct(a),
                 what.1,
                 pct(b),
-                margin.map_or("to be above".to_string(), |m| format!(
-                    "+{:.0} points",
-                    100.0 * m
-                ))
+                match (margin, a.zip(b)) {
+                    (Some(m), _) => format!("+{:.0} points", 100.0 * m),
+                    (None, Some((a, b))) => {
+                        format!("to be above; margin {:+.1} points", 100.0 * (a - b))
+                    }
+                    (None, None) => "to be above".to_string(),
+                }
             ),
         });
     };
-    let probe = |l| best(results, "pretrained-linear-probe", l);
+    let best = |method: &str, labels| best(results, image_dataset, None, method, labels);
+    let probe = |l| best("pretrained-linear-probe", l);
     compare(
         "10 labels/class: pre-trained linear probe >= random-init probe + 8 points",
         true,
         probe(Some(10)),
-        best(results, "random-init-linear-probe", Some(10)),
+        best("random-init-linear-probe", Some(10)),
         Some(0.08),
         ("pre-trained", "random-init"),
     );
     compare(
         "10 labels/class: pre-trained fine-tuning above training from scratch",
         true,
-        best(results, "pretrained-finetune", Some(10)),
-        best(results, "scratch", Some(10)),
+        best("pretrained-finetune", Some(10)),
+        best("scratch", Some(10)),
         None,
         ("fine-tuned", "scratch"),
     );
@@ -364,7 +457,7 @@ fn checks(results: &[DemoResult]) -> Vec<Check> {
             ),
             true,
             probe(labels),
-            best(results, "raw-pixels-logreg", labels),
+            best("raw-pixels-logreg", labels),
             None,
             ("pre-trained", "raw pixels"),
         );
@@ -381,10 +474,35 @@ fn checks(results: &[DemoResult]) -> Vec<Check> {
         "stretch, 10 labels/class: pre-trained linear probe >= raw pixels + 6 points",
         false,
         probe(Some(10)),
-        best(results, "raw-pixels-logreg", Some(10)),
+        best("raw-pixels-logreg", Some(10)),
         Some(0.06),
         ("pre-trained", "raw pixels"),
     );
+    // Text: the pre-trained transformer fine-tuned against the same one trained from scratch,
+    // per text recipe and budget.
+    let mut text_rows: Vec<(&str, &str, Option<usize>)> = Vec::new();
+    for r in results {
+        if let (true, Some(recipe)) = (data::is_text(&r.dataset), r.recipe.as_deref()) {
+            let key = (r.dataset.as_str(), recipe, r.labels_per_class);
+            if r.method == "pretrained-finetune" && !text_rows.contains(&key) {
+                text_rows.push(key);
+            }
+        }
+    }
+    for (dataset, recipe, labels) in text_rows {
+        let of = |method| self::best(results, Some(dataset), Some(recipe), method, labels);
+        compare(
+            &format!(
+                "text ({dataset}, {}): pre-trained fine-tuning above training from scratch",
+                labels.map_or("all labels".to_string(), |k| format!("{k} labels/class"))
+            ),
+            true,
+            of("pretrained-finetune"),
+            of("scratch"),
+            None,
+            ("fine-tuned", "scratch"),
+        );
+    }
     checks
 }
 
@@ -572,10 +690,25 @@ mod tests {
             result("raw-pixels-logreg", None, 0.84),
             result("raw-pixels-logreg", Some(10), 0.70),
         ];
-        let checks = checks(&results);
+        let mut results = results;
+        // Text rows count only against each other, never towards the image bars.
+        let text = |method: &str, accuracy| DemoResult {
+            dataset: "spam-assassin".into(),
+            recipe: Some("mlm-text".into()),
+            ..result(method, Some(100), accuracy)
+        };
+        results.push(text("pretrained-finetune", 0.95));
+        results.push(text("scratch", 0.93));
+        results.push(text("pretrained-linear-probe", 0.99));
+        let checks = checks(&results, Some("fashion-mnist"));
         let passed: Vec<bool> = checks.iter().map(|c| c.passed).collect();
-        // +8.5 points; tie; above; above; 85.9% < 86%; stretch +2.5 < +6.
-        assert_eq!(passed, [true, false, true, true, false, false]);
+        // +8.5 points; tie; above; above; 85.9% < 86%; stretch +2.5 < +6; text above.
+        assert_eq!(passed, [true, false, true, true, false, false, true]);
+        assert!(
+            checks[6].name.contains("spam-assassin, 100 labels/class")
+                && checks[6].detail.contains("margin +2.0 points"),
+            "{checks:?}"
+        );
         assert!(
             checks[1].detail.contains("needs to be above"),
             "{}",
@@ -586,7 +719,9 @@ mod tests {
             "{}",
             checks[0].detail
         );
-        assert!(!checks[5].required && checks[..5].iter().all(|c| c.required));
+        assert!(
+            !checks[5].required && checks[..5].iter().all(|c| c.required) && checks[6].required
+        );
         let report = DemoReport {
             backend: "flex".into(),
             quick: false,
