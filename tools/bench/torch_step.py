@@ -8,7 +8,8 @@ The models are written out here the way the Rust models are built (widths, depth
 norms, pooling, heads of the objectives), so both sides do the same arithmetic: MAE on a
 ViT-tiny-28 (4x4 patches, width 128, 6 pre-norm blocks, 4 heads, 75% masked, decoder width 64
 with 2 blocks, per-patch normalized MSE), BERT-tiny MLM (vocabulary 8,192, 128 tokens, 2
-post-norm layers of width 128, 2 heads, dropout 0.1, tied decoder, 15% of tokens predicted),
+post-norm layers of width 128, 2 heads, dropout 0.1, tied decoder, 15% of tokens predicted and
+only those projected onto the vocabulary),
 SimCLR with the small CNN (3x3 conv-BN-ReLU stages 32-64-128-256 with 2x2 max pooling, global
 average pooling, projector 256-256(BN, ReLU)-128, NT-Xent at temperature 0.2, two views of
 each image). Inputs are random tensors of the right shape: the arithmetic of a step does not
@@ -110,8 +111,11 @@ class Bert(nn.Module):
         x = self.drop(self.norm(x))
         for blk in self.blocks:
             x = blk(x)
-        logits = self.transform(x) @ self.tok.weight.t() + self.bias
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+        # As on the Rust side: only the predicted positions go through the vocabulary projection.
+        targets = targets.reshape(-1)
+        picked = (targets >= 0).nonzero(as_tuple=True)[0]
+        logits = self.transform(x.reshape(b * s, -1)[picked]) @ self.tok.weight.t() + self.bias
+        return F.cross_entropy(logits, targets[picked])
 
 
 class SimClr(nn.Module):

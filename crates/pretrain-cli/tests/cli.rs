@@ -162,7 +162,11 @@ fn demo_quick_compares_every_method_and_writes_the_report() {
         assert!(r["labels_per_class"].is_null() || r["labels_per_class"].as_u64().is_some());
         // Text rows are named after the labeled text set; raw pixels exist for images only.
         let text = r["objective"] == "mlm";
-        let dataset = if text { "spam-sample" } else { "fashion-mnist-sample" };
+        let dataset = if text {
+            "spam-sample"
+        } else {
+            "fashion-mnist-sample"
+        };
         assert_eq!(r["dataset"], dataset, "{r}");
         assert!(!(text && r["method"] == "raw-pixels-logreg"));
         assert!(r["seeds"].as_array().is_some_and(|s| s.len() == 1));
