@@ -192,7 +192,8 @@ fn demo_quick_compares_every_method_and_writes_the_report() {
             .starts_with("text (spam-sample, 1 labels/class)")),
         "{checks:?}"
     );
-    assert!(out.path().join("report.md").is_file());
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(md.contains("`accuracy_vs_labels_spam-sample.png`"), "{md}");
     for plot in [
         "accuracy_vs_labels.png",
         "accuracy_vs_labels_spam-sample.png",

@@ -573,9 +573,17 @@ pub fn markdown(report: &DemoReport) -> String {
             c.detail
         );
     }
+    let mut plots: Vec<String> = Vec::new();
+    for r in &report.results {
+        let plot = format!("`{}`", accuracy_plot(&r.dataset));
+        if !plots.contains(&plot) {
+            plots.push(plot);
+        }
+    }
     out += &format!(
-        "\nPlots: `{ACCURACY_PLOT}` (accuracy against labels per class), `{LOSS_PLOT}` \
-         (pre-training loss).\n\n## Pre-training\n\n"
+        "\nPlots: {} (accuracy against labels per class), `{LOSS_PLOT}` (pre-training \
+         loss).\n\n## Pre-training\n\n",
+        plots.join(", ")
     );
     for p in &report.pretraining {
         out += &format!(
