@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use pretrain::burn::tensor::backend::Backend;
 use pretrain::data::batch::ImageBatcher;
 use pretrain::finetune::{
     Backbone, Classifier, FinetuneSettings, LabeledTask, LoraSettings, ToLabeled, Trainable,
@@ -40,6 +41,8 @@ fn main() -> anyhow::Result<()> {
 
     // A ViT (in practice: the pre-trained one, loaded with `load_safetensors`) with LoRA on the
     // query and value projections of every block.
+    // Seeded weights, so every run prints the same numbers.
+    Selected::seed(&device, 0);
     let vit = VitConfig::new(8, 2, 1, 32, 2, 4).init::<Selected>(&device)?;
     let lora = LoraSettings::default();
     let mut settings = FinetuneSettings::default();

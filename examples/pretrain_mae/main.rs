@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use pretrain::burn::tensor::backend::Backend;
+
 use pretrain::burn::data::dataset::InMemDataset;
 use pretrain::data::augment::{Normalize, Pipeline};
 use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
@@ -41,6 +43,8 @@ fn main() -> anyhow::Result<()> {
         vit.patch_size,
         0,
     )?;
+    // Seeded weights, so every run prints the same numbers.
+    Selected::seed(&device, 0);
     let objective = config.init::<Selected>(&device)?;
 
     let train = TrainConfig {
