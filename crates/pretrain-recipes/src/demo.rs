@@ -319,13 +319,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     .map_err(|e| RecipeError::io(&json, e))?;
     let md = config.out.join("report.md");
     std::fs::write(&md, markdown(&report)).map_err(|e| RecipeError::io(&md, e))?;
-    let mut datasets: Vec<&str> = Vec::new();
-    for r in &report.results {
-        if !datasets.contains(&r.dataset.as_str()) {
-            datasets.push(&r.dataset);
-        }
-    }
-    for dataset in datasets {
+    for dataset in datasets(&report.results) {
         let rows: Vec<DemoResult> = report
             .results
             .iter()
@@ -341,6 +335,17 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
         .collect();
     plots::loss_curves(&runs, 20, &config.out.join(LOSS_PLOT))?;
     Ok(report)
+}
+
+/// The data sets of `results`, in order of first appearance.
+fn datasets(results: &[DemoResult]) -> Vec<&str> {
+    let mut sets: Vec<&str> = Vec::new();
+    for r in results {
+        if !sets.contains(&r.dataset.as_str()) {
+            sets.push(&r.dataset);
+        }
+    }
+    sets
 }
 
 /// The accuracy plot of `dataset`: [`ACCURACY_PLOT`] for images, one named after each text
@@ -431,21 +436,21 @@ fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check> {
             ),
         });
     };
-    let best = |method: &str, labels| best(results, image_dataset, None, method, labels);
-    let probe = |l| best("pretrained-linear-probe", l);
+    let image_best = |method: &str, labels| best(results, image_dataset, None, method, labels);
+    let probe = |l| image_best("pretrained-linear-probe", l);
     compare(
         "10 labels/class: pre-trained linear probe >= random-init probe + 8 points",
         true,
         probe(Some(10)),
-        best("random-init-linear-probe", Some(10)),
+        image_best("random-init-linear-probe", Some(10)),
         Some(0.08),
         ("pre-trained", "random-init"),
     );
     compare(
         "10 labels/class: pre-trained fine-tuning above training from scratch",
         true,
-        best("pretrained-finetune", Some(10)),
-        best("scratch", Some(10)),
+        image_best("pretrained-finetune", Some(10)),
+        image_best("scratch", Some(10)),
         None,
         ("fine-tuned", "scratch"),
     );
@@ -457,7 +462,7 @@ fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check> {
             ),
             true,
             probe(labels),
-            best("raw-pixels-logreg", labels),
+            image_best("raw-pixels-logreg", labels),
             None,
             ("pre-trained", "raw pixels"),
         );
@@ -474,7 +479,7 @@ fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check> {
         "stretch, 10 labels/class: pre-trained linear probe >= raw pixels + 6 points",
         false,
         probe(Some(10)),
-        best("raw-pixels-logreg", Some(10)),
+        image_best("raw-pixels-logreg", Some(10)),
         Some(0.06),
         ("pre-trained", "raw pixels"),
     );
@@ -490,7 +495,7 @@ fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check> {
         }
     }
     for (dataset, recipe, labels) in text_rows {
-        let of = |method| self::best(results, Some(dataset), Some(recipe), method, labels);
+        let of = |method| best(results, Some(dataset), Some(recipe), method, labels);
         compare(
             &format!(
                 "text ({dataset}, {}): pre-trained fine-tuning above training from scratch",
@@ -573,13 +578,10 @@ pub fn markdown(report: &DemoReport) -> String {
             c.detail
         );
     }
-    let mut plots: Vec<String> = Vec::new();
-    for r in &report.results {
-        let plot = format!("`{}`", accuracy_plot(&r.dataset));
-        if !plots.contains(&plot) {
-            plots.push(plot);
-        }
-    }
+    let plots: Vec<String> = datasets(&report.results)
+        .into_iter()
+        .map(|d| format!("`{}`", accuracy_plot(d)))
+        .collect();
     out += &format!(
         "\nPlots: {} (accuracy against labels per class), `{LOSS_PLOT}` (pre-training \
          loss).\n\n## Pre-training\n\n",

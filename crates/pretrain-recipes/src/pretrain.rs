@@ -113,6 +113,16 @@ impl BackendTask for Job<'_> {
             ));
         }
         if data::is_text(&recipe.data.dataset) {
+            // Refused before the texts are read and the tokenizer trained.
+            if spec.kind != "mlm" {
+                return Err(RecipeError::field(
+                    "objective.kind",
+                    format!(
+                        "{} needs images; text data sets pre-train with mlm",
+                        spec.kind
+                    ),
+                ));
+            }
             let task = data::load_text(&recipe.data)?;
             let texts = data::unlabeled_texts(&task, &recipe.data);
             let recipe = &as_run(recipe, options, texts.len())?;
@@ -260,22 +270,13 @@ struct Runner<'a, D> {
 }
 
 impl<Dev: Clone> Runner<'_, Dev> {
-    /// Masked language modeling on `texts` with `tokenizer` (the only text objective).
+    /// Masked language modeling (the only text objective) on `texts` with `tokenizer`.
     fn texts<B: AutodiffBackend<Device = Dev>>(
         self,
         texts: Vec<TextItem>,
         tokenizer: &TextTokenizer,
     ) -> Result<PretrainSummary> {
         let spec = &self.recipe.objective;
-        if spec.kind != "mlm" {
-            return Err(RecipeError::field(
-                "objective.kind",
-                format!(
-                    "{} needs images; text data sets pre-train with mlm",
-                    spec.kind
-                ),
-            ));
-        }
         let max_tokens = self.recipe.data.max_tokens();
         let inputs = TextInputs {
             vocab_size: tokenizer.vocab_size(),
