@@ -5,7 +5,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::testing::{
-    Ad, assert_round_trip, assert_trains, digits, fashion, fixed_mask, moby_dick_ids,
+    Ad, assert_round_trip, assert_trains, digits, fashion, fixed_mask, moby_dick_ids, seeded,
 };
 use crate::{
     BertConfig, ConvAutoencoderConfig, LinearHead, MaeConfig, MlpAutoencoderConfig, MlpHeadConfig,
@@ -27,11 +27,15 @@ fn vit_classifier_trains_and_round_trips() {
     let dev = Default::default();
     let images = fashion::<Ad>(16, &dev);
     let config = VitConfig::new(28, 7, 1, 32, 2, 4);
-    let vit = config.init::<Ad>(&dev).unwrap();
+    let (vit, head) = seeded(1, || {
+        (
+            config.init::<Ad>(&dev).unwrap(),
+            LinearHead::<Ad>::new(32, 10, &dev).unwrap(),
+        )
+    });
     assert_round_trip(&vit, config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward_features(images.clone())
     });
-    let head = LinearHead::<Ad>::new(32, 10, &dev).unwrap();
     let ce = CrossEntropyLossConfig::new().init(&dev);
     assert_trains((vit, head), 20, 3e-3, 0.8, |(v, h)| {
         ce.forward(h.forward(v.forward_features(images.clone())), labels(16))
@@ -46,7 +50,7 @@ fn mae_reconstruction_trains_and_round_trips() {
         .with_decoder_dim(16)
         .with_decoder_depth(1)
         .with_decoder_heads(2);
-    let mae = config.init::<Ad>(&dev).unwrap();
+    let mae = seeded(2, || config.init::<Ad>(&dev).unwrap());
     // Keep 4 of 16 patches (the same for every image), hide the rest.
     let mask = fixed_mask::<Ad>(&[0, 5, 10, 15], 16, 8, &dev);
     let (keep, restore) = (mask.keep, mask.restore);
@@ -66,7 +70,7 @@ fn bert_mlm_trains_and_round_trips() {
     let dev = Default::default();
     let (ids, vocab) = moby_dick_ids::<Ad>(8, 32, &dev);
     let config = BertConfig::new(vocab, 32, 2, 2, 64).with_dropout(0.0);
-    let bert = config.init::<Ad>(&dev).unwrap();
+    let bert = seeded(3, || config.init::<Ad>(&dev).unwrap());
     let pad = ids.clone().equal_elem(0);
     assert_round_trip(&bert, config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward(ids.clone(), Some(pad.clone()), None)
@@ -86,7 +90,7 @@ fn autoencoders_train_and_round_trip() {
     let dev = Default::default();
     let x = digits::<Ad>(64, &dev);
     let config = MlpAutoencoderConfig::digits();
-    let mlp = config.init::<Ad>(&dev).unwrap();
+    let mlp = seeded(4, || config.init::<Ad>(&dev).unwrap());
     assert_round_trip(&mlp, config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward(x.clone())
     });
@@ -96,7 +100,7 @@ fn autoencoders_train_and_round_trip() {
 
     let images = fashion::<Ad>(8, &dev);
     let config = ConvAutoencoderConfig::conv_28();
-    let conv = config.init::<Ad>(&dev).unwrap();
+    let conv = seeded(5, || config.init::<Ad>(&dev).unwrap());
     assert_round_trip(&conv, config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward(images.clone())
     });
@@ -113,30 +117,33 @@ fn conv_encoders_and_heads_train_and_round_trip() {
     let images = fashion::<Ad>(16, &dev);
     let ce = CrossEntropyLossConfig::new().init(&dev);
     let cnn_config = SmallCnnConfig::new(1, vec![8, 16]);
-    let cnn = cnn_config.init::<Ad>(&dev).unwrap();
+    let head_config = MlpHeadConfig::new(16, vec![32], 10);
+    let (cnn, head) = seeded(6, || {
+        (
+            cnn_config.init::<Ad>(&dev).unwrap(),
+            head_config.init::<Ad>(&dev).unwrap(),
+        )
+    });
     assert_round_trip(&cnn, cnn_config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward_features(images.clone())
     });
-    let head = MlpHeadConfig::new(16, vec![32], 10)
-        .init::<Ad>(&dev)
-        .unwrap();
-    assert_round_trip(
-        &head,
-        MlpHeadConfig::new(16, vec![32], 10)
-            .init::<Ad>(&dev)
-            .unwrap(),
-        |h| h.forward(cnn.forward_features(images.clone())),
-    );
+    assert_round_trip(&head, head_config.init::<Ad>(&dev).unwrap(), |h| {
+        h.forward(cnn.forward_features(images.clone()))
+    });
     assert_trains((cnn, head), 20, 1e-2, 0.8, |(c, h)| {
         ce.forward(h.forward(c.forward_features(images.clone())), labels(16))
     });
 
     let resnet_config = ResNetConfig::new(1, vec![1, 1], vec![8, 16]);
-    let resnet = resnet_config.init::<Ad>(&dev).unwrap();
+    let (resnet, linear) = seeded(7, || {
+        (
+            resnet_config.init::<Ad>(&dev).unwrap(),
+            LinearHead::<Ad>::new(16, 10, &dev).unwrap(),
+        )
+    });
     assert_round_trip(&resnet, resnet_config.init::<Ad>(&dev).unwrap(), |m| {
         m.forward_features(images.clone())
     });
-    let linear = LinearHead::<Ad>::new(16, 10, &dev).unwrap();
     assert_trains((resnet, linear), 20, 1e-2, 0.8, |(r, h)| {
         ce.forward(h.forward(r.forward_features(images.clone())), labels(16))
     });

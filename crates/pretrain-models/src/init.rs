@@ -3,8 +3,10 @@
 //! Besides Xavier and Kaiming (as in burn's `Initializer`), pre-training recipes need the
 //! truncated normal of BERT and ViT (std 0.02, cut at two standard deviations). Schemes sample
 //! plain tensors, so models can reshape or scale them before they become parameters.
+//!
+//! [`init_seeded`] builds a module reproducibly from a seeded generator.
 
-use burn::module::{Param, ParamId};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
@@ -85,6 +87,41 @@ pub fn truncated_normal<B: Backend, const D: usize>(
         values = values.mask_where(outside, redraw);
     }
     values.clamp(-bound, bound)
+}
+
+/// Draws every lazily initialized parameter of `module` now (burn initializes parameters on
+/// first use), so initialization happens at a known point of the random stream.
+pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
+    module.visit(&mut Materialize);
+}
+
+/// Forces lazy parameter initialization.
+struct Materialize;
+
+impl<B: Backend> ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        param.val();
+    }
+}
+
+/// Builds a module reproducibly: seeds the backend's generator with `seed`, runs `build` and
+/// draws every parameter ([`materialize`]) before returning, all under one process-wide lock,
+/// so builders on other threads (parallel tests, jobs) cannot interleave their draws with it.
+///
+/// burn's backends keep one generator per device (the CPU ones one per process); random ops
+/// that do not go through this function, such as dropout running concurrently, can still take
+/// from the stream between the seed and the draws.
+pub fn init_seeded<B: Backend, M: Module<B>>(
+    device: &B::Device,
+    seed: u64,
+    build: impl FnOnce() -> M,
+) -> M {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    let module = build();
+    materialize(&module);
+    module
 }
 
 #[cfg(test)]

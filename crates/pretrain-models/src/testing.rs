@@ -62,6 +62,12 @@ pub fn moby_dick_ids<B: Backend>(
     )
 }
 
+/// `build()` from a generator seeded with `seed`, parameters drawn (see
+/// [`crate::init::init_seeded`]): the same model in every run, whatever runs beside it.
+pub fn seeded<M: Module<Ad>>(seed: u64, build: impl FnOnce() -> M) -> M {
+    crate::init::init_seeded(&Default::default(), seed, build)
+}
+
 /// Runs `steps` Adam steps on `loss` and asserts the loss fell below `factor` of its start.
 pub fn assert_trains<M: AutodiffModule<Ad>>(
     mut model: M,

@@ -42,12 +42,6 @@ pub fn momentum_target<B: Backend, M: Module<B>>(target: M, online: &M) -> M {
     ema_update(target, online, 0.0).no_grad()
 }
 
-/// Draws every lazily initialized parameter of `module` now (burn initializes parameters on
-/// first use), so initialization happens at a known point of the random stream.
-pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
-    module.visit(&mut Materialize);
-}
-
 /// `target = momentum * target + (1 - momentum) * online` for every parameter and running
 /// statistic (timm's `ModelEmaV2` convention), computed without gradient tracking.
 ///
@@ -64,15 +58,6 @@ pub fn ema_update<B: Backend, M: Module<B>>(target: M, online: &M, momentum: f64
         momentum,
     };
     target.map(&mut mapper)
-}
-
-/// Forces lazy parameter initialization.
-struct Materialize;
-
-impl<B: Backend> ModuleVisitor<B> for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        param.val();
-    }
 }
 
 /// Flattened parameter values in visiting order.

@@ -21,12 +21,7 @@ pub type Ad = burn::backend::Autodiff<burn::backend::Flex>;
 /// parallel do not interleave their draws, and draws every parameter before returning: the
 /// same model in every run.
 pub fn seeded<M: burn::module::Module<Ad>>(build: impl FnOnce() -> M) -> M {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    <Ad as burn::tensor::backend::Backend>::seed(&Default::default(), 20261128);
-    let model = build();
-    crate::target::materialize(&model);
-    model
+    pretrain_models::init::init_seeded(&Default::default(), 20261128, build)
 }
 
 /// Step `step`'s batch: the next `size` items (wrapping) drawn with epoch `step`'s randomness.

@@ -11,10 +11,10 @@ use pretrain_data::ImageItem;
 use pretrain_data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain_data::batch::ViewsBatcher;
 use pretrain_data::samples;
+use pretrain_models::init::init_seeded;
 use pretrain_models::{
     AutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig, SmallCnnConfig,
 };
-use pretrain_objectives::target::materialize;
 use pretrain_objectives::{
     ByolConfig, Denoising, DenoisingConfig, MomentumSchedule, Objective, ReconstructionLoss,
 };
@@ -41,12 +41,7 @@ fn dae_config() -> AutoencoderConfig {
 
 /// A seeded, fully initialized objective, so two runs can start from identical copies.
 fn seeded<M: Module<Ad>>(build: impl FnOnce() -> M) -> M {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    <Ad as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
-    let model = build();
-    materialize(&model);
-    model
+    init_seeded(&Default::default(), 7, build)
 }
 
 fn dae() -> Denoising<Ad> {
