@@ -9,7 +9,7 @@ use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::data::TextItem;
-use pretrain::data::augment::{AugmentedDataset, MultiView, Pipeline};
+use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
 use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
 use pretrain::data::rng::EpochSeeded;
@@ -28,7 +28,7 @@ use crate::data;
 use crate::error::{RecipeError, Result};
 use crate::models::{self, ModelConfig, TextInputs};
 use crate::overrides::apply;
-use crate::recipe::Recipe;
+use crate::recipe::{ObjectiveSpec, Recipe};
 
 /// Objective kinds a recipe may name.
 pub const OBJECTIVES: [&str; 10] = [
@@ -112,6 +112,7 @@ impl BackendTask for Job<'_> {
                 ),
             ));
         }
+        check_objective_fields(spec)?;
         if data::is_text(&recipe.data.dataset) {
             // Refused before the texts are read and the tokenizer trained.
             if spec.kind != "mlm" {
@@ -191,7 +192,7 @@ impl BackendTask for Job<'_> {
             (kind @ ("mae" | "simmim"), _) => Err(needs(kind, "a ViT (preset vit-tiny-28)")),
             ("dae", _) => Err(needs("dae", "an autoencoder (mlp-ae-digits, conv-ae-28)")),
             (kind, ModelConfig::Image(encoder)) => {
-                let views = two_views(spec.augment.as_deref(), &recipe.data.dataset, normalize)?;
+                let views = two_views(spec, &recipe.data.dataset, normalize)?;
                 let views = AugmentedDataset::new(images, views, seed)?;
                 let width = encoder.feature_dim();
                 macro_rules! contrastive {
@@ -236,9 +237,32 @@ fn needs(kind: &str, what: &str) -> RecipeError {
     RecipeError::field("model.preset", format!("objective {kind} needs {what}"))
 }
 
-/// The two augmented views of a contrastive objective.
+/// Refuses objective fields the objective would ignore: augmentations outside the contrastive
+/// objectives, token masking outside `mlm`.
+fn check_objective_fields(spec: &ObjectiveSpec) -> Result<()> {
+    let contrastive = !matches!(spec.kind.as_str(), "mae" | "simmim" | "dae" | "mlm");
+    let unused = [
+        ("objective.augment", spec.augment.is_some() && !contrastive),
+        ("objective.views", spec.views.is_some() && !contrastive),
+        ("objective.mask", spec.mask.is_some() && spec.kind != "mlm"),
+    ];
+    match unused.iter().find(|(_, unused)| *unused) {
+        Some((field, _)) => Err(RecipeError::field(
+            *field,
+            format!(
+                "objective {} does not use it (augmentations apply to the contrastive \
+                 objectives, token masking to mlm)",
+                spec.kind
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The two augmented views of a contrastive objective: the pipelines spelled out in
+/// `objective.views`, or the named `objective.augment` (default `simclr`).
 fn two_views(
-    augment: Option<&str>,
+    spec: &ObjectiveSpec,
     dataset: &str,
     normalize: Option<pretrain::data::augment::Normalize>,
 ) -> Result<MultiView> {
@@ -247,7 +271,37 @@ fn two_views(
         mean: vec![0.0],
         std: vec![1.0],
     });
-    Ok(match augment.unwrap_or("simclr") {
+    if let Some(views) = &spec.views {
+        if spec.augment.is_some() {
+            return Err(RecipeError::field(
+                "objective.views",
+                "give either objective.augment or objective.views, not both",
+            ));
+        }
+        let normalized = |pipeline: &Pipeline| {
+            let mut steps = pipeline.steps.clone();
+            steps.push(AugmentOp::Normalize(normalize.clone()));
+            Pipeline::new(steps)
+        };
+        let views = match views.as_slice() {
+            [both] => MultiView::two_views(normalized(both)),
+            [first, second] => MultiView::asymmetric(normalized(first), normalized(second)),
+            other => {
+                return Err(RecipeError::field(
+                    "objective.views",
+                    format!(
+                        "{} pipelines given; give one (both views) or two",
+                        other.len()
+                    ),
+                ));
+            }
+        };
+        views
+            .check([1, size, size])
+            .map_err(|e| RecipeError::field("objective.views", e.to_string()))?;
+        return Ok(views);
+    }
+    Ok(match spec.augment.as_deref().unwrap_or("simclr") {
         "simclr" => MultiView::two_views(Pipeline::simclr(size, normalize)),
         "byol" => MultiView::asymmetric(
             Pipeline::byol_view(size, 1.0, 0.0, normalize.clone()),

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use pretrain::data::augment::Pipeline;
 use pretrain::data::mask::TokenMasker;
 use pretrain::data::tokenizer::TokenizerTrainConfig;
 use pretrain::finetune::{Strategy, StrategySettings};
@@ -125,6 +126,11 @@ pub struct ObjectiveSpec {
     /// Augmentation of the two views (contrastive objectives): `simclr` or `byol`.
     #[serde(default)]
     pub augment: Option<String>,
+    /// The views' augmentations spelled out step by step, in place of `augment`: one pipeline
+    /// for both views, or two (first view, second view). The data set's normalization is
+    /// appended to each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<Vec<Pipeline>>,
     /// Token masking of `mlm` (default BERT's: 15% of tokens, 80% `[MASK]`, 10% random).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<TokenMasker>,

@@ -140,6 +140,45 @@ fn contrastive_and_masked_recipes_run_on_the_shipped_sample() {
     }
 }
 
+/// `recipe` with `views` (TOML `[[objective.views]]` tables) appended to its text.
+fn with_views(recipe: &Recipe, views: &str) -> Recipe {
+    let text = recipe
+        .to_toml()
+        .replace("[train]", &format!("{views}\n[train]"));
+    Recipe::parse(&text, "views.toml").unwrap()
+}
+
+/// Augmentations spelled out in the recipe: two pipelines make asymmetric views, the run
+/// trains, and the saved recipe keeps them.
+#[test]
+fn spelled_out_views_run_and_are_saved_with_the_run() {
+    let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
+    recipe.objective.augment = None;
+    recipe.data.dataset = "fashion-mnist-sample".into();
+    recipe.train.steps = 2;
+    recipe.train.batch_size = 16;
+    let recipe = with_views(
+        &recipe,
+        r#"[[objective.views]]
+steps = [
+  { op = "random_resized_crop", size = [28, 28], scale = [0.5, 1.0], ratio = [0.75, 1.333] },
+  { op = "horizontal_flip", p = 0.5 },
+]
+[[objective.views]]
+steps = [{ op = "gaussian_blur", sigma = [0.1, 1.0], p = 1.0 }]
+"#,
+    );
+    let views = recipe.objective.views.as_ref().unwrap();
+    assert_eq!((views.len(), views[0].steps.len()), (2, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let summary = quiet_run(&recipe, dir.path());
+    assert!(summary.finished && summary.loss_start_end.1.is_finite());
+    assert_eq!(
+        recipe_of_run(dir.path()).unwrap().objective.views,
+        recipe.objective.views
+    );
+}
+
 /// The text recipe on the 40 shipped e-mails: pre-training trains and saves a tokenizer, MLM
 /// lowers its loss, and `finetune --from` reads both back; an untrained encoder retrains the
 /// same vocabulary.
@@ -243,7 +282,54 @@ fn bad_recipes_are_refused_with_the_cause_named() {
     let err = run_pretrain(&recipe, BackendKind::Flex, &options)
         .unwrap_err()
         .to_string();
+    assert!(
+        err.contains("objective.augment") && err.contains("mae does not use it"),
+        "{err}"
+    );
+    recipe.objective.augment = None;
+    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("objective mae needs a ViT"), "{err}");
+    let mae_views = with_views(&recipe, "[[objective.views]]\nsteps = []\n");
+    let err = run_pretrain(&mae_views, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("objective.views") && err.contains("mae does not use it"),
+        "{err}"
+    );
+    recipe.objective.kind = "simclr".into();
+    recipe.objective.mask = Some(Default::default());
+    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("objective.mask"), "{err}");
+    recipe.objective.mask = None;
+    recipe.train.batch_size = 16;
+    for (views, cause) in [
+        ("[[objective.views]]\nsteps = []\n", "not both"),
+        (
+            "[[objective.views]]\nsteps = [{ op = \"horizontal_flip\", p = 1.5 }]\n",
+            "horizontal_flip.p",
+        ),
+        (
+            &"[[objective.views]]\nsteps = []\n".repeat(3),
+            "3 pipelines given",
+        ),
+    ] {
+        let mut bad = with_views(&recipe, views);
+        if cause == "not both" {
+            bad.objective.augment = Some("simclr".into());
+        }
+        let err = run_pretrain(&bad, BackendKind::Flex, &options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("objective.views") && err.contains(cause),
+            "{err}"
+        );
+    }
     recipe.objective.kind = "simclrr".into();
     let err = run_pretrain(&recipe, BackendKind::Flex, &options)
         .unwrap_err()
