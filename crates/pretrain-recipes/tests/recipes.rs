@@ -276,34 +276,31 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         quiet: true,
         ..Default::default()
     };
+    let refusal = |recipe: &Recipe| {
+        run_pretrain(recipe, BackendKind::Flex, &options)
+            .unwrap_err()
+            .to_string()
+    };
     let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
     recipe.data.dataset = "fashion-mnist-sample".into();
     recipe.objective.kind = "mae".into();
-    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&recipe);
     assert!(
         err.contains("objective.augment") && err.contains("mae does not use it"),
         "{err}"
     );
     recipe.objective.augment = None;
-    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&recipe);
     assert!(err.contains("objective mae needs a ViT"), "{err}");
     let mae_views = with_views(&recipe, "[[objective.views]]\nsteps = []\n");
-    let err = run_pretrain(&mae_views, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&mae_views);
     assert!(
         err.contains("objective.views") && err.contains("mae does not use it"),
         "{err}"
     );
     recipe.objective.kind = "simclr".into();
     recipe.objective.mask = Some(Default::default());
-    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&recipe);
     assert!(err.contains("objective.mask"), "{err}");
     recipe.objective.mask = None;
     recipe.train.batch_size = 16;
@@ -322,27 +319,21 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         if cause == "not both" {
             bad.objective.augment = Some("simclr".into());
         }
-        let err = run_pretrain(&bad, BackendKind::Flex, &options)
-            .unwrap_err()
-            .to_string();
+        let err = refusal(&bad);
         assert!(
             err.contains("objective.views") && err.contains(cause),
             "{err}"
         );
     }
     recipe.objective.kind = "simclrr".into();
-    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&recipe);
     assert!(
         err.contains("unknown objective \"simclrr\"") && err.contains("vicreg"),
         "{err}"
     );
     recipe.objective.kind = "simclr".into();
     recipe.data.dataset = "cifar".into();
-    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&recipe);
     assert!(
         err.contains("data.dataset")
             && err.contains("fashion-mnist-sample")
@@ -351,31 +342,23 @@ fn bad_recipes_are_refused_with_the_cause_named() {
     );
     // Text and images do not mix.
     recipe.data.dataset = "spam-sample".into();
-    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&recipe);
     assert!(
         err.contains("simclr needs images") && err.contains("mlm"),
         "{err}"
     );
     let mut text = Recipe::load("mlm-text").unwrap();
     text.data.dataset = "fashion-mnist-sample".into();
-    let err = run_pretrain(&text, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&text);
     assert!(err.contains("mlm needs a text data set"), "{err}");
     text.data.dataset = "spam-sample".into();
     text.model.preset = "small-cnn-28".into();
-    let err = run_pretrain(&text, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&text);
     assert!(err.contains("mlm needs a text encoder"), "{err}");
     recipe.objective.kind = "simclr".into();
     recipe.data.dataset = "fashion-mnist-sample".into();
     recipe.model.preset = "bert-tiny".into();
-    let err = run_pretrain(&recipe, BackendKind::Flex, &options)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&recipe);
     assert!(err.contains("bert-tiny is a text encoder"), "{err}");
     if !BackendKind::Cuda.is_compiled() {
         let err = run_pretrain(
