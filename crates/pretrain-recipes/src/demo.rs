@@ -427,7 +427,13 @@ fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check> {
                 what.1,
                 pct(b),
                 match (margin, a.zip(b)) {
-                    (Some(m), _) => format!("+{:.0} points", 100.0 * m),
+                    (Some(m), Some((a, b))) if m > 0.0 => {
+                        format!("+{:.0} points; has {:+.1}", 100.0 * m, 100.0 * (a - b))
+                    }
+                    (Some(_), Some((a, b))) => {
+                        format!("at least that; margin {:+.1} points", 100.0 * (a - b))
+                    }
+                    (Some(m), None) => format!("+{:.0} points", 100.0 * m),
                     (None, Some((a, b))) => {
                         format!("to be above; margin {:+.1} points", 100.0 * (a - b))
                     }
@@ -725,9 +731,16 @@ mod tests {
             checks[1].detail
         );
         assert!(
-            checks[0].detail.contains("+8 points"),
+            checks[0].detail.contains("+8 points; has +8.5"),
             "{}",
             checks[0].detail
+        );
+        assert!(
+            checks[4]
+                .detail
+                .contains("at least that; margin -0.1 points"),
+            "{}",
+            checks[4].detail
         );
         assert!(
             !checks[5].required && checks[..5].iter().all(|c| c.required) && checks[6].required
