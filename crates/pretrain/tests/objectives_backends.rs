@@ -13,6 +13,7 @@ use pretrain::burn::tensor::{ElementConversion, Tensor, TensorData};
 use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain::data::batch::ViewsBatcher;
 use pretrain::data::samples;
+use pretrain::models::init::init_seeded;
 use pretrain::models::{
     AutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig, SmallCnnConfig,
 };
@@ -151,8 +152,7 @@ impl BackendTask for DenoisingRun {
         let images = InMemDataset::new(samples::fashion_mnist().unwrap());
         let data =
             Arc::new(AugmentedDataset::new(images, config.views(Pipeline::default()), 3).unwrap());
-        B::seed(&device, 4);
-        let model = config.init::<B>(&device).unwrap();
+        let model = init_seeded(&device, 4, || config.init::<B>(&device).unwrap());
         let train = TrainConfig {
             steps: self.steps,
             batch_size: 16,
