@@ -192,7 +192,12 @@ impl BackendTask for Job<'_> {
             (kind @ ("mae" | "simmim"), _) => Err(needs(kind, "a ViT (preset vit-tiny-28)")),
             ("dae", _) => Err(needs("dae", "an autoencoder (mlp-ae-digits, conv-ae-28)")),
             (kind, ModelConfig::Image(encoder)) => {
-                let views = two_views(spec, &recipe.data.dataset, normalize)?;
+                let first = images
+                    .get(0)
+                    .ok_or_else(|| pretrain::data::DataError::config("dataset", "is empty"))?
+                    .image;
+                let views =
+                    two_views(spec, [first.channels, first.height, first.width], normalize)?;
                 let views = AugmentedDataset::new(images, views, seed)?;
                 let width = encoder.feature_dim();
                 macro_rules! contrastive {
@@ -259,14 +264,15 @@ fn check_objective_fields(spec: &ObjectiveSpec) -> Result<()> {
     }
 }
 
-/// The two augmented views of a contrastive objective: the pipelines spelled out in
-/// `objective.views`, or the named `objective.augment` (default `simclr`).
+/// The two augmented views of a contrastive objective on square images of `shape`
+/// (`[channels, size, size]`): the pipelines spelled out in `objective.views`, checked against
+/// it, or the named `objective.augment` (default `simclr`).
 fn two_views(
     spec: &ObjectiveSpec,
-    dataset: &str,
+    shape: [usize; 3],
     normalize: Option<pretrain::data::augment::Normalize>,
 ) -> Result<MultiView> {
-    let size = if dataset == "digits" { 8 } else { 28 };
+    let size = shape[1];
     let normalize = normalize.unwrap_or_else(|| pretrain::data::augment::Normalize {
         mean: vec![0.0],
         std: vec![1.0],
@@ -297,7 +303,7 @@ fn two_views(
             }
         };
         views
-            .check([1, size, size])
+            .check(shape)
             .map_err(|e| RecipeError::field("objective.views", e.to_string()))?;
         return Ok(views);
     }
