@@ -3,8 +3,6 @@
 //!
 //! `cargo run --release -p pretrain-examples --example pretrain_mae -- [steps] [out-dir]`
 
-use std::sync::Arc;
-
 use pretrain::burn::tensor::backend::Backend;
 
 use pretrain::burn::data::dataset::InMemDataset;
@@ -13,7 +11,7 @@ use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
 use pretrain::data::{ImageItem, samples};
 use pretrain::models::{MaeConfig, VitConfig};
 use pretrain::objectives::MaeObjectiveConfig;
-use pretrain::train::{RunOptions, TrainConfig, pretrain};
+use pretrain::train::{Pretrainer, TrainConfig};
 use pretrain_examples::Selected;
 
 fn main() -> anyhow::Result<()> {
@@ -53,16 +51,11 @@ fn main() -> anyhow::Result<()> {
         lr: 1e-3,
         ..TrainConfig::default()
     };
-    let outcome = pretrain(
-        objective,
-        serde_json::to_value(&config)?,
-        Arc::new(data),
-        MaskedImageBatcher,
-        &train,
-        out.as_ref(),
-        &RunOptions::default(),
-        &device,
-    )?;
+    let outcome = Pretrainer::new(objective, data, MaskedImageBatcher)
+        .config(&train)
+        .objective_config(&config)
+        .run_dir(&out)
+        .run(&device)?;
     let first = outcome.losses.first().copied().unwrap_or(f64::NAN);
     let last = outcome.losses.last().copied().unwrap_or(f64::NAN);
     println!(

@@ -7,6 +7,7 @@ mod data;
 mod recipes;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -74,8 +75,9 @@ enum Command {
     Recipes,
     /// Pre-train a recipe into a run directory.
     Pretrain {
-        /// Built-in recipe name or path of a recipe file.
-        recipe: String,
+        /// Built-in recipe name or path of a recipe file (with --resume: optional, and it must
+        /// match the run's saved recipe except for the steps).
+        recipe: Option<String>,
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
         backend: String,
@@ -83,15 +85,16 @@ enum Command {
         #[arg(long)]
         steps: Option<usize>,
         /// Passes over the unlabeled data (overrides the recipe's steps).
-        #[arg(long)]
-        epochs: Option<usize>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        epochs: Option<u64>,
         /// Seed (overrides the recipe).
         #[arg(long)]
         seed: Option<u64>,
         /// Run directory (default: target/runs/<recipe>).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         out: Option<PathBuf>,
-        /// Continue the run in this directory from its latest checkpoint.
+        /// Continue the run in this directory from its latest checkpoint (its saved recipe;
+        /// --steps may raise the steps, a different --seed is refused).
         #[arg(long)]
         resume: Option<PathBuf>,
         /// No progress bar.
@@ -146,8 +149,46 @@ enum BenchCommand {
     Compare(bench::CompareArgs),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    if !backtrace {
+        // A bug still reaches the user as one line, not a panic report.
+        std::panic::set_hook(Box::new(|info| {
+            let info = info.to_string().replace('\n', " ");
+            eprintln!("error: internal error (a bug; please report it): {info}");
+        }));
+    }
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if backtrace => {
+            eprintln!("error: {e:?}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, each cause once (many errors already quote their
+/// source in their own message).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Demo {
             backend,
             quick,
@@ -184,7 +225,16 @@ fn main() -> Result<()> {
             out,
             resume,
             quiet,
-        } => recipes::pretrain(&recipe, &backend, steps, epochs, seed, out, resume, quiet),
+        } => recipes::pretrain(
+            recipe.as_deref(),
+            &backend,
+            steps,
+            epochs.map(|e| e as usize),
+            seed,
+            out,
+            resume,
+            quiet,
+        ),
         Command::Finetune {
             recipe,
             from,

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use pretrain::backend::BackendKind;
 use pretrain_recipes::{DemoConfig, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run};
 
 #[allow(clippy::too_many_arguments)]
 pub fn pretrain(
-    name: &str,
+    name: Option<&str>,
     backend: &str,
     steps: Option<usize>,
     epochs: Option<usize>,
@@ -18,9 +18,22 @@ pub fn pretrain(
     quiet: bool,
 ) -> Result<()> {
     let kind: BackendKind = backend.parse()?;
-    let mut recipe = match &resume {
-        Some(dir) => recipe_of_run(dir)?,
-        None => Recipe::load(name)?,
+    // A named recipe on a resume is compared with the saved one by `run_pretrain` (its steps
+    // are the saved run's unless --steps says otherwise).
+    let mut recipe = match (&resume, name) {
+        (Some(dir), name) => {
+            let saved = recipe_of_run(dir)?;
+            match name {
+                Some(name) => {
+                    let mut asked = Recipe::load(name)?;
+                    asked.train.steps = saved.train.steps;
+                    asked
+                }
+                None => saved,
+            }
+        }
+        (None, Some(name)) => Recipe::load(name)?,
+        (None, None) => bail!("give a recipe (a built-in name or a file), or --resume RUN_DIR"),
     };
     if let Some(seed) = seed {
         recipe.seed = seed;
@@ -154,7 +167,11 @@ pub fn demo(
     println!("{}", pretrain_recipes::demo::markdown(&report));
     println!("Report written to {}", out.join("report.json").display());
     if !pretrain_recipes::demo::passed(&report) && !quick {
-        println!("Some required bars were NOT cleared (see above); the report says which.");
+        bail!(
+            "required bars not cleared: {} (report in {})",
+            pretrain_recipes::demo::failed_bars(&report).join("; "),
+            out.display()
+        );
     }
     Ok(())
 }

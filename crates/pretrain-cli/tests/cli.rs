@@ -3,7 +3,12 @@
 use std::process::Command;
 
 fn pretrain() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pretrain"))
+    // As a user runs it: errors print one line unless they ask for a backtrace.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pretrain"));
+    command
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
+    command
 }
 
 /// The standard output of a run that must have succeeded (else both streams in the failure).
@@ -88,6 +93,8 @@ fn recipes_pretrain_and_finetune_from_the_command_line() {
     let stdout = succeeded(&output);
     assert!(stdout.contains("dae-digits: 5 steps on flex"), "{stdout}");
 
+    resume_checks_before_it_writes(run.path());
+
     let output = pretrain()
         .args([
             "finetune",
@@ -122,6 +129,60 @@ fn recipes_pretrain_and_finetune_from_the_command_line() {
         stderr.contains("linear-probe, knn, full, partial, adapter, lora"),
         "{stderr}"
     );
+}
+
+/// The one line a refused command prints (no backtrace, no "Caused by" block).
+fn refused(output: &std::process::Output) -> String {
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    stderr
+}
+
+/// On the 5-step dae-digits run in `run`: every refused resume leaves the saved recipe as it
+/// was; raising the steps continues the run.
+fn resume_checks_before_it_writes(run: &std::path::Path) {
+    let recipe = std::fs::read(run.join("recipe.toml")).unwrap();
+    let resume = |args: &[&str]| {
+        pretrain()
+            .args(["pretrain", "--quiet", "--resume"])
+            .arg(run)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, expected) in [
+        (&["--steps", "0"][..], "train.steps"),
+        (&["--seed", "9"], "seed: saved 0 vs asked 9"),
+        (&[], "already completed 5 steps"),
+        (&["mae-fashion-mnist", "--steps", "9"], "cannot resume"),
+    ] {
+        let stderr = refused(&resume(args));
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(std::fs::read(run.join("recipe.toml")).unwrap(), recipe);
+    }
+    // Refused by the argument parser (its usage lines follow the error line).
+    for (output, expected) in [
+        (resume(&["--out", "elsewhere"]), "--out"),
+        (
+            pretrain()
+                .args(["pretrain", "dae-digits", "--epochs", "0"])
+                .output()
+                .unwrap(),
+            "--epochs",
+        ),
+    ] {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && first.contains(expected),
+            "{stderr}"
+        );
+    }
+    let stdout = succeeded(&resume(&["dae-digits", "--steps", "7"]));
+    assert!(stdout.contains("dae-digits: 7 steps"), "{stdout}");
 }
 
 #[test]

@@ -9,18 +9,36 @@ use crate::error::{DataError, Result};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Reads a whole file, decompressing it first when it is gzipped (detected by content, not name).
+/// The most bytes a gzipped file may decompress to (4 GiB): a corrupt or hostile file (a
+/// "gzip bomb") is refused instead of exhausting memory. Larger data belongs in shards.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
+
+/// Reads a whole file, decompressing it first when it is gzipped (detected by content, not
+/// name), to at most [`MAX_DECOMPRESSED_BYTES`].
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    read_bytes_within(path, MAX_DECOMPRESSED_BYTES)
+}
+
+fn read_bytes_within(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if raw.starts_with(&GZIP_MAGIC) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::io(path, e))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&GZIP_MAGIC) {
+        return Ok(raw);
     }
+    let mut out = Vec::with_capacity((raw.len() as u64 * 4).min(limit) as usize);
+    flate2::read::MultiGzDecoder::new(raw.as_slice())
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::io(path, e))?;
+    if out.len() as u64 > limit {
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("decompresses to more than {limit} bytes; refusing to read it whole"),
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// How the bytes of a text file are turned into a `String`.
@@ -108,6 +126,25 @@ mod tests {
         gz.write_all(b"hello").unwrap();
         std::fs::write(&path, gz.finish().unwrap()).unwrap();
         assert_eq!(read_bytes(&path).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn gzip_beyond_the_bound_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let compressed = gz.finish().unwrap();
+        assert!(compressed.len() < 4096);
+        std::fs::write(&path, compressed).unwrap();
+        assert_eq!(read_bytes_within(&path, 1 << 20).unwrap().len(), 1 << 20);
+        let err = read_bytes_within(&path, (1 << 20) - 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bomb.gz") && err.contains("more than"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,14 +3,13 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::InMemDataset;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use pretrain_data::Labeled;
-use pretrain_train::{LrSchedule, OptimizerConfig, RunOptions, TrainConfig, pretrain};
+use pretrain_train::{LrSchedule, OptimizerConfig, Pretrainer, RunOptions, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::{Backbone, LabeledBatch};
@@ -221,21 +220,15 @@ where
         train.steps = train.steps_for_epochs(epochs, items.len());
     }
     let task = ClassificationTask::new(classifier, settings.label_smoothing, settings.layer_decay);
-    let config_json = serde_json::to_value(settings).expect("settings serialize");
-    let options = RunOptions {
-        quiet,
-        ..RunOptions::default()
-    };
-    let outcome = pretrain(
-        task,
-        config_json,
-        Arc::new(InMemDataset::new(items)),
-        batcher,
-        &train,
-        run_dir,
-        &options,
-        device,
-    )?;
+    let outcome = Pretrainer::new(task, InMemDataset::new(items), batcher)
+        .config(&train)
+        .objective_config(settings)
+        .run_dir(run_dir)
+        .options(RunOptions {
+            quiet,
+            ..RunOptions::default()
+        })
+        .run(device)?;
     Ok(outcome.objective.model.valid())
 }
 

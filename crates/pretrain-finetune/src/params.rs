@@ -7,40 +7,12 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
+use pretrain_models::path::PathStack;
 use serde::{Deserialize, Serialize};
 
 /// Field names of the block lists that give a model its depth (ViT and ResNet `blocks`, BERT
 /// `layers`).
 const DEPTH_CONTAINERS: [&str; 2] = ["blocks", "layers"];
-
-/// Tracks the dotted path of the parameter being visited (the weight names of checkpoints).
-#[derive(Default)]
-pub(crate) struct PathStack(Vec<String>);
-
-impl PathStack {
-    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
-        // Enum variants (`ImageEncoder::Vit`) are not part of the weight names; an empty
-        // segment keeps push and pop paired.
-        let segment = if container_type.starts_with("Enum:") {
-            ""
-        } else {
-            name
-        };
-        self.0.push(segment.to_string());
-    }
-
-    pub(crate) fn exit(&mut self) {
-        self.0.pop();
-    }
-
-    fn segments(&self) -> Vec<String> {
-        self.0.iter().filter(|s| !s.is_empty()).cloned().collect()
-    }
-
-    pub(crate) fn path(&self) -> String {
-        self.segments().join(".")
-    }
-}
 
 struct Freezer<F> {
     path: PathStack,

@@ -13,7 +13,7 @@ use pretrain_models::{ImageEncoderConfig, SmallCnnConfig, VitConfig};
 
 use crate::backbone::{Backbone, ToLabeled};
 use crate::evaluate::LabeledTask;
-use crate::params::PathStack;
+use pretrain_models::path::PathStack;
 
 pub type B = burn::backend::Flex;
 pub type Ad = burn::backend::Autodiff<B>;

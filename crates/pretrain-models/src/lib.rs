@@ -15,7 +15,7 @@
 //!   [`adapter`]s, [`lora`] updates on its [`projection`]s and [`drop_path`];
 //! - [`init`]: explicit initialization schemes;
 //! - [`store`]: safetensors save/load with names mirroring the module tree;
-//! - [`summary`]: parameter counts.
+//! - [`summary`]: parameter counts; [`path`]: dotted parameter paths.
 //!
 //! Models know no objective: they map tensors to tensors.
 
@@ -34,6 +34,7 @@ pub mod init;
 pub mod layers;
 pub mod lora;
 pub mod mae;
+pub mod path;
 pub mod pos_embed;
 pub mod projection;
 pub mod store;
@@ -58,8 +59,8 @@ pub use lora::{Lora, LoraConfig};
 pub use mae::{Mae, MaeConfig, patchify, unpatchify};
 pub use projection::Projection;
 pub use store::{
-    load_safetensors, load_safetensors_where, save_safetensors, save_safetensors_where,
-    sync_running_stats,
+    first_non_finite, load_safetensors, load_safetensors_where, save_safetensors,
+    save_safetensors_where, sync_running_stats,
 };
 pub use summary::{num_params, preset_summaries, summary};
 pub use vit::{Pooling, PositionEmbedding, Vit, VitConfig};

@@ -3,11 +3,14 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::cast::ToElement;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 
 use crate::error::{ModelError, Result};
+use crate::path::PathStack;
 
 fn checkpoint_error(path: &Path, message: impl Into<String>) -> ModelError {
     ModelError::Checkpoint {
@@ -134,7 +137,47 @@ fn load<B: Backend, M: Module<B>>(
             ),
         ));
     }
+    if let Some(name) = first_non_finite(&model) {
+        return Err(checkpoint_error(
+            path,
+            format!("tensor {name} holds NaN or infinite values; refusing to load it"),
+        ));
+    }
     Ok(model)
+}
+
+/// The path of the first parameter of `model` holding a NaN or an infinity, if any: such a
+/// file is damaged or comes from a diverged run, and training on it would only spread NaNs.
+pub fn first_non_finite<B: Backend, M: Module<B>>(model: &M) -> Option<String> {
+    struct Finder {
+        path: PathStack,
+        found: Option<String>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Finder {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.found.is_some() {
+                return;
+            }
+            let value = param.val();
+            let bad = value.clone().is_nan().any().into_scalar().to_bool()
+                || value.is_inf().any().into_scalar().to_bool();
+            if bad {
+                self.found = Some(self.path.path());
+            }
+        }
+    }
+    let mut finder = Finder {
+        path: PathStack::default(),
+        found: None,
+    };
+    model.visit(&mut finder);
+    finder.found
 }
 
 #[cfg(test)]
@@ -173,5 +216,33 @@ mod tests {
         assert!(err.contains("Shape"), "{err}");
         std::fs::write(&path, b"garbage").unwrap();
         assert!(load_safetensors(config.init::<B>(&dev).unwrap(), &path).is_err());
+    }
+
+    #[test]
+    fn weights_holding_nan_are_refused_naming_the_tensor() {
+        struct Poison;
+        impl burn::module::ModuleMapper<B> for Poison {
+            fn map_float<const D: usize>(
+                &mut self,
+                param: Param<Tensor<B, D>>,
+            ) -> Param<Tensor<B, D>> {
+                param.map(|t| t.div_scalar(0.0))
+            }
+        }
+        let dev = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nan.safetensors");
+        let config = VitConfig::new(8, 4, 1, 16, 2, 2);
+        let model = config.init::<B>(&dev).unwrap();
+        save_safetensors(&model, &path).unwrap();
+        assert!(load_safetensors(config.init::<B>(&dev).unwrap(), &path).is_ok());
+        save_safetensors(&model.map(&mut Poison), &path).unwrap();
+        let err = load_safetensors(config.init::<B>(&dev).unwrap(), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nan.safetensors") && err.contains("NaN") && err.contains('.'),
+            "{err}"
+        );
     }
 }

@@ -8,7 +8,6 @@ use std::time::Instant;
 use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
-use pretrain::burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
@@ -17,8 +16,8 @@ use pretrain::data::text_dataset::MlmDataset;
 use pretrain::data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
 use pretrain::data::{TextItem, samples};
 use pretrain::models::{BertConfig, ImageEncoderConfig, MaeConfig, SmallCnnConfig};
-use pretrain::objectives::{MaeObjectiveConfig, MlmConfig, Objective, SimClrConfig, TrainProgress};
-use pretrain::train::Precision;
+use pretrain::objectives::{MaeObjectiveConfig, MlmConfig, SimClrConfig};
+use pretrain::train::{LrSchedule, Precision, Stepper, TrainConfig, TrainObjective};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RecipeError, Result};
@@ -280,31 +279,34 @@ pub fn prepare_step<B: AutodiffBackend>(
     })
 }
 
-fn stepper<B: AutodiffBackend, O: Objective<B> + 'static>(
+/// Steps of the engine's own [`Stepper`] (so the benchmark times what training runs: guards,
+/// clipping, multipliers, after-step hooks) with AdamW at lr 1e-4, always on `batch`.
+fn stepper<B: AutodiffBackend, O: TrainObjective<B> + 'static>(
     objective: O,
     batch: O::Batch,
     device: &B::Device,
 ) -> PreparedStep
 where
-    O::Batch: Clone + 'static,
+    O::Batch: Clone,
 {
-    let mut optimizer = AdamWConfig::new().init::<B, O>();
+    let config = TrainConfig {
+        lr: 1e-4,
+        steps: usize::MAX,
+        schedule: LrSchedule::Constant { warmup_steps: 0 },
+        loss_spike_factor: None,
+        ..TrainConfig::default()
+    };
+    let optimizer = config.optimizer.build::<B, O>(config.clip_grad_value);
+    let mut stepper = Stepper::new(&config, &objective, optimizer);
+    let mut state = stepper.initial_state(serde_json::Value::Null);
     let device = device.clone();
     let mut objective = Some(objective);
-    let mut step = 0;
     Box::new(move || {
         let current = objective
             .take()
             .ok_or_else(|| RecipeError::option("step", "an earlier step failed"))?;
-        let out = current.forward_step(batch.clone())?;
-        let grads = GradientsParams::from_grads(out.loss.backward(), &current);
-        let updated = optimizer.step(1e-4, current, grads);
-        step += 1;
-        let progress = TrainProgress {
-            step,
-            total_steps: usize::MAX,
-        };
-        objective = Some(updated.after_optimizer_step(out.carry, progress));
+        let (updated, _) = stepper.step(current, &mut state, || Ok(batch.clone()))?;
+        objective = Some(updated);
         B::sync(&device).map_err(|e| {
             RecipeError::option("--backend", format!("device failed during the step: {e:?}"))
         })

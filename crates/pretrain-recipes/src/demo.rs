@@ -670,7 +670,17 @@ fn pixels<B: Backend>(
 
 /// Whether every required bar held.
 pub fn passed(report: &DemoReport) -> bool {
-    report.checks.iter().all(|c| c.passed || !c.required)
+    failed_bars(report).is_empty()
+}
+
+/// The required bars that did not hold, each as `name (detail)`.
+pub fn failed_bars(report: &DemoReport) -> Vec<String> {
+    report
+        .checks
+        .iter()
+        .filter(|c| c.required && !c.passed)
+        .map(|c| format!("{} ({})", c.name, c.detail))
+        .collect()
 }
 
 #[cfg(test)]
@@ -756,5 +766,12 @@ mod tests {
             seconds: 1.0,
         };
         assert!(!super::passed(&report));
+        let failed = super::failed_bars(&report);
+        let expected = report
+            .checks
+            .iter()
+            .filter(|c| c.required && !c.passed)
+            .count();
+        assert!(!failed.is_empty() && failed.len() == expected, "{failed:?}");
     }
 }

@@ -37,6 +37,18 @@ pub enum RecipeError {
         /// What is wrong, with the valid choices where there is a list.
         message: String,
     },
+    /// A resume asked for a recipe that differs from the run's saved one.
+    #[error(
+        "cannot resume: the run's recipe {path} differs from the one asked for at {difference}; \
+         an exact resume needs the same settings (only the steps may change), so start a new \
+         run directory instead"
+    )]
+    Resume {
+        /// The saved recipe.
+        path: PathBuf,
+        /// The first difference, `field: saved X vs asked Y`.
+        difference: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     Io {

@@ -12,17 +12,15 @@ use pretrain::data::TextItem;
 use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
 use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
-use pretrain::data::rng::EpochSeeded;
 use pretrain::data::text_dataset::MlmDataset;
 use pretrain::data::tokenizer::TextTokenizer;
 use pretrain::models::{ImageEncoderConfig, MaeConfig};
 use pretrain::objectives::{
     BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MlmConfig, MoCoConfig,
-    Objective, SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
+    SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
 };
-use pretrain::train::{RunOptions, pretrain};
+use pretrain::train::{Pretrainer, RunOptions, TrainData, TrainError, TrainObjective};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::data;
 use crate::error::{RecipeError, Result};
@@ -87,6 +85,11 @@ pub fn run_pretrain(
     backend: BackendKind,
     options: &PretrainOptions,
 ) -> Result<PretrainSummary> {
+    let saved = options.out.join(RECIPE_FILE);
+    if options.resume && saved.is_file() {
+        // Before any data is read: a refused resume costs nothing.
+        check_resumable(&crate::recipe_of_run(&options.out)?, recipe, &saved)?;
+    }
     std::fs::create_dir_all(&options.out).map_err(|e| RecipeError::io(&options.out, e))?;
     pretrain::dispatch_backend!(backend, recipe.train.precision, Job { recipe, options })?
 }
@@ -226,16 +229,51 @@ impl BackendTask for Job<'_> {
     }
 }
 
-/// `recipe` as it runs (steps resolved from `--epochs` over `unlabeled` items), saved into the
-/// run directory for `finetune --from`.
+/// `recipe` as it runs (steps resolved from `--epochs` over `unlabeled` items), its training
+/// settings checked, then saved into the run directory for `finetune --from`: nothing is
+/// written before every check has passed (a resume's recipe was compared with the saved one
+/// first, in `run_pretrain`).
 fn as_run(recipe: &Recipe, options: &PretrainOptions, unlabeled: usize) -> Result<Recipe> {
     let mut recipe = recipe.clone();
     if let Some(epochs) = options.epochs {
+        if epochs == 0 {
+            return Err(RecipeError::option("--epochs", "must be at least 1"));
+        }
         recipe.train.steps = recipe.train.steps_for_epochs(epochs, unlabeled);
     }
+    recipe.train.validate().map_err(|e| match e {
+        TrainError::Config { field, message } => {
+            RecipeError::field(format!("train.{field}"), message)
+        }
+        other => other.into(),
+    })?;
     let path = options.out.join(RECIPE_FILE);
     std::fs::write(&path, recipe.to_toml()).map_err(|e| RecipeError::io(&path, e))?;
     Ok(recipe)
+}
+
+/// Refuses a resume whose recipe differs from the saved one (`saved`, read from `path`) in
+/// anything but what may change between the parts of one run: the steps (to train further),
+/// the description and the evaluations. Any other change (seed, data, model, objective,
+/// optimizer, schedule, batch) would make the resumed run differ from an uninterrupted one.
+fn check_resumable(saved: &Recipe, asked: &Recipe, path: &Path) -> Result<()> {
+    let comparable = |recipe: &Recipe| {
+        let mut recipe = recipe.clone();
+        recipe.train.steps = 0;
+        recipe.description.clear();
+        recipe.evaluate = Default::default();
+        serde_json::to_value(&recipe).expect("recipes serialize")
+    };
+    match pretrain::train::checkpoint::first_difference(&comparable(saved), &comparable(asked), "")
+    {
+        None => Ok(()),
+        Some(difference) => Err(RecipeError::Resume {
+            path: path.to_path_buf(),
+            difference: difference
+                .replace("checkpoint ", "saved ")
+                .replace("now ", "asked "),
+        }),
+    }
 }
 
 fn needs(kind: &str, what: &str) -> RecipeError {
@@ -371,36 +409,29 @@ impl<Dev: Clone> Runner<'_, Dev> {
     ) -> Result<PretrainSummary>
     where
         B: AutodiffBackend<Device = Dev>,
-        O: Objective<B>,
-        O::Batch: Send + 'static,
-        C: Serialize + DeserializeOwned,
+        O: TrainObjective<B>,
+        C: Serialize,
         I: Send + 'static,
-        D: Dataset<I> + EpochSeeded + 'static,
+        D: TrainData<I>,
         T: Batcher<B, I, O::Batch> + 'static,
     {
         let started = Instant::now();
         let mut train = self.recipe.train.clone();
         train.seed = self.recipe.seed;
-        let options = RunOptions {
-            quiet: self.options.quiet,
-            resume: self.options.resume,
-            stop: self.options.stop.clone(),
-            stop_after: None,
-        };
-        let config_json = serde_json::json!({
-            "kind": self.recipe.objective.kind,
-            "config": serde_json::to_value(config).expect("configs serialize"),
-        });
-        let outcome = pretrain(
-            objective,
-            config_json,
-            Arc::new(data),
-            batcher,
-            &train,
-            &self.options.out,
-            &options,
-            self.device,
-        )?;
+        let outcome = Pretrainer::new(objective, data, batcher)
+            .config(&train)
+            .objective_config(&serde_json::json!({
+                "kind": self.recipe.objective.kind,
+                "config": config,
+            }))
+            .run_dir(&self.options.out)
+            .options(RunOptions {
+                quiet: self.options.quiet,
+                resume: self.options.resume,
+                stop: self.options.stop.clone(),
+                stop_after: None,
+            })
+            .run(self.device)?;
         Ok(PretrainSummary {
             recipe: self.recipe.name.clone(),
             backend: self.kind.name().to_string(),

@@ -269,6 +269,31 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         err.contains("model.overrides.detph") && err.contains("depth"),
         "{err}"
     );
+    // Sizes that would abort on allocation are refused by name.
+    for (overrides, field) in [
+        (
+            serde_json::json!({"d_model": 1_000_000_000u64}),
+            "model.overrides.d_model",
+        ),
+        (
+            serde_json::json!({"depth": -5_000_000}),
+            "model.overrides.depth",
+        ),
+    ] {
+        let err = apply(&preset, &overrides, "model.overrides")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field) && err.contains("out of range"), "{err}");
+    }
+    let mlp = pretrain::models::MlpAutoencoderConfig::digits();
+    let err = apply(
+        &mlp,
+        &serde_json::json!({"hidden": [64, 1e9]}),
+        "model.overrides",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("model.overrides.hidden[1]"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let options = PretrainOptions {

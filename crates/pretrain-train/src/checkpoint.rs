@@ -3,8 +3,11 @@
 //! state and `state.json` (step, counters, the configuration it belongs to). A checkpoint is
 //! written into a hidden temporary folder, every file synced, then renamed into place, and only
 //! then does `checkpoints/latest` (itself written atomically) point at it: a crash at any moment
-//! leaves the previous checkpoint as the latest, intact.
+//! leaves the previous checkpoint as the latest, intact. `state.json` records the size and
+//! SHA-256 of the other files, so a truncated or altered file is refused by name before any
+//! decoder reads it.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +16,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain_models::{load_safetensors, save_safetensors};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::atomic::write_atomic;
 use crate::error::{Result, TrainError, io_error};
@@ -35,6 +39,54 @@ pub struct TrainState {
     /// Dynamic loss scale (f16 runs).
     #[serde(default)]
     pub loss_scaler: Option<crate::precision::LossScaler>,
+    /// Losses of the latest applied steps, the reference of the loss-spike guard (restored so a
+    /// resumed run judges spikes as the uninterrupted one would).
+    #[serde(default)]
+    pub recent_losses: Vec<f64>,
+}
+
+/// Size and SHA-256 of a checkpoint file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FileDigest {
+    bytes: u64,
+    sha256: String,
+}
+
+impl FileDigest {
+    fn of(bytes: &[u8]) -> Self {
+        Self {
+            bytes: bytes.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(bytes)),
+        }
+    }
+}
+
+/// What `state.json` holds: the state and the digests of the checkpoint's other files.
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    #[serde(flatten)]
+    state: TrainState,
+    /// Absent in checkpoints written before digests were recorded: their files are not checked.
+    #[serde(default)]
+    files: BTreeMap<String, FileDigest>,
+}
+
+/// Reads `path`, checking it against its recorded digest (when there is one).
+fn read_verified(path: &Path, digest: Option<&FileDigest>) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(io_error(path))?;
+    if let Some(expected) = digest
+        && FileDigest::of(&bytes) != *expected
+    {
+        return Err(TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "is damaged: {} bytes whose SHA-256 does not match the {} bytes recorded in {STATE}",
+                bytes.len(),
+                expected.bytes
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 /// Gives every parameter an id from its position in the module tree, so the same architecture
@@ -86,14 +138,22 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
     std::fs::create_dir(&tmp).map_err(io_error(&tmp))?;
 
     save_safetensors(objective, &tmp.join(WEIGHTS))?;
+    let weights = std::fs::read(tmp.join(WEIGHTS)).map_err(io_error(tmp.join(WEIGHTS)))?;
     let optimizer_bytes = optimizer
         .to_bytes()
         .map_err(|message| TrainError::Checkpoint {
             path: tmp.join(OPTIMIZER),
             message,
         })?;
-    std::fs::write(tmp.join(OPTIMIZER), optimizer_bytes).map_err(io_error(tmp.join(OPTIMIZER)))?;
-    let state_json = serde_json::to_vec_pretty(state).expect("state serializes");
+    std::fs::write(tmp.join(OPTIMIZER), &optimizer_bytes).map_err(io_error(tmp.join(OPTIMIZER)))?;
+    let state_file = StateFile {
+        state: state.clone(),
+        files: BTreeMap::from([
+            (WEIGHTS.to_string(), FileDigest::of(&weights)),
+            (OPTIMIZER.to_string(), FileDigest::of(&optimizer_bytes)),
+        ]),
+    };
+    let state_json = serde_json::to_vec_pretty(&state_file).expect("state serializes");
     std::fs::write(tmp.join(STATE), state_json).map_err(io_error(tmp.join(STATE)))?;
     for file in [WEIGHTS, OPTIMIZER, STATE] {
         sync_file(&tmp.join(file))?;
@@ -101,12 +161,19 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
     sync_file(&tmp)?;
 
     let dir = root.join(&name);
+    // A folder of this step left by an earlier attempt (a crash after its rename, before
+    // `latest` moved) is moved aside, not deleted, until the new one is in place: a kill at
+    // any moment leaves a complete folder under the name or beside it.
+    let old = root.join(format!(".{name}.old-{}", std::process::id()));
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
+        std::fs::rename(&dir, &old).map_err(io_error(&dir))?;
     }
     std::fs::rename(&tmp, &dir).map_err(io_error(&dir))?;
     sync_file(&root)?;
     write_atomic(&root.join(LATEST), name.as_bytes())?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
+    }
     prune(&root, keep, &name)?;
     Ok(dir)
 }
@@ -133,7 +200,9 @@ fn prune(root: &Path, keep: usize, current: &str) -> Result<()> {
     Ok(())
 }
 
-/// The checkpoint `latest` points at, if the run has one.
+/// The checkpoint `latest` points at, if the run has one. Should `latest` name a folder that is
+/// gone (a crash while a folder of the same step was being replaced), the newest complete
+/// `step-*` folder stands in for it.
 pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
     let root = checkpoints_dir(run_dir);
     let pointer = root.join(LATEST);
@@ -142,13 +211,36 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
     }
     let name = std::fs::read_to_string(&pointer).map_err(io_error(&pointer))?;
     let dir = root.join(name.trim());
-    if !dir.is_dir() {
-        return Err(TrainError::Checkpoint {
-            path: pointer,
-            message: format!("points at {}, which does not exist", dir.display()),
-        });
+    if dir.is_dir() {
+        return Ok(Some(dir));
     }
-    Ok(Some(dir))
+    let mut complete: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map_err(io_error(&root))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+                && path.join(STATE).is_file()
+        })
+        .collect();
+    complete.sort();
+    match complete.pop() {
+        Some(newest) => {
+            tracing::warn!(
+                pointer = %pointer.display(),
+                using = %newest.display(),
+                "latest names a missing checkpoint; using the newest complete one"
+            );
+            Ok(Some(newest))
+        }
+        None => Err(TrainError::Checkpoint {
+            path: pointer,
+            message: format!(
+                "points at {}, which does not exist, and no other checkpoint is complete",
+                dir.display()
+            ),
+        }),
+    }
 }
 
 /// Loads the checkpoint in `dir` into `objective` and `optimizer`, refusing one written for
@@ -162,10 +254,11 @@ pub fn load<B: AutodiffBackend, M: AutodiffModule<B>>(
 ) -> Result<(M, EngineOptimizer<B, M>, TrainState)> {
     let state_path = dir.join(STATE);
     let bytes = std::fs::read(&state_path).map_err(io_error(&state_path))?;
-    let state: TrainState = serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
-        path: state_path.clone(),
-        message: format!("unreadable: {e}"),
-    })?;
+    let StateFile { state, files } =
+        serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
+            path: state_path.clone(),
+            message: format!("unreadable: {e}"),
+        })?;
     if let Some(difference) = first_difference(&state.objective_config, config, "") {
         return Err(TrainError::Checkpoint {
             path: state_path,
@@ -175,21 +268,37 @@ pub fn load<B: AutodiffBackend, M: AutodiffModule<B>>(
             ),
         });
     }
+    read_verified(&dir.join(WEIGHTS), files.get(WEIGHTS))?;
     let objective = positional_ids(load_safetensors(objective, &dir.join(WEIGHTS))?);
     let optimizer_path = dir.join(OPTIMIZER);
-    let bytes = std::fs::read(&optimizer_path).map_err(io_error(&optimizer_path))?;
-    let optimizer =
-        optimizer
-            .load_bytes(bytes, device)
-            .map_err(|message| TrainError::Checkpoint {
-                path: optimizer_path,
-                message: format!("optimizer state unreadable ({message})"),
-            })?;
+    let bytes = read_verified(&optimizer_path, files.get(OPTIMIZER))?;
+    let unreadable = |message: String| TrainError::Checkpoint {
+        path: optimizer_path.clone(),
+        message: format!("optimizer state unreadable ({message})"),
+    };
+    // burn's recorder panics on some malformed inputs (digests catch damage to files written
+    // by this engine; this catches hand-made or pre-digest ones): the panic becomes an error.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        optimizer.load_bytes(bytes, device)
+    }));
+    let optimizer = match loaded {
+        Ok(result) => result.map_err(unreadable)?,
+        Err(panic) => return Err(unreadable(panic_message(panic.as_ref()))),
+    };
     Ok((objective, optimizer, state))
 }
 
-/// The first path at which two JSON values differ, e.g. `objective.temperature: 0.1 vs 0.2`.
-fn first_difference(
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "malformed".into())
+}
+
+/// The first path at which two JSON values differ, e.g. `objective.temperature: checkpoint 0.1
+/// vs now 0.2` (`saved` is the checkpoint's side).
+pub fn first_difference(
     saved: &serde_json::Value,
     now: &serde_json::Value,
     at: &str,
@@ -206,7 +315,10 @@ fn first_difference(
                 };
                 match (a.get(k), b.get(k)) {
                     (Some(x), Some(y)) => first_difference(x, y, &path),
-                    (x, y) => Some(format!("{path}: {x:?} vs {y:?}")),
+                    (x, y) => {
+                        let show = |v: Option<&Value>| v.map_or("absent".into(), Value::to_string);
+                        Some(format!("{path}: checkpoint {} vs now {}", show(x), show(y)))
+                    }
                 }
             })
         }

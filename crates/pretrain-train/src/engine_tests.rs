@@ -20,19 +20,19 @@ use pretrain_objectives::{
 };
 
 use crate::checkpoint::{self, positional_ids};
-use crate::{LrSchedule, OptimizerConfig, RunOptions, TrainConfig, TrainError, pretrain};
+use crate::{LrSchedule, OptimizerConfig, Pretrainer, RunOptions, TrainConfig, TrainError};
 
 type Ad = burn::backend::Autodiff<burn::backend::Flex>;
 type Views = AugmentedDataset<InMemDataset<ImageItem>>;
 
-fn views(pipeline: Pipeline, corrupt: bool) -> Arc<Views> {
+fn views(pipeline: Pipeline, corrupt: bool) -> Views {
     let images = InMemDataset::new(samples::fashion_mnist().unwrap());
     let views = if corrupt {
         DenoisingConfig::new(dae_config()).views(pipeline)
     } else {
         MultiView::two_views(pipeline)
     };
-    Arc::new(AugmentedDataset::new(images, views, 11).unwrap())
+    AugmentedDataset::new(images, views, 11).unwrap()
 }
 
 fn dae_config() -> AutoencoderConfig {
@@ -66,16 +66,12 @@ fn run_dae(
     dir: &Path,
     options: &RunOptions,
 ) -> crate::Result<crate::TrainOutcome<Denoising<Ad>>> {
-    pretrain(
-        objective,
-        serde_json::json!({"objective": "dae"}),
-        views(Pipeline::default(), true),
-        ViewsBatcher,
-        config,
-        dir,
-        options,
-        &Default::default(),
-    )
+    Pretrainer::new(objective, views(Pipeline::default(), true), ViewsBatcher)
+        .config(config)
+        .objective_config(&serde_json::json!({"objective": "dae"}))
+        .run_dir(dir)
+        .options(options.clone())
+        .run(&Default::default())
 }
 
 fn weights<M: Module<Ad>>(m: &M) -> Vec<f32> {
@@ -120,17 +116,13 @@ fn resumed_run_matches_the_uninterrupted_run_bitwise() {
     };
     let data = || views(Pipeline::simclr(28, Normalize::fashion_mnist()), false);
     let run = |dir: &Path, options: &RunOptions, objective| {
-        pretrain(
-            objective,
-            config_json.clone(),
-            data(),
-            ViewsBatcher,
-            &config,
-            dir,
-            options,
-            &Default::default(),
-        )
-        .unwrap()
+        Pretrainer::new(objective, data(), ViewsBatcher)
+            .config(&config)
+            .objective_config(&config_json)
+            .run_dir(dir)
+            .options(options.clone())
+            .run(&Default::default())
+            .unwrap()
     };
     let whole_dir = tempfile::tempdir().unwrap();
     let whole = run(whole_dir.path(), &quiet(), byol());
@@ -193,7 +185,7 @@ fn clipping_keeps_an_exploding_learning_rate_finite_and_the_guard_stops_the_uncl
             weight_decay: 0.0,
         },
         max_bad_steps: 3,
-        checkpoint_every: 5,
+        checkpoint_every: 1,
         ..Default::default()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -208,18 +200,41 @@ fn clipping_keeps_an_exploding_learning_rate_finite_and_the_guard_stops_the_uncl
     };
     assert_eq!(*bad_steps, 3);
     assert!(err.to_string().contains("gradient clipping"), "{err}");
-    // The last good checkpoint still loads.
-    if let Some(dir) = last_checkpoint {
-        let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
-        checkpoint::load(
-            dir,
-            positional_ids(dae()),
-            optimizer,
-            &serde_json::json!({"objective": "dae"}),
-            &Default::default(),
-        )
-        .unwrap();
-    }
+    // The last good checkpoint is named and still loads.
+    let last = last_checkpoint.as_ref().expect("a checkpoint is named");
+    assert!(
+        err.to_string().contains(&last.display().to_string()),
+        "{err}"
+    );
+    let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+    checkpoint::load(
+        last,
+        positional_ids(dae()),
+        optimizer,
+        &serde_json::json!({"objective": "dae"}),
+        &Default::default(),
+    )
+    .unwrap();
+
+    // Diverging before the first checkpoint says so rather than naming none.
+    let early = TrainConfig {
+        checkpoint_every: 1000,
+        ..config.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let err = run_dae(dae(), &early, dir.path(), &quiet()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            TrainError::Diverged {
+                last_checkpoint: None,
+                ..
+            }
+        ) && message.contains("before its first checkpoint")
+            && !message.contains("None"),
+        "{message}"
+    );
 
     let clipped = TrainConfig {
         clip_grad_norm: Some(1.0),
@@ -384,6 +399,7 @@ fn a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable() {
                 skipped_steps: 0,
                 objective_config: json.clone(),
                 loss_scaler: None,
+                recent_losses: Vec::new(),
             };
             checkpoint::save(Path::new(&dir), &objective, &optimizer, &state, 2).unwrap();
             objective = objective.map(&mut Shift);
@@ -503,4 +519,134 @@ fn ctrl_c_stops_a_run_with_a_checkpoint() {
     let (_, _, state) =
         checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
     assert!(state.step >= 1 && state.step < config.steps);
+}
+
+#[test]
+fn resuming_a_finished_run_is_refused_and_leaves_its_files_alone() {
+    let config = TrainConfig {
+        steps: 2,
+        batch_size: 16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    let encoder = dir.path().join("encoder.safetensors");
+    let before = std::fs::metadata(&encoder).unwrap().modified().unwrap();
+    let metrics = std::fs::read(dir.path().join("metrics.jsonl")).unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..quiet()
+    };
+    for steps in [1, 2] {
+        let asked = TrainConfig {
+            steps,
+            ..config.clone()
+        };
+        let err = run_dae(dae(), &asked, dir.path(), &resume).unwrap_err();
+        assert!(
+            matches!(err, TrainError::AlreadyDone { done: 2, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("already completed 2 steps"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&encoder).unwrap().modified().unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("metrics.jsonl")).unwrap(),
+        metrics
+    );
+}
+
+#[test]
+fn resume_keeps_undecodable_metrics_lines_and_drops_a_torn_last_line() {
+    let config = TrainConfig {
+        steps: 4,
+        batch_size: 16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stop = RunOptions {
+        stop_after: Some(2),
+        ..quiet()
+    };
+    run_dae(dae(), &config, dir.path(), &stop).unwrap();
+    let path = dir.path().join("metrics.jsonl");
+    let original = std::fs::read(&path).unwrap();
+    let first_end = original.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut damaged = original[..first_end].to_vec();
+    damaged.extend_from_slice(b"\xff\xfe not json\n");
+    damaged.extend_from_slice(&original[first_end..]);
+    damaged.extend_from_slice(br#"{"step": 3, "lo"#);
+    std::fs::write(&path, &damaged).unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..quiet()
+    };
+    run_dae(dae(), &config, dir.path(), &resume).unwrap();
+    let after = std::fs::read(&path).unwrap();
+    let lines: Vec<&[u8]> = after
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), 5, "{}", String::from_utf8_lossy(&after));
+    assert_eq!(lines[1], b"\xff\xfe not json");
+    let steps: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4]);
+}
+
+#[test]
+fn damaged_optimizer_state_is_refused_by_name_without_a_panic() {
+    let config = TrainConfig {
+        steps: 2,
+        batch_size: 16,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
+    let file = latest.join("optimizer.bin");
+    let bytes = std::fs::read(&file).unwrap();
+    let json = serde_json::json!({"objective": "dae"});
+    for damaged in [Vec::new(), bytes[..bytes.len() / 3].to_vec()] {
+        std::fs::write(&file, &damaged).unwrap();
+        let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+        let err = checkpoint::load(&latest, dae(), optimizer, &json, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("optimizer.bin") && err.contains("damaged"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn latest_falls_back_to_the_newest_complete_checkpoint_when_its_folder_is_gone() {
+    let config = TrainConfig {
+        steps: 4,
+        batch_size: 16,
+        checkpoint_every: 2,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    let root = checkpoint::checkpoints_dir(dir.path());
+    std::fs::remove_dir_all(root.join("step-00000004")).unwrap();
+    let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
+    assert!(latest.ends_with("step-00000002"), "{}", latest.display());
+    std::fs::remove_dir_all(root.join("step-00000002")).unwrap();
+    let err = checkpoint::latest(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("latest") && err.contains("no other checkpoint"),
+        "{err}"
+    );
 }

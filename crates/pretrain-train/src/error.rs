@@ -26,11 +26,12 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
-    /// Too many consecutive steps had a non-finite loss or gradient.
+    /// Too many consecutive steps had a non-finite or spiking loss, or a non-finite gradient.
     #[error(
-        "training diverged: {bad_steps} consecutive steps with a non-finite loss or gradient \
-         (step {step}); the last good checkpoint is {last_checkpoint:?} (lower the learning rate \
-         or enable gradient clipping)"
+        "training diverged: {bad_steps} consecutive steps with a non-finite or spiking loss or a \
+         non-finite gradient (step {step}); {} (lower the learning rate or enable gradient \
+         clipping)",
+        checkpoint_note(last_checkpoint.as_deref())
     )]
     Diverged {
         /// Steps completed when the run stopped.
@@ -39,6 +40,19 @@ pub enum TrainError {
         bad_steps: usize,
         /// The newest checkpoint written, if any.
         last_checkpoint: Option<PathBuf>,
+    },
+    /// A resumed run's checkpoint is already at or past the steps asked for.
+    #[error(
+        "the run in {run_dir} already completed {done} steps (asked for {steps}); ask for more \
+         steps to train further"
+    )]
+    AlreadyDone {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Steps of its latest checkpoint.
+        done: usize,
+        /// Steps asked for.
+        steps: usize,
     },
     /// The dataset is too small for one batch.
     #[error("data: {0}")]
@@ -61,6 +75,13 @@ pub enum TrainError {
     /// Model weights cannot be saved or loaded.
     #[error(transparent)]
     Model(#[from] ModelError),
+}
+
+fn checkpoint_note(checkpoint: Option<&std::path::Path>) -> String {
+    match checkpoint {
+        Some(dir) => format!("the last good checkpoint is {}", dir.display()),
+        None => "it stopped before its first checkpoint, so no weights were kept".into(),
+    }
 }
 
 /// Result alias of this crate.

@@ -6,7 +6,8 @@
 //! clipping, gradient accumulation, EMA target updates, a non-finite guard, and atomic,
 //! exactly resumable checkpoints.
 //!
-//! - [`trainer`]: [`pretrain`], [`TrainConfig`], [`RunOptions`];
+//! - [`trainer`]: the [`Pretrainer`] builder, [`TrainConfig`], [`RunOptions`];
+//! - [`step`]: one optimizer step ([`Stepper`]), shared by the loop and the benchmarks;
 //! - [`optimizer`], [`schedule`], [`grads`]: the pieces burn lacks;
 //! - [`precision`]: f32/bf16/f16 runs and dynamic loss scaling;
 //! - [`checkpoint`], [`atomic`]: crash-safe checkpoints;
@@ -21,6 +22,7 @@ pub mod loader;
 pub mod optimizer;
 pub mod precision;
 pub mod schedule;
+pub mod step;
 pub mod trainer;
 
 pub use atomic::{WriteError, write_atomic};
@@ -29,7 +31,8 @@ pub use interrupt::stop_on_ctrl_c;
 pub use optimizer::OptimizerConfig;
 pub use precision::{LossScaler, Precision};
 pub use schedule::{LrSchedule, scaled_lr};
-pub use trainer::{RunOptions, TrainConfig, TrainOutcome, pretrain};
+pub use step::{StepKind, StepReport, Stepper};
+pub use trainer::{Pretrainer, RunOptions, TrainConfig, TrainData, TrainObjective, TrainOutcome};
 
 #[cfg(test)]
 mod engine_tests;

@@ -2,8 +2,8 @@
 //! accumulation and clipping, EMA/queue updates after each optimizer step, a non-finite guard,
 //! periodic atomic checkpoints, exact resume, per-step metrics and a progress bar.
 
-use std::collections::HashMap;
 use std::io::Write;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,23 +11,21 @@ use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::module::ParamId;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use pretrain_data::rng::EpochSeeded;
 use pretrain_models::save_safetensors;
-use pretrain_objectives::{Metrics, Objective, TrainProgress};
+use pretrain_objectives::Objective;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
-use crate::checkpoint::{self, TrainState, positional_ids};
+use crate::checkpoint::{self, positional_ids};
 use crate::error::{Result, TrainError, io_error};
-use crate::grads::{clip_global_norm, global_grad_norm, scale_grads};
 use crate::loader::{BatchOrder, Prefetcher};
 use crate::optimizer::OptimizerConfig;
-use crate::precision::{LossScaler, Precision};
-use crate::schedule::{LrSchedule, scaled_lr};
+use crate::precision::Precision;
+use crate::schedule::LrSchedule;
+use crate::step::{StepKind, Stepper};
 
 /// Everything about how a run trains (serde; every field has a default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,8 +52,13 @@ pub struct TrainConfig {
     pub clip_grad_norm: Option<f64>,
     /// Clip every gradient entry to `[-v, v]` (burn's value clipping).
     pub clip_grad_value: Option<f32>,
-    /// Consecutive non-finite steps after which the run stops.
+    /// Consecutive bad steps (non-finite loss or gradient, or a loss spike) after which the
+    /// run stops.
     pub max_bad_steps: usize,
+    /// A finite loss above `mean + factor * |mean|` of the last applied steps' losses (a
+    /// window of 20, once 5 are in) is a spike: the step is skipped and counted as bad. `None`
+    /// turns the check off.
+    pub loss_spike_factor: Option<f64>,
     /// Steps between checkpoints (a final one is always written).
     pub checkpoint_every: usize,
     /// Checkpoints kept.
@@ -80,6 +83,7 @@ impl Default for TrainConfig {
             clip_grad_norm: None,
             clip_grad_value: None,
             max_bad_steps: 10,
+            loss_spike_factor: Some(10.0),
             checkpoint_every: 500,
             keep_checkpoints: 2,
             seed: 0,
@@ -107,6 +111,15 @@ impl TrainConfig {
         }
         if let Some(v) = self.clip_grad_value.filter(|v| v.is_nan() || *v <= 0.0) {
             return fail("clip_grad_value", format!("{v} must be > 0"));
+        }
+        if let Some(f) = self
+            .loss_spike_factor
+            .filter(|f| !(f.is_finite() && *f > 0.0))
+        {
+            return fail(
+                "loss_spike_factor",
+                format!("{f} must be a positive number"),
+            );
         }
         if self.max_bad_steps == 0 || self.checkpoint_every == 0 {
             return fail("max_bad_steps/checkpoint_every", "must be > 0".into());
@@ -177,12 +190,124 @@ struct StepRecord<'a> {
     metrics: std::collections::BTreeMap<&'a str, f64>,
 }
 
-/// Pre-trains `objective` on `data` (batched by `batcher`) for `config.steps` optimizer steps,
-/// writing `config.json`, `metrics.jsonl`, `checkpoints/` and, at the end, `encoder.safetensors`
-/// into `run_dir`. `objective_config` (the objective and model configuration as JSON) is saved
-/// with each checkpoint and must match on resume.
+/// What the engine needs of an objective: an [`Objective`] whose batches cross threads (the
+/// loader prepares them in the background).
+pub trait TrainObjective<B: AutodiffBackend>: Objective<B, Batch: Send + 'static> {}
+
+impl<B: AutodiffBackend, O: Objective<B, Batch: Send + 'static>> TrainObjective<B> for O {}
+
+/// What the engine needs of a dataset: burn's [`Dataset`] with a per-epoch seed (augmentations
+/// and masks drawn anew each epoch), owned by the loader thread.
+pub trait TrainData<I>: Dataset<I> + EpochSeeded + 'static {}
+
+impl<I, D: Dataset<I> + EpochSeeded + 'static> TrainData<I> for D {}
+
+/// A pre-training run, configured step by step and started with [`Pretrainer::run`]:
+///
+/// ```ignore
+/// let outcome = Pretrainer::new(objective, data, batcher)
+///     .config(&train)
+///     .objective_config(&objective_config)
+///     .run_dir("runs/mae")
+///     .run(&device)?;
+/// ```
+///
+/// It trains `config.steps` optimizer steps, writing `config.json`, `metrics.jsonl`,
+/// `checkpoints/` and, at the end, `encoder.safetensors` into the run directory. The objective
+/// configuration (any `Serialize` value) is saved with each checkpoint and must match on resume.
+pub struct Pretrainer<B: AutodiffBackend, O, I, D, T> {
+    objective: O,
+    data: Arc<D>,
+    batcher: T,
+    config: TrainConfig,
+    objective_config: std::result::Result<serde_json::Value, String>,
+    run_dir: Option<PathBuf>,
+    options: RunOptions,
+    _types: PhantomData<fn() -> (B, I)>,
+}
+
+impl<B, O, I, D, T> Pretrainer<B, O, I, D, T>
+where
+    B: AutodiffBackend,
+    O: TrainObjective<B>,
+    I: Send + 'static,
+    D: TrainData<I>,
+    T: Batcher<B, I, O::Batch> + 'static,
+{
+    /// A run of `objective` on `data`, batched by `batcher`, with the default [`TrainConfig`].
+    pub fn new(objective: O, data: D, batcher: T) -> Self {
+        Self {
+            objective,
+            data: Arc::new(data),
+            batcher,
+            config: TrainConfig::default(),
+            objective_config: Ok(serde_json::Value::Null),
+            run_dir: None,
+            options: RunOptions::default(),
+            _types: PhantomData,
+        }
+    }
+
+    /// How the run trains.
+    pub fn config(mut self, config: &TrainConfig) -> Self {
+        self.config = config.clone();
+        self
+    }
+
+    /// The objective and model configuration, saved with every checkpoint; a resume must
+    /// match it.
+    pub fn objective_config(mut self, config: &impl Serialize) -> Self {
+        self.objective_config = serde_json::to_value(config).map_err(|e| e.to_string());
+        self
+    }
+
+    /// The folder the run writes (required).
+    pub fn run_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.run_dir = Some(dir.into());
+        self
+    }
+
+    /// Progress bar, resume, stop signal.
+    pub fn options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Runs on `device`.
+    pub fn run(self, device: &B::Device) -> Result<TrainOutcome<O>> {
+        let Self {
+            objective,
+            data,
+            batcher,
+            config,
+            objective_config,
+            run_dir,
+            options,
+            _types,
+        } = self;
+        let objective_config = objective_config.map_err(|message| TrainError::Config {
+            field: "objective_config",
+            message: format!("does not serialize: {message}"),
+        })?;
+        let run_dir = run_dir.ok_or_else(|| TrainError::Config {
+            field: "run_dir",
+            message: "is not set".into(),
+        })?;
+        train(
+            objective,
+            objective_config,
+            data,
+            batcher,
+            &config,
+            &run_dir,
+            &options,
+            device,
+        )
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-pub fn pretrain<B, O, I, D, T>(
+fn train<B, O, I, D, T>(
     objective: O,
     objective_config: serde_json::Value,
     data: Arc<D>,
@@ -194,10 +319,9 @@ pub fn pretrain<B, O, I, D, T>(
 ) -> Result<TrainOutcome<O>>
 where
     B: AutodiffBackend,
-    O: Objective<B>,
-    O::Batch: Send + 'static,
+    O: TrainObjective<B>,
     I: Send + 'static,
-    D: Dataset<I> + EpochSeeded + 'static,
+    D: TrainData<I>,
     T: Batcher<B, I, O::Batch> + 'static,
 {
     config.validate()?;
@@ -211,21 +335,25 @@ where
     std::fs::create_dir_all(run_dir).map_err(io_error(run_dir))?;
     let mut objective = positional_ids(objective);
     let mut optimizer = config.optimizer.build::<B, O>(config.clip_grad_value);
-    let mut state = TrainState {
-        step: 0,
-        skipped_steps: 0,
-        objective_config: objective_config.clone(),
-        loss_scaler: (config.precision == Precision::F16).then(LossScaler::new),
-    };
+    let mut state = None;
     let mut last_checkpoint = None;
     if options.resume
         && let Some(dir) = checkpoint::latest(run_dir)?
     {
         let (o, opt, s) = checkpoint::load(&dir, objective, optimizer, &objective_config, device)?;
-        (objective, optimizer, state) = (o, opt, s);
-        tracing::info!(step = state.step, dir = %dir.display(), "resumed");
+        if s.step >= config.steps {
+            return Err(TrainError::AlreadyDone {
+                run_dir: run_dir.to_path_buf(),
+                done: s.step,
+                steps: config.steps,
+            });
+        }
+        tracing::info!(step = s.step, dir = %dir.display(), "resumed");
+        (objective, optimizer, state) = (o, opt, Some(s));
         last_checkpoint = Some(dir);
     }
+    let mut stepper = Stepper::new(config, &objective, optimizer);
+    let mut state = state.unwrap_or_else(|| stepper.initial_state(objective_config.clone()));
     let full_config = serde_json::json!({ "train": config, "objective": objective_config });
     write_atomic(
         &run_dir.join("config.json"),
@@ -248,12 +376,6 @@ where
         state.step * accumulation..config.steps * accumulation,
         device.clone(),
     )?;
-    let peak_lr = scaled_lr(
-        config.lr,
-        config.effective_batch(),
-        config.lr_reference_batch,
-    );
-    let lr_multipliers: HashMap<ParamId, f64> = objective.lr_multipliers().into_iter().collect();
     let progress = progress_bar(options.quiet, config.steps, state.step);
     let mut bad_in_a_row = 0;
     let mut losses = Vec::new();
@@ -262,85 +384,37 @@ where
     while state.step < config.steps {
         let step = state.step;
         let started = Instant::now();
-        let lr = config.schedule.lr(peak_lr, step, config.steps);
-        let mut accumulator = GradientsAccumulator::<O>::new();
-        let mut metrics = Metrics::default();
-        let mut carry = None;
-        for _ in 0..accumulation {
-            let out = objective.forward_step(loader.next_batch()?)?;
-            for (name, value) in out.metrics.iter() {
-                let sum = metrics.get(name).unwrap_or(0.0) + value / accumulation as f64;
-                metrics.push(name, sum);
-            }
-            let scale = state.loss_scaler.map_or(1.0, |s| s.scale);
-            let grads = (out.loss * (scale / accumulation as f64)).backward();
-            accumulator.accumulate(&objective, GradientsParams::from_grads(grads, &objective));
-            carry = Some(out.carry);
+        let (next, report) = stepper.step(objective, &mut state, || loader.next_batch())?;
+        objective = next;
+        let applied = report.kind == StepKind::Applied;
+        match report.kind {
+            StepKind::Applied => bad_in_a_row = 0,
+            StepKind::Overflow => {}
+            StepKind::Bad => bad_in_a_row += 1,
         }
-        let loss = metrics.get("loss").unwrap_or(0.0);
-        let mut grads = accumulator.grads();
-        let mut grad_norm = global_grad_norm(&objective, &grads);
-        let mut overflow_only = false;
-        if let Some(scaler) = state.loss_scaler.as_mut() {
-            if grad_norm.is_finite() {
-                grads = scale_grads(&objective, grads, 1.0 / scaler.scale);
-                grad_norm /= scaler.scale;
-                scaler.clean_step();
-            } else {
-                // An f16 overflow is expected now and then: back off and retry, and only
-                // count it as a bad step once the scale cannot explain it.
-                overflow_only = loss.is_finite() && scaler.overflow();
-            }
-        }
-        let finite = loss.is_finite() && grad_norm.is_finite();
-        if overflow_only {
-            state.skipped_steps += 1;
-            tracing::info!(
-                step,
-                "f16 gradient overflow: loss scale halved, step skipped"
-            );
-        } else if finite {
-            bad_in_a_row = 0;
-            let grads = match config.clip_grad_norm {
-                Some(max) => clip_global_norm(&objective, grads, grad_norm, max),
-                None => grads,
-            };
-            objective = optimizer.step_with_multipliers(lr, objective, grads, &lr_multipliers);
-            let progress = TrainProgress {
-                step: step + 1,
-                total_steps: config.steps,
-            };
-            objective = objective.after_optimizer_step(carry.expect("accumulation >= 1"), progress);
-        } else {
-            bad_in_a_row += 1;
-            state.skipped_steps += 1;
-            tracing::warn!(
-                step,
-                loss,
-                grad_norm,
-                "non-finite loss or gradient: step skipped"
-            );
-        }
-        state.step += 1;
-        losses.push(if finite { loss } else { f64::NAN });
+        losses.push(if applied { report.loss } else { f64::NAN });
 
         let elapsed = started.elapsed().as_secs_f64();
         let record = StepRecord {
             step: state.step,
             epoch: step * accumulation / per_epoch,
-            loss,
-            lr,
-            grad_norm,
+            loss: report.loss,
+            lr: report.lr,
+            grad_norm: report.grad_norm,
             samples_per_sec: config.effective_batch() as f64 / elapsed.max(1e-9),
-            skipped: !finite,
-            metrics: metrics.iter().filter(|(n, _)| *n != "loss").collect(),
+            skipped: !applied,
+            metrics: report
+                .metrics
+                .iter()
+                .filter(|(n, _)| *n != "loss")
+                .collect(),
         };
         let line = serde_json::to_string(&record).unwrap_or_else(|_| "{}".into());
         writeln!(metrics_file, "{line}").map_err(io_error(&metrics_path))?;
         progress.set_position(state.step as u64);
         progress.set_message(format!(
-            "loss {loss:.4}  lr {lr:.2e}  {:.0} samples/s",
-            record.samples_per_sec
+            "loss {:.4}  lr {:.2e}  {:.0} samples/s",
+            report.loss, report.lr, record.samples_per_sec
         ));
 
         if bad_in_a_row >= config.max_bad_steps {
@@ -362,7 +436,7 @@ where
             let dir = checkpoint::save(
                 run_dir,
                 &objective,
-                &optimizer,
+                stepper.optimizer(),
                 &state,
                 config.keep_checkpoints,
             )?;
@@ -399,24 +473,32 @@ where
     })
 }
 
-/// Opens `metrics.jsonl` for appending, first dropping lines past `step` (written after the
-/// checkpoint a resume starts from).
+/// Opens `metrics.jsonl` for appending, first dropping the lines of steps past `step` (written
+/// after the checkpoint a resume starts from) and a torn last line (a kill mid-append). Other
+/// lines are kept as they are, decodable or not: the history is never thrown away.
 fn open_metrics(path: &Path, step: usize) -> Result<std::fs::File> {
     if step == 0 {
         return std::fs::File::create(path).map_err(io_error(path));
     }
-    let kept: String = std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s as usize <= step)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect();
-    write_atomic(path, kept.as_bytes())?;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let mut kept = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        if line.last() != Some(&b'\n') {
+            break; // torn
+        }
+        let later = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["step"].as_u64())
+            .is_some_and(|s| s as usize > step);
+        if !later {
+            kept.extend_from_slice(line);
+        }
+    }
+    write_atomic(path, &kept)?;
     std::fs::OpenOptions::new()
         .append(true)
         .open(path)

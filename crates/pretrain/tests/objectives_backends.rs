@@ -18,8 +18,7 @@ use pretrain::models::{
     AutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig, SmallCnnConfig,
 };
 use pretrain::objectives::{DenoisingConfig, Objective, SimClrConfig, nt_xent};
-use pretrain::train::{OptimizerConfig, Precision, RunOptions, TrainConfig, pretrain};
-use std::sync::Arc;
+use pretrain::train::{OptimizerConfig, Precision, Pretrainer, RunOptions, TrainConfig};
 
 const FIXTURE: &str = include_str!("../../pretrain-objectives/fixtures/reference_losses.json");
 
@@ -78,7 +77,7 @@ fn check_backend<B: AutodiffBackend>(backend: &str) {
 
     let images = InMemDataset::new(samples::fashion_mnist().unwrap());
     let views = MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()));
-    let data = Arc::new(AugmentedDataset::new(images, views, 3).unwrap());
+    let data = AugmentedDataset::new(images, views, 3).unwrap();
     let batch = ViewsBatcher.batch(
         (0..8).map(|i| data.get(i).unwrap()).collect(),
         &Default::default(),
@@ -99,21 +98,16 @@ fn check_backend<B: AutodiffBackend>(backend: &str) {
         ..Default::default()
     };
     let run_dir = tempfile::tempdir().unwrap();
-    let options = RunOptions {
-        quiet: true,
-        ..Default::default()
-    };
-    let outcome = pretrain(
-        simclr,
-        serde_json::json!({"objective": "simclr"}),
-        data,
-        ViewsBatcher,
-        &config,
-        run_dir.path(),
-        &options,
-        &Default::default(),
-    )
-    .unwrap();
+    let outcome = Pretrainer::new(simclr, data, ViewsBatcher)
+        .config(&config)
+        .objective_config(&"simclr")
+        .run_dir(run_dir.path())
+        .options(RunOptions {
+            quiet: true,
+            ..Default::default()
+        })
+        .run(&Default::default())
+        .unwrap();
     assert!(outcome.finished, "{backend}");
     assert!(
         outcome.losses.iter().all(|l| l.is_finite()),
@@ -150,8 +144,7 @@ impl BackendTask for DenoisingRun {
             32,
         )));
         let images = InMemDataset::new(samples::fashion_mnist().unwrap());
-        let data =
-            Arc::new(AugmentedDataset::new(images, config.views(Pipeline::default()), 3).unwrap());
+        let data = AugmentedDataset::new(images, config.views(Pipeline::default()), 3).unwrap();
         let model = init_seeded(&device, 4, || config.init::<B>(&device).unwrap());
         let train = TrainConfig {
             steps: self.steps,
@@ -168,21 +161,16 @@ impl BackendTask for DenoisingRun {
             ..Default::default()
         };
         let dir = tempfile::tempdir().unwrap();
-        let options = RunOptions {
-            quiet: true,
-            ..Default::default()
-        };
-        let outcome = pretrain(
-            model,
-            serde_json::json!({"objective": "denoising"}),
-            data,
-            ViewsBatcher,
-            &train,
-            dir.path(),
-            &options,
-            &device,
-        )
-        .unwrap();
+        let outcome = Pretrainer::new(model, data, ViewsBatcher)
+            .config(&train)
+            .objective_config(&"denoising")
+            .run_dir(dir.path())
+            .options(RunOptions {
+                quiet: true,
+                ..Default::default()
+            })
+            .run(&device)
+            .unwrap();
         let state: serde_json::Value = serde_json::from_slice(
             &std::fs::read(outcome.checkpoint.unwrap().join("state.json")).unwrap(),
         )

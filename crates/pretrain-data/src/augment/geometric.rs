@@ -4,7 +4,6 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DataError, Result};
 use crate::item::Image;
 
 /// Bilinear sample of channel `c` at continuous pixel coordinates (pixel centres at integers);
@@ -74,30 +73,6 @@ impl RandomResizedCrop {
     pub fn with_scale(mut self, min: f32, max: f32) -> Self {
         self.scale = (min, max);
         self
-    }
-
-    pub(crate) fn check(&self) -> Result<()> {
-        let (lo, hi) = self.scale;
-        let (rlo, rhi) = self.ratio;
-        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-            return Err(DataError::config(
-                "random_resized_crop.scale",
-                format!("{:?} must satisfy 0 < min <= max <= 1", self.scale),
-            ));
-        }
-        if !(rlo > 0.0 && rlo <= rhi) {
-            return Err(DataError::config(
-                "random_resized_crop.ratio",
-                format!("{:?} must satisfy 0 < min <= max", self.ratio),
-            ));
-        }
-        if self.size.0 == 0 || self.size.1 == 0 {
-            return Err(DataError::config(
-                "random_resized_crop.size",
-                "sides must be > 0",
-            ));
-        }
-        Ok(())
     }
 
     /// Chooses the crop box `(top, left, height, width)` for an `h x w` image.
@@ -193,22 +168,6 @@ impl RandomAffine {
             scale: (1.0, 1.0),
             fill: 0.0,
         }
-    }
-
-    pub(crate) fn check(&self) -> Result<()> {
-        if !(self.scale.0 > 0.0 && self.scale.0 <= self.scale.1) {
-            return Err(DataError::config(
-                "random_affine.scale",
-                format!("{:?} must satisfy 0 < min <= max", self.scale),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.translate.0) || !(0.0..=1.0).contains(&self.translate.1) {
-            return Err(DataError::config(
-                "random_affine.translate",
-                "shares must lie in [0, 1]",
-            ));
-        }
-        Ok(())
     }
 
     pub(crate) fn apply(&self, img: Image, rng: &mut StdRng) -> Image {

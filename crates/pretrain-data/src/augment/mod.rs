@@ -52,43 +52,124 @@ pub enum AugmentOp {
     Normalize(Normalize),
 }
 
+/// Largest output side of a resize or crop, and largest cutout (pixels).
+pub const MAX_SIDE: usize = 4096;
+/// Largest blur standard deviation (pixels): the kernel spans 6 sigma.
+pub const MAX_BLUR_SIGMA: f32 = 32.0;
+/// Largest colour-jitter strength and noise standard deviation.
+pub const MAX_STRENGTH: f32 = 10.0;
+/// Largest zoom of a random affine transform and aspect ratio of a crop.
+pub const MAX_ZOOM: f32 = 100.0;
+/// Largest magnitude of a fill value, threshold or normalization constant.
+pub const MAX_VALUE: f32 = 1e6;
+
+/// `value` must lie in `[lo, hi]` (so it is finite).
+fn within(field: &'static str, value: f32, lo: f32, hi: f32) -> Result<()> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(DataError::config(
+            field,
+            format!("{value} is not in [{lo}, {hi}]"),
+        ))
+    }
+}
+
+/// `(min, max)` must satisfy `lo <= min <= max <= hi`, with `min > lo` when `open_low`.
+fn ordered(
+    field: &'static str,
+    (min, max): (f32, f32),
+    lo: f32,
+    hi: f32,
+    open_low: bool,
+) -> Result<()> {
+    let low_ok = if open_low { min > lo } else { min >= lo };
+    if low_ok && min <= max && max <= hi {
+        Ok(())
+    } else {
+        let low = if open_low { "<" } else { "<=" };
+        Err(DataError::config(
+            field,
+            format!("({min}, {max}) must satisfy {lo} {low} min <= max <= {hi}"),
+        ))
+    }
+}
+
+/// Output sides must be in `1..=MAX_SIDE`.
+fn sides(field: &'static str, (h, w): (usize, usize)) -> Result<()> {
+    if (1..=MAX_SIDE).contains(&h) && (1..=MAX_SIDE).contains(&w) {
+        Ok(())
+    } else {
+        Err(DataError::config(
+            field,
+            format!("({h}, {w}): sides must be in 1..={MAX_SIDE}"),
+        ))
+    }
+}
+
 impl AugmentOp {
-    /// Checks the parameters against an input of `[channels, height, width]` and returns the
-    /// output shape.
+    /// Checks every parameter against its bounds (the constants above; probabilities in
+    /// `[0, 1]`) and an input of `[channels, height, width]`, and returns the output shape.
     fn check(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {
-        let probability = |name: &'static str, p: f32| {
-            if (0.0..=1.0).contains(&p) {
-                Ok(())
-            } else {
-                Err(DataError::config(
-                    name,
-                    format!("probability {p} is not in [0, 1]"),
-                ))
-            }
-        };
+        let probability = |field, p| within(field, p, 0.0, 1.0);
         match self {
             AugmentOp::RandomResizedCrop(op) => {
-                op.check()?;
+                sides("random_resized_crop.size", op.size)?;
+                ordered("random_resized_crop.scale", op.scale, 0.0, 1.0, true)?;
+                ordered(
+                    "random_resized_crop.ratio",
+                    op.ratio,
+                    1.0 / MAX_ZOOM,
+                    MAX_ZOOM,
+                    false,
+                )?;
                 return Ok([c, op.size.0, op.size.1]);
             }
             AugmentOp::Resize(op) => {
-                if op.size.0 == 0 || op.size.1 == 0 {
-                    return Err(DataError::config("resize.size", "sides must be > 0"));
-                }
+                sides("resize.size", op.size)?;
                 return Ok([c, op.size.0, op.size.1]);
             }
             AugmentOp::HorizontalFlip(op) => probability("horizontal_flip.p", op.p)?,
-            AugmentOp::RandomAffine(op) => op.check()?,
-            AugmentOp::ColorJitter(op) => probability("color_jitter.p", op.p)?,
+            AugmentOp::RandomAffine(op) => {
+                within("random_affine.degrees", op.degrees, 0.0, 180.0)?;
+                within("random_affine.translate", op.translate.0, 0.0, 1.0)?;
+                within("random_affine.translate", op.translate.1, 0.0, 1.0)?;
+                ordered("random_affine.scale", op.scale, 0.0, MAX_ZOOM, true)?;
+                within("random_affine.fill", op.fill, -MAX_VALUE, MAX_VALUE)?;
+            }
+            AugmentOp::ColorJitter(op) => {
+                within("color_jitter.brightness", op.brightness, 0.0, MAX_STRENGTH)?;
+                within("color_jitter.contrast", op.contrast, 0.0, MAX_STRENGTH)?;
+                within("color_jitter.saturation", op.saturation, 0.0, MAX_STRENGTH)?;
+                probability("color_jitter.p", op.p)?;
+            }
             AugmentOp::RandomGrayscale(op) => probability("random_grayscale.p", op.p)?,
             AugmentOp::GaussianBlur(op) => {
+                ordered("gaussian_blur.sigma", op.sigma, 0.0, MAX_BLUR_SIGMA, true)?;
                 probability("gaussian_blur.p", op.p)?;
-                op.check()?;
             }
-            AugmentOp::GaussianNoise(op) => probability("gaussian_noise.p", op.p)?,
-            AugmentOp::Solarize(op) => probability("solarize.p", op.p)?,
-            AugmentOp::Cutout(op) => probability("cutout.p", op.p)?,
-            AugmentOp::MaskingNoise(op) => probability("masking_noise.drop", op.drop)?,
+            AugmentOp::GaussianNoise(op) => {
+                within("gaussian_noise.std", op.std, 0.0, MAX_STRENGTH)?;
+                probability("gaussian_noise.p", op.p)?;
+            }
+            AugmentOp::Solarize(op) => {
+                within("solarize.threshold", op.threshold, -MAX_VALUE, MAX_VALUE)?;
+                probability("solarize.p", op.p)?;
+            }
+            AugmentOp::Cutout(op) => {
+                if op.size > MAX_SIDE {
+                    return Err(DataError::config(
+                        "cutout.size",
+                        format!("{} is more than {MAX_SIDE}", op.size),
+                    ));
+                }
+                within("cutout.fill", op.fill, -MAX_VALUE, MAX_VALUE)?;
+                probability("cutout.p", op.p)?;
+            }
+            AugmentOp::MaskingNoise(op) => {
+                probability("masking_noise.drop", op.drop)?;
+                within("masking_noise.fill", op.fill, -MAX_VALUE, MAX_VALUE)?;
+            }
             AugmentOp::Normalize(op) => op.check(c)?,
         }
         Ok([c, h, w])
@@ -206,5 +287,113 @@ mod tests {
         );
         let wrong_channels = Pipeline::eval(Normalize::cifar10());
         assert!(wrong_channels.check([1, 28, 28]).is_err());
+        for (op, field) in [
+            (
+                AugmentOp::RandomAffine(RandomAffine::rotation(-10.0)),
+                "random_affine.degrees",
+            ),
+            (
+                AugmentOp::GaussianBlur(GaussianBlur {
+                    sigma: (0.1, 1e9),
+                    p: 0.5,
+                }),
+                "gaussian_blur.sigma",
+            ),
+            (
+                AugmentOp::ColorJitter(ColorJitter {
+                    brightness: -0.4,
+                    contrast: 0.4,
+                    saturation: 0.2,
+                    p: 0.8,
+                }),
+                "color_jitter.brightness",
+            ),
+        ] {
+            let err = Pipeline::new(vec![op])
+                .check([1, 28, 28])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    /// Any float a recipe could hold: ordinary values, negatives, huge ones, NaN, infinities.
+    fn any_float() -> impl proptest::strategy::Strategy<Value = f32> {
+        use proptest::prelude::*;
+        prop_oneof![
+            -2.0f32..2.0,
+            -1e10f32..1e10,
+            Just(f32::NAN),
+            Just(f32::INFINITY),
+            Just(-0.0),
+        ]
+    }
+
+    fn any_side() -> impl proptest::strategy::Strategy<Value = usize> {
+        use proptest::prelude::*;
+        prop_oneof![0usize..40, Just(MAX_SIDE + 1), Just(usize::MAX)]
+    }
+
+    fn any_op() -> impl proptest::strategy::Strategy<Value = AugmentOp> {
+        use proptest::prelude::*;
+        let f = any_float;
+        let pair = move || (f(), f());
+        prop_oneof![
+            ((any_side(), any_side()), pair(), pair()).prop_map(|(size, scale, ratio)| {
+                AugmentOp::RandomResizedCrop(RandomResizedCrop { size, scale, ratio })
+            }),
+            (any_side(), any_side()).prop_map(|size| AugmentOp::Resize(Resize { size })),
+            f().prop_map(|p| AugmentOp::HorizontalFlip(HorizontalFlip { p })),
+            (f(), pair(), pair(), f()).prop_map(|(degrees, translate, scale, fill)| {
+                AugmentOp::RandomAffine(RandomAffine {
+                    degrees,
+                    translate,
+                    scale,
+                    fill,
+                })
+            }),
+            (f(), f(), f(), f()).prop_map(|(brightness, contrast, saturation, p)| {
+                AugmentOp::ColorJitter(ColorJitter {
+                    brightness,
+                    contrast,
+                    saturation,
+                    p,
+                })
+            }),
+            f().prop_map(|p| AugmentOp::RandomGrayscale(RandomGrayscale { p })),
+            (pair(), f()).prop_map(|(sigma, p)| AugmentOp::GaussianBlur(GaussianBlur { sigma, p })),
+            (f(), f()).prop_map(|(std, p)| AugmentOp::GaussianNoise(GaussianNoise { std, p })),
+            (f(), f()).prop_map(|(threshold, p)| AugmentOp::Solarize(Solarize { threshold, p })),
+            (any_side(), f(), f()).prop_map(|(size, fill, p)| AugmentOp::Cutout(Cutout {
+                size,
+                fill,
+                p
+            })),
+            (f(), f())
+                .prop_map(|(drop, fill)| AugmentOp::MaskingNoise(MaskingNoise { drop, fill })),
+            (f(), f()).prop_map(|(m, s)| AugmentOp::Normalize(Normalize {
+                mean: vec![m],
+                std: vec![s]
+            })),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Every step either is refused by its check with a named field, or runs without a
+        /// panic and gives the shape its check promised.
+        #[test]
+        fn any_parameters_are_refused_or_run(op in any_op(), seed in proptest::prelude::any::<u64>()) {
+            let image = testdata::fashion_sample()[0].image.to_f32();
+            let pipeline = Pipeline::new(vec![op]);
+            match pipeline.check([1, 28, 28]) {
+                Err(e) => proptest::prop_assert!(e.to_string().contains('.') || e.to_string().contains("normalize"), "{e}"),
+                Ok(shape) => {
+                    let out = pipeline.apply(image, &mut item_rng(seed, 0, 0));
+                    proptest::prop_assert_eq!(out.shape(), shape);
+                }
+            }
+        }
     }
 }

@@ -110,16 +110,6 @@ fn reflect(i: isize, n: usize) -> usize {
 }
 
 impl GaussianBlur {
-    pub(crate) fn check(&self) -> Result<()> {
-        if !(self.sigma.0 > 0.0 && self.sigma.0 <= self.sigma.1) {
-            return Err(DataError::config(
-                "gaussian_blur.sigma",
-                format!("{:?} must satisfy 0 < min <= max", self.sigma),
-            ));
-        }
-        Ok(())
-    }
-
     pub(crate) fn apply(&self, img: Image, rng: &mut StdRng) -> Image {
         if rng.random::<f32>() >= self.p {
             return img;
@@ -347,8 +337,21 @@ impl Normalize {
                 found: format!("{} means, {} stds", self.mean.len(), self.std.len()),
             });
         }
-        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
-            return Err(DataError::config("normalize.std", "every std must be > 0"));
+        if self
+            .std
+            .iter()
+            .any(|s| !(*s > 0.0 && *s <= super::MAX_VALUE))
+        {
+            return Err(DataError::config(
+                "normalize.std",
+                format!("every std must be in (0, {}]", super::MAX_VALUE),
+            ));
+        }
+        if !self.mean.iter().all(|m| m.abs() <= super::MAX_VALUE) {
+            return Err(DataError::config(
+                "normalize.mean",
+                format!("every mean must be in [-{0}, {0}]", super::MAX_VALUE),
+            ));
         }
         Ok(())
     }

@@ -128,6 +128,27 @@ mod tests {
             ),
             "{err}"
         );
+        // Rows wider than the header: refused by count, naming the file (no panic while
+        // naming a column the header lacks).
+        let (_d, path) = write("a,label\n1,2,x\n");
+        let err = read_csv_features(
+            &path,
+            &TableOptions::default(),
+            Some(&Column::Name("label".into())),
+            3,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    expected: 2,
+                    found: 3,
+                    ..
+                }
+            ) && err.to_string().contains("t.csv"),
+            "{err}"
+        );
         let (_d, path) = write("1,2,7\n");
         let err = read_csv_features(&path, &opts, Some(&Column::Last), 2).unwrap_err();
         assert!(err.to_string().contains("label 7"), "{err}");

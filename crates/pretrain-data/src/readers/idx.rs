@@ -125,10 +125,18 @@ pub fn read_idx_images(paths: &IdxPaths, num_classes: usize) -> Result<Vec<Image
             found: labels.dims[0],
         });
     }
+    if h == 0 || w == 0 {
+        return Err(DataError::CountMismatch {
+            path: paths.images.clone(),
+            what: format!("pixels per image (dimensions {:?})", images.dims),
+            expected: 1,
+            found: 0,
+        });
+    }
     let plane = h * w;
     images
         .data
-        .chunks_exact(plane.max(1))
+        .chunks_exact(plane)
         .zip(&labels.data)
         .enumerate()
         .map(|(i, (pixels, &label))| {
@@ -252,6 +260,25 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("/nonexistent/dir/train-images-idx3-ubyte"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zero_sized_images_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = IdxPaths::in_dir(dir.path(), "train");
+        let idx = |dims: &[u32], body: &[u8]| {
+            let mut bytes = vec![0, 0, UBYTE, dims.len() as u8];
+            dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+            bytes.extend(body);
+            bytes
+        };
+        std::fs::write(&paths.images, idx(&[2, 0, 28], &[])).unwrap();
+        std::fs::write(&paths.labels, idx(&[2], &[1, 2])).unwrap();
+        let err = read_idx_images(&paths, 10).unwrap_err().to_string();
+        assert!(
+            err.contains("train-images-idx3-ubyte") && err.contains("[2, 0, 28]"),
             "{err}"
         );
     }

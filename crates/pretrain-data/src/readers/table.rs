@@ -124,9 +124,14 @@ impl Table {
         })
     }
 
-    /// Checks every row has the width of the first.
+    /// Checks every row has the width of the header (or, without one, of the first row).
     pub fn check_width(&self, path: &Path) -> Result<()> {
-        let width = self.rows[0].1.len();
+        // The header, when there is one, sets the width: a wider row has fields no column
+        // names.
+        let width = match &self.header {
+            Some(header) => header.len(),
+            None => self.rows.first().map_or(0, |(_, row)| row.len()),
+        };
         match self.rows.iter().find(|(_, r)| r.len() != width) {
             Some((line, row)) => Err(DataError::CountMismatch {
                 path: path.to_path_buf(),
