@@ -13,7 +13,7 @@ use crate::projection::Projection;
 
 /// Score given to padded keys before the softmax; finite (as burn's `MultiHeadAttention`) so a
 /// row never becomes all `-inf`.
-const MASKED_SCORE: f32 = -1.0e4;
+pub(crate) const MASKED_SCORE: f32 = -1.0e4;
 
 /// Multi-head scaled dot-product self-attention.
 #[derive(Module, Debug)]

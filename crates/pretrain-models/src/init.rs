@@ -24,6 +24,11 @@ pub enum InitScheme {
     XavierUniform,
     /// He/Kaiming normal for ReLU networks: `N(0, 2 / fan_in)`.
     KaimingNormal,
+    /// Normal with standard deviation `std`, untruncated (GPT-2: 0.02).
+    Normal {
+        /// Standard deviation.
+        std: f64,
+    },
     /// All zeros (final norms and heads where the reference does so).
     Zeros,
 }
@@ -31,6 +36,8 @@ pub enum InitScheme {
 impl InitScheme {
     /// BERT's and ViT's default.
     pub const BERT: InitScheme = InitScheme::TruncatedNormal { std: 0.02 };
+    /// GPT-2's: `N(0, 0.02)`.
+    pub const GPT2: InitScheme = InitScheme::Normal { std: 0.02 };
 
     /// A `[fan_in, fan_out]` weight (burn's `Linear` layout) initialized with this scheme.
     pub fn init_weight<B: Backend>(
@@ -65,6 +72,9 @@ impl InitScheme {
                 Distribution::Normal(0.0, (2.0 / fan_in as f64).sqrt()),
                 device,
             ),
+            InitScheme::Normal { std } => {
+                Tensor::random(shape, Distribution::Normal(0.0, std), device)
+            }
             InitScheme::Zeros => Tensor::zeros(shape, device),
         }
     }

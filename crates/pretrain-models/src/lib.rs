@@ -11,6 +11,7 @@
 //! - [`vit`]: vision transformer (`forward_features`, `forward_visible` for MAE);
 //! - [`mae`]: masked autoencoder decoder on a ViT encoder, `patchify`/`unpatchify`;
 //! - [`bert`]: BERT-style encoder with tied MLM head and pooler;
+//! - [`gpt`]: decoder-only transformer (GPT-2 layout, learned or rotary positions, KV cache);
 //! - [`block`]: the pre/post-norm transformer block both use, with [`attention`], optional
 //!   [`adapter`]s, [`lora`] updates on its [`projection`]s and [`drop_path`];
 //! - [`init`]: explicit initialization schemes;
@@ -29,6 +30,7 @@ pub mod cnn;
 pub mod drop_path;
 pub mod encoder;
 pub mod error;
+pub mod gpt;
 pub mod heads;
 pub mod init;
 pub mod layers;
@@ -53,6 +55,7 @@ pub use cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
 pub use drop_path::{DropPath, linear_drop_path_rates};
 pub use encoder::{Autoencoder, AutoencoderConfig, ImageEncoder, ImageEncoderConfig};
 pub use error::{ModelError, Result};
+pub use gpt::{Gpt, GptConfig, GptPositions, KvCache};
 pub use heads::{LinearHead, MlpHead, MlpHeadConfig};
 pub use init::{InitScheme, truncated_normal};
 pub use lora::{Lora, LoraConfig};

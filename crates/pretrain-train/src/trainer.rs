@@ -445,29 +445,25 @@ where
         }
         if interrupted && !last {
             progress.abandon_with_message(format!("stopped at step {}", state.step));
-            return Ok(TrainOutcome {
-                objective,
-                steps_done: state.step,
-                skipped_steps: state.skipped_steps,
-                finished: false,
-                checkpoint: last_checkpoint,
-                losses,
-            });
+            break;
         }
     }
     drop(loader);
-    save_safetensors(objective.encoder(), &run_dir.join("encoder.safetensors"))?;
-    progress.finish();
-    tracing::info!(
-        steps = state.step - start_step,
-        skipped = state.skipped_steps,
-        "pre-training finished"
-    );
+    let finished = state.step == config.steps;
+    if finished {
+        save_safetensors(objective.encoder(), &run_dir.join("encoder.safetensors"))?;
+        progress.finish();
+        tracing::info!(
+            steps = state.step - start_step,
+            skipped = state.skipped_steps,
+            "pre-training finished"
+        );
+    }
     Ok(TrainOutcome {
         objective,
         steps_done: state.step,
         skipped_steps: state.skipped_steps,
-        finished: true,
+        finished,
         checkpoint: last_checkpoint,
         losses,
     })
