@@ -21,17 +21,12 @@ pub fn pretrain(
     // A named recipe on a resume is compared with the saved one by `run_pretrain` (its steps
     // are the saved run's unless --steps says otherwise).
     let mut recipe = match (&resume, name) {
-        (Some(dir), name) => {
-            let saved = recipe_of_run(dir)?;
-            match name {
-                Some(name) => {
-                    let mut asked = Recipe::load(name)?;
-                    asked.train.steps = saved.train.steps;
-                    asked
-                }
-                None => saved,
-            }
+        (Some(dir), Some(name)) => {
+            let mut asked = Recipe::load(name)?;
+            asked.train.steps = recipe_of_run(dir)?.train.steps;
+            asked
         }
+        (Some(dir), None) => recipe_of_run(dir)?,
         (None, Some(name)) => Recipe::load(name)?,
         (None, None) => bail!("give a recipe (a built-in name or a file), or --resume RUN_DIR"),
     };

@@ -10,12 +10,12 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::nn::{LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::attention::MASKED_SCORE;
+use crate::attention::{attend, split_heads};
 use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::scaled_linear;
@@ -365,20 +365,21 @@ impl<B: Backend> CausalSelfAttention<B> {
         offset: usize,
         past: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
-        let [batch, seq, d_model] = x.dims();
+        let [_, seq, d_model] = x.dims();
         let device = x.device();
-        let d_head = d_model / self.n_head;
-        let heads = |t: Tensor<B, 3>| {
-            t.reshape([batch, seq, self.n_head, d_head]).swap_dims(1, 2) // [batch, heads, seq, d_head]
-        };
-        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter().map(heads);
+        let mut qkv = self
+            .c_attn
+            .forward(x)
+            .chunk(3, 2)
+            .into_iter()
+            .map(|t| split_heads(t, self.n_head)); // [batch, heads, seq, d_head] each
         let (mut q, mut k, mut v) = (
             qkv.next().expect("three chunks"),
             qkv.next().expect("three chunks"),
             qkv.next().expect("three chunks"),
         );
         if self.rope {
-            let (cos, sin) = rope_tables::<B>(offset, seq, d_head, &device);
+            let (cos, sin) = rope_tables::<B>(offset, seq, d_model / self.n_head, &device);
             q = rotate(q, cos.clone(), sin.clone());
             k = rotate(k, cos, sin);
         }
@@ -389,18 +390,16 @@ impl<B: Backend> CausalSelfAttention<B> {
             }
             *past = Some((k.clone(), v.clone()));
         }
-        let keys = k.dims()[2];
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .div_scalar((d_head as f32).sqrt()); // [batch, heads, seq, keys]
         // Query i (position offset + i) sees keys 0..=offset + i.
+        let keys = k.dims()[2];
         let future: Tensor<B, 2, Bool> = Tensor::tril_mask([seq, keys], offset as i64, &device);
-        let scores = scores.mask_fill(future.reshape([1, 1, seq, keys]), MASKED_SCORE);
-        let weights = self.attn_dropout.forward(softmax(scores, 3));
-        let context = weights
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, d_model]);
+        let context = attend(
+            q,
+            k,
+            v,
+            Some(future.reshape([1, 1, seq, keys])),
+            &self.attn_dropout,
+        );
         self.resid_dropout.forward(self.c_proj.forward(context))
     }
 }

@@ -62,8 +62,8 @@ pub use lora::{Lora, LoraConfig};
 pub use mae::{Mae, MaeConfig, patchify, unpatchify};
 pub use projection::Projection;
 pub use store::{
-    first_non_finite, load_safetensors, load_safetensors_where, save_safetensors,
-    save_safetensors_where, sync_running_stats,
+    first_non_finite, load_safetensors, load_safetensors_bytes, load_safetensors_where,
+    safetensors_bytes, save_safetensors, save_safetensors_where, sync_running_stats,
 };
 pub use summary::{num_params, preset_summaries, summary};
 pub use vit::{Pooling, PositionEmbedding, Vit, VitConfig};

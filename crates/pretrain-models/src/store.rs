@@ -34,6 +34,19 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Res
     save(model, path, None)
 }
 
+/// The safetensors bytes [`save_safetensors`] would write to `path` (named in messages), for a
+/// caller that writes (and checksums) them itself.
+pub fn safetensors_bytes<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<Vec<u8>> {
+    sync_running_stats(model);
+    let mut store = SafetensorsStore::from_bytes(None);
+    model
+        .save_into(&mut store)
+        .map_err(|e| checkpoint_error(path, e.to_string()))?;
+    store
+        .get_bytes()
+        .map_err(|e| checkpoint_error(path, e.to_string()))
+}
+
 /// [`save_safetensors`] restricted to the tensors whose path satisfies `keep` (`keep(path,
 /// container_path)`), e.g. only the LoRA updates and head of a fine-tuned model.
 pub fn save_safetensors_where<B: Backend, M: Module<B>>(
@@ -81,17 +94,34 @@ pub fn load_safetensors_where<B: Backend, M: Module<B>>(
     load(model, path, Some(keep))
 }
 
+/// [`load_safetensors`] from the bytes of a safetensors file already read (and checked) by
+/// the caller; `path` names it in messages.
+pub fn load_safetensors_bytes<B: Backend, M: Module<B>>(
+    model: M,
+    bytes: Vec<u8>,
+    path: &Path,
+) -> Result<M> {
+    load_from(model, SafetensorsStore::from_bytes(Some(bytes)), path, None)
+}
+
 fn load<B: Backend, M: Module<B>>(
-    mut model: M,
+    model: M,
     path: &Path,
     keep: Option<fn(&str, &str) -> bool>,
 ) -> Result<M> {
     if !path.is_file() {
         return Err(checkpoint_error(path, "no such file"));
     }
-    let mut store = SafetensorsStore::from_file(path)
-        .validate(true)
-        .allow_partial(true);
+    load_from(model, SafetensorsStore::from_file(path), path, keep)
+}
+
+fn load_from<B: Backend, M: Module<B>>(
+    mut model: M,
+    store: SafetensorsStore,
+    path: &Path,
+    keep: Option<fn(&str, &str) -> bool>,
+) -> Result<M> {
+    let mut store = store.validate(true).allow_partial(true);
     if let Some(keep) = keep {
         store = store.with_predicate(keep);
     }
@@ -164,10 +194,7 @@ pub fn first_non_finite<B: Backend, M: Module<B>>(model: &M) -> Option<String> {
             if self.found.is_some() {
                 return;
             }
-            let value = param.val();
-            let bad = value.clone().is_nan().any().into_scalar().to_bool()
-                || value.is_inf().any().into_scalar().to_bool();
-            if bad {
+            if !param.val().is_finite().all().into_scalar().to_bool() {
                 self.found = Some(self.path.path());
             }
         }

@@ -264,14 +264,11 @@ fn check_resumable(saved: &Recipe, asked: &Recipe, path: &Path) -> Result<()> {
         recipe.evaluate = Default::default();
         serde_json::to_value(&recipe).expect("recipes serialize")
     };
-    match pretrain::train::checkpoint::first_difference(&comparable(saved), &comparable(asked), "")
-    {
+    match pretrain::train::checkpoint::first_difference(&comparable(saved), &comparable(asked)) {
         None => Ok(()),
-        Some(difference) => Err(RecipeError::Resume {
+        Some(d) => Err(RecipeError::Resume {
             path: path.to_path_buf(),
-            difference: difference
-                .replace("checkpoint ", "saved ")
-                .replace("now ", "asked "),
+            difference: format!("{}: saved {} vs asked {}", d.path, d.saved, d.now),
         }),
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param, ParamId};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use pretrain_models::{load_safetensors, save_safetensors};
+use pretrain_models::{load_safetensors_bytes, safetensors_bytes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -137,8 +137,8 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
     }
     std::fs::create_dir(&tmp).map_err(io_error(&tmp))?;
 
-    save_safetensors(objective, &tmp.join(WEIGHTS))?;
-    let weights = std::fs::read(tmp.join(WEIGHTS)).map_err(io_error(tmp.join(WEIGHTS)))?;
+    let weights = safetensors_bytes(objective, &tmp.join(WEIGHTS))?;
+    std::fs::write(tmp.join(WEIGHTS), &weights).map_err(io_error(tmp.join(WEIGHTS)))?;
     let optimizer_bytes = optimizer
         .to_bytes()
         .map_err(|message| TrainError::Checkpoint {
@@ -259,7 +259,8 @@ pub fn load<B: AutodiffBackend, M: AutodiffModule<B>>(
             path: state_path.clone(),
             message: format!("unreadable: {e}"),
         })?;
-    if let Some(difference) = first_difference(&state.objective_config, config, "") {
+    if let Some(d) = first_difference(&state.objective_config, config) {
+        let difference = format!("{}: checkpoint {} vs now {}", d.path, d.saved, d.now);
         return Err(TrainError::Checkpoint {
             path: state_path,
             message: format!(
@@ -268,8 +269,9 @@ pub fn load<B: AutodiffBackend, M: AutodiffModule<B>>(
             ),
         });
     }
-    read_verified(&dir.join(WEIGHTS), files.get(WEIGHTS))?;
-    let objective = positional_ids(load_safetensors(objective, &dir.join(WEIGHTS))?);
+    let weights_path = dir.join(WEIGHTS);
+    let weights = read_verified(&weights_path, files.get(WEIGHTS))?;
+    let objective = positional_ids(load_safetensors_bytes(objective, weights, &weights_path)?);
     let optimizer_path = dir.join(OPTIMIZER);
     let bytes = read_verified(&optimizer_path, files.get(OPTIMIZER))?;
     let unreadable = |message: String| TrainError::Checkpoint {
@@ -296,14 +298,40 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "malformed".into())
 }
 
-/// The first path at which two JSON values differ, e.g. `objective.temperature: checkpoint 0.1
-/// vs now 0.2` (`saved` is the checkpoint's side).
+/// Where two JSON values first differ: the dotted path and each side's value (`absent` where
+/// a key is missing), for the caller to word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonDifference {
+    /// Dotted path, e.g. `objective.temperature`.
+    pub path: String,
+    /// The value on the saved (first) side.
+    pub saved: String,
+    /// The value on the current (second) side.
+    pub now: String,
+}
+
+/// The first path, in key order, at which `saved` and `now` differ.
 pub fn first_difference(
     saved: &serde_json::Value,
     now: &serde_json::Value,
+) -> Option<JsonDifference> {
+    difference_at(saved, now, "")
+}
+
+fn difference_at(
+    saved: &serde_json::Value,
+    now: &serde_json::Value,
     at: &str,
-) -> Option<String> {
+) -> Option<JsonDifference> {
     use serde_json::Value;
+    let differ = |path: &str, saved: Option<&Value>, now: Option<&Value>| {
+        let show = |v: Option<&Value>| v.map_or("absent".into(), Value::to_string);
+        Some(JsonDifference {
+            path: path.to_string(),
+            saved: show(saved),
+            now: show(now),
+        })
+    };
     match (saved, now) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -314,15 +342,12 @@ pub fn first_difference(
                     format!("{at}.{k}")
                 };
                 match (a.get(k), b.get(k)) {
-                    (Some(x), Some(y)) => first_difference(x, y, &path),
-                    (x, y) => {
-                        let show = |v: Option<&Value>| v.map_or("absent".into(), Value::to_string);
-                        Some(format!("{path}: checkpoint {} vs now {}", show(x), show(y)))
-                    }
+                    (Some(x), Some(y)) => difference_at(x, y, &path),
+                    (x, y) => differ(&path, x, y),
                 }
             })
         }
-        (a, b) if a != b => Some(format!("{at}: checkpoint {a} vs now {b}")),
+        (a, b) if a != b => differ(at, Some(a), Some(b)),
         _ => None,
     }
 }

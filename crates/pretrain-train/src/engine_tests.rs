@@ -74,6 +74,20 @@ fn run_dae(
         .run(&Default::default())
 }
 
+/// A finished denoising run of `steps` steps (batches of 16, a checkpoint every
+/// `checkpoint_every`) in a fresh directory, with its configuration.
+fn finished_dae_run(steps: usize, checkpoint_every: usize) -> (TrainConfig, tempfile::TempDir) {
+    let config = TrainConfig {
+        steps,
+        batch_size: 16,
+        checkpoint_every,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    (config, dir)
+}
+
 fn weights<M: Module<Ad>>(m: &M) -> Vec<f32> {
     struct Collect(Vec<f32>);
     impl burn::module::ModuleVisitor<Ad> for Collect {
@@ -331,13 +345,7 @@ fn run_directory_holds_config_metrics_checkpoints_and_encoder() {
 
 #[test]
 fn damaged_or_foreign_checkpoints_are_refused_by_name() {
-    let config = TrainConfig {
-        steps: 2,
-        batch_size: 16,
-        ..Default::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    let (config, dir) = finished_dae_run(2, 500);
     let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
     let optimizer = || config.optimizer.build::<Ad, Denoising<Ad>>(None);
     let json = serde_json::json!({"objective": "dae"});
@@ -538,13 +546,7 @@ fn ctrl_c_stops_a_run_with_a_checkpoint() {
 
 #[test]
 fn resuming_a_finished_run_is_refused_and_leaves_its_files_alone() {
-    let config = TrainConfig {
-        steps: 2,
-        batch_size: 16,
-        ..Default::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    let (config, dir) = finished_dae_run(2, 500);
     let encoder = dir.path().join("encoder.safetensors");
     let before = std::fs::metadata(&encoder).unwrap().modified().unwrap();
     let metrics = std::fs::read(dir.path().join("metrics.jsonl")).unwrap();
@@ -620,14 +622,7 @@ fn resume_keeps_undecodable_metrics_lines_and_drops_a_torn_last_line() {
 
 #[test]
 fn latest_falls_back_to_the_newest_complete_checkpoint_when_its_folder_is_gone() {
-    let config = TrainConfig {
-        steps: 4,
-        batch_size: 16,
-        checkpoint_every: 2,
-        ..Default::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    run_dae(dae(), &config, dir.path(), &quiet()).unwrap();
+    let (_, dir) = finished_dae_run(4, 2);
     let root = checkpoint::checkpoints_dir(dir.path());
     std::fs::remove_dir_all(root.join("step-00000004")).unwrap();
     let latest = checkpoint::latest(dir.path()).unwrap().unwrap();

@@ -293,180 +293,152 @@ where
             field: "run_dir",
             message: "is not set".into(),
         })?;
-        train(
-            objective,
-            objective_config,
-            data,
-            batcher,
-            &config,
-            &run_dir,
-            &options,
-            device,
-        )
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn train<B, O, I, D, T>(
-    objective: O,
-    objective_config: serde_json::Value,
-    data: Arc<D>,
-    batcher: T,
-    config: &TrainConfig,
-    run_dir: &Path,
-    options: &RunOptions,
-    device: &B::Device,
-) -> Result<TrainOutcome<O>>
-where
-    B: AutodiffBackend,
-    O: TrainObjective<B>,
-    I: Send + 'static,
-    D: TrainData<I>,
-    T: Batcher<B, I, O::Batch> + 'static,
-{
-    config.validate()?;
-    config
-        .precision
-        .check_backend(<B::FloatElem as burn::tensor::Element>::dtype())
-        .map_err(|message| TrainError::Config {
-            field: "precision",
-            message,
-        })?;
-    std::fs::create_dir_all(run_dir).map_err(io_error(run_dir))?;
-    let mut objective = positional_ids(objective);
-    let mut optimizer = config.optimizer.build::<B, O>(config.clip_grad_value);
-    let mut state = None;
-    let mut last_checkpoint = None;
-    if options.resume
-        && let Some(dir) = checkpoint::latest(run_dir)?
-    {
-        let (o, opt, s) = checkpoint::load(&dir, objective, optimizer, &objective_config, device)?;
-        if s.step >= config.steps {
-            return Err(TrainError::AlreadyDone {
-                run_dir: run_dir.to_path_buf(),
-                done: s.step,
-                steps: config.steps,
-            });
-        }
-        tracing::info!(step = s.step, dir = %dir.display(), "resumed");
-        (objective, optimizer, state) = (o, opt, Some(s));
-        last_checkpoint = Some(dir);
-    }
-    let mut stepper = Stepper::new(config, &objective, optimizer);
-    let mut state = state.unwrap_or_else(|| stepper.initial_state(objective_config.clone()));
-    let full_config = serde_json::json!({ "train": config, "objective": objective_config });
-    write_atomic(
-        &run_dir.join("config.json"),
-        &serde_json::to_vec_pretty(&full_config).expect("config serializes"),
-    )?;
-    let metrics_path = run_dir.join("metrics.jsonl");
-    let mut metrics_file = open_metrics(&metrics_path, state.step)?;
-
-    let order = BatchOrder {
-        len: data.len(),
-        batch_size: config.batch_size,
-        seed: config.seed,
-    };
-    let per_epoch = order.per_epoch()?;
-    let accumulation = config.accumulation;
-    let mut loader = Prefetcher::start::<B, I, D, T>(
-        data,
-        batcher,
-        order,
-        state.step * accumulation..config.steps * accumulation,
-        device.clone(),
-    )?;
-    let progress = progress_bar(options.quiet, config.steps, state.step);
-    let mut bad_in_a_row = 0;
-    let mut losses = Vec::new();
-    let start_step = state.step;
-
-    while state.step < config.steps {
-        let step = state.step;
-        let started = Instant::now();
-        let (next, report) = stepper.step(objective, &mut state, || loader.next_batch())?;
-        objective = next;
-        let applied = report.kind == StepKind::Applied;
-        match report.kind {
-            StepKind::Applied => bad_in_a_row = 0,
-            StepKind::Overflow => {}
-            StepKind::Bad => bad_in_a_row += 1,
-        }
-        losses.push(if applied { report.loss } else { f64::NAN });
-
-        let elapsed = started.elapsed().as_secs_f64();
-        let record = StepRecord {
-            step: state.step,
-            epoch: step * accumulation / per_epoch,
-            loss: report.loss,
-            lr: report.lr,
-            grad_norm: report.grad_norm,
-            samples_per_sec: config.effective_batch() as f64 / elapsed.max(1e-9),
-            skipped: !applied,
-            metrics: report
-                .metrics
-                .iter()
-                .filter(|(n, _)| *n != "loss")
-                .collect(),
-        };
-        let line = serde_json::to_string(&record).unwrap_or_else(|_| "{}".into());
-        writeln!(metrics_file, "{line}").map_err(io_error(&metrics_path))?;
-        progress.set_position(state.step as u64);
-        progress.set_message(format!(
-            "loss {:.4}  lr {:.2e}  {:.0} samples/s",
-            report.loss, report.lr, record.samples_per_sec
-        ));
-
-        if bad_in_a_row >= config.max_bad_steps {
-            progress.abandon();
-            return Err(TrainError::Diverged {
-                step: state.step,
-                bad_steps: bad_in_a_row,
-                last_checkpoint,
-            });
-        }
-        let interrupted = options
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::SeqCst))
-            || options.stop_after.is_some_and(|n| state.step >= n);
-        let last = state.step == config.steps;
-        if interrupted || last || state.step.is_multiple_of(config.checkpoint_every) {
-            metrics_file.flush().map_err(io_error(&metrics_path))?;
-            let dir = checkpoint::save(
-                run_dir,
-                &objective,
-                stepper.optimizer(),
-                &state,
-                config.keep_checkpoints,
-            )?;
-            tracing::info!(step = state.step, dir = %dir.display(), "checkpoint written");
+        let (config, run_dir) = (&config, run_dir.as_path());
+        config.validate()?;
+        config
+            .precision
+            .check_backend(<B::FloatElem as burn::tensor::Element>::dtype())
+            .map_err(|message| TrainError::Config {
+                field: "precision",
+                message,
+            })?;
+        std::fs::create_dir_all(run_dir).map_err(io_error(run_dir))?;
+        let mut objective = positional_ids(objective);
+        let mut optimizer = config.optimizer.build::<B, O>(config.clip_grad_value);
+        let mut state = None;
+        let mut last_checkpoint = None;
+        if options.resume
+            && let Some(dir) = checkpoint::latest(run_dir)?
+        {
+            let (o, opt, s) =
+                checkpoint::load(&dir, objective, optimizer, &objective_config, device)?;
+            if s.step >= config.steps {
+                return Err(TrainError::AlreadyDone {
+                    run_dir: run_dir.to_path_buf(),
+                    done: s.step,
+                    steps: config.steps,
+                });
+            }
+            tracing::info!(step = s.step, dir = %dir.display(), "resumed");
+            (objective, optimizer, state) = (o, opt, Some(s));
             last_checkpoint = Some(dir);
         }
-        if interrupted && !last {
-            progress.abandon_with_message(format!("stopped at step {}", state.step));
-            break;
+        let mut stepper = Stepper::new(config, &objective, optimizer);
+        let mut state = state.unwrap_or_else(|| stepper.initial_state(objective_config.clone()));
+        let full_config = serde_json::json!({ "train": config, "objective": objective_config });
+        write_atomic(
+            &run_dir.join("config.json"),
+            &serde_json::to_vec_pretty(&full_config).expect("config serializes"),
+        )?;
+        let metrics_path = run_dir.join("metrics.jsonl");
+        let mut metrics_file = open_metrics(&metrics_path, state.step)?;
+
+        let order = BatchOrder {
+            len: data.len(),
+            batch_size: config.batch_size,
+            seed: config.seed,
+        };
+        let per_epoch = order.per_epoch()?;
+        let accumulation = config.accumulation;
+        let mut loader = Prefetcher::start::<B, I, D, T>(
+            data,
+            batcher,
+            order,
+            state.step * accumulation..config.steps * accumulation,
+            device.clone(),
+        )?;
+        let progress = progress_bar(options.quiet, config.steps, state.step);
+        let mut bad_in_a_row = 0;
+        let mut losses = Vec::new();
+        let start_step = state.step;
+
+        while state.step < config.steps {
+            let step = state.step;
+            let started = Instant::now();
+            let (next, report) = stepper.step(objective, &mut state, || loader.next_batch())?;
+            objective = next;
+            let applied = report.kind == StepKind::Applied;
+            match report.kind {
+                StepKind::Applied => bad_in_a_row = 0,
+                StepKind::Overflow => {}
+                StepKind::Bad => bad_in_a_row += 1,
+            }
+            losses.push(if applied { report.loss } else { f64::NAN });
+
+            let elapsed = started.elapsed().as_secs_f64();
+            let record = StepRecord {
+                step: state.step,
+                epoch: step * accumulation / per_epoch,
+                loss: report.loss,
+                lr: report.lr,
+                grad_norm: report.grad_norm,
+                samples_per_sec: config.effective_batch() as f64 / elapsed.max(1e-9),
+                skipped: !applied,
+                metrics: report
+                    .metrics
+                    .iter()
+                    .filter(|(n, _)| *n != "loss")
+                    .collect(),
+            };
+            let line = serde_json::to_string(&record).unwrap_or_else(|_| "{}".into());
+            writeln!(metrics_file, "{line}").map_err(io_error(&metrics_path))?;
+            progress.set_position(state.step as u64);
+            progress.set_message(format!(
+                "loss {:.4}  lr {:.2e}  {:.0} samples/s",
+                report.loss, report.lr, record.samples_per_sec
+            ));
+
+            if bad_in_a_row >= config.max_bad_steps {
+                progress.abandon();
+                return Err(TrainError::Diverged {
+                    step: state.step,
+                    bad_steps: bad_in_a_row,
+                    last_checkpoint,
+                });
+            }
+            let interrupted = options
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::SeqCst))
+                || options.stop_after.is_some_and(|n| state.step >= n);
+            let last = state.step == config.steps;
+            if interrupted || last || state.step.is_multiple_of(config.checkpoint_every) {
+                metrics_file.flush().map_err(io_error(&metrics_path))?;
+                let dir = checkpoint::save(
+                    run_dir,
+                    &objective,
+                    stepper.optimizer(),
+                    &state,
+                    config.keep_checkpoints,
+                )?;
+                tracing::info!(step = state.step, dir = %dir.display(), "checkpoint written");
+                last_checkpoint = Some(dir);
+            }
+            if interrupted && !last {
+                progress.abandon_with_message(format!("stopped at step {}", state.step));
+                break;
+            }
         }
+        drop(loader);
+        let finished = state.step == config.steps;
+        if finished {
+            save_safetensors(objective.encoder(), &run_dir.join("encoder.safetensors"))?;
+            progress.finish();
+            tracing::info!(
+                steps = state.step - start_step,
+                skipped = state.skipped_steps,
+                "pre-training finished"
+            );
+        }
+        Ok(TrainOutcome {
+            objective,
+            steps_done: state.step,
+            skipped_steps: state.skipped_steps,
+            finished,
+            checkpoint: last_checkpoint,
+            losses,
+        })
     }
-    drop(loader);
-    let finished = state.step == config.steps;
-    if finished {
-        save_safetensors(objective.encoder(), &run_dir.join("encoder.safetensors"))?;
-        progress.finish();
-        tracing::info!(
-            steps = state.step - start_step,
-            skipped = state.skipped_steps,
-            "pre-training finished"
-        );
-    }
-    Ok(TrainOutcome {
-        objective,
-        steps_done: state.step,
-        skipped_steps: state.skipped_steps,
-        finished,
-        checkpoint: last_checkpoint,
-        losses,
-    })
 }
 
 /// Opens `metrics.jsonl` for appending, first dropping the lines of steps past `step` (written

@@ -337,21 +337,12 @@ impl Normalize {
                 found: format!("{} means, {} stds", self.mean.len(), self.std.len()),
             });
         }
-        if self
-            .std
-            .iter()
-            .any(|s| !(*s > 0.0 && *s <= super::MAX_VALUE))
-        {
-            return Err(DataError::config(
-                "normalize.std",
-                format!("every std must be in (0, {}]", super::MAX_VALUE),
-            ));
+        // Standard deviations are divided by: strictly positive.
+        for &s in &self.std {
+            super::within("normalize.std", s, f32::MIN_POSITIVE, super::MAX_VALUE)?;
         }
-        if !self.mean.iter().all(|m| m.abs() <= super::MAX_VALUE) {
-            return Err(DataError::config(
-                "normalize.mean",
-                format!("every mean must be in [-{0}, {0}]", super::MAX_VALUE),
-            ));
+        for &m in &self.mean {
+            super::within("normalize.mean", m, -super::MAX_VALUE, super::MAX_VALUE)?;
         }
         Ok(())
     }
