@@ -130,6 +130,14 @@ pub enum DataError {
         /// Library message.
         message: String,
     },
+    /// A shard file or shard manifest is damaged or does not match its manifest.
+    #[error("{path}: {message}")]
+    Shard {
+        /// Shard or manifest file.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
     /// A downloaded or installed file does not have the expected checksum.
     #[error("{path}: SHA-256 {found} does not match the expected {expected}")]
     Checksum {

@@ -10,6 +10,8 @@
 //! - [`mask`]: patch maskers (MAE, SimMIM, BEiT) and BERT token masking;
 //! - [`tokenizer`]: WordPiece / byte-level BPE trained offline with `tokenizers`;
 //! - [`batch`]: batchers producing tensors on any backend;
+//! - [`data_source`]: a user's own data named by kind and path (the recipe's `source` table);
+//! - [`shards`], [`prepare`]: sharded, memory-mapped on-disk datasets and their preparation;
 //! - [`catalog`]: where the shipped samples and the larger obtainable data sets live;
 //! - [`samples`]: the shipped samples loaded in one call each.
 //!
@@ -18,12 +20,15 @@
 pub mod augment;
 pub mod batch;
 pub mod catalog;
+pub mod data_source;
 pub mod error;
 pub mod item;
 pub mod mask;
+pub mod prepare;
 pub mod readers;
 pub mod rng;
 pub mod samples;
+pub mod shards;
 pub mod source;
 pub mod split;
 pub mod text_dataset;

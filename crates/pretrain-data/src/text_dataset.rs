@@ -8,6 +8,7 @@ use crate::error::{DataError, Result};
 use crate::item::TextItem;
 use crate::mask::{MaskUnit, MaskVocab, TokenMasker};
 use crate::rng::{EpochRng, EpochSeeded};
+use crate::shards::TokenDoc;
 use crate::tokenizer::{FixedLengthEncoder, TextTokenizer};
 
 /// Tokenizes each text of `inner` to a fixed length; for classification and feature extraction.
@@ -108,6 +109,97 @@ impl<D: Dataset<TextItem>> Dataset<TokenizedItem> for MlmDataset<D> {
             attention_mask: enc.attention_mask,
             mlm_targets: Some(masked.labels),
             label: item.label,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+/// Masks pre-tokenized documents (token shards) for masked language modeling: each becomes
+/// `[CLS] tokens [SEP]`, truncated and padded to a fixed length, as [`MlmDataset`] encodes a
+/// text. Masking is per token (documents carry no word boundaries).
+pub struct MlmTokenDataset<D> {
+    inner: D,
+    max_len: usize,
+    specials: (u32, u32, u32),
+    masker: TokenMasker,
+    vocab: MaskVocab,
+    rng: EpochRng,
+}
+
+impl<D: Dataset<TokenDoc>> MlmTokenDataset<D> {
+    /// Wraps `inner` (tokenized with `tokenizer`); masks are drawn from `(seed, epoch, index)`.
+    pub fn new(
+        inner: D,
+        tokenizer: &TextTokenizer,
+        max_len: usize,
+        masker: TokenMasker,
+        seed: u64,
+    ) -> Result<Self> {
+        if matches!(masker.unit, MaskUnit::WholeWord) {
+            return Err(DataError::config(
+                "masker.unit",
+                "whole-word masking needs texts; token shards keep no word boundaries",
+            ));
+        }
+        let ids = tokenizer.specials();
+        let (Some(cls), Some(sep)) = (ids.cls, ids.sep) else {
+            return Err(DataError::config(
+                "tokenizer",
+                "has no [CLS]/[SEP] tokens to frame documents with",
+            ));
+        };
+        if max_len < 3 {
+            return Err(DataError::config(
+                "max_len",
+                format!("{max_len} is too short for [CLS] x [SEP]"),
+            ));
+        }
+        let vocab = tokenizer.mask_vocab();
+        // A bad masker fails now, not in a loader worker.
+        masker
+            .check(&vocab)
+            .map_err(|e| DataError::config("masker", e.to_string()))?;
+        Ok(Self {
+            inner,
+            max_len,
+            specials: (cls, sep, ids.pad),
+            vocab,
+            masker,
+            rng: EpochRng::new(seed),
+        })
+    }
+}
+
+impl<D> EpochSeeded for MlmTokenDataset<D> {
+    fn set_epoch(&self, epoch: u64) {
+        self.rng.set_epoch(epoch);
+    }
+}
+
+impl<D: Dataset<TokenDoc>> Dataset<TokenizedItem> for MlmTokenDataset<D> {
+    fn get(&self, index: usize) -> Option<TokenizedItem> {
+        let doc = self.inner.get(index)?;
+        let (cls, sep, pad) = self.specials;
+        let body = doc.ids.len().min(self.max_len - 2);
+        let mut ids = Vec::with_capacity(self.max_len);
+        ids.push(cls);
+        ids.extend_from_slice(&doc.ids[..body]);
+        ids.push(sep);
+        let real = ids.len();
+        ids.resize(self.max_len, pad);
+        let attention_mask: Vec<u32> = (0..self.max_len).map(|i| u32::from(i < real)).collect();
+        let masked = self
+            .masker
+            .mask(&ids, None, &self.vocab, &mut self.rng.for_item(index))
+            .ok()?;
+        Some(TokenizedItem {
+            input_ids: masked.input_ids,
+            attention_mask,
+            mlm_targets: Some(masked.labels),
+            label: doc.label,
         })
     }
 

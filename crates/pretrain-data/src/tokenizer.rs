@@ -354,6 +354,16 @@ impl TextTokenizer {
         Ok(FixedLengthEncoder { inner, max_len })
     }
 
+    /// Token ids of each text, without special tokens, truncation or padding (what token
+    /// shards store).
+    pub fn encode_plain_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let encodings = self
+            .inner
+            .encode_batch(texts.to_vec(), false)
+            .map_err(|e| tok_err(self.source.as_deref(), e))?;
+        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
     /// Decodes ids back to text (special tokens skipped).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner

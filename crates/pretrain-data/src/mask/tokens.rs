@@ -75,7 +75,8 @@ pub struct MaskedTokens {
 }
 
 impl TokenMasker {
-    fn check(&self, vocab: &MaskVocab) -> Result<()> {
+    /// Refuses probabilities outside their ranges and a vocabulary without room to mask.
+    pub fn check(&self, vocab: &MaskVocab) -> Result<()> {
         if !(self.mask_prob > 0.0 && self.mask_prob < 1.0) {
             return Err(DataError::config(
                 "mask_prob",

@@ -13,9 +13,11 @@ const SIDE: usize = 32;
 const PIXELS: usize = 3 * SIDE * SIDE;
 
 /// Which label of a CIFAR-100 record to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CifarLabels {
     /// CIFAR-10: one label byte, 10 classes.
+    #[default]
     Cifar10,
     /// CIFAR-100 with its 20 coarse super-classes.
     Cifar100Coarse,

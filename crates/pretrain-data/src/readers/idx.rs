@@ -114,9 +114,9 @@ impl IdxPaths {
 
 /// Reads grey images and their labels from an IDX pair; labels must be below `num_classes`.
 pub fn read_idx_images(paths: &IdxPaths, num_classes: usize) -> Result<Vec<ImageItem>> {
-    let images = read_idx(&paths.images, 3)?;
+    let images = read_idx_unlabeled(&paths.images)?;
     let labels = read_idx(&paths.labels, 1)?;
-    let (n, h, w) = (images.dims[0], images.dims[1], images.dims[2]);
+    let n = images.len();
     if labels.dims[0] != n {
         return Err(DataError::CountMismatch {
             path: paths.labels.clone(),
@@ -125,21 +125,11 @@ pub fn read_idx_images(paths: &IdxPaths, num_classes: usize) -> Result<Vec<Image
             found: labels.dims[0],
         });
     }
-    if h == 0 || w == 0 {
-        return Err(DataError::CountMismatch {
-            path: paths.images.clone(),
-            what: format!("pixels per image (dimensions {:?})", images.dims),
-            expected: 1,
-            found: 0,
-        });
-    }
-    let plane = h * w;
     images
-        .data
-        .chunks_exact(plane)
+        .into_iter()
         .zip(&labels.data)
         .enumerate()
-        .map(|(i, (pixels, &label))| {
+        .map(|(i, (item, &label))| {
             let label = usize::from(label);
             if label >= num_classes {
                 return Err(DataError::BadField {
@@ -150,8 +140,32 @@ pub fn read_idx_images(paths: &IdxPaths, num_classes: usize) -> Result<Vec<Image
                 });
             }
             Ok(ImageItem {
-                image: Image8::new(1, h, w, pixels.to_vec())?,
                 label: Some(label),
+                ..item
+            })
+        })
+        .collect()
+}
+
+/// Reads grey images from an IDX file of `[n, height, width]` bytes, without labels.
+pub fn read_idx_unlabeled(path: &Path) -> Result<Vec<ImageItem>> {
+    let images = read_idx(path, 3)?;
+    let (h, w) = (images.dims[1], images.dims[2]);
+    if h == 0 || w == 0 {
+        return Err(DataError::CountMismatch {
+            path: path.to_path_buf(),
+            what: format!("pixels per image (dimensions {:?})", images.dims),
+            expected: 1,
+            found: 0,
+        });
+    }
+    images
+        .data
+        .chunks_exact(h * w)
+        .map(|pixels| {
+            Ok(ImageItem {
+                image: Image8::new(1, h, w, pixels.to_vec())?,
+                label: None,
             })
         })
         .collect()

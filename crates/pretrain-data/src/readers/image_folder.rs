@@ -40,6 +40,8 @@ pub struct ImageFolderOptions {
     /// `(width, height)` every image must have; `None` accepts the size of the first image and
     /// then requires it of all others (a batch needs one size).
     pub size: Option<(usize, usize)>,
+    /// Resize every image to `size` (bilinear) instead of refusing other sizes.
+    pub resize: bool,
 }
 
 impl Default for ImageFolderOptions {
@@ -47,7 +49,85 @@ impl Default for ImageFolderOptions {
         Self {
             color: ColorMode::Gray,
             size: None,
+            resize: false,
         }
+    }
+}
+
+/// The image files of a folder, listed (not decoded), with their labels when labeled: what a
+/// reader that decodes one image at a time (`pretrain data prepare`) starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderListing {
+    /// Image files, sorted (by class folder, then path).
+    pub paths: Vec<PathBuf>,
+    /// Label of each file (`None` everywhere for unlabeled folders).
+    pub labels: Vec<Option<usize>>,
+    /// Class names (sub-folder names, sorted), empty for unlabeled folders.
+    pub classes: Vec<String>,
+}
+
+impl FolderListing {
+    /// Lists `root/<class>/**/<image>`; the class index follows the sorted sub-folder names.
+    pub fn labeled(root: &Path) -> Result<Self> {
+        let mut listing = Self::empty();
+        for class_dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
+            let label = listing.classes.len();
+            listing.classes.push(file_name(&class_dir));
+            for path in files_with_extension(&class_dir, IMAGE_EXTENSIONS)? {
+                listing.paths.push(path);
+                listing.labels.push(Some(label));
+            }
+        }
+        if listing.paths.is_empty() {
+            return Err(DataError::Empty {
+                path: root.to_path_buf(),
+                what: "image folder (expected <root>/<class>/<image>.png|jpg)",
+            });
+        }
+        Ok(listing)
+    }
+
+    /// Lists every image under `root`, recursively, without labels.
+    pub fn unlabeled(root: &Path) -> Result<Self> {
+        let mut listing = Self::empty();
+        listing.paths = files_with_extension(root, IMAGE_EXTENSIONS)?;
+        if listing.paths.is_empty() {
+            return Err(DataError::Empty {
+                path: root.to_path_buf(),
+                what: "image folder (no .png/.jpg/.jpeg file)",
+            });
+        }
+        listing.labels = vec![None; listing.paths.len()];
+        Ok(listing)
+    }
+
+    fn empty() -> Self {
+        Self {
+            paths: Vec::new(),
+            labels: Vec::new(),
+            classes: Vec::new(),
+        }
+    }
+
+    /// Decodes every listed image.
+    pub fn read(self, options: &ImageFolderOptions) -> Result<ImageFolder> {
+        let mut size = options.size;
+        let items = self
+            .paths
+            .iter()
+            .zip(&self.labels)
+            .map(|(path, &label)| {
+                Ok(ImageItem {
+                    image: read_image(path, options, &mut size)?,
+                    label,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(ImageFolder {
+            items,
+            paths: self.paths,
+            classes: self.classes,
+        })
     }
 }
 
@@ -65,57 +145,12 @@ pub struct ImageFolder {
 impl ImageFolder {
     /// Reads `root/<class>/**/<image>`; the class index follows the sorted sub-folder names.
     pub fn labeled(root: &Path, options: &ImageFolderOptions) -> Result<Self> {
-        let mut folder = Self {
-            items: Vec::new(),
-            paths: Vec::new(),
-            classes: Vec::new(),
-        };
-        let mut size = options.size;
-        for class_dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
-            let label = folder.classes.len();
-            folder.classes.push(file_name(&class_dir));
-            for path in files_with_extension(&class_dir, IMAGE_EXTENSIONS)? {
-                let image = read_image(&path, options.color, &mut size)?;
-                folder.items.push(ImageItem {
-                    image,
-                    label: Some(label),
-                });
-                folder.paths.push(path);
-            }
-        }
-        if folder.items.is_empty() {
-            return Err(DataError::Empty {
-                path: root.to_path_buf(),
-                what: "image folder (expected <root>/<class>/<image>.png|jpg)",
-            });
-        }
-        Ok(folder)
+        FolderListing::labeled(root)?.read(options)
     }
 
     /// Reads every image under `root`, recursively, without labels.
     pub fn unlabeled(root: &Path, options: &ImageFolderOptions) -> Result<Self> {
-        let mut size = options.size;
-        let paths = files_with_extension(root, IMAGE_EXTENSIONS)?;
-        if paths.is_empty() {
-            return Err(DataError::Empty {
-                path: root.to_path_buf(),
-                what: "image folder (no .png/.jpg/.jpeg file)",
-            });
-        }
-        let items = paths
-            .iter()
-            .map(|path| {
-                Ok(ImageItem {
-                    image: read_image(path, options.color, &mut size)?,
-                    label: None,
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self {
-            items,
-            paths,
-            classes: Vec::new(),
-        })
+        FolderListing::unlabeled(root)?.read(options)
     }
 }
 
@@ -125,13 +160,14 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Decodes one image file into CHW bytes, checking (or fixing on first use) its size.
+/// Decodes one image file into CHW bytes in `options.color`, checking (or fixing on first use)
+/// its size, or resizing it to `options.size` when `options.resize` is set.
 pub fn read_image(
     path: &Path,
-    color: ColorMode,
+    options: &ImageFolderOptions,
     size: &mut Option<(usize, usize)>,
 ) -> Result<Image8> {
-    let decoded = image::ImageReader::open(path)
+    let mut decoded = image::ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
@@ -140,6 +176,12 @@ pub fn read_image(
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+    if let (true, Some((w, h))) = (options.resize, options.size) {
+        if (decoded.width() as usize, decoded.height() as usize) != (w, h) {
+            let side = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            decoded = decoded.resize_exact(side(w), side(h), image::imageops::FilterType::Triangle);
+        }
+    }
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     let (expected_width, expected_height) = *size.get_or_insert((w, h));
     if (w, h) != (expected_width, expected_height) {
@@ -151,7 +193,7 @@ pub fn read_image(
             found_height: h,
         });
     }
-    let pixels = match color {
+    let pixels = match options.color {
         ColorMode::Gray => decoded.into_luma8().into_raw(),
         ColorMode::Rgb => {
             // The decoder yields interleaved RGB (HWC); items are channel-first.
@@ -161,7 +203,7 @@ pub fn read_image(
                 .collect()
         }
     };
-    Image8::new(color.channels(), h, w, pixels)
+    Image8::new(options.color.channels(), h, w, pixels)
 }
 
 #[cfg(test)]
@@ -209,6 +251,7 @@ mod tests {
         let options = ImageFolderOptions {
             color: ColorMode::Rgb,
             size: Some((28, 28)),
+            resize: false,
         };
         let folder = ImageFolder::unlabeled(dir.path(), &options).unwrap();
         assert_eq!(folder.items.len(), 2);

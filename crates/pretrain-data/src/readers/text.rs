@@ -47,7 +47,7 @@ pub fn read_text_corpus(
     Ok(documents)
 }
 
-fn split_units(text: &str, unit: TextUnit, out: &mut Vec<String>) {
+pub(crate) fn split_units(text: &str, unit: TextUnit, out: &mut Vec<String>) {
     match unit {
         TextUnit::Line => out.extend(
             text.lines()
