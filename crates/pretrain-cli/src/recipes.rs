@@ -46,6 +46,7 @@ pub fn pretrain(
         quiet,
         stop: Some(pretrain::train::stop_on_ctrl_c().context("installing the Ctrl-C handler")?),
         epochs,
+        stop_after: None,
     };
     let summary = pretrain_recipes::run_pretrain(&recipe, kind, &options)?;
     println!(

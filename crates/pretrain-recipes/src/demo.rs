@@ -205,6 +205,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
             all_labels: every_budget || recipe.evaluate.all_labels,
             seeds: config.seeds,
             settings: recipe.evaluate.settings.clone(),
+            ..recipe.evaluate.clone()
         }
     };
     let mut pretraining = Vec::new();
@@ -613,9 +614,9 @@ impl BackendTask for RawPixels<'_> {
     type Output = Result<Vec<FinetuneReport>>;
 
     fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
-        let task = data::load(&self.recipe.data)?;
+        let task = data::load(self.recipe)?;
         let batcher = ToLabeled(ImageBatcher {
-            normalize: data::normalization(&self.recipe.data),
+            normalize: data::normalization(&self.recipe.data)?,
         });
         let features = FrozenFeatures {
             train: pixels::<B::InnerBackend>(&task.train, &batcher, &device)?,

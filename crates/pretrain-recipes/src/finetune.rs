@@ -17,9 +17,10 @@ use pretrain::train::Precision;
 
 use crate::data;
 use crate::error::{RecipeError, Result};
-use crate::models::{self, ModelConfig, TextInputs};
+use crate::models::{self, DataInputs, ModelConfig, TextInputs};
 use crate::pretrain::{RECIPE_FILE, encoder_weights};
 use crate::recipe::{EvaluateSpec, Recipe};
+use pretrain::data::data_source::Modality;
 
 /// How `finetune` runs.
 #[derive(Debug, Clone, Default)]
@@ -86,15 +87,15 @@ struct Job<'a> {
     options: &'a FinetuneOptions,
 }
 
-/// The encoder of `recipe`: loaded from `weights` when given, else freshly initialized. Text
-/// encoders take their vocabulary and length from `text` (the run's tokenizer).
+/// The encoder of `recipe`: loaded from `weights` when given, else freshly initialized. It is
+/// fitted to `inputs` (image shape; text vocabulary and length from the run's tokenizer).
 pub fn load_backbone<B: Backend>(
     recipe: &Recipe,
-    text: Option<TextInputs>,
+    inputs: DataInputs,
     weights: Option<&Path>,
     device: &B::Device,
 ) -> Result<Backbone<B>> {
-    let model = models::resolve(&recipe.model, text)?;
+    let model = models::resolve(&recipe.model, inputs)?;
     let masked_image = matches!(recipe.objective.kind.as_str(), "mae" | "simmim");
     Ok(match model {
         // MAE and SimMIM save their ViT itself, not the image-encoder enum around it.
@@ -134,21 +135,30 @@ impl BackendTask for Job<'_> {
 
     fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let spec = &self.recipe.data;
-        if data::is_text(&spec.dataset) {
-            let texts = data::load_text(spec)?;
-            let tokenizer = data::tokenizer(&texts, spec, self.options.from.as_deref())?;
+        if data::modality(spec)? == Modality::Texts {
+            let texts = data::load_text(self.recipe)?;
+            let tokenizer = data::tokenizer(spec, self.options.from.as_deref())?;
             let task = data::tokenize(&texts, &tokenizer, spec)?;
             let text = TextInputs {
                 vocab_size: tokenizer.vocab_size(),
                 max_tokens: spec.max_tokens(),
             };
-            self.evaluate::<B, _, _>(&task, &ToLabeled(TextBatcher), Some(text), &device)
+            self.evaluate::<B, _, _>(
+                &task,
+                &ToLabeled(TextBatcher),
+                DataInputs::Text(text),
+                &device,
+            )
         } else {
-            let task = data::load(spec)?;
+            let task = data::load(self.recipe)?;
+            let first = task.train.first().ok_or_else(|| {
+                RecipeError::field("evaluate", "the labeled training split is empty")
+            })?;
+            let shape = [first.image.channels, first.image.height, first.image.width];
             let batcher = ToLabeled(ImageBatcher {
-                normalize: data::normalization(spec),
+                normalize: data::normalization(spec)?,
             });
-            self.evaluate::<B, _, _>(&task, &batcher, None, &device)
+            self.evaluate::<B, _, _>(&task, &batcher, DataInputs::Images(shape), &device)
         }
     }
 }
@@ -159,7 +169,7 @@ impl Job<'_> {
         self,
         task: &LabeledTask<I>,
         batcher: &T,
-        text: Option<TextInputs>,
+        inputs: DataInputs,
         device: &B::Device,
     ) -> Result<Vec<FinetuneReport>>
     where
@@ -176,7 +186,7 @@ impl Job<'_> {
             options,
         } = self;
         let weights = options.from.as_ref().map(|dir| encoder_weights(dir));
-        let feature_dim = models::resolve(&recipe.model, text)?.feature_dim();
+        let feature_dim = models::resolve(&recipe.model, inputs)?.feature_dim();
         let budgets: Vec<Option<usize>> = evaluate
             .labels_per_class
             .iter()
@@ -194,7 +204,7 @@ impl Job<'_> {
                         B::seed(device, recipe.seed);
                         let encoder = load_backbone::<B::InnerBackend>(
                             recipe,
-                            text,
+                            inputs,
                             weights.as_deref(),
                             device,
                         )?;
@@ -209,7 +219,7 @@ impl Job<'_> {
                     evaluate_finetune::<B, _, _>(
                         strategy,
                         || {
-                            load_backbone::<B>(recipe, text, weights.as_deref(), device).map_err(
+                            load_backbone::<B>(recipe, inputs, weights.as_deref(), device).map_err(
                                 |e| pretrain::finetune::FinetuneError::Config {
                                     field: "encoder",
                                     message: e.to_string(),

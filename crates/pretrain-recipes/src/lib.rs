@@ -11,7 +11,8 @@
 //! - [`finetune`]: `run_finetune` on a run directory's encoder;
 //! - [`demo`]: `run_demo`, pre-training then every comparison, `report.json` / `report.md`;
 //! - [`plots`]: the demo's PNG plots (accuracy against labels, loss curves);
-//! - [`models`], [`data`]: the presets and data sets recipes can name;
+//! - [`models`], [`data`]: the presets, and the data (built-in sets or a user's own sources);
+//! - [`prepare`]: what `pretrain data prepare` turns into shards;
 //! - [`overrides`]: preset configurations with a recipe's changes merged in, typos refused.
 
 pub mod bench;
@@ -22,6 +23,7 @@ pub mod finetune;
 pub mod models;
 pub mod overrides;
 pub mod plots;
+pub mod prepare;
 pub mod pretrain;
 pub mod recipe;
 

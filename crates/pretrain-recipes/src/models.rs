@@ -29,6 +29,16 @@ pub struct TextInputs {
     pub max_tokens: usize,
 }
 
+/// What a preset takes from the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataInputs {
+    /// Images of `[channels, height, width]`: image presets take the channels, and the size
+    /// where the model has one (ViT, autoencoders).
+    Images([usize; 3]),
+    /// Texts: text presets take the vocabulary and the sequence length.
+    Text(TextInputs),
+}
+
 /// A resolved model configuration.
 #[derive(Debug, Clone)]
 pub enum ModelConfig {
@@ -40,49 +50,77 @@ pub enum ModelConfig {
     Text(BertConfig),
 }
 
-/// The preset of `spec` with its overrides; text presets need `text` (from the tokenizer).
-pub fn resolve(spec: &ModelSpec, text: Option<TextInputs>) -> Result<ModelConfig> {
+/// The preset of `spec` fitted to `inputs`, then its overrides applied.
+pub fn resolve(spec: &ModelSpec, inputs: DataInputs) -> Result<ModelConfig> {
     let o = &spec.overrides;
     let f = "model.overrides";
     let bert = |preset: fn(usize) -> BertConfig| -> Result<ModelConfig> {
-        let text = text.ok_or_else(|| {
-            RecipeError::field(
+        let DataInputs::Text(text) = inputs else {
+            return Err(RecipeError::field(
                 "model.preset",
-                format!(
-                    "{} is a text encoder: it needs a text data set",
-                    spec.preset
-                ),
-            )
-        })?;
+                format!("{} is a text encoder: it needs text data", spec.preset),
+            ));
+        };
         let config = preset(text.vocab_size).with_max_position(text.max_tokens);
         Ok(ModelConfig::Text(apply(&config, o, f)?))
     };
+    // The data's `[channels, height, width]`, checked square where the model needs a side.
+    let image = |needs_side: bool| -> Result<[usize; 3]> {
+        let DataInputs::Images(shape @ [_, height, width]) = inputs else {
+            return Err(RecipeError::field(
+                "model.preset",
+                format!("{} is an image model: it needs image data", spec.preset),
+            ));
+        };
+        if needs_side && height != width {
+            return Err(RecipeError::field(
+                "model.preset",
+                format!(
+                    "{} needs square images; the data's are {width}x{height} (resize them \
+                     with the source's size and resize fields)",
+                    spec.preset
+                ),
+            ));
+        }
+        Ok(shape)
+    };
     Ok(match spec.preset.as_str() {
-        "small-cnn-28" => ModelConfig::Image(ImageEncoderConfig::SmallCnn(apply(
-            &SmallCnnConfig::small_cnn_28(),
-            o,
-            f,
-        )?)),
-        "resnet10-narrow" => ModelConfig::Image(ImageEncoderConfig::ResNet(apply(
-            &ResNetConfig::resnet10_narrow(1),
-            o,
-            f,
-        )?)),
-        "vit-tiny-28" => ModelConfig::Image(ImageEncoderConfig::Vit(apply(
-            &VitConfig::vit_tiny_28(),
-            o,
-            f,
-        )?)),
-        "mlp-ae-digits" => ModelConfig::Autoencoder(AutoencoderConfig::Mlp(apply(
-            &MlpAutoencoderConfig::digits(),
-            o,
-            f,
-        )?)),
-        "conv-ae-28" => ModelConfig::Autoencoder(AutoencoderConfig::Conv(apply(
-            &ConvAutoencoderConfig::conv_28(),
-            o,
-            f,
-        )?)),
+        "small-cnn-28" => {
+            let config = SmallCnnConfig {
+                channels: image(false)?[0],
+                ..SmallCnnConfig::small_cnn_28()
+            };
+            ModelConfig::Image(ImageEncoderConfig::SmallCnn(apply(&config, o, f)?))
+        }
+        "resnet10-narrow" => {
+            let config = ResNetConfig::resnet10_narrow(image(false)?[0]);
+            ModelConfig::Image(ImageEncoderConfig::ResNet(apply(&config, o, f)?))
+        }
+        "vit-tiny-28" => {
+            let [channels, image_size, _] = image(true)?;
+            let config = VitConfig {
+                channels,
+                image_size,
+                ..VitConfig::vit_tiny_28()
+            };
+            ModelConfig::Image(ImageEncoderConfig::Vit(apply(&config, o, f)?))
+        }
+        "mlp-ae-digits" => {
+            let config = MlpAutoencoderConfig {
+                input_dim: image(false)?.iter().product(),
+                ..MlpAutoencoderConfig::digits()
+            };
+            ModelConfig::Autoencoder(AutoencoderConfig::Mlp(apply(&config, o, f)?))
+        }
+        "conv-ae-28" => {
+            let [channels, image_size, _] = image(true)?;
+            let config = ConvAutoencoderConfig {
+                channels,
+                image_size,
+                ..ConvAutoencoderConfig::conv_28()
+            };
+            ModelConfig::Autoencoder(AutoencoderConfig::Conv(apply(&config, o, f)?))
+        }
         "bert-tiny" => bert(BertConfig::bert_tiny)?,
         "bert-mini" => bert(BertConfig::bert_mini)?,
         other => {

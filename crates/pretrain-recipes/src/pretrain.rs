@@ -8,12 +8,11 @@ use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::tensor::backend::AutodiffBackend;
-use pretrain::data::TextItem;
 use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
+use pretrain::data::data_source::Modality;
 use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
-use pretrain::data::text_dataset::MlmDataset;
-use pretrain::data::tokenizer::TextTokenizer;
+use pretrain::data::text_dataset::{MlmDataset, MlmTokenDataset};
 use pretrain::models::{ImageEncoderConfig, MaeConfig};
 use pretrain::objectives::{
     BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MlmConfig, MoCoConfig,
@@ -22,9 +21,9 @@ use pretrain::objectives::{
 use pretrain::train::{Pretrainer, RunOptions, TrainData, TrainError, TrainObjective};
 use serde::Serialize;
 
-use crate::data;
+use crate::data::{self, PretrainImages, PretrainTexts};
 use crate::error::{RecipeError, Result};
-use crate::models::{self, ModelConfig, TextInputs};
+use crate::models::{self, DataInputs, ModelConfig, TextInputs};
 use crate::overrides::apply;
 use crate::recipe::{ObjectiveSpec, Recipe};
 
@@ -58,6 +57,9 @@ pub struct PretrainOptions {
     pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Replace the recipe's steps by this many passes over the unlabeled images.
     pub epochs: Option<usize>,
+    /// Stop after this many steps with a checkpoint, as an interruption would (the schedule
+    /// still spans the recipe's steps; `resume` continues).
+    pub stop_after: Option<usize>,
 }
 
 /// What a pre-training run did.
@@ -116,22 +118,19 @@ impl BackendTask for Job<'_> {
             ));
         }
         check_objective_fields(spec)?;
-        if data::is_text(&recipe.data.dataset) {
+        if data::modality(&recipe.data)? == Modality::Texts {
             // Refused before the texts are read and the tokenizer trained.
             if spec.kind != "mlm" {
                 return Err(RecipeError::field(
                     "objective.kind",
-                    format!(
-                        "{} needs images; text data sets pre-train with mlm",
-                        spec.kind
-                    ),
+                    format!("{} needs images; text data pre-trains with mlm", spec.kind),
                 ));
             }
-            let task = data::load_text(&recipe.data)?;
-            let texts = data::unlabeled_texts(&task, &recipe.data);
+            let texts = data::pretrain_texts(&recipe.data)?;
             let recipe = &as_run(recipe, options, texts.len())?;
-            let tokenizer = data::tokenizer(&task, &recipe.data, None)?;
-            tokenizer.save(&options.out.join(data::TOKENIZER_FILE))?;
+            texts
+                .tokenizer()
+                .save(&options.out.join(data::TOKENIZER_FILE))?;
             B::seed(&device, recipe.seed);
             let run = Runner {
                 recipe,
@@ -139,22 +138,23 @@ impl BackendTask for Job<'_> {
                 kind,
                 device: &device,
             };
-            return run.texts::<B>(texts, &tokenizer);
+            return run.texts::<B>(texts);
         }
         if spec.kind == "mlm" {
             return Err(RecipeError::field(
-                "data.dataset",
+                "data",
                 format!(
-                    "objective mlm needs a text data set ({})",
+                    "objective mlm needs text data (a text source, or one of {})",
                     data::TEXT_DATASETS.join(", ")
                 ),
             ));
         }
-        let task = data::load(&recipe.data)?;
-        let images = data::unlabeled(&task, &recipe.data);
+        let PretrainImages {
+            images,
+            shape,
+            normalize,
+        } = data::pretrain_images(&recipe.data)?;
         let recipe = &as_run(recipe, options, images.len())?;
-        let images = InMemDataset::new(images);
-        let normalize = data::normalization(&recipe.data);
         let clean = normalize.clone().map(Pipeline::eval).unwrap_or_default();
         B::seed(&device, recipe.seed);
         let run = Runner {
@@ -180,7 +180,10 @@ impl BackendTask for Job<'_> {
                 )
             }};
         }
-        match (spec.kind.as_str(), models::resolve(&recipe.model, None)?) {
+        match (
+            spec.kind.as_str(),
+            models::resolve(&recipe.model, DataInputs::Images(shape))?,
+        ) {
             ("mae", ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
                 masked!(MaeObjectiveConfig::new(MaeConfig::new(vit.clone())), vit)
             }
@@ -195,12 +198,7 @@ impl BackendTask for Job<'_> {
             (kind @ ("mae" | "simmim"), _) => Err(needs(kind, "a ViT (preset vit-tiny-28)")),
             ("dae", _) => Err(needs("dae", "an autoencoder (mlp-ae-digits, conv-ae-28)")),
             (kind, ModelConfig::Image(encoder)) => {
-                let first = images
-                    .get(0)
-                    .ok_or_else(|| pretrain::data::DataError::config("dataset", "is empty"))?
-                    .image;
-                let views =
-                    two_views(spec, [first.channels, first.height, first.width], normalize)?;
+                let views = two_views(spec, shape, normalize)?;
                 let views = AugmentedDataset::new(images, views, seed)?;
                 let width = encoder.feature_dim();
                 macro_rules! contrastive {
@@ -365,19 +363,21 @@ struct Runner<'a, D> {
 }
 
 impl<Dev: Clone> Runner<'_, Dev> {
-    /// Masked language modeling (the only text objective) on `texts` with `tokenizer`.
+    /// Masked language modeling (the only text objective) on `texts`.
     fn texts<B: AutodiffBackend<Device = Dev>>(
         self,
-        texts: Vec<TextItem>,
-        tokenizer: &TextTokenizer,
+        texts: PretrainTexts,
     ) -> Result<PretrainSummary> {
         let spec = &self.recipe.objective;
         let max_tokens = self.recipe.data.max_tokens();
+        let tokenizer = texts.tokenizer().clone();
         let inputs = TextInputs {
             vocab_size: tokenizer.vocab_size(),
             max_tokens,
         };
-        let ModelConfig::Text(bert) = models::resolve(&self.recipe.model, Some(inputs))? else {
+        let ModelConfig::Text(bert) =
+            models::resolve(&self.recipe.model, DataInputs::Text(inputs))?
+        else {
             return Err(needs("mlm", "a text encoder (bert-tiny, bert-mini)"));
         };
         let config = apply(
@@ -386,15 +386,25 @@ impl<Dev: Clone> Runner<'_, Dev> {
             "objective.overrides",
         )?;
         let masker = spec.mask.clone().unwrap_or_default();
-        let data = MlmDataset::new(
-            InMemDataset::new(texts),
-            tokenizer,
-            max_tokens,
-            masker,
-            self.recipe.seed,
-        )?;
+        let seed = self.recipe.seed;
         let objective = config.init::<B>(self.device)?;
-        self.train(objective, &config, data, TextBatcher)
+        match texts {
+            PretrainTexts::Texts { texts, .. } => {
+                let data = MlmDataset::new(
+                    InMemDataset::new(texts),
+                    &tokenizer,
+                    max_tokens,
+                    masker,
+                    seed,
+                )?;
+                self.train(objective, &config, data, TextBatcher)
+            }
+            PretrainTexts::Shards(shards) => {
+                let data = MlmTokenDataset::new(shards, &tokenizer, max_tokens, masker, seed)
+                    .map_err(|e| RecipeError::field("objective.mask", e.to_string()))?;
+                self.train(objective, &config, data, TextBatcher)
+            }
+        }
     }
 
     fn train<B, O, C, I, D, T>(
@@ -426,7 +436,7 @@ impl<Dev: Clone> Runner<'_, Dev> {
                 quiet: self.options.quiet,
                 resume: self.options.resume,
                 stop: self.options.stop.clone(),
-                stop_after: None,
+                stop_after: self.options.stop_after,
             })
             .run(self.device)?;
         Ok(PretrainSummary {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use pretrain::data::augment::Pipeline;
+use pretrain::data::data_source::DataSource;
 use pretrain::data::mask::TokenMasker;
 use pretrain::data::tokenizer::TokenizerTrainConfig;
 use pretrain::finetune::{Strategy, StrategySettings};
@@ -62,20 +63,27 @@ pub struct Recipe {
     pub evaluate: EvaluateSpec,
 }
 
-/// Which data set, and how it is read.
+/// Which data, and how it is read: a built-in `dataset` or a user's own `source`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
-    /// Images: `fashion-mnist` (full; `cargo xtask data`), `fashion-mnist-sample` (shipped 100
-    /// images) or `digits` (shipped scikit-learn digits, 8x8). Texts: `spam-assassin` (6,046
-    /// e-mails, ham/spam; `cargo xtask data`), `spam-sample` (shipped 40 e-mails) or `tweets`
-    /// (38,158 tweets, negative/neutral/positive; `cargo xtask data`).
+    /// A built-in data set (empty when `source` is given). Images: `fashion-mnist` (full;
+    /// `cargo xtask data`), `fashion-mnist-sample` (shipped 100 images) or `digits` (shipped
+    /// scikit-learn digits, 8x8). Texts: `spam-assassin` (6,046 e-mails, ham/spam; `cargo
+    /// xtask data`), `spam-sample` (shipped 40 e-mails) or `tweets` (38,158 tweets,
+    /// negative/neutral/positive; `cargo xtask data`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dataset: String,
-    /// Use at most this many unlabeled training images.
+    /// The user's own data: `{ kind = "image-folder" | "idx" | "cifar" | "csv" | "text" |
+    /// "jsonl" | "shards", ... }` (paths relative to the recipe file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<DataSource>,
+    /// Use at most this many unlabeled training items.
     #[serde(default)]
     pub max_unlabeled: Option<usize>,
-    /// Normalize pixels with the data set's mean and standard deviation (off for objectives
-    /// that reconstruct pixels in `[0, 1]`).
+    /// Normalize pixels with the data set's mean and standard deviation (a source's are
+    /// fitted on up to 10,000 of its images; off for objectives that reconstruct pixels in
+    /// `[0, 1]`).
     #[serde(default = "yes")]
     pub normalize: bool,
     /// Texts: tokens per text, `[CLS]` and `[SEP]` included (longer texts are truncated);
@@ -143,6 +151,16 @@ pub struct ObjectiveSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvaluateSpec {
+    /// Labeled training items of a recipe with its own data (with `test`); without both, a
+    /// stratified split of the labeled `data.source`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<DataSource>,
+    /// Labeled test items (with `train`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<DataSource>,
+    /// Share of a labeled `data.source` held out for testing when `train` and `test` are not
+    /// given (seeded, per class).
+    pub test_fraction: f64,
     /// Strategies to run.
     pub strategies: Vec<Strategy>,
     /// Label budgets per class; `all_labels` adds the whole training split.
@@ -158,6 +176,9 @@ pub struct EvaluateSpec {
 impl Default for EvaluateSpec {
     fn default() -> Self {
         Self {
+            train: None,
+            test: None,
+            test_fraction: 0.2,
             strategies: vec![Strategy::LinearProbe, Strategy::Knn],
             labels_per_class: vec![10, 100],
             all_labels: true,
@@ -168,12 +189,36 @@ impl Default for EvaluateSpec {
 }
 
 impl Recipe {
-    /// Parses TOML; `source_name` names the file in messages.
+    /// Parses TOML; `source_name` names the file in messages. Relative source paths are kept
+    /// as written ([`Self::load`] resolves them against the file's folder).
     pub fn parse(text: &str, source_name: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| RecipeError::Parse {
+        let recipe: Self = toml::from_str(text).map_err(|e| RecipeError::Parse {
             source_name: source_name.to_string(),
             message: e.to_string(),
-        })
+        })?;
+        match (recipe.data.dataset.is_empty(), recipe.data.source.is_some()) {
+            (true, false) => Err(RecipeError::field(
+                "data",
+                "name a built-in dataset or give a source table",
+            )),
+            (false, true) => Err(RecipeError::field(
+                "data",
+                "give either dataset or source, not both",
+            )),
+            _ => Ok(recipe),
+        }
+    }
+
+    /// Makes the recipe's relative source paths absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let sources = [
+            self.data.source.as_mut(),
+            self.evaluate.train.as_mut(),
+            self.evaluate.test.as_mut(),
+        ];
+        for source in sources.into_iter().flatten() {
+            source.resolve_paths(base);
+        }
     }
 
     /// A built-in recipe by name, or a recipe file by path.
@@ -184,7 +229,14 @@ impl Recipe {
         let path = Path::new(name_or_path);
         if path.is_file() {
             let text = std::fs::read_to_string(path).map_err(|e| RecipeError::io(path, e))?;
-            return Self::parse(&text, &path.display().to_string());
+            let mut recipe = Self::parse(&text, &path.display().to_string())?;
+            let folder = match path.parent() {
+                Some(folder) if !folder.as_os_str().is_empty() => folder,
+                _ => Path::new("."),
+            };
+            let base = std::path::absolute(folder).map_err(|e| RecipeError::io(folder, e))?;
+            recipe.resolve_paths(&base);
+            return Ok(recipe);
         }
         Err(RecipeError::Unknown {
             name: name_or_path.to_string(),

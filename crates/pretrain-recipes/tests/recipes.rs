@@ -3,7 +3,7 @@
 use pretrain::backend::BackendKind;
 use pretrain::finetune::Strategy;
 use pretrain::models::VitConfig;
-use pretrain_recipes::models::TextInputs;
+use pretrain_recipes::models::{DataInputs, TextInputs};
 use pretrain_recipes::overrides::apply;
 use pretrain_recipes::{
     EvaluateSpec, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run, run_finetune,
@@ -36,11 +36,17 @@ fn builtin_recipes_parse_and_name_valid_presets() {
     for recipe in &recipes {
         assert!(!recipe.description.is_empty());
         // Text presets take their vocabulary from the tokenizer; any size does here.
-        let text = pretrain_recipes::data::is_text(&recipe.data.dataset).then(|| TextInputs {
-            vocab_size: 1000,
-            max_tokens: recipe.data.max_tokens(),
-        });
-        pretrain_recipes::models::resolve(&recipe.model, text).unwrap();
+        let inputs = if pretrain_recipes::data::is_text(&recipe.data.dataset) {
+            DataInputs::Text(TextInputs {
+                vocab_size: 1000,
+                max_tokens: recipe.data.max_tokens(),
+            })
+        } else if recipe.data.dataset == "digits" {
+            DataInputs::Images([1, 8, 8])
+        } else {
+            DataInputs::Images([1, 28, 28])
+        };
+        pretrain_recipes::models::resolve(&recipe.model, inputs).unwrap();
         // The saved form parses back to the same recipe.
         assert_eq!(&Recipe::parse(&recipe.to_toml(), "saved").unwrap(), recipe);
     }
@@ -123,6 +129,7 @@ fn contrastive_and_masked_recipes_run_on_the_shipped_sample() {
                 s.finetune.train.steps = 2;
                 s
             },
+            ..EvaluateSpec::default()
         };
         let options = FinetuneOptions {
             from: Some(dir.path().to_path_buf()),
@@ -205,12 +212,12 @@ fn text_recipe_pretrains_with_its_own_tokenizer_and_fine_tunes() {
     )
     .unwrap();
     assert!(saved.vocab_size() <= 600, "{}", saved.vocab_size());
-    let texts = pretrain_recipes::data::load_text(&recipe.data).unwrap();
+    let texts = pretrain_recipes::data::load_text(&recipe).unwrap();
     assert_eq!(
         (texts.train.len(), texts.test.len(), texts.num_classes),
         (20, 20, 2)
     );
-    let retrained = pretrain_recipes::data::tokenizer(&texts, &recipe.data, None).unwrap();
+    let retrained = pretrain_recipes::data::tokenizer(&recipe.data, None).unwrap();
     let tokenized = |t| pretrain_recipes::data::tokenize(&texts, t, &recipe.data).unwrap();
     assert_eq!(tokenized(&saved).test, tokenized(&retrained).test);
 
@@ -224,6 +231,7 @@ fn text_recipe_pretrains_with_its_own_tokenizer_and_fine_tunes() {
             s.finetune.train.steps = 2;
             s
         },
+        ..EvaluateSpec::default()
     };
     for from in [Some(dir.path().to_path_buf()), None] {
         let options = FinetuneOptions {
@@ -375,7 +383,7 @@ fn bad_recipes_are_refused_with_the_cause_named() {
     let mut text = Recipe::load("mlm-text").unwrap();
     text.data.dataset = "fashion-mnist-sample".into();
     let err = refusal(&text);
-    assert!(err.contains("mlm needs a text data set"), "{err}");
+    assert!(err.contains("mlm needs text data"), "{err}");
     text.data.dataset = "spam-sample".into();
     text.model.preset = "small-cnn-28".into();
     let err = refusal(&text);
