@@ -297,3 +297,184 @@ fn bench_step_prints_one_json_line_with_the_measurements() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("valid: mae-vit-tiny"));
 }
+
+/// `examples/own_data/<name>` copied into `dir` (its paths are relative to the file).
+fn example_recipe(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/own_data");
+    let path = dir.join(name);
+    std::fs::copy(examples.join(name), &path).unwrap();
+    path
+}
+
+#[test]
+fn own_image_folder_pretrains_prepares_shards_and_fine_tunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = example_recipe("image-folder.toml", dir.path());
+    // The shipped Fashion-MNIST sample as RGB PNGs, one folder per class.
+    for (i, item) in pretrain::data::samples::fashion_mnist()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let class = dir
+            .path()
+            .join(format!("photos/class-{}", item.label.unwrap()));
+        std::fs::create_dir_all(&class).unwrap();
+        let rgb: Vec<u8> = item
+            .image
+            .pixels
+            .iter()
+            .flat_map(|&p| [p, p / 2, 255 - p])
+            .collect();
+        image::RgbImage::from_raw(28, 28, rgb)
+            .unwrap()
+            .save(class.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let run = dir.path().join("run");
+    let output = pretrain()
+        .arg("pretrain")
+        .arg(&recipe)
+        .args(["--steps", "3", "--quiet", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&output);
+    assert!(stdout.contains("own-image-folder: 3 steps"), "{stdout}");
+    let output = pretrain()
+        .arg("finetune")
+        .arg(&recipe)
+        .args([
+            "--strategy",
+            "knn",
+            "--labels-per-class",
+            "2",
+            "--seeds",
+            "1",
+            "--quiet",
+            "--from",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&output);
+    assert!(stdout.contains("knn"), "{stdout}");
+
+    let shards = dir.path().join("shards");
+    let output = pretrain()
+        .args(["data", "prepare"])
+        .arg(&recipe)
+        .args(["--quiet", "--out"])
+        .arg(&shards)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&output);
+    assert!(
+        stdout.contains("100 items in 1 shards (0 skipped)"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let folder_line = text.lines().find(|l| l.starts_with("source =")).unwrap();
+    let on_shards = dir.path().join("on-shards.toml");
+    std::fs::write(
+        &on_shards,
+        text.replace(
+            folder_line,
+            "source = { kind = \"shards\", path = \"shards\" }",
+        ),
+    )
+    .unwrap();
+    let output = pretrain()
+        .arg("pretrain")
+        .arg(&on_shards)
+        .args(["--steps", "2", "--quiet", "--out"])
+        .arg(dir.path().join("shards-run"))
+        .output()
+        .unwrap();
+    succeeded(&output);
+
+    // A missing folder: one line naming the recipe field and the path.
+    std::fs::rename(dir.path().join("photos"), dir.path().join("moved")).unwrap();
+    let output = pretrain()
+        .arg("pretrain")
+        .arg(&recipe)
+        .args(["--quiet", "--out"])
+        .arg(dir.path().join("run-2"))
+        .output()
+        .unwrap();
+    let line = refused(&output);
+    assert!(
+        line.contains("data.source") && line.contains("photos"),
+        "{line}"
+    );
+}
+
+#[test]
+fn own_text_folder_pretrains_and_fine_tunes_on_labeled_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = example_recipe("text-folder.toml", dir.path());
+    let texts = dir.path().join("texts");
+    std::fs::create_dir(&texts).unwrap();
+    let moby = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/text/moby-dick");
+    for entry in std::fs::read_dir(moby).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, texts.join(path.file_name().unwrap())).unwrap();
+    }
+    // Labeled paragraphs: does it mention the whale?
+    let paragraphs = pretrain::data::samples::moby_dick_paragraphs().unwrap();
+    let labeled: Vec<String> = paragraphs
+        .iter()
+        .take(60)
+        .map(|p| {
+            let label = if p.to_lowercase().contains("whale") {
+                "whale"
+            } else {
+                "other"
+            };
+            serde_json::json!({"text": p, "label": label}).to_string()
+        })
+        .collect();
+    std::fs::create_dir(dir.path().join("labeled")).unwrap();
+    std::fs::write(
+        dir.path().join("labeled/train.jsonl"),
+        labeled[..40].join("\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("labeled/test.jsonl"),
+        labeled[40..].join("\n"),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let output = pretrain()
+        .arg("pretrain")
+        .arg(&recipe)
+        .args(["--steps", "3", "--quiet", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&output);
+    assert!(stdout.contains("own-text-folder: 3 steps"), "{stdout}");
+    assert!(run.join("tokenizer.json").is_file());
+    let output = pretrain()
+        .arg("finetune")
+        .arg(&recipe)
+        .args([
+            "--strategy",
+            "linear-probe,knn",
+            "--labels-per-class",
+            "2",
+            "--seeds",
+            "1",
+            "--quiet",
+            "--from",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&output);
+    assert!(
+        stdout.contains("linear-probe") && stdout.contains("knn"),
+        "{stdout}"
+    );
+}
