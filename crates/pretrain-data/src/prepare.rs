@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use burn::data::dataset::Dataset;
+
 use crate::catalog::sha256_file;
 use crate::data_source::{DataSource, Modality};
 use crate::error::{DataError, Result};
@@ -370,6 +372,73 @@ fn flush_tokens(
     Ok(())
 }
 
+/// Writes `copies` repetitions of the finished shard folder `src` into `out` (items in order,
+/// then again), in shards of `shard_bytes`: larger-than-memory data sets for measurements and
+/// tests, made from a real one without keeping it in memory.
+pub fn replicate(src: &Path, out: &Path, copies: usize, shard_bytes: usize) -> Result<Manifest> {
+    let manifest = Manifest::read(src)?;
+    if copies == 0 || shard_bytes == 0 {
+        return Err(DataError::config(
+            "copies",
+            "copies and shard_bytes must be positive",
+        ));
+    }
+    let source = serde_json::json!({ "replicate": src, "copies": copies, "of": manifest.source });
+    if previous_manifest(out, &source)?.is_some() {
+        return Err(DataError::Shard {
+            path: out.to_path_buf(),
+            message: "already holds these shards".into(),
+        });
+    }
+    std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    let mut writer = ShardWriter {
+        dir: out.to_path_buf(),
+        manifest: new_manifest(manifest.kind.clone(), source, manifest.classes.clone()),
+    };
+    let mut read = 0;
+    match manifest.kind {
+        ShardKind::Images { shape } => {
+            let shards = crate::shards::ImageShards::open(src)?;
+            let per_shard = (shard_bytes / (4 + shape.iter().product::<usize>())).max(1);
+            let mut buffer = ImageShardBuffer::new(shape);
+            for _ in 0..copies {
+                for i in 0..shards.len() {
+                    buffer.push(&shards.get(i).expect("index below len"));
+                    read += 1;
+                    if buffer.items == per_shard {
+                        writer.write_shard(buffer.finish(), per_shard, 0, read)?;
+                        buffer = ImageShardBuffer::new(shape);
+                    }
+                }
+            }
+            if buffer.items > 0 {
+                let items = buffer.items;
+                writer.write_shard(buffer.finish(), items, 0, read)?;
+            }
+        }
+        ShardKind::Tokens { token_bytes, .. } => {
+            std::fs::copy(src.join(TOKENIZER_FILE), out.join(TOKENIZER_FILE))
+                .map_err(|e| DataError::io(out.join(TOKENIZER_FILE), e))?;
+            let shards = crate::shards::TokenShards::open(src)?;
+            let per_shard = (shard_bytes / token_bytes).max(1);
+            let mut buffer = TokenShardBuffer::new(token_bytes);
+            let mut none = Vec::new();
+            for _ in 0..copies {
+                for i in 0..shards.len() {
+                    let doc = shards.get(i).expect("index below len");
+                    buffer.push(&doc.ids, doc.label);
+                    read += 1;
+                    if buffer.num_tokens() >= per_shard {
+                        flush_tokens(&mut writer, &mut buffer, read, &mut none)?;
+                    }
+                }
+            }
+            flush_tokens(&mut writer, &mut buffer, read, &mut none)?;
+        }
+    }
+    finish(writer, read, None, &mut |_| {})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,7 +449,7 @@ mod tests {
     use crate::testdata;
     use crate::text_dataset::{MlmDataset, MlmTokenDataset};
     use crate::{TextEncoding, TextItem};
-    use burn::data::dataset::{Dataset, InMemDataset};
+    use burn::data::dataset::InMemDataset;
 
     fn fashion_idx() -> DataSource {
         let paths = testdata::fashion_sample_paths();
@@ -414,6 +483,18 @@ mod tests {
         // A finished preparation is left as it is.
         let again = prepare(&fashion_idx(), &small_shards(&out, 30), &mut |_| {}).unwrap();
         assert_eq!(again, manifest);
+        // Replicated: the items three times over, in shards of another size.
+        let triple = dir.path().join("triple");
+        let copies = replicate(&out, &triple, 3, 64 * (4 + 784)).unwrap();
+        assert_eq!((copies.items, copies.shards.len()), (300, 5));
+        let copies = ImageShards::open(&triple).unwrap();
+        assert_eq!(copies.get(0), shards.get(0));
+        assert_eq!(copies.get(299), shards.get(99));
+        assert_eq!(copies.get(150), shards.get(50));
+        assert!(
+            replicate(&out, &triple, 2, 1 << 20).is_err(),
+            "an occupied folder"
+        );
     }
 
     #[test]
@@ -586,6 +667,12 @@ mod tests {
             5,
         )
         .unwrap();
+        // Replicated token shards hold the documents twice over.
+        let twice = dir.path().join("twice");
+        let manifest = replicate(&out, &twice, 2, 1 << 20).unwrap();
+        assert_eq!(manifest.items, 2 * shards.len());
+        let copies = TokenShards::open(&twice).unwrap();
+        assert_eq!(copies.get(shards.len() + 3), shards.get(3));
         let from_shards = MlmTokenDataset::new(shards, tokenizer, 24, masker, 5).unwrap();
         for i in 0..from_texts.len() {
             assert_eq!(from_shards.get(i), from_texts.get(i), "document {i}");

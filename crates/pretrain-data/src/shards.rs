@@ -188,6 +188,11 @@ fn map_shards(
         // truncate it while mapped, reads would fault (SIGBUS); shard folders are written once
         // by `prepare` and never modified in place, which the documentation states.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(&path, e))?;
+        // Items are read in shuffled order: no read-ahead, and no mapping of neighbouring pages
+        // on a fault (which would grow the resident set with pages no batch asked for).
+        #[cfg(unix)]
+        map.advise(memmap2::Advice::Random)
+            .map_err(|e| DataError::io(&path, e))?;
         if map.len() < HEADER_BYTES {
             return Err(bad(format!("{} bytes, shorter than its header", map.len())));
         }
