@@ -1,7 +1,7 @@
 //! Data pipeline throughput: decode (IDX, gzipped) + two SimCLR views + batching of
 //! Fashion-MNIST, in images per second, so training steps can be checked never to wait on data.
 //!
-//! Reads from shards (memory-mapped, in shuffled order) are measured too: images per second, and
+//! Reads from shards (positioned reads, in shuffled order) are measured too: images per second, and
 //! masked-LM items from token shards in tokens per second.
 //!
 //! `cargo bench -p pretrain-benches --bench data_pipeline`

@@ -88,8 +88,10 @@ fn measure(args: &Args, recipe: &Recipe, name: &str) -> Result<(u64, f64)> {
 }
 
 fn main() -> Result<()> {
-    let args = args()?;
+    let mut args = args()?;
     std::fs::create_dir_all(&args.out)?;
+    // Recipes resolve relative paths against their own folder.
+    args.out = std::path::absolute(&args.out)?;
     let mut rows = Vec::new();
 
     let fashion = remote_dataset("fashion-mnist")?;

@@ -158,7 +158,11 @@ pub fn prepare(args: &PrepareArgs) -> Result<()> {
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new_spinner()
+        // Texts: the count is known only at the end.
+        ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {pos} items, {per_sec} {msg}")
+                .expect("valid template"),
+        )
     };
     let started = std::time::Instant::now();
     let manifest = pretrain::data::prepare::prepare(&request.source, &options, &mut |p| {

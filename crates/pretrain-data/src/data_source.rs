@@ -122,7 +122,7 @@ pub enum DataSource {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         label_field: Option<String>,
     },
-    /// A folder written by `pretrain data prepare` (memory-mapped, never read whole).
+    /// A folder written by `pretrain data prepare` (read in place, never whole).
     Shards {
         /// The folder (holds `manifest.json`).
         path: PathBuf,

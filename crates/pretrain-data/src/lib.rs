@@ -11,7 +11,8 @@
 //! - [`tokenizer`]: WordPiece / byte-level BPE trained offline with `tokenizers`;
 //! - [`batch`]: batchers producing tensors on any backend;
 //! - [`data_source`]: a user's own data named by kind and path (the recipe's `source` table);
-//! - [`shards`], [`prepare`]: sharded, memory-mapped on-disk datasets and their preparation;
+//! - [`shards`], [`prepare`]: sharded on-disk datasets read in place and their preparation;
+//! - [`packed`]: documents packed into windows for causal language modeling;
 //! - [`catalog`]: where the shipped samples and the larger obtainable data sets live;
 //! - [`samples`]: the shipped samples loaded in one call each.
 //!
@@ -24,6 +25,7 @@ pub mod data_source;
 pub mod error;
 pub mod item;
 pub mod mask;
+pub mod packed;
 pub mod prepare;
 pub mod readers;
 pub mod rng;

@@ -195,7 +195,7 @@ fn prepare_images(
         if buf.items == *per_shard {
             writer.manifest.skipped.append(&mut skipped);
             let items = buf.items;
-            writer.write_shard(buf.finish(), items, 0, next_item)?;
+            writer.write_shard(buf.finish(), items, 0, 0, next_item)?;
             buffer = None;
             progress(PrepareProgress {
                 items: next_item,
@@ -213,7 +213,7 @@ fn prepare_images(
     writer.manifest.skipped.append(&mut skipped);
     if let Some((mut buf, _)) = buffer {
         let items = buf.items;
-        writer.write_shard(buf.finish(), items, 0, next_item)?;
+        writer.write_shard(buf.finish(), items, 0, 0, next_item)?;
     }
     finish(writer, next_item, stream.len, progress)
 }
@@ -329,8 +329,9 @@ fn prepare_texts(
         }
         let texts: Vec<&str> = batch.iter().map(|(_, t, _)| t.as_str()).collect();
         let encoded = tokenizer.encode_plain_batch(&texts)?;
-        for (ids, (after, _, label)) in encoded.iter().zip(&batch) {
+        for (ids, (after, text, label)) in encoded.iter().zip(&batch) {
             buffer.push(ids, *label);
+            buffer.text_bytes += text.len();
             if buffer.num_tokens() >= tokens_per_shard {
                 flush_tokens(&mut writer, &mut buffer, *after, &mut skips)?;
             }
@@ -367,7 +368,7 @@ fn flush_tokens(
         return Ok(());
     }
     let (items, tokens) = (buffer.docs(), buffer.num_tokens());
-    writer.write_shard(&buffer.to_bytes(), items, tokens, upto)?;
+    writer.write_shard(&buffer.to_bytes(), items, tokens, buffer.text_bytes, upto)?;
     *buffer = TokenShardBuffer::new(buffer.token_bytes());
     Ok(())
 }
@@ -406,14 +407,14 @@ pub fn replicate(src: &Path, out: &Path, copies: usize, shard_bytes: usize) -> R
                     buffer.push(&shards.get(i).expect("index below len"));
                     read += 1;
                     if buffer.items == per_shard {
-                        writer.write_shard(buffer.finish(), per_shard, 0, read)?;
+                        writer.write_shard(buffer.finish(), per_shard, 0, 0, read)?;
                         buffer = ImageShardBuffer::new(shape);
                     }
                 }
             }
             if buffer.items > 0 {
                 let items = buffer.items;
-                writer.write_shard(buffer.finish(), items, 0, read)?;
+                writer.write_shard(buffer.finish(), items, 0, 0, read)?;
             }
         }
         ShardKind::Tokens { token_bytes, .. } => {
@@ -423,10 +424,13 @@ pub fn replicate(src: &Path, out: &Path, copies: usize, shard_bytes: usize) -> R
             let per_shard = (shard_bytes / token_bytes).max(1);
             let mut buffer = TokenShardBuffer::new(token_bytes);
             let mut none = Vec::new();
+            // Documents keep no byte counts of their own: each copy adds the bytes per token.
+            let bytes_per_token = shards.bytes_per_token();
             for _ in 0..copies {
                 for i in 0..shards.len() {
                     let doc = shards.get(i).expect("index below len");
                     buffer.push(&doc.ids, doc.label);
+                    buffer.text_bytes += (doc.ids.len() as f64 * bytes_per_token).round() as usize;
                     read += 1;
                     if buffer.num_tokens() >= per_shard {
                         flush_tokens(&mut writer, &mut buffer, read, &mut none)?;

@@ -253,6 +253,13 @@ pub struct GptMlp<B: Backend> {
 }
 
 impl<B: Backend> Gpt<B> {
+    /// Parameters of the token and position embeddings; the others are the "non-embedding"
+    /// parameters scaling laws count.
+    pub fn embedding_params(&self) -> usize {
+        let count = |e: &Embedding<B>| e.weight.val().dims().iter().product::<usize>();
+        count(&self.wte) + self.wpe.as_ref().map_or(0, count)
+    }
+
     /// Longest context.
     pub fn block_size(&self) -> usize {
         self.block_size

@@ -6,6 +6,8 @@
 //!
 //! - masked modeling: [`mae`] (MAE, `norm_pix_loss`), [`simmim`] (mask tokens, L1),
 //!   [`mlm`] (BERT masked language modeling);
+//! - generative: [`causal_lm`] (GPT next-token prediction over packed windows, perplexity and
+//!   bits per byte);
 //! - reconstruction: [`denoising`] (denoising / plain autoencoders, MSE or BCE);
 //! - joint embedding: [`simclr`] (NT-Xent), [`moco`] (InfoNCE with a queue and momentum
 //!   encoder), [`simsiam`], [`byol`] (EMA target), [`barlow_twins`], [`vicreg`];
@@ -15,6 +17,7 @@
 pub mod barlow_twins;
 pub mod branch;
 pub mod byol;
+pub mod causal_lm;
 pub mod denoising;
 pub mod error;
 pub mod mae;
@@ -32,6 +35,7 @@ pub mod vicreg;
 pub use barlow_twins::{BarlowTwins, BarlowTwinsConfig, barlow_twins_terms};
 pub use branch::{ProjectedEncoder, ProjectorConfig};
 pub use byol::{Byol, ByolConfig, byol_loss};
+pub use causal_lm::{CausalLm, CausalLmConfig, bits_per_byte, next_token_cross_entropy};
 pub use denoising::{Denoising, DenoisingConfig, ReconstructionLoss, reconstruction_loss};
 pub use error::{ObjectiveError, Result};
 pub use mae::{MaeObjective, MaeObjectiveConfig, masked_patch_mse, normalize_patches};

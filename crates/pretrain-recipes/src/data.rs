@@ -1,5 +1,5 @@
 //! A recipe's data: a built-in data set by name, or a user's own source (`data.source`,
-//! [`DataSource`]); the unlabeled items pre-training reads (memory-mapped for shards), and
+//! [`DataSource`]); the unlabeled items pre-training reads (read in place for shards), and
 //! the labeled train/test splits evaluations read (built-in splits, `[evaluate] train` and
 //! `test` sources, or a seeded stratified split of a labeled source).
 
@@ -9,11 +9,11 @@ use pretrain::burn::data::dataset::transform::PartialDataset;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::data::augment::Normalize;
 use pretrain::data::batch::TokenizedItem;
-use pretrain::data::catalog::{remote_dataset, spam_sample_dir};
+use pretrain::data::catalog::{moby_dick_sample_dir, remote_dataset, spam_sample_dir};
 use pretrain::data::data_source::{DataSource, Modality, SourceItems};
 use pretrain::data::readers::{
-    Column, IdxPaths, LabeledTexts, TableOptions, email_text, read_idx_images,
-    read_labeled_text_folders, read_labeled_text_table, read_spam_assassin,
+    Column, IdxPaths, LabeledTexts, TableOptions, TextUnit, email_text, read_idx_images,
+    read_labeled_text_folders, read_labeled_text_table, read_spam_assassin, read_text_corpus,
 };
 use pretrain::data::shards::{ImageShards, TokenShards};
 use pretrain::data::source::TextEncoding;
@@ -28,24 +28,29 @@ use crate::recipe::{DataSpec, Recipe};
 /// Image data set names a recipe may use.
 pub const IMAGE_DATASETS: [&str; 3] = ["fashion-mnist", "fashion-mnist-sample", "digits"];
 
-/// Text data set names a recipe may use.
+/// Labeled text data set names a recipe may use.
 pub const TEXT_DATASETS: [&str; 3] = ["spam-assassin", "spam-sample", "tweets"];
+
+/// Unlabeled text corpora a recipe may pre-train on (no evaluation split): the shipped Moby
+/// Dick chapters, one paragraph per document.
+pub const TEXT_CORPORA: [&str; 1] = ["moby-dick-sample"];
 
 /// The file a text run directory keeps its tokenizer in.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
-/// Whether `dataset` is one of [`TEXT_DATASETS`].
+/// Whether `dataset` is one of [`TEXT_DATASETS`] or [`TEXT_CORPORA`].
 pub fn is_text(dataset: &str) -> bool {
-    TEXT_DATASETS.contains(&dataset)
+    TEXT_DATASETS.contains(&dataset) || TEXT_CORPORA.contains(&dataset)
 }
 
 fn unknown(dataset: &str) -> RecipeError {
     RecipeError::field(
         "data.dataset",
         format!(
-            "unknown data set {dataset:?}; valid: {}, {}",
+            "unknown data set {dataset:?}; valid: {}, {}, {}",
             IMAGE_DATASETS.join(", "),
-            TEXT_DATASETS.join(", ")
+            TEXT_DATASETS.join(", "),
+            TEXT_CORPORA.join(", ")
         ),
     )
 }
@@ -179,7 +184,7 @@ fn split_task<I: Clone + pretrain::data::Labeled>(
 
 /// The unlabeled images pre-training reads, with their shape and pixel normalization.
 pub struct PretrainImages {
-    /// The images (a memory-mapped view for shards), capped at `data.max_unlabeled`.
+    /// The images (read in place for shards), capped at `data.max_unlabeled`.
     pub images: Box<dyn Dataset<ImageItem>>,
     /// `[channels, height, width]`.
     pub shape: [usize; 3],
@@ -339,7 +344,7 @@ pub enum PretrainTexts {
         /// Trained with `data.tokenizer`.
         tokenizer: TextTokenizer,
     },
-    /// Token shards (memory-mapped), with the tokenizer they were made with.
+    /// Token shards (read in place), with the tokenizer they were made with.
     Shards(TokenShards),
 }
 
@@ -369,6 +374,17 @@ impl PretrainTexts {
 /// The unlabeled pre-training texts of `spec` and their tokenizer.
 pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
     let texts = match &spec.source {
+        None if TEXT_CORPORA.contains(&spec.dataset.as_str()) => {
+            let corpus = read_text_corpus(
+                &moby_dick_sample_dir()?,
+                TextUnit::Paragraph,
+                TextEncoding::Utf8,
+            )?;
+            TextItem::unlabeled(&corpus)
+                .into_iter()
+                .take(spec.max_unlabeled.unwrap_or(usize::MAX))
+                .collect()
+        }
         None => unlabeled_texts(&load_text_builtin(spec)?, spec),
         Some(DataSource::Shards { path }) => {
             if spec.tokenizer.is_some() {
@@ -426,6 +442,12 @@ fn load_text_builtin(spec: &DataSpec) -> Result<LabeledTask<TextItem>> {
             return Err(RecipeError::field(
                 "data.dataset",
                 format!("{other} is an image data set; this step needs text"),
+            ));
+        }
+        other if TEXT_CORPORA.contains(&other) => {
+            return Err(RecipeError::field(
+                "data.dataset",
+                format!("{other} is an unlabeled corpus: evaluations need labeled texts"),
             ));
         }
         other => return Err(unknown(other)),

@@ -127,6 +127,15 @@ pub fn load_backbone<B: Backend>(
             }
             Backbone::Text(bert)
         }
+        ModelConfig::Decoder(_) => {
+            return Err(RecipeError::field(
+                "model.preset",
+                format!(
+                    "{}: probes and fine-tuning of GPT decoders are not supported yet",
+                    recipe.model.preset
+                ),
+            ));
+        }
     })
 }
 

@@ -1,8 +1,8 @@
 //! Model presets a recipe may name, with overrides applied.
 
 use pretrain::models::{
-    AutoencoderConfig, BertConfig, ConvAutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig,
-    ResNetConfig, SmallCnnConfig, VitConfig,
+    AutoencoderConfig, BertConfig, ConvAutoencoderConfig, GptConfig, ImageEncoderConfig,
+    MlpAutoencoderConfig, ResNetConfig, SmallCnnConfig, VitConfig,
 };
 
 use crate::error::{RecipeError, Result};
@@ -10,7 +10,7 @@ use crate::overrides::apply;
 use crate::recipe::ModelSpec;
 
 /// Preset names a recipe may use.
-pub const PRESETS: [&str; 7] = [
+pub const PRESETS: [&str; 11] = [
     "small-cnn-28",
     "resnet10-narrow",
     "vit-tiny-28",
@@ -18,6 +18,10 @@ pub const PRESETS: [&str; 7] = [
     "conv-ae-28",
     "bert-tiny",
     "bert-mini",
+    "gpt-nano",
+    "gpt-micro",
+    "gpt-mini",
+    "gpt-small",
 ];
 
 /// What a text preset takes from the data: the tokenizer's vocabulary and the sequence length.
@@ -48,21 +52,36 @@ pub enum ModelConfig {
     Autoencoder(AutoencoderConfig),
     /// A BERT text encoder (masked language modeling).
     Text(BertConfig),
+    /// A GPT decoder (causal language modeling).
+    Decoder(GptConfig),
 }
 
 /// The preset of `spec` fitted to `inputs`, then its overrides applied.
 pub fn resolve(spec: &ModelSpec, inputs: DataInputs) -> Result<ModelConfig> {
     let o = &spec.overrides;
     let f = "model.overrides";
-    let bert = |preset: fn(usize) -> BertConfig| -> Result<ModelConfig> {
-        let DataInputs::Text(text) = inputs else {
-            return Err(RecipeError::field(
+    let text = || -> Result<TextInputs> {
+        match inputs {
+            DataInputs::Text(text) => Ok(text),
+            DataInputs::Images(_) => Err(RecipeError::field(
                 "model.preset",
-                format!("{} is a text encoder: it needs text data", spec.preset),
-            ));
-        };
+                format!("{} is a text model: it needs text data", spec.preset),
+            )),
+        }
+    };
+    let bert = |preset: fn(usize) -> BertConfig| -> Result<ModelConfig> {
+        let text = text()?;
         let config = preset(text.vocab_size).with_max_position(text.max_tokens);
         Ok(ModelConfig::Text(apply(&config, o, f)?))
+    };
+    // The block size is the data's tokens per window.
+    let gpt = |preset: fn(usize) -> GptConfig| -> Result<ModelConfig> {
+        let text = text()?;
+        let config = GptConfig {
+            block_size: text.max_tokens,
+            ..preset(text.vocab_size)
+        };
+        Ok(ModelConfig::Decoder(apply(&config, o, f)?))
     };
     // The data's `[channels, height, width]`, checked square where the model needs a side.
     let image = |needs_side: bool| -> Result<[usize; 3]> {
@@ -121,6 +140,10 @@ pub fn resolve(spec: &ModelSpec, inputs: DataInputs) -> Result<ModelConfig> {
             };
             ModelConfig::Autoencoder(AutoencoderConfig::Conv(apply(&config, o, f)?))
         }
+        "gpt-nano" => gpt(GptConfig::gpt_nano)?,
+        "gpt-micro" => gpt(GptConfig::gpt_micro)?,
+        "gpt-mini" => gpt(GptConfig::gpt_mini)?,
+        "gpt-small" => gpt(GptConfig::gpt_small)?,
         "bert-tiny" => bert(BertConfig::bert_tiny)?,
         "bert-mini" => bert(BertConfig::bert_mini)?,
         other => {
@@ -139,6 +162,7 @@ impl ModelConfig {
             Self::Image(c) => c.feature_dim(),
             Self::Autoencoder(c) => c.latent_dim(),
             Self::Text(c) => c.hidden,
+            Self::Decoder(c) => c.d_model,
         }
     }
 }

@@ -12,11 +12,13 @@ use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
 use pretrain::data::data_source::Modality;
 use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
+use pretrain::data::packed::{CausalBatcher, PackedWindows, pack_texts};
+use pretrain::data::shards::{PackedShards, TokenStream};
 use pretrain::data::text_dataset::{MlmDataset, MlmTokenDataset};
 use pretrain::models::{ImageEncoderConfig, MaeConfig};
 use pretrain::objectives::{
-    BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MlmConfig, MoCoConfig,
-    SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
+    BarlowTwinsConfig, ByolConfig, CausalLmConfig, DenoisingConfig, MaeObjectiveConfig, MlmConfig,
+    MoCoConfig, SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
 };
 use pretrain::train::{Pretrainer, RunOptions, TrainData, TrainError, TrainObjective};
 use serde::Serialize;
@@ -28,7 +30,7 @@ use crate::overrides::apply;
 use crate::recipe::{ObjectiveSpec, Recipe};
 
 /// Objective kinds a recipe may name.
-pub const OBJECTIVES: [&str; 10] = [
+pub const OBJECTIVES: [&str; 11] = [
     "simclr",
     "moco",
     "byol",
@@ -39,6 +41,7 @@ pub const OBJECTIVES: [&str; 10] = [
     "simmim",
     "dae",
     "mlm",
+    "clm",
 ];
 
 /// The file a run directory keeps its recipe in (read back by `finetune --from`).
@@ -120,10 +123,13 @@ impl BackendTask for Job<'_> {
         check_objective_fields(spec)?;
         if data::modality(&recipe.data)? == Modality::Texts {
             // Refused before the texts are read and the tokenizer trained.
-            if spec.kind != "mlm" {
+            if !matches!(spec.kind.as_str(), "mlm" | "clm") {
                 return Err(RecipeError::field(
                     "objective.kind",
-                    format!("{} needs images; text data pre-trains with mlm", spec.kind),
+                    format!(
+                        "{} needs images; text data pre-trains with mlm or clm",
+                        spec.kind
+                    ),
                 ));
             }
             let texts = data::pretrain_texts(&recipe.data)?;
@@ -138,13 +144,17 @@ impl BackendTask for Job<'_> {
                 kind,
                 device: &device,
             };
-            return run.texts::<B>(texts);
+            return match spec.kind.as_str() {
+                "clm" => run.causal::<B>(texts),
+                _ => run.texts::<B>(texts),
+            };
         }
-        if spec.kind == "mlm" {
+        if matches!(spec.kind.as_str(), "mlm" | "clm") {
             return Err(RecipeError::field(
                 "data",
                 format!(
-                    "objective mlm needs text data (a text source, or one of {})",
+                    "objective {} needs text data (a text source, or one of {})",
+                    spec.kind,
                     data::TEXT_DATASETS.join(", ")
                 ),
             ));
@@ -222,7 +232,9 @@ impl BackendTask for Job<'_> {
             (kind, ModelConfig::Autoencoder(_)) => {
                 Err(needs(kind, "an image encoder, not an autoencoder"))
             }
-            (kind, ModelConfig::Text(_)) => Err(needs(kind, "an image encoder, not a text one")),
+            (kind, ModelConfig::Text(_) | ModelConfig::Decoder(_)) => {
+                Err(needs(kind, "an image encoder, not a text model"))
+            }
         }
     }
 }
@@ -278,7 +290,7 @@ fn needs(kind: &str, what: &str) -> RecipeError {
 /// Refuses objective fields the objective would ignore: augmentations outside the contrastive
 /// objectives, token masking outside `mlm`.
 fn check_objective_fields(spec: &ObjectiveSpec) -> Result<()> {
-    let contrastive = !matches!(spec.kind.as_str(), "mae" | "simmim" | "dae" | "mlm");
+    let contrastive = !matches!(spec.kind.as_str(), "mae" | "simmim" | "dae" | "mlm" | "clm");
     let unused = [
         ("objective.augment", spec.augment.is_some() && !contrastive),
         ("objective.views", spec.views.is_some() && !contrastive),
@@ -405,6 +417,67 @@ impl<Dev: Clone> Runner<'_, Dev> {
                 self.train(objective, &config, data, TextBatcher)
             }
         }
+    }
+
+    /// Causal language modeling on `texts`, packed (documents joined by `[SEP]` as the
+    /// end-of-text token) into windows of `data.max_tokens` predicted tokens.
+    fn causal<B: AutodiffBackend<Device = Dev>>(
+        self,
+        texts: PretrainTexts,
+    ) -> Result<PretrainSummary> {
+        let tokenizer = texts.tokenizer().clone();
+        let eot = tokenizer.specials().sep.ok_or_else(|| {
+            RecipeError::field("data.tokenizer", "has no [SEP] token to end documents with")
+        })?;
+        match texts {
+            PretrainTexts::Texts { texts, .. } => {
+                let refs: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
+                let stream = pack_texts(&tokenizer, &refs, eot)?;
+                let bytes: usize = refs.iter().map(|t| t.len()).sum();
+                let tokens = stream.len() - refs.len();
+                self.packed::<B, _>(
+                    Arc::new(stream),
+                    bytes as f64 / tokens.max(1) as f64,
+                    &tokenizer,
+                )
+            }
+            PretrainTexts::Shards(shards) => {
+                let bytes_per_token = shards.bytes_per_token();
+                let stream = PackedShards { shards, eot };
+                self.packed::<B, _>(Arc::new(stream), bytes_per_token, &tokenizer)
+            }
+        }
+    }
+
+    fn packed<B: AutodiffBackend<Device = Dev>, S: TokenStream + 'static>(
+        self,
+        stream: Arc<S>,
+        bytes_per_token: f64,
+        tokenizer: &pretrain::data::tokenizer::TextTokenizer,
+    ) -> Result<PretrainSummary> {
+        let block = self.recipe.data.max_tokens();
+        let inputs = TextInputs {
+            vocab_size: tokenizer.vocab_size(),
+            max_tokens: block,
+        };
+        let ModelConfig::Decoder(gpt) =
+            models::resolve(&self.recipe.model, DataInputs::Text(inputs))?
+        else {
+            return Err(needs(
+                "clm",
+                "a GPT decoder (gpt-nano, gpt-micro, gpt-mini, gpt-small)",
+            ));
+        };
+        let config = apply(
+            &CausalLmConfig::new(gpt).with_bytes_per_token(bytes_per_token),
+            &self.recipe.objective.overrides,
+            "objective.overrides",
+        )?;
+        let len = stream.stream_len();
+        let data = PackedWindows::new(stream, 0..len, block)
+            .map_err(|e| RecipeError::field("data.max_tokens", e.to_string()))?;
+        let objective = config.init::<B>(self.device)?;
+        self.train(objective, &config, data, CausalBatcher)
     }
 
     fn train<B, O, C, I, D, T>(

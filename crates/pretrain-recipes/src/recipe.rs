@@ -20,6 +20,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../recipes/byol-fashion-mnist.toml"),
     ),
     (
+        "clm-moby-dick",
+        include_str!("../../../recipes/clm-moby-dick.toml"),
+    ),
+    (
         "dae-digits",
         include_str!("../../../recipes/dae-digits.toml"),
     ),

@@ -424,3 +424,49 @@ fn epochs_set_the_steps_and_the_saved_recipe_records_them() {
     assert_eq!(summary.steps_done, 21);
     assert_eq!(recipe_of_run(dir.path()).unwrap().train.steps, 21);
 }
+
+#[test]
+fn causal_lm_recipe_pretrains_a_gpt_on_the_shipped_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recipe = Recipe::load("clm-moby-dick").unwrap();
+    recipe.train.steps = 30;
+    let summary = quiet_run(&recipe, dir.path());
+    assert!(summary.finished, "{summary:?}");
+    // From near-uniform over 1,024 tokens (ln 1024 = 6.93 nats) well down in 30 Adam steps.
+    assert!(summary.loss_start_end.0 > 6.0, "{summary:?}");
+    assert!(
+        summary.loss_start_end.1 < summary.loss_start_end.0 - 1.0,
+        "{summary:?}"
+    );
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    let (loss, bpb) = (
+        last["loss"].as_f64().unwrap(),
+        last["bits_per_byte"].as_f64().unwrap(),
+    );
+    // Bits per byte are the loss in bits spread over the bytes each token stands for: a
+    // byte-level BPE token of English prose covers a few bytes.
+    let bytes_per_token = loss / std::f64::consts::LN_2 / bpb;
+    assert!((2.0..6.0).contains(&bytes_per_token), "{bytes_per_token}");
+    assert!(dir.path().join("tokenizer.json").is_file());
+
+    // A GPT with MLM, or CLM on images, is refused by name.
+    let options = PretrainOptions {
+        out: dir.path().join("refused"),
+        quiet: true,
+        ..Default::default()
+    };
+    let refusal = |recipe: &Recipe| {
+        run_pretrain(recipe, BackendKind::Flex, &options)
+            .unwrap_err()
+            .to_string()
+    };
+    let mut mlm = recipe.clone();
+    mlm.objective.kind = "mlm".into();
+    let err = refusal(&mlm);
+    assert!(err.contains("mlm needs a text encoder"), "{err}");
+    let mut images = recipe.clone();
+    images.data.dataset = "digits".into();
+    let err = refusal(&images);
+    assert!(err.contains("clm needs text data"), "{err}");
+}

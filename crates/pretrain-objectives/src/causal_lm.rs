@@ -1,0 +1,188 @@
+//! Causal language modeling (GPT): next-token cross-entropy over packed windows, with
+//! perplexity and, given the corpus's bytes per token, bits per byte (which does not depend on
+//! the tokenizer, so models with different vocabularies and n-gram baselines compare).
+
+use std::f64::consts::LN_2;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor};
+use pretrain_data::packed::CausalBatch;
+use pretrain_models::{Gpt, GptConfig};
+
+use crate::error::{Result, ensure_batch};
+use crate::monitor::loss_and_collapse_metrics;
+use crate::objective::{Objective, StepOutput};
+use crate::ops::cross_entropy;
+
+/// Mean next-token cross-entropy in nats: `logits` `[b, s, vocab]`, `targets` `[b, s]` -> `[1]`.
+pub fn next_token_cross_entropy<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+) -> Tensor<B, 1> {
+    let [b, s, v] = logits.dims();
+    cross_entropy(logits.reshape([b * s, v]), targets.reshape([b * s]))
+}
+
+/// Bits per byte of a loss in nats per token, for text of `bytes_per_token` UTF-8 bytes per
+/// token.
+pub fn bits_per_byte(nats_per_token: f64, bytes_per_token: f64) -> f64 {
+    nats_per_token / LN_2 / bytes_per_token
+}
+
+/// Configuration of [`CausalLm`].
+#[derive(Config, Debug)]
+pub struct CausalLmConfig {
+    /// The decoder.
+    pub model: GptConfig,
+    /// UTF-8 bytes per token of the training text, for the `bits_per_byte` metric (0: not
+    /// reported).
+    #[config(default = 0.0)]
+    pub bytes_per_token: f64,
+}
+
+impl CausalLmConfig {
+    /// Builds the objective.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
+        Ok(CausalLm {
+            model: self.model.init(device)?,
+            vocab_size: self.model.vocab_size,
+            bytes_per_token: self.bytes_per_token,
+        })
+    }
+}
+
+/// Next-token prediction objective on packed windows ([`CausalBatch`]).
+#[derive(Module, Debug)]
+pub struct CausalLm<B: Backend> {
+    /// The decoder.
+    pub model: Gpt<B>,
+    vocab_size: usize,
+    bytes_per_token: f64,
+}
+
+impl<B: AutodiffBackend> Objective<B> for CausalLm<B> {
+    type Batch = CausalBatch<B>;
+    type Carry = ();
+    type Encoder = Gpt<B>;
+
+    fn forward_step(&self, batch: CausalBatch<B>) -> Result<StepOutput<B, ()>> {
+        let [_, seq] = batch.inputs.dims();
+        ensure_batch(
+            seq <= self.model.block_size(),
+            "causal LM",
+            "inputs",
+            || {
+                format!(
+                    "hold {seq} positions, beyond the model's block size of {}",
+                    self.model.block_size()
+                )
+            },
+        )?;
+        let largest: i64 = batch.inputs.clone().max().into_scalar().elem();
+        ensure_batch(
+            largest < self.vocab_size as i64,
+            "causal LM",
+            "inputs",
+            || {
+                format!(
+                    "contain id {largest}, outside the model's vocabulary of {}: the tokenizer \
+                     and GptConfig::vocab_size disagree",
+                    self.vocab_size
+                )
+            },
+        )?;
+        let hidden = self.model.forward_hidden(batch.inputs, None); // [b, s, d]
+        let [b, s, d] = hidden.dims();
+        let logits = self.model.logits(hidden.clone()); // [b, s, vocab]
+        let loss = next_token_cross_entropy(logits, batch.targets);
+        let mut metrics = loss_and_collapse_metrics(&loss, hidden.reshape([b * s, d]));
+        let nats = loss.clone().detach();
+        metrics.push_tensor("perplexity", nats.clone().exp());
+        if self.bytes_per_token > 0.0 {
+            metrics.push_tensor(
+                "bits_per_byte",
+                nats.div_scalar(LN_2 * self.bytes_per_token),
+            );
+        }
+        Ok(StepOutput {
+            loss,
+            metrics,
+            carry: (),
+        })
+    }
+
+    fn encoder(&self) -> &Gpt<B> {
+        &self.model
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::TensorData;
+
+    type B = Autodiff<Flex>;
+
+    fn batch(inputs: Vec<i64>, targets: Vec<i64>, shape: [usize; 2]) -> CausalBatch<B> {
+        let device = Default::default();
+        CausalBatch {
+            inputs: Tensor::from_data(TensorData::new(inputs, shape), &device),
+            targets: Tensor::from_data(TensorData::new(targets, shape), &device),
+        }
+    }
+
+    /// GPT-nano over 11 tokens with a context of `block`.
+    fn nano(block: usize) -> GptConfig {
+        GptConfig {
+            block_size: block,
+            ..GptConfig::gpt_nano(11)
+        }
+    }
+
+    #[test]
+    fn loss_is_next_token_cross_entropy_and_bits_per_byte_follow() {
+        let device = Default::default();
+        let config = CausalLmConfig::new(nano(8)).with_bytes_per_token(2.0);
+        let objective = config.init::<B>(&device).unwrap();
+        let inputs = vec![1, 2, 3, 4, 5, 6, 7, 8];
+        let targets = vec![2, 3, 4, 5, 6, 7, 8, 9];
+        let out = objective
+            .forward_step(batch(inputs.clone(), targets.clone(), [2, 4]))
+            .unwrap();
+        // The same loss from the model's own logits.
+        let logits = objective
+            .model
+            .forward(Tensor::from_data(TensorData::new(inputs, [2, 4]), &device));
+        let expected = next_token_cross_entropy(
+            logits,
+            Tensor::from_data(TensorData::new(targets, [2, 4]), &device),
+        );
+        let loss: f64 = out.loss.into_scalar().elem();
+        let expected: f64 = expected.into_scalar().elem();
+        assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
+        // A fresh model is near uniform over 11 tokens.
+        assert!((loss - 11f64.ln()).abs() < 0.5, "{loss}");
+        let value = |name: &str| out.metrics.get(name).unwrap();
+        assert!((value("perplexity") - loss.exp()).abs() < 1e-3);
+        assert!((value("bits_per_byte") - bits_per_byte(loss, 2.0)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn windows_beyond_the_block_or_the_vocabulary_are_refused() {
+        let device = Default::default();
+        let objective = CausalLmConfig::new(nano(4)).init::<B>(&device).unwrap();
+        let err = objective
+            .forward_step(batch(vec![1; 5], vec![1; 5], [1, 5]))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("block size of 4"), "{err}");
+        let err = objective
+            .forward_step(batch(vec![1, 2, 3, 11], vec![1; 4], [1, 4]))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("id 11"), "{err}");
+    }
+}
