@@ -387,12 +387,12 @@ fn bad_recipes_are_refused_with_the_cause_named() {
     text.data.dataset = "spam-sample".into();
     text.model.preset = "small-cnn-28".into();
     let err = refusal(&text);
-    assert!(err.contains("mlm needs a text encoder"), "{err}");
+    assert!(err.contains("small-cnn-28 is an image model: it needs image data"), "{err}");
     recipe.objective.kind = "simclr".into();
     recipe.data.dataset = "fashion-mnist-sample".into();
     recipe.model.preset = "bert-tiny".into();
     let err = refusal(&recipe);
-    assert!(err.contains("bert-tiny is a text encoder"), "{err}");
+    assert!(err.contains("bert-tiny is a text model"), "{err}");
     if !BackendKind::Cuda.is_compiled() {
         let err = run_pretrain(
             &Recipe::load("dae-digits").unwrap(),
@@ -432,10 +432,11 @@ fn causal_lm_recipe_pretrains_a_gpt_on_the_shipped_corpus() {
     recipe.train.steps = 30;
     let summary = quiet_run(&recipe, dir.path());
     assert!(summary.finished, "{summary:?}");
-    // From near-uniform over 1,024 tokens (ln 1024 = 6.93 nats) well down in 30 Adam steps.
-    assert!(summary.loss_start_end.0 > 6.0, "{summary:?}");
+    // From near-uniform over 1,024 tokens (ln 1024 = 6.93 nats) down by half a nat in 30
+    // Adam steps, still inside the 40 warm-up steps (measured: 6.94 -> 6.12).
+    assert!(summary.loss_start_end.0 > 6.5, "{summary:?}");
     assert!(
-        summary.loss_start_end.1 < summary.loss_start_end.0 - 1.0,
+        summary.loss_start_end.1 < summary.loss_start_end.0 - 0.5,
         "{summary:?}"
     );
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
