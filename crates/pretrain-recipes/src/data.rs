@@ -95,13 +95,10 @@ pub fn load(recipe: &Recipe) -> Result<LabeledTask<ImageItem>> {
 }
 
 /// The labeled splits of a recipe with its own data, read by `read` (images or texts).
-fn labeled_sources<I: Clone>(
+fn labeled_sources<I: Clone + pretrain::data::Labeled>(
     recipe: &Recipe,
     read: impl Fn(&DataSource, &str) -> Result<SourceItems<I>>,
-) -> Result<LabeledTask<I>>
-where
-    I: pretrain::data::Labeled,
-{
+) -> Result<LabeledTask<I>> {
     let evaluate = &recipe.evaluate;
     let labeled = |items: SourceItems<I>, field: &str| -> Result<SourceItems<I>> {
         if items.classes.is_empty() {
@@ -341,11 +338,11 @@ pub enum PretrainTexts {
     Texts {
         /// The unlabeled texts, capped at `data.max_unlabeled`.
         texts: Vec<TextItem>,
-        /// Trained with `data.tokenizer`.
-        tokenizer: TextTokenizer,
+        /// Trained with `data.tokenizer` (boxed, as the shards are: both hold a tokenizer, which is large).
+        tokenizer: Box<TextTokenizer>,
     },
     /// Token shards (read in place), with the tokenizer they were made with.
-    Shards(TokenShards),
+    Shards(Box<TokenShards>),
 }
 
 impl PretrainTexts {
@@ -394,7 +391,7 @@ pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
                 ));
             }
             let shards = TokenShards::open(path).map_err(in_field("data.source"))?;
-            return Ok(PretrainTexts::Shards(shards));
+            return Ok(PretrainTexts::Shards(Box::new(shards)));
         }
         Some(source) => {
             let mut texts = source.read_texts().map_err(in_field("data.source"))?.items;
@@ -405,7 +402,10 @@ pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
     };
     let corpus: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
     let tokenizer = TextTokenizer::train(&corpus, &spec.tokenizer())?;
-    Ok(PretrainTexts::Texts { texts, tokenizer })
+    Ok(PretrainTexts::Texts {
+        texts,
+        tokenizer: Box::new(tokenizer),
+    })
 }
 
 /// The labeled splits of the built-in text data set `spec.dataset`. E-mails are read as
@@ -479,7 +479,7 @@ pub fn tokenizer(spec: &DataSpec, run_dir: Option<&Path>) -> Result<TextTokenize
     match run_dir {
         Some(dir) => Ok(TextTokenizer::from_file(&dir.join(TOKENIZER_FILE))?),
         None => Ok(match pretrain_texts(spec)? {
-            PretrainTexts::Texts { tokenizer, .. } => tokenizer,
+            PretrainTexts::Texts { tokenizer, .. } => *tokenizer,
             PretrainTexts::Shards(shards) => shards.tokenizer().clone(),
         }),
     }

@@ -412,7 +412,7 @@ impl<Dev: Clone> Runner<'_, Dev> {
                 self.train(objective, &config, data, TextBatcher)
             }
             PretrainTexts::Shards(shards) => {
-                let data = MlmTokenDataset::new(shards, &tokenizer, max_tokens, masker, seed)
+                let data = MlmTokenDataset::new(*shards, &tokenizer, max_tokens, masker, seed)
                     .map_err(|e| RecipeError::field("objective.mask", e.to_string()))?;
                 self.train(objective, &config, data, TextBatcher)
             }
@@ -443,7 +443,10 @@ impl<Dev: Clone> Runner<'_, Dev> {
             }
             PretrainTexts::Shards(shards) => {
                 let bytes_per_token = shards.bytes_per_token();
-                let stream = PackedShards { shards, eot };
+                let stream = PackedShards {
+                    shards: *shards,
+                    eot,
+                };
                 self.packed::<B, _>(Arc::new(stream), bytes_per_token, &tokenizer)
             }
         }

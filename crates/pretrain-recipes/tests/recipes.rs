@@ -387,7 +387,10 @@ fn bad_recipes_are_refused_with_the_cause_named() {
     text.data.dataset = "spam-sample".into();
     text.model.preset = "small-cnn-28".into();
     let err = refusal(&text);
-    assert!(err.contains("small-cnn-28 is an image model: it needs image data"), "{err}");
+    assert!(
+        err.contains("small-cnn-28 is an image model: it needs image data"),
+        "{err}"
+    );
     recipe.objective.kind = "simclr".into();
     recipe.data.dataset = "fashion-mnist-sample".into();
     recipe.model.preset = "bert-tiny".into();

@@ -176,11 +176,11 @@ pub fn read_image(
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    if let (true, Some((w, h))) = (options.resize, options.size) {
-        if (decoded.width() as usize, decoded.height() as usize) != (w, h) {
-            let side = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-            decoded = decoded.resize_exact(side(w), side(h), image::imageops::FilterType::Triangle);
-        }
+    if let (true, Some((w, h))) = (options.resize, options.size)
+        && (decoded.width() as usize, decoded.height() as usize) != (w, h)
+    {
+        let side = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        decoded = decoded.resize_exact(side(w), side(h), image::imageops::FilterType::Triangle);
     }
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     let (expected_width, expected_height) = *size.get_or_insert((w, h));
@@ -291,6 +291,15 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("b.png"));
+
+        // With a size to resize to, the 30x28 image is resized instead of refused.
+        let resized = ImageFolderOptions {
+            size: Some((16, 16)),
+            resize: true,
+            ..Default::default()
+        };
+        let folder = ImageFolder::labeled(dir.path(), &resized).unwrap();
+        assert!(folder.items.iter().all(|i| i.image.pixels.len() == 256));
 
         std::fs::write(class.join("b.png"), b"not a png at all").unwrap();
         let err = ImageFolder::labeled(dir.path(), &ImageFolderOptions::default()).unwrap_err();
