@@ -298,6 +298,24 @@ fn bench_step_prints_one_json_line_with_the_measurements() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("valid: mae-vit-tiny"));
 }
 
+/// `pretrain <command> <recipe> <args> --quiet --out|--from <dir>` as a user runs it.
+fn on_recipe(
+    command: &str,
+    recipe: &std::path::Path,
+    args: &[&str],
+    dir_flag: &str,
+    dir: &std::path::Path,
+) -> std::process::Output {
+    pretrain()
+        .arg(command)
+        .arg(recipe)
+        .args(args)
+        .args(["--quiet", dir_flag])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 /// `examples/own_data/<name>` copied into `dir` (its paths are relative to the file).
 fn example_recipe(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/own_data");
@@ -332,31 +350,17 @@ fn own_image_folder_pretrains_prepares_shards_and_fine_tunes() {
             .unwrap();
     }
     let run = dir.path().join("run");
-    let output = pretrain()
-        .arg("pretrain")
-        .arg(&recipe)
-        .args(["--steps", "3", "--quiet", "--out"])
-        .arg(&run)
-        .output()
-        .unwrap();
+    let output = on_recipe("pretrain", &recipe, &["--steps", "3"], "--out", &run);
     let stdout = succeeded(&output);
     assert!(stdout.contains("own-image-folder: 3 steps"), "{stdout}");
-    let output = pretrain()
-        .arg("finetune")
-        .arg(&recipe)
-        .args([
-            "--strategy",
-            "knn",
-            "--labels-per-class",
-            "2",
-            "--seeds",
-            "1",
-            "--quiet",
-            "--from",
-        ])
-        .arg(&run)
-        .output()
-        .unwrap();
+    let few_labels = ["--labels-per-class", "2", "--seeds", "1"];
+    let output = on_recipe(
+        "finetune",
+        &recipe,
+        &[&["--strategy", "knn"][..], &few_labels].concat(),
+        "--from",
+        &run,
+    );
     let stdout = succeeded(&output);
     assert!(stdout.contains("knn"), "{stdout}");
 
@@ -384,24 +388,18 @@ fn own_image_folder_pretrains_prepares_shards_and_fine_tunes() {
         ),
     )
     .unwrap();
-    let output = pretrain()
-        .arg("pretrain")
-        .arg(&on_shards)
-        .args(["--steps", "2", "--quiet", "--out"])
-        .arg(dir.path().join("shards-run"))
-        .output()
-        .unwrap();
+    let output = on_recipe(
+        "pretrain",
+        &on_shards,
+        &["--steps", "2"],
+        "--out",
+        &dir.path().join("shards-run"),
+    );
     succeeded(&output);
 
     // A missing folder: one line naming the recipe field and the path.
     std::fs::rename(dir.path().join("photos"), dir.path().join("moved")).unwrap();
-    let output = pretrain()
-        .arg("pretrain")
-        .arg(&recipe)
-        .args(["--quiet", "--out"])
-        .arg(dir.path().join("run-2"))
-        .output()
-        .unwrap();
+    let output = on_recipe("pretrain", &recipe, &[], "--out", &dir.path().join("run-2"));
     let line = refused(&output);
     assert!(
         line.contains("data.source") && line.contains("photos"),
@@ -446,32 +444,24 @@ fn own_text_folder_pretrains_and_fine_tunes_on_labeled_json_lines() {
     )
     .unwrap();
     let run = dir.path().join("run");
-    let output = pretrain()
-        .arg("pretrain")
-        .arg(&recipe)
-        .args(["--steps", "3", "--quiet", "--out"])
-        .arg(&run)
-        .output()
-        .unwrap();
+    let output = on_recipe("pretrain", &recipe, &["--steps", "3"], "--out", &run);
     let stdout = succeeded(&output);
     assert!(stdout.contains("own-text-folder: 3 steps"), "{stdout}");
     assert!(run.join("tokenizer.json").is_file());
-    let output = pretrain()
-        .arg("finetune")
-        .arg(&recipe)
-        .args([
+    let output = on_recipe(
+        "finetune",
+        &recipe,
+        &[
             "--strategy",
             "linear-probe,knn",
             "--labels-per-class",
             "2",
             "--seeds",
             "1",
-            "--quiet",
-            "--from",
-        ])
-        .arg(&run)
-        .output()
-        .unwrap();
+        ],
+        "--from",
+        &run,
+    );
     let stdout = succeeded(&output);
     assert!(
         stdout.contains("linear-probe") && stdout.contains("knn"),

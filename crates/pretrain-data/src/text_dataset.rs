@@ -46,13 +46,56 @@ impl<D: Dataset<TextItem>> Dataset<TokenizedItem> for TokenizedDataset<D> {
     }
 }
 
+/// Per-item token masking shared by the MLM datasets: the masker, what it needs of the
+/// vocabulary, and masks drawn from `(seed, epoch, index)` (reproducible whatever the number
+/// of loader workers).
+struct ItemMasking {
+    masker: TokenMasker,
+    vocab: MaskVocab,
+    rng: EpochRng,
+}
+
+impl ItemMasking {
+    /// Checks `masker` against `tokenizer` now, not in a loader worker.
+    fn new(masker: TokenMasker, tokenizer: &TextTokenizer, seed: u64) -> Result<Self> {
+        let vocab = tokenizer.mask_vocab();
+        masker
+            .check(&vocab)
+            .map_err(|e| DataError::config("masker", e.to_string()))?;
+        Ok(Self {
+            masker,
+            vocab,
+            rng: EpochRng::new(seed),
+        })
+    }
+
+    /// The masked item of sequence `ids` (fixed length) at `index`.
+    fn item(
+        &self,
+        index: usize,
+        ids: &[u32],
+        word_ids: Option<&[Option<u32>]>,
+        attention_mask: Vec<u32>,
+        label: Option<usize>,
+    ) -> Option<TokenizedItem> {
+        let masked = self
+            .masker
+            .mask(ids, word_ids, &self.vocab, &mut self.rng.for_item(index))
+            .ok()?;
+        Some(TokenizedItem {
+            input_ids: masked.input_ids,
+            attention_mask,
+            mlm_targets: Some(masked.labels),
+            label,
+        })
+    }
+}
+
 /// Tokenizes and masks each text for masked language modeling.
 pub struct MlmDataset<D> {
     inner: D,
     encoder: FixedLengthEncoder,
-    masker: TokenMasker,
-    vocab: MaskVocab,
-    rng: EpochRng,
+    masking: ItemMasking,
 }
 
 impl<D: Dataset<TextItem>> MlmDataset<D> {
@@ -64,28 +107,17 @@ impl<D: Dataset<TextItem>> MlmDataset<D> {
         masker: TokenMasker,
         seed: u64,
     ) -> Result<Self> {
-        let vocab = tokenizer.mask_vocab();
-        // Fail on a bad masker now, not in a loader worker.
-        let probe = masker.mask(
-            &[vocab.mask_id],
-            Some(&[None]),
-            &vocab,
-            &mut crate::rng::item_rng(0, 0, 0),
-        );
-        probe.map_err(|e| DataError::config("masker", e.to_string()))?;
         Ok(Self {
             inner,
             encoder: tokenizer.fixed_length(max_len)?,
-            masker,
-            vocab,
-            rng: EpochRng::new(seed),
+            masking: ItemMasking::new(masker, tokenizer, seed)?,
         })
     }
 }
 
 impl<D> EpochSeeded for MlmDataset<D> {
     fn set_epoch(&self, epoch: u64) {
-        self.rng.set_epoch(epoch);
+        self.masking.rng.set_epoch(epoch);
     }
 }
 
@@ -93,23 +125,10 @@ impl<D: Dataset<TextItem>> Dataset<TokenizedItem> for MlmDataset<D> {
     fn get(&self, index: usize) -> Option<TokenizedItem> {
         let item = self.inner.get(index)?;
         let enc = self.encoder.encode(&item.text).ok()?;
-        let word_ids =
-            matches!(self.masker.unit, MaskUnit::WholeWord).then_some(enc.word_ids.as_slice());
-        let masked = self
-            .masker
-            .mask(
-                &enc.ids,
-                word_ids,
-                &self.vocab,
-                &mut self.rng.for_item(index),
-            )
-            .ok()?;
-        Some(TokenizedItem {
-            input_ids: masked.input_ids,
-            attention_mask: enc.attention_mask,
-            mlm_targets: Some(masked.labels),
-            label: item.label,
-        })
+        let word_ids = matches!(self.masking.masker.unit, MaskUnit::WholeWord)
+            .then_some(enc.word_ids.as_slice());
+        self.masking
+            .item(index, &enc.ids, word_ids, enc.attention_mask, item.label)
     }
 
     fn len(&self) -> usize {
@@ -124,9 +143,7 @@ pub struct MlmTokenDataset<D> {
     inner: D,
     max_len: usize,
     specials: (u32, u32, u32),
-    masker: TokenMasker,
-    vocab: MaskVocab,
-    rng: EpochRng,
+    masking: ItemMasking,
 }
 
 impl<D: Dataset<TokenDoc>> MlmTokenDataset<D> {
@@ -157,25 +174,18 @@ impl<D: Dataset<TokenDoc>> MlmTokenDataset<D> {
                 format!("{max_len} is too short for [CLS] x [SEP]"),
             ));
         }
-        let vocab = tokenizer.mask_vocab();
-        // A bad masker fails now, not in a loader worker.
-        masker
-            .check(&vocab)
-            .map_err(|e| DataError::config("masker", e.to_string()))?;
         Ok(Self {
             inner,
             max_len,
             specials: (cls, sep, ids.pad),
-            vocab,
-            masker,
-            rng: EpochRng::new(seed),
+            masking: ItemMasking::new(masker, tokenizer, seed)?,
         })
     }
 }
 
 impl<D> EpochSeeded for MlmTokenDataset<D> {
     fn set_epoch(&self, epoch: u64) {
-        self.rng.set_epoch(epoch);
+        self.masking.rng.set_epoch(epoch);
     }
 }
 
@@ -190,17 +200,9 @@ impl<D: Dataset<TokenDoc>> Dataset<TokenizedItem> for MlmTokenDataset<D> {
         ids.push(sep);
         let real = ids.len();
         ids.resize(self.max_len, pad);
-        let attention_mask: Vec<u32> = (0..self.max_len).map(|i| u32::from(i < real)).collect();
-        let masked = self
-            .masker
-            .mask(&ids, None, &self.vocab, &mut self.rng.for_item(index))
-            .ok()?;
-        Some(TokenizedItem {
-            input_ids: masked.input_ids,
-            attention_mask,
-            mlm_targets: Some(masked.labels),
-            label: doc.label,
-        })
+        let attention_mask = (0..self.max_len).map(|i| u32::from(i < real)).collect();
+        self.masking
+            .item(index, &ids, None, attention_mask, doc.label)
     }
 
     fn len(&self) -> usize {

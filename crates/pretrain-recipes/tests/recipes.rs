@@ -52,6 +52,18 @@ fn builtin_recipes_parse_and_name_valid_presets() {
     }
 }
 
+/// The error of pre-training `recipe` into `out`, which must fail.
+fn refused(recipe: &Recipe, out: &std::path::Path) -> String {
+    let options = PretrainOptions {
+        out: out.to_path_buf(),
+        quiet: true,
+        ..Default::default()
+    };
+    run_pretrain(recipe, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn denoising_recipe_pretrains_and_its_encoder_beats_chance_with_ten_labels() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,11 +321,7 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         quiet: true,
         ..Default::default()
     };
-    let refusal = |recipe: &Recipe| {
-        run_pretrain(recipe, BackendKind::Flex, &options)
-            .unwrap_err()
-            .to_string()
-    };
+    let refusal = |recipe: &Recipe| refused(recipe, dir.path());
     let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
     recipe.data.dataset = "fashion-mnist-sample".into();
     recipe.objective.kind = "mae".into();
@@ -455,16 +463,7 @@ fn causal_lm_recipe_pretrains_a_gpt_on_the_shipped_corpus() {
     assert!(dir.path().join("tokenizer.json").is_file());
 
     // A GPT with MLM, or CLM on images, is refused by name.
-    let options = PretrainOptions {
-        out: dir.path().join("refused"),
-        quiet: true,
-        ..Default::default()
-    };
-    let refusal = |recipe: &Recipe| {
-        run_pretrain(recipe, BackendKind::Flex, &options)
-            .unwrap_err()
-            .to_string()
-    };
+    let refusal = |recipe: &Recipe| refused(recipe, &dir.path().join("refused"));
     let mut mlm = recipe.clone();
     mlm.objective.kind = "mlm".into();
     let err = refusal(&mlm);
