@@ -128,6 +128,35 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Continue a prompt with a causal-LM run's model (objective clm), streaming the text.
+    Generate {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The text to continue.
+        #[arg(long)]
+        prompt: String,
+        /// Tokens to generate at most.
+        #[arg(long, default_value_t = 100)]
+        max_tokens: usize,
+        /// Softmax temperature (0: greedy).
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// Sample among the k most likely tokens.
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Sample among the most likely tokens holding this much probability.
+        #[arg(long)]
+        top_p: Option<f64>,
+        /// Seed of the sampler.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop before this text (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value = "flex")]
+        backend: String,
+    },
     /// Timed training steps: `step` (one workload, one JSON line) or `compare` (against
     /// PyTorch on the CPU, table in target/bench/compare.md).
     Bench {
@@ -272,6 +301,38 @@ fn run(command: Command) -> Result<()> {
             out,
             quiet,
         ),
+        Command::Generate {
+            run_dir,
+            prompt,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            stop,
+            backend,
+        } => {
+            use std::io::Write;
+            let options = pretrain_recipes::generate::GenerateOptions {
+                run_dir,
+                prompt: prompt.clone(),
+                max_tokens,
+                sampling: pretrain::models::SamplingConfig::new()
+                    .with_temperature(temperature)
+                    .with_top_k(top_k)
+                    .with_top_p(top_p)
+                    .with_seed(seed),
+                stop,
+            };
+            let mut out = std::io::stdout();
+            print!("{prompt}");
+            pretrain_recipes::generate::run_generate(&options, backend.parse()?, &mut |piece| {
+                print!("{piece}");
+                let _ = out.flush();
+            })?;
+            println!();
+            Ok(())
+        }
         Command::Models => {
             let device = Default::default();
             for line in pretrain::models::preset_summaries::<pretrain::backend::Selected>(&device)?

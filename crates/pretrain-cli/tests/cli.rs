@@ -468,3 +468,65 @@ fn own_text_folder_pretrains_and_fine_tunes_on_labeled_json_lines() {
         "{stdout}"
     );
 }
+
+#[test]
+fn generate_continues_a_prompt_with_a_causal_lm_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("clm");
+    let output = pretrain()
+        .args([
+            "pretrain",
+            "clm-moby-dick",
+            "--steps",
+            "20",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&output);
+    assert!(stdout.contains("clm-moby-dick: 20 steps"), "{stdout}");
+    let generate_from = |prompt: &str, args: &[&str]| {
+        pretrain()
+            .arg("generate")
+            .arg(&run)
+            .args(["--prompt", prompt, "--max-tokens", "12"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let generate = |args: &[&str]| generate_from("Call me Ishmael.", args);
+    let first = succeeded(&generate(&["--seed", "3"]));
+    assert!(first.starts_with("Call me Ishmael."), "{first}");
+    assert!(first.trim().len() > "Call me Ishmael.".len(), "{first}");
+    assert_eq!(succeeded(&generate(&["--seed", "3"])), first, "seeded");
+    let greedy = succeeded(&generate(&["--temperature", "0"]));
+    assert_eq!(
+        succeeded(&generate(&["--temperature", "0", "--seed", "9"])),
+        greedy
+    );
+
+    // A prompt beyond the 64-token context, bad sampling settings, and a run that is not a
+    // causal LM: one line each.
+    let long = "whale ".repeat(100);
+    let line = refused(&generate_from(&long, &[]));
+    assert!(line.contains("but the model takes 1 to 64"), "{line}");
+    let line = refused(&generate(&["--top-p", "2"]));
+    assert!(line.contains("top_p"), "{line}");
+    let dae = dir.path().join("dae");
+    let output = pretrain()
+        .args(["pretrain", "dae-digits", "--steps", "1", "--quiet", "--out"])
+        .arg(&dae)
+        .output()
+        .unwrap();
+    succeeded(&output);
+    let output = pretrain()
+        .arg("generate")
+        .arg(&dae)
+        .args(["--prompt", "x"])
+        .output()
+        .unwrap();
+    let line = refused(&output);
+    assert!(line.contains("not a causal language model"), "{line}");
+}

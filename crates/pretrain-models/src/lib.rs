@@ -12,6 +12,7 @@
 //! - [`mae`]: masked autoencoder decoder on a ViT encoder, `patchify`/`unpatchify`;
 //! - [`bert`]: BERT-style encoder with tied MLM head and pooler;
 //! - [`gpt`]: decoder-only transformer (GPT-2 layout, learned or rotary positions, KV cache);
+//! - [`generate`]: seeded greedy, temperature, top-k and top-p sampling through the KV cache;
 //! - [`block`]: the pre/post-norm transformer block both use, with [`attention`], optional
 //!   [`adapter`]s, [`lora`] updates on its [`projection`]s and [`drop_path`];
 //! - [`init`]: explicit initialization schemes;
@@ -30,6 +31,7 @@ pub mod cnn;
 pub mod drop_path;
 pub mod encoder;
 pub mod error;
+pub mod generate;
 pub mod gpt;
 pub mod heads;
 pub mod init;
@@ -55,6 +57,7 @@ pub use cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
 pub use drop_path::{DropPath, linear_drop_path_rates};
 pub use encoder::{Autoencoder, AutoencoderConfig, ImageEncoder, ImageEncoderConfig};
 pub use error::{ModelError, Result};
+pub use generate::{SamplingConfig, generate, sample_token};
 pub use gpt::{Gpt, GptConfig, GptPositions, KvCache};
 pub use heads::{LinearHead, MlpHead, MlpHeadConfig};
 pub use init::{InitScheme, truncated_normal};

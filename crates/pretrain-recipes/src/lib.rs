@@ -9,6 +9,7 @@
 //! - [`recipe`]: the file format, the built-in recipes (`recipes/*.toml`, compiled in);
 //! - [`pretrain`]: `run_pretrain`, on any compiled backend and precision;
 //! - [`finetune`]: `run_finetune` on a run directory's encoder;
+//! - [`generate`]: `run_generate`, text from a causal-LM run;
 //! - [`demo`]: `run_demo`, pre-training then every comparison, `report.json` / `report.md`;
 //! - [`plots`]: the demo's PNG plots (accuracy against labels, loss curves);
 //! - [`models`], [`data`]: the presets, and the data (built-in sets or a user's own sources);
@@ -20,6 +21,7 @@ pub mod data;
 pub mod demo;
 pub mod error;
 pub mod finetune;
+pub mod generate;
 pub mod models;
 pub mod overrides;
 pub mod plots;

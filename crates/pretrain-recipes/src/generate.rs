@@ -1,0 +1,155 @@
+//! `pretrain generate <run-dir>`: text from a causal-LM run's decoder and tokenizer.
+
+use std::path::{Path, PathBuf};
+
+use pretrain::backend::{BackendKind, BackendTask};
+use pretrain::burn::tensor::backend::AutodiffBackend;
+use pretrain::data::tokenizer::TextTokenizer;
+use pretrain::models::{SamplingConfig, generate, load_safetensors};
+use pretrain::train::Precision;
+
+use crate::data::TOKENIZER_FILE;
+use crate::error::{RecipeError, Result};
+use crate::models::{self, DataInputs, ModelConfig, TextInputs};
+use crate::pretrain::encoder_weights;
+use crate::recipe_of_run;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// The causal-LM run directory.
+    pub run_dir: PathBuf,
+    /// The text to continue.
+    pub prompt: String,
+    /// Tokens to generate at most.
+    pub max_tokens: usize,
+    /// Sampling settings (seeded).
+    pub sampling: SamplingConfig,
+    /// Stop once the generated text contains one of these (it ends before the stop string).
+    pub stop: Vec<String>,
+}
+
+/// Generates from the run in `options.run_dir`, calling `on_text` with each new piece of text
+/// as it is decoded; returns the whole generated text. Generation ends at the end-of-text
+/// token, a stop string or `max_tokens`.
+pub fn run_generate(
+    options: &GenerateOptions,
+    backend: BackendKind,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<String> {
+    let recipe = recipe_of_run(&options.run_dir)?;
+    if recipe.objective.kind != "clm" {
+        return Err(RecipeError::option(
+            "generate",
+            format!(
+                "{} is a {} run, not a causal language model (objective clm)",
+                options.run_dir.display(),
+                recipe.objective.kind
+            ),
+        ));
+    }
+    let tokenizer = TextTokenizer::from_file(&options.run_dir.join(TOKENIZER_FILE))?;
+    let weights = encoder_weights(&options.run_dir);
+    if !weights.is_file() {
+        return Err(RecipeError::io(
+            &weights,
+            "missing: the run has not finished (resume it with --resume)",
+        ));
+    }
+    let inputs = TextInputs {
+        vocab_size: tokenizer.vocab_size(),
+        max_tokens: recipe.data.max_tokens(),
+    };
+    let ModelConfig::Decoder(config) = models::resolve(&recipe.model, DataInputs::Text(inputs))?
+    else {
+        return Err(RecipeError::field(
+            "model.preset",
+            "a causal-LM run has a GPT preset",
+        ));
+    };
+    let job = Job {
+        config,
+        tokenizer: &tokenizer,
+        weights: &weights,
+        options,
+        on_text,
+    };
+    pretrain::dispatch_backend!(backend, Precision::F32, job)?
+}
+
+struct Job<'a> {
+    config: pretrain::models::GptConfig,
+    tokenizer: &'a TextTokenizer,
+    weights: &'a Path,
+    options: &'a GenerateOptions,
+    on_text: &'a mut dyn FnMut(&str),
+}
+
+impl BackendTask for Job<'_> {
+    type Output = Result<String>;
+
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+        let Job {
+            config,
+            tokenizer,
+            weights,
+            options,
+            on_text,
+        } = self;
+        let model = config.init::<B::InnerBackend>(&device)?;
+        // A tokenizer of another vocabulary than the weights' fails here, naming the shapes.
+        let model = load_safetensors(model, weights)?;
+        let mut prompt = tokenizer.encode_plain_batch(&[options.prompt.as_str()])?;
+        let prompt = prompt.pop().unwrap_or_default();
+        if prompt.is_empty() {
+            return Err(RecipeError::option("--prompt", "is empty"));
+        }
+        let end_of_text = tokenizer.specials().sep;
+        let mut tokens = Vec::new();
+        // What was printed, and what the tokens so far decode to (up to a stop string).
+        let mut text = String::new();
+        let mut visible = String::new();
+        let mut failure = None;
+        generate(
+            &model,
+            &prompt,
+            options.max_tokens,
+            &options.sampling,
+            &mut |token| {
+                if Some(token) == end_of_text {
+                    return false;
+                }
+                tokens.push(token);
+                let decoded = match tokenizer.decode(&tokens) {
+                    Ok(decoded) => decoded,
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                };
+                let stop_at = options
+                    .stop
+                    .iter()
+                    .filter_map(|s| decoded.find(s.as_str()))
+                    .min();
+                visible = decoded[..stop_at.unwrap_or(decoded.len())].to_string();
+                // Byte-level pieces may end inside a character: print whole characters only.
+                if let Some(new) = visible.strip_prefix(text.as_str())
+                    && !new.contains('\u{FFFD}')
+                {
+                    on_text(new);
+                    text = visible.clone();
+                }
+                stop_at.is_none()
+            },
+        )
+        .map_err(|e| RecipeError::option("generate", e.to_string()))?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        if let Some(rest) = visible.strip_prefix(text.as_str()) {
+            on_text(rest);
+        }
+        Ok(visible)
+    }
+}
