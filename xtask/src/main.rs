@@ -1,5 +1,5 @@
 //! `cargo xtask <command>`: the project's entry points. `demo`, `data`, `recipes`, `pretrain`,
-//! `finetune` and `bench` run the `pretrain` command line (library code) in release mode; `test` runs every check CI runs. This crate
+//! `finetune`, `generate` and `bench` run the `pretrain` command line (library code) in release mode; `test` runs every check CI runs. This crate
 //! stays free of the ML stack so it starts in seconds.
 
 mod test;
@@ -45,6 +45,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Continue a prompt with a causal-LM run (release build of `pretrain generate`).
+    Generate {
+        /// Run directory, then `--prompt "..."` and options such as `--max-tokens 60`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Timed training steps (release build of `pretrain bench`): `step --model M` or
     /// `compare` (against PyTorch on the CPU).
     Bench {
@@ -64,6 +70,7 @@ fn main() -> Result<()> {
         Task::Recipes => pretrain_cli("recipes", &[]),
         Task::Pretrain { args } => pretrain_cli("pretrain", &args),
         Task::Finetune { args } => pretrain_cli("finetune", &args),
+        Task::Generate { args } => pretrain_cli("generate", &args),
         Task::Bench { args } => pretrain_cli("bench", &args),
         Task::Test => test::run(),
     }

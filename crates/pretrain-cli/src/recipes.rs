@@ -64,6 +64,19 @@ pub fn pretrain(
         },
         summary.run_dir.display()
     );
+    if let Some(held) = &summary.heldout {
+        let baselines: Vec<String> = held
+            .baselines
+            .iter()
+            .map(|(name, bpb)| format!("{name} {bpb:.3}"))
+            .collect();
+        println!(
+            "held-out bits per byte ({} tokens): model {:.3}; {}",
+            held.tokens,
+            held.model_bits_per_byte,
+            baselines.join(", ")
+        );
+    }
     Ok(())
 }
 

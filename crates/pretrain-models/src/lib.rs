@@ -13,6 +13,7 @@
 //! - [`bert`]: BERT-style encoder with tied MLM head and pooler;
 //! - [`gpt`]: decoder-only transformer (GPT-2 layout, learned or rotary positions, KV cache);
 //! - [`generate`]: seeded greedy, temperature, top-k and top-p sampling through the KV cache;
+//! - [`ngram`]: unigram, bigram and Kneser-Ney trigram baselines of language models;
 //! - [`block`]: the pre/post-norm transformer block both use, with [`attention`], optional
 //!   [`adapter`]s, [`lora`] updates on its [`projection`]s and [`drop_path`];
 //! - [`init`]: explicit initialization schemes;
@@ -38,6 +39,7 @@ pub mod init;
 pub mod layers;
 pub mod lora;
 pub mod mae;
+pub mod ngram;
 pub mod path;
 pub mod pos_embed;
 pub mod projection;
@@ -63,6 +65,7 @@ pub use heads::{LinearHead, MlpHead, MlpHeadConfig};
 pub use init::{InitScheme, truncated_normal};
 pub use lora::{Lora, LoraConfig};
 pub use mae::{Mae, MaeConfig, patchify, unpatchify};
+pub use ngram::{NgramCounts, NgramKind};
 pub use projection::Projection;
 pub use store::{
     first_non_finite, load_safetensors, load_safetensors_bytes, load_safetensors_where,

@@ -5,10 +5,12 @@
 use std::f64::consts::LN_2;
 
 use burn::config::Config;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor};
-use pretrain_data::packed::CausalBatch;
+use pretrain_data::packed::{CausalBatch, CausalBatcher, TokenWindow};
 use pretrain_models::{Gpt, GptConfig};
 
 use crate::error::{Result, ensure_batch};
@@ -29,6 +31,35 @@ pub fn next_token_cross_entropy<B: Backend>(
 /// token.
 pub fn bits_per_byte(nats_per_token: f64, bytes_per_token: f64) -> f64 {
     nats_per_token / LN_2 / bytes_per_token
+}
+
+/// Mean next-token loss (nats per token) of `model` over every window of `windows`, in
+/// batches of `batch` (no gradients: pass the inference model, e.g. `objective.model.valid()`).
+pub fn mean_nats<B: Backend>(
+    model: &Gpt<B>,
+    windows: &dyn Dataset<TokenWindow>,
+    batch: usize,
+) -> Option<f64> {
+    let device = model.wte.weight.val().device();
+    let (mut nats, mut tokens) = (0.0, 0usize);
+    let mut start = 0;
+    while start < windows.len() {
+        let items: Vec<TokenWindow> = (start..(start + batch.max(1)).min(windows.len()))
+            .filter_map(|i| windows.get(i))
+            .collect();
+        start += batch.max(1);
+        if items.is_empty() {
+            continue;
+        }
+        let n = items.len() * (items[0].ids.len() - 1);
+        let batch: CausalBatch<B> = CausalBatcher.batch(items, &device);
+        let loss: f64 = next_token_cross_entropy(model.forward(batch.inputs), batch.targets)
+            .into_scalar()
+            .elem();
+        nats += loss * n as f64;
+        tokens += n;
+    }
+    (tokens > 0).then(|| nats / tokens as f64)
 }
 
 /// Configuration of [`CausalLm`].

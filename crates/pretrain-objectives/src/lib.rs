@@ -35,7 +35,7 @@ pub mod vicreg;
 pub use barlow_twins::{BarlowTwins, BarlowTwinsConfig, barlow_twins_terms};
 pub use branch::{ProjectedEncoder, ProjectorConfig};
 pub use byol::{Byol, ByolConfig, byol_loss};
-pub use causal_lm::{CausalLm, CausalLmConfig, bits_per_byte, next_token_cross_entropy};
+pub use causal_lm::{CausalLm, CausalLmConfig, bits_per_byte, mean_nats, next_token_cross_entropy};
 pub use denoising::{Denoising, DenoisingConfig, ReconstructionLoss, reconstruction_loss};
 pub use error::{ObjectiveError, Result};
 pub use mae::{MaeObjective, MaeObjectiveConfig, masked_patch_mse, normalize_patches};

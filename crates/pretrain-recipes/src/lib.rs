@@ -10,6 +10,7 @@
 //! - [`pretrain`]: `run_pretrain`, on any compiled backend and precision;
 //! - [`finetune`]: `run_finetune` on a run directory's encoder;
 //! - [`generate`]: `run_generate`, text from a causal-LM run;
+//! - [`heldout`]: a causal LM's held-out bits per byte beside n-gram baselines;
 //! - [`demo`]: `run_demo`, pre-training then every comparison, `report.json` / `report.md`;
 //! - [`plots`]: the demo's PNG plots (accuracy against labels, loss curves);
 //! - [`models`], [`data`]: the presets, and the data (built-in sets or a user's own sources);
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod error;
 pub mod finetune;
 pub mod generate;
+pub mod heldout;
 pub mod models;
 pub mod overrides;
 pub mod plots;

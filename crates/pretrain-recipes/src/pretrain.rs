@@ -7,6 +7,7 @@ use std::time::Instant;
 use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
+use pretrain::burn::module::AutodiffModule;
 use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::data::{self, PretrainImages, PretrainTexts};
 use crate::error::{RecipeError, Result};
+use crate::heldout::{HeldOutReport, evaluate_heldout};
 use crate::models::{self, DataInputs, ModelConfig, TextInputs};
 use crate::overrides::apply;
 use crate::recipe::{ObjectiveSpec, Recipe};
@@ -43,6 +45,17 @@ pub const OBJECTIVES: [&str; 11] = [
     "mlm",
     "clm",
 ];
+
+/// Where a causal-LM run writes its held-out evaluation.
+pub const HELDOUT_FILE: &str = "heldout.json";
+
+/// The training and held-out parts of a packed token stream, with their bytes per token.
+struct StreamSpans {
+    train: std::ops::Range<usize>,
+    held: std::ops::Range<usize>,
+    train_bytes_per_token: f64,
+    held_bytes_per_token: f64,
+}
 
 /// The file a run directory keeps its recipe in (read back by `finetune --from`).
 pub const RECIPE_FILE: &str = "recipe.toml";
@@ -82,6 +95,9 @@ pub struct PretrainSummary {
     pub loss_start_end: (f64, f64),
     /// Wall-clock seconds of this call.
     pub seconds: f64,
+    /// Causal LM: bits per byte on the held-out documents, beside n-gram baselines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heldout: Option<HeldOutReport>,
 }
 
 /// Pre-trains `recipe` on `backend` (in the recipe's precision).
@@ -374,7 +390,7 @@ struct Runner<'a, D> {
     device: &'a D,
 }
 
-impl<Dev: Clone> Runner<'_, Dev> {
+impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
     /// Masked language modeling (the only text objective) on `texts`.
     fn texts<B: AutodiffBackend<Device = Dev>>(
         self,
@@ -420,7 +436,8 @@ impl<Dev: Clone> Runner<'_, Dev> {
     }
 
     /// Causal language modeling on `texts`, packed (documents joined by `[SEP]` as the
-    /// end-of-text token) into windows of `data.max_tokens` predicted tokens.
+    /// end-of-text token) into windows of `data.max_tokens` predicted tokens; the last
+    /// `data.holdout` of the documents are held out and evaluated after training.
     fn causal<B: AutodiffBackend<Device = Dev>>(
         self,
         texts: PretrainTexts,
@@ -429,25 +446,55 @@ impl<Dev: Clone> Runner<'_, Dev> {
         let eot = tokenizer.specials().sep.ok_or_else(|| {
             RecipeError::field("data.tokenizer", "has no [SEP] token to end documents with")
         })?;
+        let holdout = self.recipe.data.holdout();
+        if !(0.0..=0.5).contains(&holdout) {
+            return Err(RecipeError::field(
+                "data.holdout",
+                format!("{holdout} is not between 0 and 0.5"),
+            ));
+        }
+        let held_docs = |n: usize| match n {
+            _ if holdout == 0.0 || n < 2 => 0,
+            n => ((n as f64 * holdout).round() as usize).clamp(1, n - 1),
+        };
         match texts {
             PretrainTexts::Texts { texts, .. } => {
                 let refs: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
-                let stream = pack_texts(&tokenizer, &refs, eot)?;
-                let bytes: usize = refs.iter().map(|t| t.len()).sum();
-                let tokens = stream.len() - refs.len();
-                self.packed::<B, _>(
-                    Arc::new(stream),
-                    bytes as f64 / tokens.max(1) as f64,
-                    &tokenizer,
-                )
+                let (train, held) = refs.split_at(refs.len() - held_docs(refs.len()));
+                // Bytes per token of some texts packed into `stream`, without its separators.
+                let pack = |texts: &[&str], stream: &mut Vec<u32>| -> Result<f64> {
+                    let before = stream.len();
+                    stream.extend(pack_texts(&tokenizer, texts, eot)?);
+                    let tokens = stream.len() - before - texts.len();
+                    let bytes: usize = texts.iter().map(|t| t.len()).sum();
+                    Ok(bytes as f64 / tokens.max(1) as f64)
+                };
+                let mut stream = Vec::new();
+                let train_bytes_per_token = pack(train, &mut stream)?;
+                let boundary = stream.len();
+                let held_bytes_per_token = pack(held, &mut stream)?;
+                let spans = StreamSpans {
+                    train: 0..boundary,
+                    held: boundary..stream.len(),
+                    train_bytes_per_token,
+                    held_bytes_per_token,
+                };
+                self.packed::<B, _>(Arc::new(stream), spans, &tokenizer)
             }
             PretrainTexts::Shards(shards) => {
                 let bytes_per_token = shards.bytes_per_token();
+                let boundary = shards.packed_start(shards.len() - held_docs(shards.len()));
                 let stream = PackedShards {
                     shards: *shards,
                     eot,
                 };
-                self.packed::<B, _>(Arc::new(stream), bytes_per_token, &tokenizer)
+                let spans = StreamSpans {
+                    train: 0..boundary,
+                    held: boundary..stream.stream_len(),
+                    train_bytes_per_token: bytes_per_token,
+                    held_bytes_per_token: bytes_per_token,
+                };
+                self.packed::<B, _>(Arc::new(stream), spans, &tokenizer)
             }
         }
     }
@@ -455,7 +502,7 @@ impl<Dev: Clone> Runner<'_, Dev> {
     fn packed<B: AutodiffBackend<Device = Dev>, S: TokenStream + 'static>(
         self,
         stream: Arc<S>,
-        bytes_per_token: f64,
+        spans: StreamSpans,
         tokenizer: &pretrain::data::tokenizer::TextTokenizer,
     ) -> Result<PretrainSummary> {
         let block = self.recipe.data.max_tokens();
@@ -472,15 +519,32 @@ impl<Dev: Clone> Runner<'_, Dev> {
             ));
         };
         let config = apply(
-            &CausalLmConfig::new(gpt).with_bytes_per_token(bytes_per_token),
+            &CausalLmConfig::new(gpt).with_bytes_per_token(spans.train_bytes_per_token),
             &self.recipe.objective.overrides,
             "objective.overrides",
         )?;
-        let len = stream.stream_len();
-        let data = PackedWindows::new(stream, 0..len, block)
+        let data = PackedWindows::new(stream.clone(), spans.train.clone(), block)
             .map_err(|e| RecipeError::field("data.max_tokens", e.to_string()))?;
         let objective = config.init::<B>(self.device)?;
-        self.train(objective, &config, data, CausalBatcher)
+        let run_dir = self.options.out.clone();
+        let (mut summary, objective) =
+            self.train_keeping(objective, &config, data, CausalBatcher)?;
+        if summary.finished && !spans.held.is_empty() {
+            let report = evaluate_heldout(
+                &objective.model.valid(),
+                stream,
+                spans.train,
+                spans.held,
+                block,
+                inputs.vocab_size,
+                spans.held_bytes_per_token,
+            )?;
+            let path = run_dir.join(HELDOUT_FILE);
+            let json = serde_json::to_string_pretty(&report).expect("reports serialize");
+            std::fs::write(&path, json).map_err(|e| RecipeError::io(&path, e))?;
+            summary.heldout = Some(report);
+        }
+        Ok(summary)
     }
 
     fn train<B, O, C, I, D, T>(
@@ -490,6 +554,25 @@ impl<Dev: Clone> Runner<'_, Dev> {
         data: D,
         batcher: T,
     ) -> Result<PretrainSummary>
+    where
+        B: AutodiffBackend<Device = Dev>,
+        O: TrainObjective<B>,
+        C: Serialize,
+        I: Send + 'static,
+        D: TrainData<I>,
+        T: Batcher<B, I, O::Batch> + 'static,
+    {
+        Ok(self.train_keeping(objective, config, data, batcher)?.0)
+    }
+
+    /// [`Self::train`], also returning the trained objective.
+    fn train_keeping<B, O, C, I, D, T>(
+        self,
+        objective: O,
+        config: &C,
+        data: D,
+        batcher: T,
+    ) -> Result<(PretrainSummary, O)>
     where
         B: AutodiffBackend<Device = Dev>,
         O: TrainObjective<B>,
@@ -515,7 +598,7 @@ impl<Dev: Clone> Runner<'_, Dev> {
                 stop_after: self.options.stop_after,
             })
             .run(self.device)?;
-        Ok(PretrainSummary {
+        let summary = PretrainSummary {
             recipe: self.recipe.name.clone(),
             backend: self.kind.name().to_string(),
             run_dir: self.options.out.clone(),
@@ -523,7 +606,9 @@ impl<Dev: Clone> Runner<'_, Dev> {
             finished: outcome.finished,
             loss_start_end: start_end(&outcome.losses),
             seconds: started.elapsed().as_secs_f64(),
-        })
+            heldout: None,
+        };
+        Ok((summary, outcome.objective))
     }
 }
 

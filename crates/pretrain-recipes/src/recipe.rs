@@ -90,8 +90,12 @@ pub struct DataSpec {
     /// `[0, 1]`).
     #[serde(default = "yes")]
     pub normalize: bool,
+    /// Causal LM: share of the documents (the last ones) held out to measure bits per byte
+    /// beside n-gram baselines after training; default 0.05, 0 for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<f64>,
     /// Texts: tokens per text, `[CLS]` and `[SEP]` included (longer texts are truncated);
-    /// default 128.
+    /// causal LM: tokens per window (the block size); default 128.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<usize>,
     /// Texts: how the WordPiece tokenizer is trained on the unlabeled training texts; default
@@ -101,6 +105,11 @@ pub struct DataSpec {
 }
 
 impl DataSpec {
+    /// Share of documents held out (causal LM).
+    pub fn holdout(&self) -> f64 {
+        self.holdout.unwrap_or(0.05)
+    }
+
     /// Tokens per text (texts).
     pub fn max_tokens(&self) -> usize {
         self.max_tokens.unwrap_or(128)

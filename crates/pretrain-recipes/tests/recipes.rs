@@ -461,6 +461,15 @@ fn causal_lm_recipe_pretrains_a_gpt_on_the_shipped_corpus() {
     let bytes_per_token = loss / std::f64::consts::LN_2 / bpb;
     assert!((2.0..6.0).contains(&bytes_per_token), "{bytes_per_token}");
     assert!(dir.path().join("tokenizer.json").is_file());
+    // The last 5% of the paragraphs were held out and scored beside the n-gram baselines.
+    let held = summary.heldout.expect("a held-out report");
+    assert!(held.tokens >= 64, "{held:?}");
+    assert_eq!(held.baselines.len(), 3);
+    assert!(
+        held.model_bits_per_byte.is_finite() && held.bigram().is_some(),
+        "{held:?}"
+    );
+    assert!(dir.path().join("heldout.json").is_file());
 
     // A GPT with MLM, or CLM on images, is refused by name.
     let refusal = |recipe: &Recipe| refused(recipe, &dir.path().join("refused"));
