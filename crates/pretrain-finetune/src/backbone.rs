@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use pretrain_data::ImageItem;
 use pretrain_data::batch::{ImageBatch, ImageBatcher, TextBatch, TextBatcher, TokenizedItem};
-use pretrain_models::{Autoencoder, Bert, ImageEncoder, TransformerStack};
+use pretrain_models::{Autoencoder, Bert, Gpt, ImageEncoder, TransformerStack};
 
 use crate::error::{FinetuneError, Result};
 
@@ -22,6 +22,8 @@ pub enum Backbone<B: Backend> {
     Autoencoder(Autoencoder<B>),
     /// A BERT-style text encoder.
     Text(Bert<B>),
+    /// A GPT decoder (causal LM), read as an encoder of its final hidden states.
+    Decoder(Gpt<B>),
 }
 
 /// What a [`Backbone`] reads.
@@ -94,27 +96,27 @@ impl<B: Backend> Backbone<B> {
             Self::Image(e) => e.architecture(),
             Self::Autoencoder(_) => "autoencoder",
             Self::Text(_) => "bert",
+            Self::Decoder(_) => "gpt",
         }
     }
 
     /// The representation `[batch, feature_dim]`: the image encoder's features, an autoencoder's
-    /// code, or for text
-    /// the mean of the non-padded final hidden states (BERT's pooler is not pre-trained by MLM).
+    /// code, or for text the mean of the non-padded final hidden states (BERT's pooler is not
+    /// pre-trained by MLM; a GPT's positions see only their left, and right padding comes after
+    /// every real token, so it changes none of them).
     pub fn features(&self, inputs: Inputs<B>) -> Result<Tensor<B, 2>> {
         match (self, inputs) {
             (Self::Image(encoder), Inputs::Images(images)) => Ok(encoder.forward(images)),
             (Self::Autoencoder(model), Inputs::Images(images)) => Ok(model.encode(images)),
             (Self::Text(bert), Inputs::Tokens { ids, padding }) => {
                 let hidden = bert.forward(ids, Some(padding.clone()), None); // [b, s, d]
-                let [b, s, d] = hidden.dims();
-                let keep = padding
-                    .slice([0..b, 0..s])
-                    .bool_not()
-                    .float()
-                    .reshape([b, s, 1]);
-                let sum = (hidden * keep.clone()).sum_dim(1).reshape([b, d]);
-                let count = keep.sum_dim(1).reshape([b, 1]).clamp_min(1.0);
-                Ok(sum / count)
+                Ok(mean_unpadded(hidden, padding))
+            }
+            (Self::Decoder(gpt), Inputs::Tokens { ids, padding }) => {
+                gpt.check_context(ids.dims()[1])
+                    .map_err(|e| FinetuneError::Inputs(e.to_string()))?;
+                let hidden = gpt.forward_hidden(ids, None); // [b, s, d]
+                Ok(mean_unpadded(hidden, padding))
             }
             (backbone, inputs) => Err(FinetuneError::Inputs(format!(
                 "a {} encoder cannot read {}",
@@ -137,6 +139,7 @@ impl<B: Backend> Backbone<B> {
                 bert.set_drop_path_rate(max_rate);
                 true
             }
+            Self::Decoder(_) => false,
         }
     }
 
@@ -148,17 +151,31 @@ impl<B: Backend> Backbone<B> {
         let architecture = self.architecture();
         let stack = match self {
             Self::Image(e) => e.as_transformer_mut(),
-            Self::Autoencoder(_) => None,
+            Self::Autoencoder(_) | Self::Decoder(_) => None,
             Self::Text(bert) => Some(bert as &mut dyn TransformerStack<B>),
         };
         stack.ok_or_else(|| FinetuneError::Architecture {
             strategy,
             architecture,
-            message: "it has no transformer blocks (attention and MLP sublayers); use a ViT or \
-                      BERT encoder"
+            message: "it has no transformer blocks this strategy can edit (ViT and BERT have; \
+                      GPT blocks are not wired to adapters and LoRA yet)"
                 .into(),
         })
     }
+}
+
+/// Mean over the non-padded positions: `hidden` `[b, s, d]`, `padding` `[b, s]` (true at
+/// padding) -> `[b, d]`.
+fn mean_unpadded<B: Backend>(hidden: Tensor<B, 3>, padding: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
+    let [b, s, d] = hidden.dims();
+    let keep = padding
+        .slice([0..b, 0..s])
+        .bool_not()
+        .float()
+        .reshape([b, s, 1]);
+    let sum = (hidden * keep.clone()).sum_dim(1).reshape([b, d]);
+    let count = keep.sum_dim(1).reshape([b, 1]).clamp_min(1.0);
+    sum / count
 }
 
 #[cfg(test)]

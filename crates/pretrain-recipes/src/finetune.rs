@@ -127,14 +127,12 @@ pub fn load_backbone<B: Backend>(
             }
             Backbone::Text(bert)
         }
-        ModelConfig::Decoder(_) => {
-            return Err(RecipeError::field(
-                "model.preset",
-                format!(
-                    "{}: probes and fine-tuning of GPT decoders are not supported yet",
-                    recipe.model.preset
-                ),
-            ));
+        ModelConfig::Decoder(config) => {
+            let mut gpt = config.init(device)?;
+            if let Some(path) = weights {
+                gpt = load_safetensors(gpt, path)?;
+            }
+            Backbone::Decoder(gpt)
         }
     })
 }

@@ -482,3 +482,52 @@ fn causal_lm_recipe_pretrains_a_gpt_on_the_shipped_corpus() {
     let err = refusal(&images);
     assert!(err.contains("clm needs text data"), "{err}");
 }
+
+#[test]
+fn a_causal_lm_run_is_probed_and_fine_tuned_as_a_text_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recipe = Recipe::load("clm-moby-dick").unwrap();
+    // The shipped e-mails: pre-trained on as text, then labeled ham/spam for the evaluations.
+    recipe.data.dataset = "spam-sample".into();
+    recipe.data.tokenizer = Some(pretrain::data::tokenizer::TokenizerTrainConfig {
+        kind: pretrain::data::tokenizer::TokenizerKind::ByteLevelBpe,
+        vocab_size: 600,
+        ..Default::default()
+    });
+    recipe.train.steps = 4;
+    let summary = quiet_run(&recipe, dir.path());
+    assert!(summary.finished, "{summary:?}");
+    let evaluate = EvaluateSpec {
+        strategies: vec![Strategy::LinearProbe, Strategy::Knn, Strategy::Full],
+        labels_per_class: vec![3],
+        all_labels: false,
+        seeds: 1,
+        settings: {
+            let mut s = pretrain::finetune::StrategySettings::default();
+            s.finetune.train.steps = 2;
+            s
+        },
+        ..EvaluateSpec::default()
+    };
+    let options = FinetuneOptions {
+        from: Some(dir.path().to_path_buf()),
+        out: dir.path().join("finetune"),
+        quiet: true,
+    };
+    let saved = recipe_of_run(dir.path()).unwrap();
+    let reports = run_finetune(&saved, &evaluate, BackendKind::Flex, &options).unwrap();
+    assert_eq!(reports.len(), 3);
+    for report in &reports {
+        assert_eq!(report.architecture, "gpt", "{report:?}");
+        assert!((0.0..=1.0).contains(&report.accuracy_mean), "{report:?}");
+    }
+    // Strategies that edit transformer blocks say GPT blocks are not wired to them.
+    let lora = EvaluateSpec {
+        strategies: vec![Strategy::Lora],
+        ..evaluate
+    };
+    let err = run_finetune(&saved, &lora, BackendKind::Flex, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gpt") && err.contains("not wired"), "{err}");
+}
