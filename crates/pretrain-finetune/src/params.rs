@@ -11,8 +11,8 @@ use pretrain_models::path::PathStack;
 use serde::{Deserialize, Serialize};
 
 /// Field names of the block lists that give a model its depth (ViT and ResNet `blocks`, BERT
-/// `layers`).
-const DEPTH_CONTAINERS: [&str; 2] = ["blocks", "layers"];
+/// `layers`, GPT `h` as in GPT-2).
+const DEPTH_CONTAINERS: [&str; 3] = ["blocks", "layers", "h"];
 
 struct Freezer<F> {
     path: PathStack,

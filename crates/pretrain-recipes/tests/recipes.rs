@@ -498,7 +498,12 @@ fn a_causal_lm_run_is_probed_and_fine_tuned_as_a_text_encoder() {
     let summary = quiet_run(&recipe, dir.path());
     assert!(summary.finished, "{summary:?}");
     let evaluate = EvaluateSpec {
-        strategies: vec![Strategy::LinearProbe, Strategy::Knn, Strategy::Full],
+        strategies: vec![
+            Strategy::LinearProbe,
+            Strategy::Knn,
+            Strategy::Full,
+            Strategy::Partial,
+        ],
         labels_per_class: vec![3],
         all_labels: false,
         seeds: 1,
@@ -516,7 +521,13 @@ fn a_causal_lm_run_is_probed_and_fine_tuned_as_a_text_encoder() {
     };
     let saved = recipe_of_run(dir.path()).unwrap();
     let reports = run_finetune(&saved, &evaluate, BackendKind::Flex, &options).unwrap();
-    assert_eq!(reports.len(), 3);
+    assert_eq!(reports.len(), 4);
+    // Partial fine-tuning finds GPT-micro's blocks (`h.N`) and freezes the lower ones.
+    let partial = &reports[3];
+    assert!(
+        partial.trainable_share > 0.0 && partial.trainable_share < 1.0,
+        "{partial:?}"
+    );
     for report in &reports {
         assert_eq!(report.architecture, "gpt", "{report:?}");
         assert!((0.0..=1.0).contains(&report.accuracy_mean), "{report:?}");
