@@ -153,6 +153,10 @@ enum Command {
         /// Stop before this text (repeatable).
         #[arg(long)]
         stop: Vec<String>,
+        /// Recompute the whole context for every token instead of reusing the KV cache (same
+        /// tokens; to compare speed).
+        #[arg(long)]
+        no_kv_cache: bool,
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
         backend: String,
@@ -310,6 +314,7 @@ fn run(command: Command) -> Result<()> {
             top_p,
             seed,
             stop,
+            no_kv_cache,
             backend,
         } => {
             use std::io::Write;
@@ -321,16 +326,27 @@ fn run(command: Command) -> Result<()> {
                     .with_temperature(temperature)
                     .with_top_k(top_k)
                     .with_top_p(top_p)
-                    .with_seed(seed),
+                    .with_seed(seed)
+                    .with_kv_cache(!no_kv_cache),
                 stop,
             };
             let mut out = std::io::stdout();
             print!("{prompt}");
-            pretrain_recipes::generate::run_generate(&options, backend.parse()?, &mut |piece| {
-                print!("{piece}");
-                let _ = out.flush();
-            })?;
+            let generated = pretrain_recipes::generate::run_generate(
+                &options,
+                backend.parse()?,
+                &mut |piece| {
+                    print!("{piece}");
+                    let _ = out.flush();
+                },
+            )?;
             println!();
+            eprintln!(
+                "{} tokens in {:.2} s ({:.1} tokens/s)",
+                generated.tokens,
+                generated.seconds,
+                generated.tokens as f64 / generated.seconds.max(1e-9)
+            );
             Ok(())
         }
         Command::Models => {

@@ -511,6 +511,11 @@ fn generate_continues_a_prompt_with_a_causal_lm_run() {
         "{samples:?}"
     );
     assert_eq!(succeeded(&generate(&["--seed", "2"])), samples[1], "seeded");
+    // Recomputing the context instead of the KV cache gives the same text.
+    assert_eq!(
+        succeeded(&generate(&["--seed", "2", "--no-kv-cache"])),
+        samples[1]
+    );
     let greedy = succeeded(&generate(&["--temperature", "0"]));
     assert_eq!(
         succeeded(&generate(&["--temperature", "0", "--seed", "9"])),
@@ -524,6 +529,23 @@ fn generate_continues_a_prompt_with_a_causal_lm_run() {
     assert!(line.contains("but the model takes 1 to 64"), "{line}");
     let line = refused(&generate(&["--top-p", "2"]));
     assert!(line.contains("top_p"), "{line}");
+    // A tokenizer of another vocabulary than the weights'.
+    let other = pretrain::data::tokenizer::TextTokenizer::train(
+        &["a few other words to learn from".to_string()],
+        &pretrain::data::tokenizer::TokenizerTrainConfig {
+            vocab_size: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    std::fs::copy(run.join("tokenizer.json"), dir.path().join("saved.json")).unwrap();
+    other.save(&run.join("tokenizer.json")).unwrap();
+    let line = refused(&generate(&[]));
+    assert!(
+        line.contains("tokenizer.json") && line.contains("trained with"),
+        "{line}"
+    );
+    std::fs::copy(dir.path().join("saved.json"), run.join("tokenizer.json")).unwrap();
     let dae = dir.path().join("dae");
     let output = pretrain()
         .args(["pretrain", "dae-digits", "--steps", "1", "--quiet", "--out"])

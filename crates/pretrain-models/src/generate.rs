@@ -26,6 +26,10 @@ pub struct SamplingConfig {
     /// Seed of the sampler.
     #[config(default = 0)]
     pub seed: u64,
+    /// Reuse the keys and values of earlier positions (false: recompute the whole context for
+    /// every token, to compare; the tokens are the same either way).
+    #[config(default = true)]
+    pub kv_cache: bool,
 }
 
 impl SamplingConfig {
@@ -132,6 +136,7 @@ pub fn generate<B: Backend>(
     let mut context = prompt.to_vec();
     let mut cache = KvCache::new(model);
     let mut logits = last_logits(model.forward_cached(tensor(prompt), &mut cache));
+    // Without the cache, every step below recomputes the context (up to the block size).
     let mut generated = Vec::new();
     while generated.len() < max_tokens {
         let next = sample_token(&logits, config, &mut rng);
@@ -140,10 +145,10 @@ pub fn generate<B: Backend>(
         if !on_token(next) || generated.len() == max_tokens {
             break;
         }
-        logits = if cache.len() < model.block_size() {
+        logits = if config.kv_cache && cache.len() < model.block_size() {
             last_logits(model.forward_cached(tensor(&[next]), &mut cache))
         } else {
-            let window = &context[context.len() - model.block_size()..];
+            let window = &context[context.len().saturating_sub(model.block_size())..];
             last_logits(model.forward(tensor(window)))
         };
     }
@@ -220,6 +225,8 @@ mod tests {
         let a = run(&config, 12);
         assert_eq!(a.len(), 12, "past the 8-position context");
         assert_eq!(a, run(&config, 12));
+        // Recomputing the context every step samples the same tokens.
+        assert_eq!(a, run(&config.clone().with_kv_cache(false), 12));
         // Greedy decoding through the cache equals choosing each argmax from a full forward.
         let cached = run(&greedy(), 5);
         let mut context = vec![1u32, 2, 3];

@@ -29,14 +29,24 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
 }
 
+/// What a generation produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// The text after the prompt (up to a stop string).
+    pub text: String,
+    /// Tokens sampled.
+    pub tokens: usize,
+    /// Seconds spent generating (model loading excluded).
+    pub seconds: f64,
+}
+
 /// Generates from the run in `options.run_dir`, calling `on_text` with each new piece of text
-/// as it is decoded; returns the whole generated text. Generation ends at the end-of-text
-/// token, a stop string or `max_tokens`.
+/// as it is decoded. Generation ends at the end-of-text token, a stop string or `max_tokens`.
 pub fn run_generate(
     options: &GenerateOptions,
     backend: BackendKind,
     on_text: &mut dyn FnMut(&str),
-) -> Result<String> {
+) -> Result<Generated> {
     let recipe = recipe_of_run(&options.run_dir)?;
     if recipe.objective.kind != "clm" {
         return Err(RecipeError::option(
@@ -86,7 +96,7 @@ struct Job<'a> {
 }
 
 impl BackendTask for Job<'_> {
-    type Output = Result<String>;
+    type Output = Result<Generated>;
 
     fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let Job {
@@ -98,7 +108,16 @@ impl BackendTask for Job<'_> {
         } = self;
         let model = config.init::<B::InnerBackend>(&device)?;
         // A tokenizer of another vocabulary than the weights' fails here, naming the shapes.
-        let model = load_safetensors(model, weights)?;
+        let model = load_safetensors(model, weights).map_err(|e| {
+            RecipeError::io(
+                weights,
+                format!(
+                    "{e} (is the run's {TOKENIZER_FILE}, with {} tokens, the one it was \
+                     trained with?)",
+                    tokenizer.vocab_size()
+                ),
+            )
+        })?;
         let mut prompt = tokenizer.encode_plain_batch(&[options.prompt.as_str()])?;
         let prompt = prompt.pop().unwrap_or_default();
         if prompt.is_empty() {
@@ -110,7 +129,8 @@ impl BackendTask for Job<'_> {
         let mut text = String::new();
         let mut visible = String::new();
         let mut failure = None;
-        generate(
+        let started = std::time::Instant::now();
+        let sampled = generate(
             &model,
             &prompt,
             options.max_tokens,
@@ -144,12 +164,17 @@ impl BackendTask for Job<'_> {
             },
         )
         .map_err(|e| RecipeError::option("generate", e.to_string()))?;
+        let seconds = started.elapsed().as_secs_f64();
         if let Some(e) = failure {
             return Err(e.into());
         }
         if let Some(rest) = visible.strip_prefix(text.as_str()) {
             on_text(rest);
         }
-        Ok(visible)
+        Ok(Generated {
+            text: visible,
+            tokens: sampled.len(),
+            seconds,
+        })
     }
 }
