@@ -11,8 +11,8 @@ use pretrain::data::batch::ImageBatcher;
 use pretrain::data::mask::{PatchMask, PatchMaskBatch};
 use pretrain::data::samples;
 use pretrain::models::{
-    BertConfig, ConvAutoencoderConfig, MaeConfig, MlpAutoencoderConfig, MlpHeadConfig,
-    ResNetConfig, SmallCnnConfig, VitConfig, load_safetensors, save_safetensors,
+    BertConfig, ConvAutoencoderConfig, GptConfig, GptPositions, MaeConfig, MlpAutoencoderConfig,
+    MlpHeadConfig, ResNetConfig, SmallCnnConfig, VitConfig, load_safetensors, save_safetensors,
 };
 
 type Flex = pretrain::burn::backend::Flex;
@@ -37,6 +37,11 @@ fn mae_mask<B: Backend>(device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, 
     let batch =
         PatchMaskBatch::from_masks(&vec![PatchMask::from_hidden(&hidden); 4], device).unwrap();
     (batch.keep, batch.restore)
+}
+
+/// A small GPT over the 41-token vocabulary of [`tokens`], with learned or rotary positions.
+fn gpt_config(positions: GptPositions) -> GptConfig {
+    GptConfig::new(41, 16, 2, 4, 32).with_positions(positions)
 }
 
 fn tokens<B: Backend>(device: &B::Device) -> Tensor<B, 2, Int> {
@@ -98,6 +103,14 @@ fn outputs<B: Backend>(dir: &Path, device: &B::Device) -> Vec<Vec<f32>> {
         &dir.join("mae.safetensors"),
     )
     .unwrap();
+    let gpt = |positions: GptPositions, file: &str| {
+        let model = gpt_config(positions).init::<B>(device).unwrap();
+        let model = load_safetensors(model, &dir.join(file)).unwrap();
+        let logits = model.forward(tokens::<B>(device)); // [2, 12, 41]
+        to_vec(logits.reshape([2 * 12, 41]))
+    };
+    let gpt_learned = gpt(GptPositions::Learned, "gpt.safetensors");
+    let gpt_rope = gpt(GptPositions::Rope, "gpt_rope.safetensors");
     let (keep, restore) = mae_mask::<B>(device);
     let x = images::<B>(device);
     let ids = tokens::<B>(device);
@@ -112,6 +125,8 @@ fn outputs<B: Backend>(dir: &Path, device: &B::Device) -> Vec<Vec<f32>> {
         to_vec(head.forward(resnet.forward_features(x.clone()))),
         to_vec(mlp_ae.forward(x.clone().reshape([4, 784]))),
         to_vec(mae.forward(x, keep, restore).reshape([4 * 16, 49])),
+        gpt_learned,
+        gpt_rope,
     ]
 }
 
@@ -167,6 +182,13 @@ fn save_reference(dir: &Path) {
         &dir.join("mae.safetensors"),
     )
     .unwrap();
+    for (positions, file) in [
+        (GptPositions::Learned, "gpt.safetensors"),
+        (GptPositions::Rope, "gpt_rope.safetensors"),
+    ] {
+        let gpt = gpt_config(positions).init::<Flex>(&dev).unwrap();
+        save_safetensors(&gpt, &dir.join(file)).unwrap();
+    }
 }
 
 #[cfg(any(feature = "ndarray", feature = "wgpu"))]
