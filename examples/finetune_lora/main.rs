@@ -62,6 +62,11 @@ fn main() -> anyhow::Result<()> {
         params.total,
         100.0 * params.trainable_share()
     );
+    // What the output claims: only the LoRA updates and the head train.
+    anyhow::ensure!(
+        params.trainable > 0 && params.trainable < params.total / 2,
+        "LoRA should train a small share of the parameters"
+    );
     let batcher = ToLabeled(ImageBatcher::default());
     let model = train_classifier(
         classifier,
@@ -89,11 +94,21 @@ fn main() -> anyhow::Result<()> {
         encoder: merge_lora(model.encoder.clone()),
         head: model.head.clone(),
     };
+    let after = accuracy(&merged)?;
     println!(
         "test accuracy {:.1}% (merged: {:.1}%); adapter saved to {}",
         100.0 * before,
-        100.0 * accuracy(&merged)?,
+        100.0 * after,
         out.join("adapter.safetensors").display()
+    );
+    // Merging changes rounding only: at most one of the test images may flip.
+    anyhow::ensure!(
+        (before - after).abs() <= 1.0 / task.test.len() as f64 + 1e-12,
+        "merged accuracy {after} differs from {before}"
+    );
+    anyhow::ensure!(
+        out.join("adapter.safetensors").is_file(),
+        "the adapter file was not written"
     );
     Ok(())
 }
