@@ -204,6 +204,7 @@ impl BackendTask for Job<'_> {
                     masked,
                     MaskedImageBatcher,
                 )
+                .map(|(summary, _)| summary)
             }};
         }
         match (
@@ -220,6 +221,7 @@ impl BackendTask for Job<'_> {
                 let config: DenoisingConfig = apply(&DenoisingConfig::new(ae), &spec.overrides, f)?;
                 let views = AugmentedDataset::new(images, config.views(clean), seed)?;
                 run.train(config.init::<B>(&device)?, &config, views, ViewsBatcher)
+                    .map(|(summary, _)| summary)
             }
             (kind @ ("mae" | "simmim"), _) => Err(needs(kind, "a ViT (preset vit-tiny-28)")),
             ("dae", _) => Err(needs("dae", "an autoencoder (mlp-ae-digits, conv-ae-28)")),
@@ -231,6 +233,7 @@ impl BackendTask for Job<'_> {
                     ($config:expr) => {{
                         let config = apply(&$config, &spec.overrides, f)?;
                         run.train(config.init::<B>(&device)?, &config, views, ViewsBatcher)
+                            .map(|(summary, _)| summary)
                     }};
                 }
                 match kind {
@@ -426,11 +429,13 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
                     seed,
                 )?;
                 self.train(objective, &config, data, TextBatcher)
+                    .map(|(summary, _)| summary)
             }
             PretrainTexts::Shards(shards) => {
                 let data = MlmTokenDataset::new(*shards, &tokenizer, max_tokens, masker, seed)
                     .map_err(|e| RecipeError::field("objective.mask", e.to_string()))?;
                 self.train(objective, &config, data, TextBatcher)
+                    .map(|(summary, _)| summary)
             }
         }
     }
@@ -527,8 +532,7 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
             .map_err(|e| RecipeError::field("data.max_tokens", e.to_string()))?;
         let objective = config.init::<B>(self.device)?;
         let run_dir = self.options.out.clone();
-        let (mut summary, objective) =
-            self.train_keeping(objective, &config, data, CausalBatcher)?;
+        let (mut summary, objective) = self.train(objective, &config, data, CausalBatcher)?;
         if summary.finished && !spans.held.is_empty() {
             let report = evaluate_heldout(
                 &objective.model.valid(),
@@ -547,26 +551,9 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
         Ok(summary)
     }
 
+    /// Runs the engine on `objective` over `data`; returns the summary and the trained
+    /// objective.
     fn train<B, O, C, I, D, T>(
-        self,
-        objective: O,
-        config: &C,
-        data: D,
-        batcher: T,
-    ) -> Result<PretrainSummary>
-    where
-        B: AutodiffBackend<Device = Dev>,
-        O: TrainObjective<B>,
-        C: Serialize,
-        I: Send + 'static,
-        D: TrainData<I>,
-        T: Batcher<B, I, O::Batch> + 'static,
-    {
-        Ok(self.train_keeping(objective, config, data, batcher)?.0)
-    }
-
-    /// [`Self::train`], also returning the trained objective.
-    fn train_keeping<B, O, C, I, D, T>(
         self,
         objective: O,
         config: &C,

@@ -52,6 +52,21 @@ fn builtin_recipes_parse_and_name_valid_presets() {
     }
 }
 
+/// Evaluations at one label budget, one seed, fine-tuning for two steps: fast checks that a
+/// path runs.
+fn quick_evaluate(strategies: Vec<Strategy>, labels_per_class: usize) -> EvaluateSpec {
+    let mut settings = pretrain::finetune::StrategySettings::default();
+    settings.finetune.train.steps = 2;
+    EvaluateSpec {
+        strategies,
+        labels_per_class: vec![labels_per_class],
+        all_labels: false,
+        seeds: 1,
+        settings,
+        ..EvaluateSpec::default()
+    }
+}
+
 /// The error of pre-training `recipe` into `out`, which must fail.
 fn refused(recipe: &Recipe, out: &std::path::Path) -> String {
     let options = PretrainOptions {
@@ -131,18 +146,7 @@ fn contrastive_and_masked_recipes_run_on_the_shipped_sample() {
         let summary = quiet_run(&recipe, dir.path());
         assert!(summary.finished, "{name}");
         assert!(summary.loss_start_end.1.is_finite(), "{name}: {summary:?}");
-        let evaluate = EvaluateSpec {
-            strategies: vec![Strategy::Knn, Strategy::Full],
-            labels_per_class: vec![2],
-            all_labels: false,
-            seeds: 1,
-            settings: {
-                let mut s = pretrain::finetune::StrategySettings::default();
-                s.finetune.train.steps = 2;
-                s
-            },
-            ..EvaluateSpec::default()
-        };
+        let evaluate = quick_evaluate(vec![Strategy::Knn, Strategy::Full], 2);
         let options = FinetuneOptions {
             from: Some(dir.path().to_path_buf()),
             out: dir.path().join("finetune"),
@@ -233,18 +237,7 @@ fn text_recipe_pretrains_with_its_own_tokenizer_and_fine_tunes() {
     let tokenized = |t| pretrain_recipes::data::tokenize(&texts, t, &recipe.data).unwrap();
     assert_eq!(tokenized(&saved).test, tokenized(&retrained).test);
 
-    let evaluate = EvaluateSpec {
-        strategies: vec![Strategy::LinearProbe, Strategy::Full],
-        labels_per_class: vec![3],
-        all_labels: false,
-        seeds: 1,
-        settings: {
-            let mut s = pretrain::finetune::StrategySettings::default();
-            s.finetune.train.steps = 2;
-            s
-        },
-        ..EvaluateSpec::default()
-    };
+    let evaluate = quick_evaluate(vec![Strategy::LinearProbe, Strategy::Full], 3);
     for from in [Some(dir.path().to_path_buf()), None] {
         let options = FinetuneOptions {
             from,
@@ -497,23 +490,15 @@ fn a_causal_lm_run_is_probed_and_fine_tuned_as_a_text_encoder() {
     recipe.train.steps = 4;
     let summary = quiet_run(&recipe, dir.path());
     assert!(summary.finished, "{summary:?}");
-    let evaluate = EvaluateSpec {
-        strategies: vec![
+    let evaluate = quick_evaluate(
+        vec![
             Strategy::LinearProbe,
             Strategy::Knn,
             Strategy::Full,
             Strategy::Partial,
         ],
-        labels_per_class: vec![3],
-        all_labels: false,
-        seeds: 1,
-        settings: {
-            let mut s = pretrain::finetune::StrategySettings::default();
-            s.finetune.train.steps = 2;
-            s
-        },
-        ..EvaluateSpec::default()
-    };
+        3,
+    );
     let options = FinetuneOptions {
         from: Some(dir.path().to_path_buf()),
         out: dir.path().join("finetune"),
