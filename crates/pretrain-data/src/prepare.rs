@@ -12,7 +12,7 @@ use crate::data_source::{DataSource, Modality};
 use crate::error::{DataError, Result};
 use crate::shards::{
     FORMAT, ImageShardBuffer, MANIFEST_FILE, Manifest, ShardKind, ShardWriter, TOKENIZER_FILE,
-    TokenShardBuffer,
+    TokenShardBuffer, unreadable,
 };
 use crate::tokenizer::{TextTokenizer, TokenizerTrainConfig};
 
@@ -404,7 +404,8 @@ pub fn replicate(src: &Path, out: &Path, copies: usize, shard_bytes: usize) -> R
             let mut buffer = ImageShardBuffer::new(shape);
             for _ in 0..copies {
                 for i in 0..shards.len() {
-                    buffer.push(&shards.get(i).expect("index below len"));
+                    let item = shards.get(i).ok_or_else(|| unreadable(src, i))?;
+                    buffer.push(&item);
                     read += 1;
                     if buffer.items == per_shard {
                         writer.write_shard(buffer.finish(), per_shard, 0, 0, read)?;
@@ -428,7 +429,7 @@ pub fn replicate(src: &Path, out: &Path, copies: usize, shard_bytes: usize) -> R
             let bytes_per_token = shards.bytes_per_token();
             for _ in 0..copies {
                 for i in 0..shards.len() {
-                    let doc = shards.get(i).expect("index below len");
+                    let doc = shards.get(i).ok_or_else(|| unreadable(src, i))?;
                     buffer.push(&doc.ids, doc.label);
                     buffer.text_bytes += (doc.ids.len() as f64 * bytes_per_token).round() as usize;
                     read += 1;

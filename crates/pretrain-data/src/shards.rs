@@ -314,6 +314,7 @@ fn check_header(
 /// Image shards read in place: a `Dataset<ImageItem>` whose items are read from the
 /// shard files on access.
 pub struct ImageShards {
+    dir: PathBuf,
     manifest: Manifest,
     shape: [usize; 3],
     shards: Vec<ShardFile>,
@@ -366,6 +367,7 @@ impl ImageShards {
             Ok(())
         })?;
         Ok(Self {
+            dir: dir.to_path_buf(),
             manifest,
             shape,
             shards,
@@ -390,8 +392,9 @@ impl ImageShards {
             len: Some(len),
             classes,
             items: Box::new((start..len).map(move |i| {
-                let item = self.get(i).expect("index below len");
-                (format!("shard item {i}"), Ok(item))
+                let name = format!("shard item {i}");
+                let item = self.get(i).ok_or_else(|| unreadable(&self.dir, i));
+                (name, item)
             })),
         })
     }
@@ -418,6 +421,15 @@ impl Dataset<ImageItem> for ImageShards {
 
     fn len(&self) -> usize {
         self.manifest.items
+    }
+}
+
+/// The error of an item that could not be read from verified shards (a file changed or
+/// removed after opening).
+pub(crate) fn unreadable(dir: &Path, index: usize) -> DataError {
+    DataError::Shard {
+        path: dir.to_path_buf(),
+        message: format!("item {index} could not be read: a shard changed after it was opened"),
     }
 }
 
