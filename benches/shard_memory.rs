@@ -87,6 +87,29 @@ fn measure(args: &Args, recipe: &Recipe, name: &str) -> Result<(u64, f64)> {
     Ok((kib, seconds))
 }
 
+/// `recipe` pre-trained over the shards in `shards` (run `name`), measured, as a table row.
+fn row(
+    args: &Args,
+    recipe: &mut Recipe,
+    shards: PathBuf,
+    name: &str,
+    data: &str,
+) -> Result<serde_json::Value> {
+    let manifest = Manifest::read(&shards)?;
+    recipe.data.source = Some(DataSource::Shards { path: shards });
+    let (kib, seconds) = measure(args, recipe, name)?;
+    Ok(serde_json::json!({
+        "data": data,
+        "items": manifest.items,
+        "tokens": manifest.tokens,
+        "shard_bytes": manifest.shards.iter().map(|s| s.bytes).sum::<u64>(),
+        "recipe": recipe.name,
+        "steps": args.steps,
+        "peak_rss_mib": kib as f64 / 1024.0,
+        "seconds": seconds,
+    }))
+}
+
 fn main() -> Result<()> {
     let mut args = args()?;
     std::fs::create_dir_all(&args.out)?;
@@ -117,18 +140,14 @@ fn main() -> Result<()> {
             replicated(&x1, &out, copies)?;
             out
         };
-        let manifest = Manifest::read(&shards)?;
-        recipe.data.source = Some(DataSource::Shards { path: shards });
-        let (kib, seconds) = measure(&args, &recipe, &format!("images-x{copies}"))?;
-        rows.push(serde_json::json!({
-            "data": format!("Fashion-MNIST train x{copies}"),
-            "items": manifest.items,
-            "shard_bytes": manifest.shards.iter().map(|s| s.bytes).sum::<u64>(),
-            "recipe": "simclr-fashion-mnist",
-            "steps": args.steps,
-            "peak_rss_mib": kib as f64 / 1024.0,
-            "seconds": seconds,
-        }));
+        let data = format!("Fashion-MNIST train x{copies}");
+        rows.push(row(
+            &args,
+            &mut recipe,
+            shards,
+            &format!("images-x{copies}"),
+            &data,
+        )?);
     }
 
     let text = DataSource::Text {
@@ -152,19 +171,14 @@ fn main() -> Result<()> {
         (copies, args.out.join(format!("tokens-x{copies}"))),
     ] {
         replicated(&t1, &shards, copies)?;
-        let manifest = Manifest::read(&shards)?;
-        recipe.data.source = Some(DataSource::Shards { path: shards });
-        let (kib, seconds) = measure(&args, &recipe, &format!("tokens-x{copies}"))?;
-        rows.push(serde_json::json!({
-            "data": format!("Moby Dick sample x{copies} (tokens)"),
-            "items": manifest.items,
-            "tokens": manifest.tokens,
-            "shard_bytes": manifest.shards.iter().map(|s| s.bytes).sum::<u64>(),
-            "recipe": "mlm-text",
-            "steps": args.steps,
-            "peak_rss_mib": kib as f64 / 1024.0,
-            "seconds": seconds,
-        }));
+        let data = format!("Moby Dick sample x{copies} (tokens)");
+        rows.push(row(
+            &args,
+            &mut recipe,
+            shards,
+            &format!("tokens-x{copies}"),
+            &data,
+        )?);
     }
 
     let mut table = String::from(
