@@ -11,12 +11,14 @@
 //! - [`peft`]: bottleneck adapters and LoRA (merge, unmerge, adapter-only checkpoints);
 //! - [`params`]: freezing, trainable-parameter counts, parameter depths;
 //! - [`evaluate`]: few-label subsets over several seeds, and a [`FinetuneReport`] per run;
-//! - [`metrics`]: accuracy, macro-F1, confusion matrix.
+//! - [`metrics`]: accuracy, macro-F1, confusion matrix;
+//! - [`few_shot`]: zero- and few-shot classification by prompting a causal LM.
 
 pub mod backbone;
 pub mod classifier;
 pub mod error;
 pub mod evaluate;
+pub mod few_shot;
 pub mod finetune;
 pub mod knn;
 pub mod metrics;
@@ -35,6 +37,7 @@ pub use evaluate::{
     FrozenFeatures, LabeledTask, Strategy, StrategySettings, evaluate_finetune, evaluate_frozen,
     predict,
 };
+pub use few_shot::{FewShotConfig, FewShotReport, FewShotRow, evaluate_few_shot};
 pub use finetune::{FinetuneSettings, FreezeSpec, Trainable, prepare_classifier, train_classifier};
 pub use knn::{KnnConfig, knn_predict};
 pub use metrics::{ClassificationReport, MetricsError};
