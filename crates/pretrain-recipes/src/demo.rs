@@ -8,8 +8,11 @@
 //! Text recipes (masked language modeling) run beside them on their labeled text set: the
 //! pre-trained transformer fine-tuned, probed and kNN-classified, against the same transformer
 //! randomly initialized (probe) and trained from scratch, at the recipe's `[evaluate]` budgets.
-//! Writes `report.json`, `report.md` and PNG plots, and checks the accuracy bars the project
-//! sets itself.
+//! Causal-LM recipes (objective `clm`) are measured as language models instead
+//! ([`crate::demo_causal`]): held-out bits per byte against n-gram baselines, generations,
+//! few-shot prompting.
+//! Writes `report.json`, `report.md` and PNG plots, and checks the bars the project sets
+//! itself.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,6 +31,7 @@ use pretrain::train::Precision;
 use serde::Serialize;
 
 use crate::data;
+use crate::demo_causal::{self, CausalLmResult};
 use crate::error::{RecipeError, Result};
 use crate::finetune::{FinetuneOptions, run_finetune};
 use crate::plots;
@@ -38,6 +42,8 @@ use crate::recipe::{EvaluateSpec, Recipe};
 pub const ACCURACY_PLOT: &str = "accuracy_vs_labels.png";
 /// File name of the pre-training loss plot in the demo's output folder.
 pub const LOSS_PLOT: &str = "pretraining_loss.png";
+/// File name of the causal LMs' pre-training loss plot (nats per token).
+pub const CAUSAL_LOSS_PLOT: &str = "causal_lm_loss.png";
 
 /// Settings of the demo.
 #[derive(Debug, Clone)]
@@ -66,6 +72,7 @@ impl Default for DemoConfig {
                 "simclr-fashion-mnist".into(),
                 "mae-fashion-mnist".into(),
                 "mlm-text".into(),
+                "clm-shakespeare".into(),
             ],
             seeds: 3,
             out: PathBuf::from("target/demo"),
@@ -129,6 +136,8 @@ pub struct DemoReport {
     pub pretraining: Vec<PretrainSummary>,
     /// Every comparison row.
     pub results: Vec<DemoResult>,
+    /// Causal-LM recipes: held-out bits per byte, generations, few-shot prompting.
+    pub causal_lm: Vec<CausalLmResult>,
     /// The bars and whether they were cleared.
     pub checks: Vec<Check>,
     /// Wall-clock seconds of the whole demo.
@@ -174,14 +183,22 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     for recipe in &mut recipes {
         if config.quick {
             let text = data::is_text(&recipe.data.dataset);
-            recipe.data.dataset = if text {
-                "spam-sample"
-            } else {
-                "fashion-mnist-sample"
+            let causal = recipe.objective.kind == "clm";
+            recipe.data.dataset = match (text, causal) {
+                (true, true) => "moby-dick-sample",
+                (true, false) => "spam-sample",
+                (false, _) => "fashion-mnist-sample",
             }
             .into();
             if text {
                 recipe.data.max_tokens = Some(32);
+            }
+            if let Some(few_shot) = &mut recipe.few_shot {
+                few_shot.dataset = "spam-sample".into();
+                few_shot.source = None;
+                few_shot.verbalizers = vec![" ham".into(), " spam".into()];
+                few_shot.shots = vec![0, 1];
+                few_shot.seeds = 1;
             }
             recipe.train.steps = 3;
             recipe.train.batch_size = if text { 8 } else { 16 };
@@ -210,6 +227,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     };
     let mut pretraining = Vec::new();
     let mut results = Vec::new();
+    let mut causal_lm = Vec::new();
 
     // Raw pixels: logistic regression on normalized pixels (the floor any encoder must beat).
     if let Some(first) = recipes
@@ -238,7 +256,18 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
             quiet: config.quiet,
             ..PretrainOptions::default()
         };
-        pretraining.push(run_pretrain(recipe, config.backend, &options)?);
+        let summary = run_pretrain(recipe, config.backend, &options)?;
+        let heldout = summary.heldout.clone();
+        pretraining.push(summary);
+        if recipe.objective.kind == "clm" {
+            causal_lm.push(demo_causal::evaluate_causal(
+                recipe,
+                &run_dir,
+                heldout,
+                config.backend,
+            )?);
+            continue;
+        }
         let pretrained = Some(run_dir.clone());
         for (from, strategies, methods, frozen) in [
             (
@@ -300,7 +329,8 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
             }
         }
     }
-    let checks = checks(&results, image_dataset.as_deref());
+    let mut checks = checks(&results, image_dataset.as_deref());
+    checks.extend(demo_causal::checks(&causal_lm));
     let report = DemoReport {
         backend: config.backend.name().to_string(),
         quick: config.quick,
@@ -308,6 +338,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
         recipes,
         pretraining,
         results,
+        causal_lm,
         checks,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -329,12 +360,18 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
             .collect();
         plots::accuracy_vs_labels(&rows, &config.out.join(accuracy_plot(dataset)))?;
     }
-    let runs: Vec<(String, &std::path::Path)> = report
+    // Causal LMs (nats per token) get their own plot.
+    let (causal, others): (Vec<_>, Vec<_>) = report
         .pretraining
         .iter()
         .map(|p| (p.recipe.clone(), p.run_dir.as_path()))
-        .collect();
-    plots::loss_curves(&runs, 20, &config.out.join(LOSS_PLOT))?;
+        .partition(|(name, _)| report.causal_lm.iter().any(|c| &c.recipe == name));
+    if !others.is_empty() {
+        plots::loss_curves(&others, 20, &config.out.join(LOSS_PLOT))?;
+    }
+    if !causal.is_empty() {
+        plots::loss_curves(&causal, 20, &config.out.join(CAUSAL_LOSS_PLOT))?;
+    }
     Ok(report)
 }
 
@@ -600,6 +637,10 @@ pub fn markdown(report: &DemoReport) -> String {
             p.recipe, p.steps_done, p.seconds, p.loss_start_end.0, p.loss_start_end.1
         );
     }
+    if !report.causal_lm.is_empty() {
+        out += &format!("\nCausal LMs' loss (nats per token): `{CAUSAL_LOSS_PLOT}`.\n");
+    }
+    out += &demo_causal::markdown(&report.causal_lm);
     out
 }
 
@@ -763,6 +804,7 @@ mod tests {
             recipes: vec![],
             pretraining: vec![],
             results,
+            causal_lm: vec![],
             checks,
             seconds: 1.0,
         };

@@ -3,15 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use pretrain::backend::{BackendKind, BackendTask};
-use pretrain::burn::tensor::backend::AutodiffBackend;
+use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::data::tokenizer::TextTokenizer;
-use pretrain::models::{SamplingConfig, generate, load_safetensors};
+use pretrain::models::{Gpt, GptConfig, SamplingConfig, generate, load_safetensors};
 use pretrain::train::Precision;
 
 use crate::data::TOKENIZER_FILE;
 use crate::error::{RecipeError, Result};
 use crate::models::{self, DataInputs, ModelConfig, TextInputs};
 use crate::pretrain::encoder_weights;
+use crate::recipe::Recipe;
 use crate::recipe_of_run;
 
 /// What to generate.
@@ -40,6 +41,78 @@ pub struct Generated {
     pub seconds: f64,
 }
 
+/// A causal-LM run directory opened: its recipe, tokenizer and the decoder's configuration;
+/// [`DecoderRun::load`] reads the weights. `generate` and few-shot prompting start here.
+pub struct DecoderRun {
+    /// The recipe the run was trained with.
+    pub recipe: Recipe,
+    /// The run's tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// The decoder's configuration.
+    pub config: GptConfig,
+    weights: PathBuf,
+}
+
+impl DecoderRun {
+    /// Opens `run_dir`, refusing (for `command`'s messages) a run that is not a finished causal
+    /// language model.
+    pub fn open(run_dir: &Path, command: &'static str) -> Result<Self> {
+        let recipe = recipe_of_run(run_dir)?;
+        if recipe.objective.kind != "clm" {
+            return Err(RecipeError::option(
+                command,
+                format!(
+                    "{} is a {} run, not a causal language model (objective clm)",
+                    run_dir.display(),
+                    recipe.objective.kind
+                ),
+            ));
+        }
+        let tokenizer = TextTokenizer::from_file(&run_dir.join(TOKENIZER_FILE))?;
+        let weights = encoder_weights(run_dir);
+        if !weights.is_file() {
+            return Err(RecipeError::io(
+                &weights,
+                "missing: the run has not finished (resume it with --resume)",
+            ));
+        }
+        let inputs = TextInputs {
+            vocab_size: tokenizer.vocab_size(),
+            max_tokens: recipe.data.max_tokens(),
+        };
+        let ModelConfig::Decoder(config) =
+            models::resolve(&recipe.model, DataInputs::Text(inputs))?
+        else {
+            return Err(RecipeError::field(
+                "model.preset",
+                "a causal-LM run has a GPT preset",
+            ));
+        };
+        Ok(Self {
+            recipe,
+            tokenizer,
+            config,
+            weights,
+        })
+    }
+
+    /// The trained decoder. A tokenizer of another vocabulary than the weights' fails here,
+    /// naming the shapes.
+    pub fn load<B: Backend>(&self, device: &B::Device) -> Result<Gpt<B>> {
+        let model = self.config.init::<B>(device)?;
+        load_safetensors(model, &self.weights).map_err(|e| {
+            RecipeError::io(
+                &self.weights,
+                format!(
+                    "{e} (is the run's {TOKENIZER_FILE}, with {} tokens, the one it was \
+                     trained with?)",
+                    self.tokenizer.vocab_size()
+                ),
+            )
+        })
+    }
+}
+
 /// Generates from the run in `options.run_dir`, calling `on_text` with each new piece of text
 /// as it is decoded. Generation ends at the end-of-text token, a stop string or `max_tokens`.
 pub fn run_generate(
@@ -47,40 +120,9 @@ pub fn run_generate(
     backend: BackendKind,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generated> {
-    let recipe = recipe_of_run(&options.run_dir)?;
-    if recipe.objective.kind != "clm" {
-        return Err(RecipeError::option(
-            "generate",
-            format!(
-                "{} is a {} run, not a causal language model (objective clm)",
-                options.run_dir.display(),
-                recipe.objective.kind
-            ),
-        ));
-    }
-    let tokenizer = TextTokenizer::from_file(&options.run_dir.join(TOKENIZER_FILE))?;
-    let weights = encoder_weights(&options.run_dir);
-    if !weights.is_file() {
-        return Err(RecipeError::io(
-            &weights,
-            "missing: the run has not finished (resume it with --resume)",
-        ));
-    }
-    let inputs = TextInputs {
-        vocab_size: tokenizer.vocab_size(),
-        max_tokens: recipe.data.max_tokens(),
-    };
-    let ModelConfig::Decoder(config) = models::resolve(&recipe.model, DataInputs::Text(inputs))?
-    else {
-        return Err(RecipeError::field(
-            "model.preset",
-            "a causal-LM run has a GPT preset",
-        ));
-    };
+    let run = DecoderRun::open(&options.run_dir, "generate")?;
     let job = Job {
-        config,
-        tokenizer: &tokenizer,
-        weights: &weights,
+        run: &run,
         options,
         on_text,
     };
@@ -88,9 +130,7 @@ pub fn run_generate(
 }
 
 struct Job<'a> {
-    config: pretrain::models::GptConfig,
-    tokenizer: &'a TextTokenizer,
-    weights: &'a Path,
+    run: &'a DecoderRun,
     options: &'a GenerateOptions,
     on_text: &'a mut dyn FnMut(&str),
 }
@@ -100,24 +140,12 @@ impl BackendTask for Job<'_> {
 
     fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let Job {
-            config,
-            tokenizer,
-            weights,
+            run,
             options,
             on_text,
         } = self;
-        let model = config.init::<B::InnerBackend>(&device)?;
-        // A tokenizer of another vocabulary than the weights' fails here, naming the shapes.
-        let model = load_safetensors(model, weights).map_err(|e| {
-            RecipeError::io(
-                weights,
-                format!(
-                    "{e} (is the run's {TOKENIZER_FILE}, with {} tokens, the one it was \
-                     trained with?)",
-                    tokenizer.vocab_size()
-                ),
-            )
-        })?;
+        let model = run.load::<B::InnerBackend>(&device)?;
+        let tokenizer = &run.tokenizer;
         let mut prompt = tokenizer.encode_plain_batch(&[options.prompt.as_str()])?;
         let prompt = prompt.pop().unwrap_or_default();
         if prompt.is_empty() {

@@ -10,8 +10,10 @@
 //! - [`pretrain`]: `run_pretrain`, on any compiled backend and precision;
 //! - [`finetune`]: `run_finetune` on a run directory's encoder;
 //! - [`generate`]: `run_generate`, text from a causal-LM run;
+//! - [`few_shot`]: `run_few_shot`, a causal-LM run prompted with labeled examples;
 //! - [`heldout`]: a causal LM's held-out bits per byte beside n-gram baselines;
 //! - [`demo`]: `run_demo`, pre-training then every comparison, `report.json` / `report.md`;
+//!   [`demo_causal`]: its causal-LM section;
 //! - [`plots`]: the demo's PNG plots (accuracy against labels, loss curves);
 //! - [`models`], [`data`]: the presets, and the data (built-in sets or a user's own sources);
 //! - [`prepare`]: what `pretrain data prepare` turns into shards;
@@ -20,7 +22,9 @@
 pub mod bench;
 pub mod data;
 pub mod demo;
+pub mod demo_causal;
 pub mod error;
+pub mod few_shot;
 pub mod finetune;
 pub mod generate;
 pub mod heldout;

@@ -12,6 +12,7 @@ use pretrain::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RecipeError, Result};
+use crate::few_shot::FewShotSpec;
 
 /// The recipes shipped in `recipes/`, compiled in so every binary has them.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -22,6 +23,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "clm-moby-dick",
         include_str!("../../../recipes/clm-moby-dick.toml"),
+    ),
+    (
+        "clm-shakespeare",
+        include_str!("../../../recipes/clm-shakespeare.toml"),
     ),
     (
         "dae-digits",
@@ -65,6 +70,9 @@ pub struct Recipe {
     /// Evaluations run by `finetune` and the demo.
     #[serde(default)]
     pub evaluate: EvaluateSpec,
+    /// Causal LM: few-shot prompting on a labeled text set, run by `finetune` and the demo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub few_shot: Option<FewShotSpec>,
 }
 
 /// Which data, and how it is read: a built-in `dataset` or a user's own `source`.
