@@ -10,7 +10,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::nn::{LayerNormConfig, Linear};
-use burn::tensor::activation::gelu;
+use burn::tensor::activation::gelu_approximate;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -358,8 +358,10 @@ impl<B: Backend> GptBlock<B> {
 
 impl<B: Backend> GptMlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        // GPT-2's GELU is the tanh approximation ("gelu_new"): imported GPT-2 weights then give
+        // the reference logits.
         self.dropout
-            .forward(self.c_proj.forward(gelu(self.c_fc.forward(x))))
+            .forward(self.c_proj.forward(gelu_approximate(self.c_fc.forward(x))))
     }
 }
 

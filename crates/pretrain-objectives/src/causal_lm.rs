@@ -13,7 +13,7 @@ use burn::tensor::{ElementConversion, Int, Tensor};
 use pretrain_data::packed::{CausalBatch, CausalBatcher, TokenWindow};
 use pretrain_models::{Gpt, GptConfig};
 
-use crate::error::{Result, ensure_batch};
+use crate::error::{ObjectiveError, Result, ensure_batch};
 use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 use crate::ops::cross_entropy;
@@ -71,15 +71,38 @@ pub struct CausalLmConfig {
     /// reported).
     #[config(default = 0.0)]
     pub bytes_per_token: f64,
+    /// The end-of-text id that joins packed documents (needed by `mask_document_boundaries`).
+    #[config(default = "None")]
+    pub end_of_text: Option<u32>,
+    /// Leave the predictions made at each end-of-text token out of the loss: the next
+    /// document's first token, which the previous document says nothing about.
+    #[config(default = false)]
+    pub mask_document_boundaries: bool,
 }
 
 impl CausalLmConfig {
     /// Builds the objective.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
+        let boundary = match (self.mask_document_boundaries, self.end_of_text) {
+            (false, _) => -1,
+            (true, Some(id)) if (id as usize) < self.model.vocab_size => i64::from(id),
+            (true, id) => {
+                return Err(ObjectiveError::InvalidConfig {
+                    objective: "causal LM",
+                    field: "end_of_text",
+                    message: format!(
+                        "{id:?} is not a token of the vocabulary of {} (mask_document_boundaries \
+                         needs the id that joins documents)",
+                        self.model.vocab_size
+                    ),
+                });
+            }
+        };
         Ok(CausalLm {
             model: self.model.init(device)?,
             vocab_size: self.model.vocab_size,
             bytes_per_token: self.bytes_per_token,
+            boundary,
         })
     }
 }
@@ -91,6 +114,8 @@ pub struct CausalLm<B: Backend> {
     pub model: Gpt<B>,
     vocab_size: usize,
     bytes_per_token: f64,
+    /// The end-of-text id whose predictions are left out of the loss; -1 for none.
+    boundary: i64,
 }
 
 impl<B: AutodiffBackend> Objective<B> for CausalLm<B> {
@@ -124,10 +149,15 @@ impl<B: AutodiffBackend> Objective<B> for CausalLm<B> {
                 )
             },
         )?;
+        let mut targets = batch.targets;
+        if self.boundary >= 0 {
+            // Negative targets are left out of the cross-entropy.
+            targets = targets.mask_fill(batch.inputs.clone().equal_elem(self.boundary), -100);
+        }
         let hidden = self.model.forward_hidden(batch.inputs, None); // [b, s, d]
         let [b, s, d] = hidden.dims();
         let logits = self.model.logits(hidden.clone()); // [b, s, vocab]
-        let loss = next_token_cross_entropy(logits, batch.targets);
+        let loss = next_token_cross_entropy(logits, targets);
         let mut metrics = loss_and_collapse_metrics(&loss, hidden.reshape([b * s, d]));
         let nats = loss.clone().detach();
         metrics.push_tensor("perplexity", nats.clone().exp());
@@ -199,6 +229,54 @@ mod tests {
         let value = |name: &str| out.metrics.get(name).unwrap();
         assert!((value("perplexity") - loss.exp()).abs() < 1e-3);
         assert!((value("bits_per_byte") - bits_per_byte(loss, 2.0)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn masked_document_boundaries_leave_the_prediction_at_end_of_text_out() {
+        let device = Default::default();
+        let mut objective = CausalLmConfig::new(nano(8))
+            .with_end_of_text(Some(3))
+            .with_mask_document_boundaries(true)
+            .init::<B>(&device)
+            .unwrap();
+        // Token 3 ends a document at position 2: its target starts the next one.
+        let loss = |objective: &CausalLm<B>, first_of_next: i64| -> f64 {
+            let inputs = vec![1, 2, 3, 5];
+            let targets = vec![2, 3, first_of_next, 6];
+            let out = objective
+                .forward_step(batch(inputs, targets, [1, 4]))
+                .unwrap();
+            out.loss.into_scalar().elem()
+        };
+        // Masked, the next document's first token does not count: the loss is the mean over
+        // the other three targets.
+        let masked = loss(&objective, 5);
+        assert_eq!(masked, loss(&objective, 9));
+        let logits = objective.model.forward(Tensor::from_data(
+            TensorData::new(vec![1i64, 2, 3, 5], [1, 4]),
+            &device,
+        ));
+        let expected: f64 = next_token_cross_entropy(
+            logits,
+            Tensor::from_data(TensorData::new(vec![2i64, 3, -100, 6], [1, 4]), &device),
+        )
+        .into_scalar()
+        .elem();
+        assert!((masked - expected).abs() < 1e-6, "{masked} vs {expected}");
+        // The same model unmasked (not a clone: parameters initialize lazily, and a clone of a
+        // fresh model draws its own).
+        objective.boundary = -1;
+        assert_ne!(loss(&objective, 5), loss(&objective, 9));
+        // Masking needs the end-of-text id, inside the vocabulary.
+        for id in [None, Some(11)] {
+            let err = CausalLmConfig::new(nano(8))
+                .with_end_of_text(id)
+                .with_mask_document_boundaries(true)
+                .init::<B>(&device)
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("end_of_text"), "{err}");
+        }
     }
 
     #[test]

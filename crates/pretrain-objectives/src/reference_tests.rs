@@ -7,6 +7,11 @@
 //! Values must match to 1e-5 relative to `max(1, |reference|)`; gradients to the same
 //! tolerance relative to the largest gradient entry. Central finite differences (f32, step
 //! 1e-2) must agree with autodiff to `2e-3 + 2e-2 |grad|`.
+//!
+//! `fixtures/reference_gpt.json` (`tools/reference/gpt.py`) holds a tiny GPT-2's weights
+//! (learned and rotary positions), token windows, logits, the causal-LM loss with and without
+//! document-boundary masking, and the token embedding's gradient: the `Gpt` loaded with those
+//! weights must match them to 1e-5.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -283,4 +288,141 @@ fn perfect_encoders_reach_the_analytic_minimum() {
     assert!(vicreg.abs() < 1e-6, "{vicreg}");
     assert!(scalar(byol_loss(z.clone(), z.clone())).abs() < 1e-6);
     assert!((scalar(negative_cosine(z.clone(), z)) + 1.0).abs() < 1e-6);
+}
+
+/// `tools/reference/gpt.py`: a tiny GPT-2 (learned and rotary positions) in PyTorch.
+const GPT_FIXTURE: &str = include_str!("../fixtures/reference_gpt.json");
+
+fn floats(value: &Value) -> (Vec<f32>, Vec<usize>) {
+    let list = |v: &Value| v.as_array().unwrap().clone();
+    let data = list(&value["data"])
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let shape = list(&value["shape"])
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    (data, shape)
+}
+
+fn expect_close(what: &str, actual: &[f32], reference: &[f32]) {
+    assert_eq!(actual.len(), reference.len(), "{what}");
+    let scale = reference.iter().fold(1f32, |m, v| m.max(v.abs()));
+    for (i, (a, r)) in actual.iter().zip(reference).enumerate() {
+        assert!(
+            (a - r).abs() <= 1e-5 * scale,
+            "{what}[{i}]: {a} vs PyTorch {r}"
+        );
+    }
+}
+
+#[test]
+fn gpt_logits_loss_and_gradient_match_pytorch() {
+    use crate::{CausalLm, CausalLmConfig, Objective};
+    use pretrain_data::packed::CausalBatch;
+    use pretrain_models::{GptConfig, GptPositions, load_safetensors_bytes};
+    use safetensors::tensor::{Dtype, TensorView};
+
+    let fixture: Value = serde_json::from_str(GPT_FIXTURE).unwrap();
+    let device = Default::default();
+    for case in fixture["cases"].as_array().unwrap() {
+        let positions = case["positions"].as_str().unwrap();
+        let n = |key: &str| case["config"][key].as_u64().unwrap() as usize;
+        let gpt = GptConfig::new(
+            n("vocab_size"),
+            n("block_size"),
+            n("n_layer"),
+            n("n_head"),
+            n("d_model"),
+        )
+        .with_positions(match positions {
+            "rope" => GptPositions::Rope,
+            _ => GptPositions::Learned,
+        });
+        // The fixture's weights, under pretrain's names, as a safetensors file.
+        let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = case["weights"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, value)| {
+                let (data, shape) = floats(value);
+                let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name.clone(), bytes, shape)
+            })
+            .collect();
+        let views = tensors.iter().map(|(name, bytes, shape)| {
+            (
+                name.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes).unwrap(),
+            )
+        });
+        let bytes = safetensors::serialize(views, None).unwrap();
+        let objective = |mask: bool| -> CausalLm<Ad> {
+            let mut objective = CausalLmConfig::new(gpt.clone())
+                .with_end_of_text(Some(n("end_of_text") as u32))
+                .with_mask_document_boundaries(mask)
+                .init::<Ad>(&device)
+                .unwrap();
+            objective.model = load_safetensors_bytes(
+                objective.model,
+                bytes.clone(),
+                std::path::Path::new("reference_gpt.json"),
+            )
+            .unwrap();
+            objective
+        };
+        let ints = |key: &str| -> Tensor<Ad, 2, Int> {
+            let shape: Vec<usize> = case["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            let data: Vec<i64> = case[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            Tensor::from_data(TensorData::new(data, shape), &device)
+        };
+        let batch = || CausalBatch {
+            inputs: ints("inputs"),
+            targets: ints("targets"),
+        };
+        let what = |name: &str| format!("GPT ({positions} positions) {name}");
+
+        let plain = objective(false);
+        let logits: Vec<f32> = plain
+            .model
+            .forward(ints("inputs"))
+            .into_data()
+            .to_vec()
+            .unwrap();
+        expect_close(&what("logits"), &logits, &floats(&case["logits"]).0);
+        for (objective, key) in [(&plain, "loss"), (&objective(true), "masked_loss")] {
+            let loss = objective.forward_step(batch()).unwrap().loss;
+            let reference = case[key].as_f64().unwrap();
+            let actual = scalar(loss.clone());
+            assert!(
+                (actual - reference).abs() <= 1e-5 * reference.max(1.0),
+                "{}: {actual} vs PyTorch {reference}",
+                what(key)
+            );
+            if key == "loss" {
+                let grads = loss.backward();
+                let grad: Vec<f32> = plain
+                    .model
+                    .wte
+                    .weight
+                    .grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .to_vec()
+                    .unwrap();
+                expect_close(&what("d loss / d wte"), &grad, &floats(&case["wte_grad"]).0);
+            }
+        }
+    }
 }

@@ -524,7 +524,9 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
             ));
         };
         let config = apply(
-            &CausalLmConfig::new(gpt).with_bytes_per_token(spans.train_bytes_per_token),
+            &CausalLmConfig::new(gpt)
+                .with_bytes_per_token(spans.train_bytes_per_token)
+                .with_end_of_text(tokenizer.specials().sep),
             &self.recipe.objective.overrides,
             "objective.overrides",
         )?;
