@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use pretrain_data::ImageItem;
 use pretrain_data::batch::{ImageBatch, ImageBatcher, TextBatch, TextBatcher, TokenizedItem};
-use pretrain_models::{Autoencoder, Bert, Gpt, ImageEncoder, TransformerStack};
+use pretrain_models::{AdaptableBlock, Autoencoder, Bert, Gpt, ImageEncoder, TransformerStack};
 
 use crate::error::{FinetuneError, Result};
 
@@ -143,22 +143,40 @@ impl<B: Backend> Backbone<B> {
         }
     }
 
-    /// The transformer blocks, or an error naming `strategy` for encoders without them.
-    pub fn transformer_mut(
+    /// The transformer blocks (ViT, BERT, GPT), or an error naming `strategy` for encoders
+    /// without them.
+    pub fn adaptable_blocks(
         &mut self,
         strategy: &'static str,
-    ) -> Result<&mut dyn TransformerStack<B>> {
+    ) -> Result<Vec<&mut dyn AdaptableBlock<B>>> {
         let architecture = self.architecture();
-        let stack = match self {
-            Self::Image(e) => e.as_transformer_mut(),
-            Self::Autoencoder(_) | Self::Decoder(_) => None,
-            Self::Text(bert) => Some(bert as &mut dyn TransformerStack<B>),
+        let blocks: Option<Vec<&mut dyn AdaptableBlock<B>>> = match self {
+            Self::Image(e) => e.as_transformer_mut().map(|stack| {
+                stack
+                    .blocks_mut()
+                    .iter_mut()
+                    .map(|b| b as &mut dyn AdaptableBlock<B>)
+                    .collect()
+            }),
+            Self::Text(bert) => Some(
+                bert.blocks_mut()
+                    .iter_mut()
+                    .map(|b| b as &mut dyn AdaptableBlock<B>)
+                    .collect(),
+            ),
+            Self::Decoder(gpt) => Some(
+                gpt.h
+                    .iter_mut()
+                    .map(|b| b as &mut dyn AdaptableBlock<B>)
+                    .collect(),
+            ),
+            Self::Autoencoder(_) => None,
         };
-        stack.ok_or_else(|| FinetuneError::Architecture {
+        blocks.ok_or_else(|| FinetuneError::Architecture {
             strategy,
             architecture,
-            message: "it has no transformer blocks this strategy can edit (ViT and BERT have; \
-                      GPT blocks are not wired to adapters and LoRA yet)"
+            message: "it has no transformer blocks this strategy can edit (ViT, BERT and GPT \
+                      have)"
                 .into(),
         })
     }
@@ -241,5 +259,51 @@ mod tests {
         let images = Inputs::Images(Tensor::zeros([1, 1, 8, 8], &dev));
         let err = backbone.features(images).unwrap_err().to_string();
         assert!(err.contains("a bert encoder cannot read images"), "{err}");
+    }
+
+    #[test]
+    fn lora_and_adapters_on_gpt_blocks_start_as_the_identity_and_share_the_fused_c_attn() {
+        let dev = Default::default();
+        let _guard = seeded(42);
+        let (vocab, d, layers) = (50, 16, 2);
+        let gpt = pretrain_models::GptConfig::new(vocab, 12, layers, 2, d)
+            .init::<B>(&dev)
+            .unwrap();
+        let backbone = Backbone::Decoder(gpt);
+        let ids = Tensor::<B, 2, Int>::from_data([[1, 2, 3, 4, 5, 6], [7, 8, 9, 0, 0, 0]], &dev);
+        let padding = ids.clone().equal_elem(0);
+        let inputs = || Inputs::Tokens {
+            ids: ids.clone(),
+            padding: padding.clone(),
+        };
+        let reference = backbone.features(inputs()).unwrap();
+        let rank = 4;
+        let settings = LoraSettings {
+            rank,
+            ..LoraSettings::default()
+        };
+        let lora = add_lora(backbone.clone(), &settings, &dev).unwrap();
+        let diff: f32 = (lora.features(inputs()).unwrap() - reference.clone())
+            .abs()
+            .max()
+            .into_scalar();
+        assert_eq!(diff, 0.0);
+        // Query and value (the default targets) share c_attn: one update of rank 4 per block.
+        let count = |b: &Backbone<B>| match b {
+            Backbone::Decoder(gpt) => gpt.num_params(),
+            _ => unreachable!(),
+        };
+        assert_eq!(count(&lora) - count(&backbone), layers * rank * (d + 3 * d));
+        let adapted = crate::peft::add_adapters(
+            backbone.clone(),
+            &crate::peft::AdapterSettings { bottleneck: 4 },
+            &dev,
+        )
+        .unwrap();
+        let diff: f32 = (adapted.features(inputs()).unwrap() - reference)
+            .abs()
+            .max()
+            .into_scalar();
+        assert_eq!(diff, 0.0);
     }
 }

@@ -5,53 +5,16 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use pretrain_models::store::{load_safetensors_where, save_safetensors_where};
-use pretrain_models::{AdapterConfig, LoraConfig, Projection, TransformerBlock};
+use pretrain_models::{AdaptableBlock, AdapterConfig, LoraConfig, Projection, ProjectionRole};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::Backbone;
 use crate::classifier::Classifier;
 use crate::error::{FinetuneError, Result};
 
-/// A projection of the transformer block that LoRA can adapt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LoraTarget {
-    /// Attention query projection.
-    Query,
-    /// Attention key projection.
-    Key,
-    /// Attention value projection.
-    Value,
-    /// Attention output projection.
-    Output,
-    /// First feed-forward layer.
-    Fc1,
-    /// Second feed-forward layer.
-    Fc2,
-}
-
-impl LoraTarget {
-    /// Every projection of a transformer block.
-    pub const ALL: [LoraTarget; 6] = [
-        Self::Query,
-        Self::Key,
-        Self::Value,
-        Self::Output,
-        Self::Fc1,
-        Self::Fc2,
-    ];
-
-    fn projection<B: Backend>(self, block: &mut TransformerBlock<B>) -> &mut Projection<B> {
-        match self {
-            Self::Query => &mut block.attn.query,
-            Self::Key => &mut block.attn.key,
-            Self::Value => &mut block.attn.value,
-            Self::Output => &mut block.attn.output,
-            Self::Fc1 => &mut block.mlp.fc1,
-            Self::Fc2 => &mut block.mlp.fc2,
-        }
-    }
-}
+/// A projection of the transformer block that LoRA can adapt (GPT's query, key and value
+/// share its fused `c_attn`: naming any of them adapts it, as PEFT's GPT-2 default does).
+pub type LoraTarget = ProjectionRole;
 
 /// LoRA settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,14 +55,8 @@ impl Default for AdapterSettings {
     }
 }
 
-fn blocks_of<'a, B: Backend>(
-    encoder: &'a mut Backbone<B>,
-    strategy: &'static str,
-) -> Result<&'a mut Vec<TransformerBlock<B>>> {
-    Ok(encoder.transformer_mut(strategy)?.blocks_mut())
-}
-
-/// Adds fresh LoRA updates (identity at init) to the `targets` of every block.
+/// Adds fresh LoRA updates (identity at init) to the `targets` of every block; a layer that
+/// serves several targets (GPT's `c_attn`) gets one update.
 pub fn add_lora<B: Backend>(
     mut encoder: Backbone<B>,
     settings: &LoraSettings,
@@ -116,12 +73,31 @@ pub fn add_lora<B: Backend>(
         .with_alpha(settings.alpha)
         .with_dropout(settings.dropout);
     config.validate()?;
-    for block in blocks_of(&mut encoder, "LoRA")?.iter_mut() {
-        for &target in &settings.targets {
-            target.projection(block).add_lora(&config, device)?;
-        }
+    for block in encoder.adaptable_blocks("LoRA")? {
+        for_each_layer(block, &settings.targets, |projection| {
+            projection.add_lora(&config, device)
+        })?;
     }
     Ok(encoder)
+}
+
+/// Calls `f` once on each distinct layer serving one of `roles` in `block` (layers are told
+/// apart by address: a fused one comes back for several roles).
+fn for_each_layer<B: Backend, E>(
+    block: &mut dyn AdaptableBlock<B>,
+    roles: &[LoraTarget],
+    mut f: impl FnMut(&mut Projection<B>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut done: Vec<*const Projection<B>> = Vec::new();
+    for &role in roles {
+        let projection = block.projection_mut(role);
+        let address = projection as *const Projection<B>;
+        if !done.contains(&address) {
+            done.push(address);
+            f(projection)?;
+        }
+    }
+    Ok(())
 }
 
 /// Inserts fresh adapters (identity at init) after the attention and MLP sublayers of every
@@ -132,7 +108,7 @@ pub fn add_adapters<B: Backend>(
     device: &B::Device,
 ) -> Result<Backbone<B>> {
     let config = AdapterConfig::new().with_bottleneck(settings.bottleneck);
-    for block in blocks_of(&mut encoder, "adapters")?.iter_mut() {
+    for block in encoder.adaptable_blocks("adapters")? {
         block.add_adapters(&config, device)?;
     }
     Ok(encoder)
@@ -142,11 +118,12 @@ fn map_projections<B: Backend>(
     mut encoder: Backbone<B>,
     f: impl Fn(&mut Projection<B>),
 ) -> Backbone<B> {
-    if let Ok(stack) = encoder.transformer_mut("LoRA") {
-        for block in stack.blocks_mut().iter_mut() {
-            for target in LoraTarget::ALL {
-                f(target.projection(block));
-            }
+    if let Ok(blocks) = encoder.adaptable_blocks("LoRA") {
+        for block in blocks {
+            let Ok(()) = for_each_layer(block, &LoraTarget::ALL, |projection| {
+                f(projection);
+                Ok::<(), std::convert::Infallible>(())
+            });
         }
     }
     encoder

@@ -12,6 +12,8 @@ use crate::drop_path::{DropPath, linear_drop_path_rates};
 use crate::error::{Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::Mlp;
+use crate::projection::Projection;
+use serde::{Deserialize, Serialize};
 
 /// Configuration of one transformer block.
 #[derive(Config, Debug)]
@@ -161,6 +163,65 @@ impl<B: Backend> TransformerBlock<B> {
     /// Sets the stochastic-depth probability of the residual branches.
     pub fn set_drop_path(&mut self, prob: f64) {
         self.drop_path = DropPath::new(prob);
+    }
+}
+
+/// The linear layers of a transformer block by role, as LoRA names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProjectionRole {
+    /// Attention query projection.
+    Query,
+    /// Attention key projection.
+    Key,
+    /// Attention value projection.
+    Value,
+    /// Attention output projection.
+    Output,
+    /// First feed-forward layer.
+    Fc1,
+    /// Second feed-forward layer.
+    Fc2,
+}
+
+impl ProjectionRole {
+    /// Every role.
+    pub const ALL: [ProjectionRole; 6] = [
+        Self::Query,
+        Self::Key,
+        Self::Value,
+        Self::Output,
+        Self::Fc1,
+        Self::Fc2,
+    ];
+}
+
+/// A transformer block parameter-efficient fine-tuning can edit: its projections (for LoRA)
+/// and adapters after its sublayers.
+pub trait AdaptableBlock<B: Backend> {
+    /// The layer doing `role`'s work; a fused layer serves several roles (GPT's `c_attn` is
+    /// the query, key and value projection).
+    fn projection_mut(&mut self, role: ProjectionRole) -> &mut Projection<B>;
+
+    /// Inserts fresh adapters after the attention and feed-forward sublayers (identity at
+    /// init).
+    fn add_adapters(&mut self, config: &AdapterConfig, device: &B::Device) -> Result<()>;
+}
+
+impl<B: Backend> AdaptableBlock<B> for TransformerBlock<B> {
+    fn projection_mut(&mut self, role: ProjectionRole) -> &mut Projection<B> {
+        match role {
+            ProjectionRole::Query => &mut self.attn.query,
+            ProjectionRole::Key => &mut self.attn.key,
+            ProjectionRole::Value => &mut self.attn.value,
+            ProjectionRole::Output => &mut self.attn.output,
+            ProjectionRole::Fc1 => &mut self.mlp.fc1,
+            ProjectionRole::Fc2 => &mut self.mlp.fc2,
+        }
+    }
+
+    fn add_adapters(&mut self, config: &AdapterConfig, device: &B::Device) -> Result<()> {
+        TransformerBlock::add_adapters(self, config, device)
     }
 }
 

@@ -15,10 +15,13 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::adapter::{Adapter, AdapterConfig};
 use crate::attention::{attend, split_heads};
+use crate::block::{AdaptableBlock, ProjectionRole};
 use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::scaled_linear;
+use crate::projection::Projection;
 
 /// How a GPT knows token positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,8 +143,8 @@ impl GptConfig {
             .map(|_| GptBlock {
                 ln_1: norm(),
                 attn: CausalSelfAttention {
-                    c_attn: linear(d, 3 * d, 1.0),
-                    c_proj: linear(d, d, residual_scale),
+                    c_attn: linear(d, 3 * d, 1.0).into(),
+                    c_proj: linear(d, d, residual_scale).into(),
                     attn_dropout: dropout(),
                     resid_dropout: dropout(),
                     n_head: self.n_head,
@@ -149,10 +152,12 @@ impl GptConfig {
                 },
                 ln_2: norm(),
                 mlp: GptMlp {
-                    c_fc: linear(d, 4 * d, 1.0),
-                    c_proj: linear(4 * d, d, residual_scale),
+                    c_fc: linear(d, 4 * d, 1.0).into(),
+                    c_proj: linear(4 * d, d, residual_scale).into(),
                     dropout: dropout(),
                 },
+                attn_adapter: None,
+                mlp_adapter: None,
             })
             .collect();
         Ok(Gpt {
@@ -226,6 +231,10 @@ pub struct GptBlock<B: Backend> {
     pub ln_2: LayerNorm<B>,
     /// Feed-forward network.
     pub mlp: GptMlp<B>,
+    /// Adapter on the attention output, before the residual sum (fine-tuning).
+    pub attn_adapter: Option<Adapter<B>>,
+    /// Adapter on the feed-forward output, before the residual sum (fine-tuning).
+    pub mlp_adapter: Option<Adapter<B>>,
 }
 
 /// Multi-head causal self-attention with GPT-2's fused `c_attn` (query, key, value) and output
@@ -233,9 +242,9 @@ pub struct GptBlock<B: Backend> {
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention<B: Backend> {
     /// `d_model -> 3 d_model`: queries, keys, values.
-    pub c_attn: Linear<B>,
+    pub c_attn: Projection<B>,
     /// `d_model -> d_model`, into the residual stream.
-    pub c_proj: Linear<B>,
+    pub c_proj: Projection<B>,
     attn_dropout: Dropout,
     resid_dropout: Dropout,
     n_head: usize,
@@ -246,9 +255,9 @@ pub struct CausalSelfAttention<B: Backend> {
 #[derive(Module, Debug)]
 pub struct GptMlp<B: Backend> {
     /// `d_model -> 4 d_model`.
-    pub c_fc: Linear<B>,
+    pub c_fc: Projection<B>,
     /// `4 d_model -> d_model`, into the residual stream.
-    pub c_proj: Linear<B>,
+    pub c_proj: Projection<B>,
     dropout: Dropout,
 }
 
@@ -351,8 +360,36 @@ impl<B: Backend> GptBlock<B> {
         offset: usize,
         past: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), offset, past);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let adapted = |adapter: &Option<Adapter<B>>, out: Tensor<B, 3>| match adapter {
+            Some(adapter) => adapter.forward(out),
+            None => out,
+        };
+        let attn = self
+            .attn
+            .forward(self.ln_1.forward(x.clone()), offset, past);
+        let x = x + adapted(&self.attn_adapter, attn);
+        let mlp = self.mlp.forward(self.ln_2.forward(x.clone()));
+        x + adapted(&self.mlp_adapter, mlp)
+    }
+}
+
+impl<B: Backend> AdaptableBlock<B> for GptBlock<B> {
+    fn projection_mut(&mut self, role: ProjectionRole) -> &mut Projection<B> {
+        match role {
+            ProjectionRole::Query | ProjectionRole::Key | ProjectionRole::Value => {
+                &mut self.attn.c_attn
+            }
+            ProjectionRole::Output => &mut self.attn.c_proj,
+            ProjectionRole::Fc1 => &mut self.mlp.c_fc,
+            ProjectionRole::Fc2 => &mut self.mlp.c_proj,
+        }
+    }
+
+    fn add_adapters(&mut self, config: &AdapterConfig, device: &B::Device) -> Result<()> {
+        let d = self.attn.c_proj.d_out();
+        self.attn_adapter = Some(config.init(d, device)?);
+        self.mlp_adapter = Some(config.init(d, device)?);
+        Ok(())
     }
 }
 

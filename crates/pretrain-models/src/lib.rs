@@ -54,7 +54,9 @@ pub use autoencoder::{
 };
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use bert::{Bert, BertConfig};
-pub use block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
+pub use block::{
+    AdaptableBlock, ProjectionRole, TransformerBlock, TransformerBlockConfig, TransformerStack,
+};
 pub use cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
 pub use drop_path::{DropPath, linear_drop_path_rates};
 pub use encoder::{Autoencoder, AutoencoderConfig, ImageEncoder, ImageEncoderConfig};
