@@ -114,18 +114,9 @@ pub fn finetune(
             report.queries,
             100.0 * report.majority
         );
-        println!(
-            "{:>6} {:>12} {:>10} {:>8}",
-            "shots", "text tokens", "accuracy", "std"
-        );
+        println!("{:>6} {:>12}  accuracy (%)", "shots", "text tokens");
         for row in &report.rows {
-            println!(
-                "{:>6} {:>12} {:>9.2}% {:>7.2}",
-                row.shots,
-                row.text_tokens,
-                100.0 * row.accuracy_mean,
-                100.0 * row.accuracy_std
-            );
+            println!("{:>6} {:>12}  {}", row.shots, row.text_tokens, row.cell());
         }
         println!("Report written to {}", out.join(FEW_SHOT_FILE).display());
         return Ok(());

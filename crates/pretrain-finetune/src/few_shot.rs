@@ -54,14 +54,31 @@ pub struct FewShotConfig {
 pub struct FewShotRow {
     /// In-context examples per query.
     pub shots: usize,
-    /// Tokens of each text (examples and query) the context held at most.
+    /// Tokens of each text (examples and query) the context held at most (0 when the
+    /// examples do not fit).
     pub text_tokens: usize,
-    /// Accuracy per seed, in the order of [`FewShotConfig::seeds`] (one value for k = 0).
+    /// Accuracy per seed, in the order of [`FewShotConfig::seeds`] (one value for k = 0, none
+    /// when the examples do not fit).
     pub accuracies: Vec<f64>,
     /// Mean accuracy over the seeds.
-    pub accuracy_mean: f64,
+    pub accuracy_mean: Option<f64>,
     /// Sample standard deviation over the seeds (0 for one).
-    pub accuracy_std: f64,
+    pub accuracy_std: Option<f64>,
+    /// Why the row was not scored: `k` examples with their template and verbalizers leave
+    /// no room for text in the model's context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub does_not_fit: Option<String>,
+}
+
+impl FewShotRow {
+    /// The accuracy as `"mean ± std"` in percent, or why the row was not scored.
+    pub fn cell(&self) -> String {
+        match (self.accuracy_mean, self.accuracy_std, &self.does_not_fit) {
+            (Some(mean), Some(std), _) => format!("{:.1} ± {:.1}", 100.0 * mean, 100.0 * std),
+            (_, _, Some(why)) => format!("not scored: {why}"),
+            _ => "-".into(),
+        }
+    }
 }
 
 /// A few-shot evaluation (serde JSON).
@@ -217,14 +234,19 @@ pub fn evaluate_few_shot<B: Backend>(
             + longest_verbalizer;
         let text_tokens = model.block_size().saturating_sub(fixed) / (k + 1);
         if text_tokens == 0 {
-            return Err(config_err(
-                "shots",
-                format!(
+            rows.push(FewShotRow {
+                shots: k,
+                text_tokens,
+                accuracies: Vec::new(),
+                accuracy_mean: None,
+                accuracy_std: None,
+                does_not_fit: Some(format!(
                     "{k} examples do not fit in the model's context of {} tokens (each takes \
                      {per_example} besides its text)",
                     model.block_size()
-                ),
-            ));
+                )),
+            });
+            continue;
         }
         let cut = |ids: &[u32]| ids[..ids.len().min(text_tokens)].to_vec();
         let seeds: &[u64] = if k == 0 {
@@ -270,8 +292,9 @@ pub fn evaluate_few_shot<B: Backend>(
             shots: k,
             text_tokens,
             accuracies,
-            accuracy_mean,
-            accuracy_std,
+            accuracy_mean: Some(accuracy_mean),
+            accuracy_std: Some(accuracy_std),
+            does_not_fit: None,
         });
     }
     let mut counts = vec![0usize; task.num_classes];
@@ -483,11 +506,28 @@ mod tests {
             "{}",
             err(&no_label)
         );
-        let too_many = config.clone().with_shots(vec![30]);
+        let too_many = config.clone().with_shots(vec![41]);
         assert!(
-            err(&too_many).contains("do not fit in the model's context of 48 tokens"),
+            err(&too_many).contains("41 examples, but toy has 40 training texts"),
             "{}",
             err(&too_many)
+        );
+    }
+
+    #[test]
+    fn examples_that_do_not_fit_the_context_leave_their_row_unscored_with_the_reason() {
+        let (model, tokenizer, task, config) = setup();
+        let report =
+            evaluate_few_shot(&model, &tokenizer, &task, &config.with_shots(vec![1, 30])).unwrap();
+        assert!(report.rows[0].does_not_fit.is_none());
+        assert!(report.rows[0].cell().contains(" ± "));
+        let row = &report.rows[1];
+        assert!(row.accuracies.is_empty() && row.accuracy_mean.is_none());
+        assert!(
+            row.cell()
+                .starts_with("not scored: 30 examples do not fit in the model's context of 48"),
+            "{}",
+            row.cell()
         );
     }
 }

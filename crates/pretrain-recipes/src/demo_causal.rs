@@ -152,13 +152,7 @@ pub fn markdown(results: &[CausalLmResult]) -> String {
                 100.0 * f.majority
             );
             for row in &f.rows {
-                out += &format!(
-                    "| {} | {} | {:.1} ± {:.1} |\n",
-                    row.shots,
-                    row.text_tokens,
-                    100.0 * row.accuracy_mean,
-                    100.0 * row.accuracy_std
-                );
+                out += &format!("| {} | {} | {} |\n", row.shots, row.text_tokens, row.cell());
             }
         }
         out += "\nSamples (temperature 0.8, top-k 40):\n\n";

@@ -28,6 +28,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "clm-shakespeare",
         include_str!("../../../recipes/clm-shakespeare.toml"),
     ),
+    ("clm-sotu", include_str!("../../../recipes/clm-sotu.toml")),
     (
         "dae-digits",
         include_str!("../../../recipes/dae-digits.toml"),
