@@ -1,7 +1,8 @@
 //! `cargo xtask <command>`: the project's entry points. `demo`, `data`, `recipes`, `pretrain`,
-//! `finetune`, `generate` and `bench` run the `pretrain` command line (library code) in release mode; `test` runs every check CI runs. This crate
-//! stays free of the ML stack so it starts in seconds.
+//! `finetune`, `generate` and `bench` run the `pretrain` command line (library code) in release mode; `test` runs every check CI runs; `fuzz` runs
+//! libFuzzer on one fuzz target. This crate stays free of the ML stack so it starts in seconds.
 
+mod fuzz;
 mod test;
 
 use std::process::Command;
@@ -61,6 +62,17 @@ enum Task {
     },
     /// Install what the tests need, then fmt, clippy (with the CUDA feature) and all tests.
     Test,
+    /// libFuzzer on one fuzz target (`fuzz/`, nightly toolchain), from the seed corpora.
+    Fuzz {
+        /// The target (`--list` names them).
+        target: Option<String>,
+        /// How long to run.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// List the targets.
+        #[arg(long)]
+        list: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -73,6 +85,11 @@ fn main() -> Result<()> {
         Task::Generate { args } => pretrain_cli("generate", &args),
         Task::Bench { args } => pretrain_cli("bench", &args),
         Task::Test => test::run(),
+        Task::Fuzz {
+            target,
+            minutes,
+            list,
+        } => fuzz::run(target, minutes, list),
     }
 }
 

@@ -258,7 +258,20 @@ impl TextTokenizer {
     /// Loads a `tokenizer.json` (ours or any Hugging Face one with pad and mask tokens).
     pub fn from_file(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| tok_err(Some(path), e))?;
+        // `tokenizers` panics on some malformed parts (a decoder that is not valid JSON, found
+        // by fuzzing) instead of returning its error: the panic becomes the file's error.
+        let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(&bytes));
+        let tokenizer = match parsed {
+            Ok(result) => result.map_err(|e| tok_err(Some(path), e))?,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "malformed".into());
+                return Err(tok_err(Some(path), format!("malformed ({message})")));
+            }
+        };
         Self::wrap(tokenizer, Some(path.to_path_buf()))
     }
 
@@ -552,5 +565,16 @@ mod tests {
             Err(DataError::Tokenizer { .. })
         ));
         assert!(TextTokenizer::train(&[String::new()], &TokenizerTrainConfig::default()).is_err());
+    }
+
+    #[test]
+    fn a_tokenizer_file_that_makes_the_library_panic_is_refused_naming_it() {
+        // Found by fuzzing (fuzz/regressions/tokenizer/): a decoder `tokenizers` panics on.
+        let bytes = include_bytes!("../../../fuzz/regressions/tokenizer/malformed-decoder.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, bytes).unwrap();
+        let err = TextTokenizer::from_file(&path).err().unwrap().to_string();
+        assert!(err.contains("tokenizer.json"), "{err}");
     }
 }

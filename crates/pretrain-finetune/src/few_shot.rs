@@ -47,6 +47,11 @@ pub struct FewShotConfig {
     /// Sequences per forward pass.
     #[config(default = 32)]
     pub batch_size: usize,
+    /// Compare the classes by log-likelihood per UTF-8 byte of their verbalizer rather than in
+    /// total, so a longer word is not penalized for its length (lm-evaluation-harness's
+    /// `acc_norm`).
+    #[config(default = true)]
+    pub normalize_by_length: bool,
 }
 
 /// The accuracy at one number of in-context examples.
@@ -279,7 +284,12 @@ pub fn evaluate_few_shot<B: Backend>(
                     });
                 }
             }
-            let scores = score(model, &candidates, config.batch_size);
+            let mut scores = score(model, &candidates, config.batch_size);
+            if config.normalize_by_length {
+                for (i, s) in scores.iter_mut().enumerate() {
+                    *s /= config.verbalizers[i % verbalizers.len()].len().max(1) as f64;
+                }
+            }
             let correct = scores
                 .chunks(verbalizers.len())
                 .zip(&query_labels)

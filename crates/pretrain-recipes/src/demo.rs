@@ -480,53 +480,56 @@ fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check> {
             ),
         });
     };
-    let image_best = |method: &str, labels| best(results, image_dataset, None, method, labels);
-    let probe = |l| image_best("pretrained-linear-probe", l);
-    compare(
-        "10 labels/class: pre-trained linear probe >= random-init probe + 8 points",
-        true,
-        probe(Some(10)),
-        image_best("random-init-linear-probe", Some(10)),
-        Some(0.08),
-        ("pre-trained", "random-init"),
-    );
-    compare(
-        "10 labels/class: pre-trained fine-tuning above training from scratch",
-        true,
-        image_best("pretrained-finetune", Some(10)),
-        image_best("scratch", Some(10)),
-        None,
-        ("fine-tuned", "scratch"),
-    );
-    for labels in [Some(100), None] {
+    // The image bars, when the demo ran image recipes.
+    if image_dataset.is_some() {
+        let image_best = |method: &str, labels| best(results, image_dataset, None, method, labels);
+        let probe = |l| image_best("pretrained-linear-probe", l);
         compare(
-            &format!(
-                "{}: pre-trained linear probe above raw-pixel logistic regression",
-                labels.map_or("all labels".to_string(), |k| format!("{k} labels/class"))
-            ),
+            "10 labels/class: pre-trained linear probe >= random-init probe + 8 points",
             true,
-            probe(labels),
-            image_best("raw-pixels-logreg", labels),
+            probe(Some(10)),
+            image_best("random-init-linear-probe", Some(10)),
+            Some(0.08),
+            ("pre-trained", "random-init"),
+        );
+        compare(
+            "10 labels/class: pre-trained fine-tuning above training from scratch",
+            true,
+            image_best("pretrained-finetune", Some(10)),
+            image_best("scratch", Some(10)),
             None,
+            ("fine-tuned", "scratch"),
+        );
+        for labels in [Some(100), None] {
+            compare(
+                &format!(
+                    "{}: pre-trained linear probe above raw-pixel logistic regression",
+                    labels.map_or("all labels".to_string(), |k| format!("{k} labels/class"))
+                ),
+                true,
+                probe(labels),
+                image_best("raw-pixels-logreg", labels),
+                None,
+                ("pre-trained", "raw pixels"),
+            );
+        }
+        compare(
+            "all labels: pre-trained linear probe at least 86%",
+            true,
+            probe(None),
+            Some(0.86),
+            Some(0.0),
+            ("pre-trained", "target"),
+        );
+        compare(
+            "stretch, 10 labels/class: pre-trained linear probe >= raw pixels + 6 points",
+            false,
+            probe(Some(10)),
+            image_best("raw-pixels-logreg", Some(10)),
+            Some(0.06),
             ("pre-trained", "raw pixels"),
         );
     }
-    compare(
-        "all labels: pre-trained linear probe at least 86%",
-        true,
-        probe(None),
-        Some(0.86),
-        Some(0.0),
-        ("pre-trained", "target"),
-    );
-    compare(
-        "stretch, 10 labels/class: pre-trained linear probe >= raw pixels + 6 points",
-        false,
-        probe(Some(10)),
-        image_best("raw-pixels-logreg", Some(10)),
-        Some(0.06),
-        ("pre-trained", "raw pixels"),
-    );
     // Text: the pre-trained transformer fine-tuned against the same one trained from scratch,
     // per text recipe and budget.
     let mut text_rows: Vec<(&str, &str, Option<usize>)> = Vec::new();
@@ -626,11 +629,20 @@ pub fn markdown(report: &DemoReport) -> String {
         .into_iter()
         .map(|d| format!("`{}`", accuracy_plot(d)))
         .collect();
-    out += &format!(
-        "\nPlots: {} (accuracy against labels per class), `{LOSS_PLOT}` (pre-training \
-         loss).\n\n## Pre-training\n\n",
-        plots.join(", ")
-    );
+    let mut plot_notes = Vec::new();
+    if !plots.is_empty() {
+        plot_notes.push(format!(
+            "{} (accuracy against labels per class)",
+            plots.join(", ")
+        ));
+    }
+    if report.pretraining.len() > report.causal_lm.len() {
+        plot_notes.push(format!("`{LOSS_PLOT}` (pre-training loss)"));
+    }
+    if !plot_notes.is_empty() {
+        out += &format!("\nPlots: {}.\n", plot_notes.join(", "));
+    }
+    out += "\n## Pre-training\n\n";
     for p in &report.pretraining {
         out += &format!(
             "- {}: {} steps in {:.0} s, loss {:.4} -> {:.4}\n",

@@ -44,6 +44,9 @@ pub struct FewShotSpec {
     /// Test texts scored, at most.
     #[serde(default = "default_max_queries")]
     pub max_queries: usize,
+    /// Compare classes by log-likelihood per byte of their verbalizer (default) or in total.
+    #[serde(default = "default_normalize")]
+    pub normalize_by_length: bool,
 }
 
 fn default_template() -> String {
@@ -62,6 +65,10 @@ fn default_max_queries() -> usize {
     FewShotConfig::new(Vec::new()).max_queries
 }
 
+fn default_normalize() -> bool {
+    FewShotConfig::new(Vec::new()).normalize_by_length
+}
+
 impl FewShotSpec {
     /// The evaluation's settings.
     pub fn config(&self) -> FewShotConfig {
@@ -70,6 +77,7 @@ impl FewShotSpec {
             .with_shots(self.shots.clone())
             .with_seeds((0..self.seeds as u64).collect())
             .with_max_queries(self.max_queries)
+            .with_normalize_by_length(self.normalize_by_length)
     }
 }
 

@@ -1,0 +1,459 @@
+//! The fuzz targets: each feeds arbitrary bytes to one reader or loader, the way a user's file
+//! reaches it (written to a scratch file when the reader takes a path), and reads everything the
+//! reader returns. Errors are expected; a panic, a hang or a huge allocation is a bug.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use burn::backend::Flex;
+use burn::data::dataset::Dataset;
+use pretrain_data::data_source::DataSource;
+use pretrain_data::prepare::{OnBadItem, PrepareOptions, TokenizerSource, prepare};
+use pretrain_data::readers::cifar::{CifarLabels, read_cifar_batch};
+use pretrain_data::readers::csv_features::read_csv_features;
+use pretrain_data::readers::email::email_text;
+use pretrain_data::readers::idx::read_idx;
+use pretrain_data::readers::image_folder::{ImageFolderOptions, read_image};
+use pretrain_data::readers::table::{Column, TableOptions};
+use pretrain_data::readers::text::{TextUnit, read_labeled_text_table, read_text_corpus};
+use pretrain_data::shards::{MANIFEST_FILE, TokenShards};
+use pretrain_data::source::read_text;
+use pretrain_data::tokenizer::{TextTokenizer, TokenizerKind, TokenizerTrainConfig};
+use pretrain_data::{TextEncoding, samples};
+use pretrain_models::store::safetensors_bytes;
+use pretrain_models::{Gpt, GptConfig, load_safetensors_bytes};
+use pretrain_recipes::Recipe;
+
+/// One fuzz target.
+pub struct Target {
+    /// Name (the cargo-fuzz binary and corpus folder are named after it).
+    pub name: &'static str,
+    /// What it reads.
+    pub what: &'static str,
+    /// Feeds one input to the reader.
+    pub run: fn(&[u8]),
+    /// Valid inputs to start from, made from the shipped samples.
+    pub seeds: fn() -> Vec<Vec<u8>>,
+}
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "idx",
+        what: "IDX arrays (MNIST format), plain or gzipped",
+        run: idx,
+        seeds: idx_seeds,
+    },
+    Target {
+        name: "cifar",
+        what: "CIFAR-10/100 binary batches",
+        run: cifar,
+        seeds: cifar_seeds,
+    },
+    Target {
+        name: "csv",
+        what: "numeric CSV tables (features and a label column)",
+        run: csv,
+        seeds: csv_seeds,
+    },
+    Target {
+        name: "image",
+        what: "one image file of an image folder (PNG, JPEG)",
+        run: image,
+        seeds: image_seeds,
+    },
+    Target {
+        name: "text",
+        what: "text files in every encoding mode, cut into lines, paragraphs or files",
+        run: text,
+        seeds: text_seeds,
+    },
+    Target {
+        name: "labeled-text",
+        what: "CSV/TSV tables of labeled texts",
+        run: labeled_text,
+        seeds: labeled_text_seeds,
+    },
+    Target {
+        name: "email",
+        what: "raw e-mails (headers, MIME parts, HTML) turned into subject and body",
+        run: email,
+        seeds: email_seeds,
+    },
+    Target {
+        name: "recipe",
+        what: "recipe TOML",
+        run: recipe,
+        seeds: recipe_seeds,
+    },
+    Target {
+        name: "tokenizer",
+        what: "tokenizer.json (ours or Hugging Face's)",
+        run: tokenizer,
+        seeds: tokenizer_seeds,
+    },
+    Target {
+        name: "safetensors",
+        what: "safetensors weights loaded into a GPT",
+        run: safetensors,
+        seeds: safetensors_seeds,
+    },
+    Target {
+        name: "token-shards",
+        what: "the manifest of a token shard folder",
+        run: token_shards,
+        seeds: token_shards_seeds,
+    },
+];
+
+/// The target called `name`.
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name)
+}
+
+/// Runs target `name` on `data` (the cargo-fuzz binaries call this).
+///
+/// # Panics
+/// When no target has that name.
+pub fn run(name: &str, data: &[u8]) {
+    let target = target(name).unwrap_or_else(|| panic!("no fuzz target {name:?}"));
+    (target.run)(data)
+}
+
+thread_local! {
+    /// Scratch folder of this thread's inputs.
+    static SCRATCH: RefCell<Option<tempfile::TempDir>> = const { RefCell::new(None) };
+}
+
+/// Writes `data` to `name` in this thread's scratch folder.
+fn scratch_file(name: &str, data: &[u8]) -> PathBuf {
+    SCRATCH.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dir = slot.get_or_insert_with(|| tempfile::tempdir().expect("a scratch folder"));
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).expect("scratch file written");
+        path
+    })
+}
+
+/// A file of the repository's shipped data.
+fn shipped(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(path)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("in memory");
+    encoder.finish().expect("in memory")
+}
+
+fn idx(data: &[u8]) {
+    // Gzip is recognized by the file name, as the readers do.
+    let name = if data.starts_with(&[0x1f, 0x8b]) {
+        "input-idx.gz"
+    } else {
+        "input-idx"
+    };
+    let path = scratch_file(name, data);
+    for dims in [1, 3] {
+        let _ = read_idx(&path, dims);
+    }
+}
+
+fn idx_seeds() -> Vec<Vec<u8>> {
+    // Two 4x4 images and their labels.
+    let mut images = vec![0, 0, 0x08, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4];
+    images.extend((0..32).map(|i| (i * 8) as u8));
+    let labels = vec![0, 0, 0x08, 1, 0, 0, 0, 2, 3, 7];
+    let shipped = std::fs::read(shipped("fashion-mnist-sample/t10k-labels-idx1-ubyte.gz"))
+        .expect("shipped labels");
+    vec![gzip(&images), images, labels, shipped]
+}
+
+fn cifar(data: &[u8]) {
+    let path = scratch_file("input.bin", data);
+    for labels in [
+        CifarLabels::Cifar10,
+        CifarLabels::Cifar100Coarse,
+        CifarLabels::Cifar100Fine,
+    ] {
+        let _ = read_cifar_batch(&path, labels);
+    }
+}
+
+fn cifar_seeds() -> Vec<Vec<u8>> {
+    // CIFAR-10 records: a label byte and 3 x 32 x 32 pixels; CIFAR-100: two label bytes.
+    let record = |labels: &[u8]| {
+        let mut r = labels.to_vec();
+        r.extend((0..3 * 32 * 32).map(|i| (i % 251) as u8));
+        r
+    };
+    vec![
+        [record(&[3]), record(&[9])].concat(),
+        [record(&[1, 42]), record(&[19, 99])].concat(),
+    ]
+}
+
+fn csv(data: &[u8]) {
+    let path = scratch_file("input.csv", data);
+    for has_header in [true, false] {
+        let options = TableOptions {
+            has_header,
+            ..TableOptions::default()
+        };
+        let _ = read_csv_features(&path, &options, Some(&Column::Last), 10);
+        let _ = read_csv_features(&path, &options, None, 10);
+    }
+}
+
+fn csv_seeds() -> Vec<Vec<u8>> {
+    let digits =
+        read_text(&shipped("digits/digits.csv.gz"), TextEncoding::Utf8).expect("shipped digits");
+    let head: String = digits.lines().take(4).collect::<Vec<_>>().join("\n");
+    vec![
+        head.into_bytes(),
+        b"a,b,label\n0.5,1e3,2\n-1,nan,0\n".to_vec(),
+    ]
+}
+
+fn image(data: &[u8]) {
+    let path = scratch_file("input-image", data);
+    let mut size = None;
+    let _ = read_image(&path, &ImageFolderOptions::default(), &mut size);
+    let resized = ImageFolderOptions {
+        size: Some((8, 8)),
+        resize: true,
+        ..ImageFolderOptions::default()
+    };
+    let _ = read_image(&path, &resized, &mut None);
+}
+
+fn image_seeds() -> Vec<Vec<u8>> {
+    let mut seeds = Vec::new();
+    for class in ["bag", "coat"] {
+        let dir = shipped("images/fashion-sample").join(class);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("shipped images")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        seeds.push(std::fs::read(&files[0]).expect("shipped image"));
+    }
+    seeds
+}
+
+fn text(data: &[u8]) {
+    let path = scratch_file("input.txt", data);
+    for encoding in [
+        TextEncoding::Utf8,
+        TextEncoding::Utf8Lossy,
+        TextEncoding::Latin1,
+    ] {
+        let _ = read_text(&path, encoding);
+        for unit in [TextUnit::Line, TextUnit::Paragraph, TextUnit::File] {
+            let _ = read_text_corpus(&path, unit, encoding);
+        }
+    }
+}
+
+fn text_seeds() -> Vec<Vec<u8>> {
+    let paragraphs = samples::moby_dick_paragraphs().expect("shipped chapters");
+    vec![
+        paragraphs[..4].join("\n\n").into_bytes(),
+        "caf\u{e9} na\u{ef}ve \u{2014} \u{1f40b}\r\n\r\nsecond"
+            .as_bytes()
+            .to_vec(),
+        vec![0xe9, b'a', 0xff, b'\n', b'\n', 0xc3],
+    ]
+}
+
+fn labeled_text(data: &[u8]) {
+    let path = scratch_file("input-labeled.csv", data);
+    for (delimiter, encoding) in [(b',', TextEncoding::Utf8), (b'\t', TextEncoding::Latin1)] {
+        let options = TableOptions {
+            delimiter,
+            has_header: true,
+            encoding,
+        };
+        let _ = read_labeled_text_table(&path, &options, &Column::Index(0), &Column::Last);
+        let _ = read_labeled_text_table(
+            &path,
+            &options,
+            &Column::Name("sentiment".into()),
+            &Column::Name("text".into()),
+        );
+    }
+}
+
+fn labeled_text_seeds() -> Vec<Vec<u8>> {
+    vec![
+        b"sentiment,confidence,text\nnegative,0.75,\"no, thank you\"\npositive,1,great\n".to_vec(),
+        b"label\ttext\nham\thello\nspam\tWIN \"now\"\n".to_vec(),
+    ]
+}
+
+fn email(data: &[u8]) {
+    let _ = email_text(&String::from_utf8_lossy(data));
+}
+
+fn email_seeds() -> Vec<Vec<u8>> {
+    let mut seeds = Vec::new();
+    for class in ["ham", "spam"] {
+        let dir = shipped("text/spam-sample").join(class);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("shipped e-mails")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        seeds.extend(
+            files
+                .iter()
+                .take(2)
+                .map(|f| std::fs::read(f).expect("e-mail")),
+        );
+    }
+    seeds
+}
+
+fn recipe(data: &[u8]) {
+    if let Ok(recipe) = Recipe::parse(&String::from_utf8_lossy(data), "input.toml") {
+        // What the runners read next: the fields with defaults and the derived settings.
+        let _ = recipe.data.tokenizer();
+        let _ = recipe.data.max_tokens();
+        let _ = recipe.data.holdout();
+        let _ = recipe.few_shot.as_ref().map(|f| f.config());
+    }
+}
+
+fn recipe_seeds() -> Vec<Vec<u8>> {
+    pretrain_recipes::recipe::BUILTIN
+        .iter()
+        .map(|(_, text)| text.as_bytes().to_vec())
+        .collect()
+}
+
+fn tokenizer(data: &[u8]) {
+    let path = scratch_file("tokenizer.json", data);
+    if let Ok(tokenizer) = TextTokenizer::from_file(&path) {
+        let ids = tokenizer.encode_plain_batch(&["Call me Ishmael."]);
+        if let Ok(ids) = ids {
+            let _ = tokenizer.decode(&ids[0]);
+        }
+        let _ = tokenizer.fixed_length(16).map(|e| e.encode("some text"));
+    }
+}
+
+/// Tokenizers trained on the shipped chapters, as `tokenizer.json` bytes.
+fn tokenizer_seeds() -> Vec<Vec<u8>> {
+    let corpus = samples::moby_dick_paragraphs().expect("shipped chapters");
+    [TokenizerKind::WordPiece, TokenizerKind::ByteLevelBpe]
+        .into_iter()
+        .map(|kind| {
+            let tokenizer = TextTokenizer::train(
+                &corpus[..20],
+                &TokenizerTrainConfig {
+                    kind,
+                    vocab_size: 200,
+                    ..TokenizerTrainConfig::default()
+                },
+            )
+            .expect("trained");
+            let dir = tempfile::tempdir().expect("temp");
+            let path = dir.path().join("tokenizer.json");
+            tokenizer.save(&path).expect("saved");
+            std::fs::read(path).expect("read back")
+        })
+        .collect()
+}
+
+fn small_gpt() -> Gpt<Flex> {
+    GptConfig::new(20, 8, 1, 2, 8)
+        .init(&Default::default())
+        .expect("valid")
+}
+
+fn safetensors(data: &[u8]) {
+    let _ = load_safetensors_bytes(small_gpt(), data.to_vec(), Path::new("input.safetensors"));
+}
+
+fn safetensors_seeds() -> Vec<Vec<u8>> {
+    vec![safetensors_bytes(&small_gpt(), Path::new("seed.safetensors")).expect("saved")]
+}
+
+/// A token shard folder prepared once from the shipped chapters.
+fn prepared_shards() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp");
+        let source = DataSource::Text {
+            paths: vec![
+                shipped("text/moby-dick/chapter_1.txt")
+                    .display()
+                    .to_string(),
+            ],
+            unit: TextUnit::Paragraph,
+            encoding: TextEncoding::Utf8,
+        };
+        let mut options = PrepareOptions::new(dir.path().join("shards"));
+        options.shard_bytes = 2_000;
+        options.on_bad_item = OnBadItem::Stop;
+        options.tokenizer = TokenizerSource::Train {
+            config: TokenizerTrainConfig {
+                vocab_size: 300,
+                ..TokenizerTrainConfig::default()
+            },
+            sample_bytes: 1 << 20,
+        };
+        prepare(&source, &options, &mut |_| {}).expect("shards prepared");
+        dir
+    })
+    .path()
+}
+
+fn token_shards(data: &[u8]) {
+    let prepared = prepared_shards().join("shards");
+    let scratch = scratch_file("shards-marker", b"");
+    let dir = scratch.with_file_name("shards");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch shards");
+    for entry in std::fs::read_dir(&prepared).expect("prepared shards") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("a file name");
+        std::fs::copy(&path, dir.join(name)).expect("copied");
+    }
+    std::fs::write(dir.join(MANIFEST_FILE), data).expect("manifest written");
+    if let Ok(shards) = TokenShards::open(&dir) {
+        for i in 0..shards.len() {
+            let _ = shards.get(i);
+        }
+        let _ = shards.bytes_per_token();
+    }
+}
+
+fn token_shards_seeds() -> Vec<Vec<u8>> {
+    vec![std::fs::read(prepared_shards().join("shards").join(MANIFEST_FILE)).expect("manifest")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_target_accepts_its_seeds_and_names_are_unique() {
+        let mut names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TARGETS.len());
+        for target in TARGETS {
+            let seeds = (target.seeds)();
+            assert!(!seeds.is_empty(), "{}", target.name);
+            for seed in &seeds {
+                (target.run)(seed);
+            }
+        }
+    }
+}
