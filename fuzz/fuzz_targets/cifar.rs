@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::run("cifar", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::fuzz("cifar", data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::run("idx", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::fuzz("idx", data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::run("image", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::fuzz("image", data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::run("labeled-text", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::fuzz("labeled-text", data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::run("tokenizer", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pretrain_fuzz::fuzz("tokenizer", data));

@@ -17,4 +17,4 @@ pub mod smoke;
 pub mod targets;
 
 pub use smoke::{Crash, SmokeReport, regressions, smoke};
-pub use targets::{TARGETS, Target, run, target};
+pub use targets::{TARGETS, Target, fuzz, run, target};

@@ -122,6 +122,16 @@ pub fn run(name: &str, data: &[u8]) {
     (target.run)(data)
 }
 
+/// [`run`] for the libFuzzer binaries. libfuzzer-sys installs a panic hook that aborts on any
+/// panic, even one the code under test catches and turns into an error (the `tokenizers` and
+/// burn-recorder guards do): the default hook is put back once, so only a panic that escapes
+/// the target (which libfuzzer-sys still turns into an abort) is a crash, as in the smoke run.
+pub fn fuzz(name: &str, data: &[u8]) {
+    static DEFAULT_HOOK: std::sync::Once = std::sync::Once::new();
+    DEFAULT_HOOK.call_once(|| drop(std::panic::take_hook()));
+    run(name, data)
+}
+
 thread_local! {
     /// Scratch folder of this thread's inputs.
     static SCRATCH: RefCell<Option<tempfile::TempDir>> = const { RefCell::new(None) };
