@@ -425,15 +425,18 @@ fn prepared_shards() -> &'static Path {
 }
 
 fn token_shards(data: &[u8]) {
-    let prepared = prepared_shards().join("shards");
-    let scratch = scratch_file("shards-marker", b"");
-    let dir = scratch.with_file_name("shards");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch shards");
-    for entry in std::fs::read_dir(&prepared).expect("prepared shards") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().expect("a file name");
-        std::fs::copy(&path, dir.join(name)).expect("copied");
+    // The shard files are copied into this thread's scratch folder once; each input rewrites
+    // only the manifest (copying per input made libFuzzer's timer signals interrupt the copy).
+    let dir = scratch_file("shards-marker", b"").with_file_name("shards");
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).expect("scratch shards");
+        let prepared = prepared_shards().join("shards");
+        for entry in std::fs::read_dir(&prepared).expect("prepared shards") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("prepared shard read");
+            std::fs::write(dir.join(path.file_name().expect("a file name")), bytes)
+                .expect("copied");
+        }
     }
     std::fs::write(dir.join(MANIFEST_FILE), data).expect("manifest written");
     if let Ok(shards) = TokenShards::open(&dir) {
