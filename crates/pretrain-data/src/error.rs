@@ -170,3 +170,13 @@ impl DataError {
         }
     }
 }
+
+/// The message of a caught panic (`&str` or `String` payloads; "malformed" otherwise), for the
+/// guards that turn a dependency's panic on bad input into an error naming the file.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "malformed".into())
+}

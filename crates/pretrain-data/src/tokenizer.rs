@@ -21,7 +21,7 @@ use tokenizers::{
     TruncationParams,
 };
 
-use crate::error::{DataError, Result};
+use crate::error::{DataError, Result, panic_message};
 use crate::mask::MaskVocab;
 
 /// Subword algorithm of a trained tokenizer.
@@ -264,11 +264,7 @@ impl TextTokenizer {
         let tokenizer = match parsed {
             Ok(result) => result.map_err(|e| tok_err(Some(path), e))?,
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "malformed".into());
+                let message = panic_message(panic.as_ref());
                 return Err(tok_err(Some(path), format!("malformed ({message})")));
             }
         };

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use pretrain_data::error::panic_message;
+
 use crate::mutate::mutate;
 use crate::targets::Target;
 
@@ -83,11 +85,7 @@ pub fn smoke(
             message,
         };
         if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
+            let message = panic_message(panic.as_ref());
             return Err(crash(format!("panicked: {message}")));
         }
         if took > time_limit {

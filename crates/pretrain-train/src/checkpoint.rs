@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::atomic::write_atomic;
+use pretrain_data::error::panic_message;
+
 use crate::error::{Result, TrainError, io_error};
 use crate::optimizer::EngineOptimizer;
 
@@ -288,14 +290,6 @@ pub fn load<B: AutodiffBackend, M: AutodiffModule<B>>(
         Err(panic) => return Err(unreadable(panic_message(panic.as_ref()))),
     };
     Ok((objective, optimizer, state))
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "malformed".into())
 }
 
 /// Where two JSON values first differ: the dotted path and each side's value (`absent` where
