@@ -1,4 +1,13 @@
-//! Shared set-up of the benchmarks in this folder (`cargo bench -p pretrain-benches`).
+//! # pretrain-benches
+//!
+//! The workloads the project measures its speed on, beside the criterion benchmarks of this
+//! folder (`cargo bench -p pretrain-benches`):
+//!
+//! - [`step`]: timed training steps of the three reference workloads through the engine's own
+//!   [`Stepper`](pretrain::train::Stepper) (`pretrain bench step`, `compare`);
+//! - [`fashion_mnist_images`]: the images the data-pipeline benchmarks read.
+
+pub mod step;
 
 use pretrain::data::catalog::{self, remote_dataset};
 use pretrain::data::readers::{IdxPaths, read_idx_images};

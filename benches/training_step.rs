@@ -7,10 +7,11 @@
 //! (`cargo xtask bench step` prints the same measurement as one JSON line, on any backend.)
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pretrain::data::Named;
 use pretrain::burn::backend::{Autodiff, Flex};
 use pretrain::burn::tensor::{Distribution, Tensor};
 use pretrain::models::TransformerBlockConfig;
-use pretrain_recipes::bench::{StepModel, prepare_step};
+use pretrain_benches::step::{StepModel, prepare_step};
 
 type Ad = Autodiff<Flex>;
 
@@ -18,7 +19,7 @@ fn training_steps(c: &mut Criterion) {
     let mut group = c.benchmark_group("training_step");
     group.sample_size(10);
     let device = Default::default();
-    for model in StepModel::ALL {
+    for &model in StepModel::all() {
         let batch = model.default_batch();
         let mut step = prepare_step::<Ad>(model, batch, 0, &device).expect("workload builds");
         group.throughput(Throughput::Elements(batch as u64));

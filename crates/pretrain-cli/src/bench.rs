@@ -1,4 +1,4 @@
-//! `pretrain bench step|compare`: argument handling around `pretrain_recipes::bench`, and the
+//! `pretrain bench step|compare`: argument handling around `pretrain_benches::step`, and the
 //! side-by-side run against PyTorch (each measurement in its own process, so peak memory is
 //! the step's own).
 
@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use pretrain::data::Named;
 use pretrain::backend::BackendKind;
-use pretrain_recipes::bench::{
+use pretrain_benches::step::{
     StepBenchConfig, StepBenchResult, StepModel, bench_step, compare_markdown, set_threads,
 };
 
@@ -97,7 +98,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
             .args(["--warmup", &args.warmup.to_string()]);
     };
     let mut rows: Vec<(StepBenchResult, StepBenchResult)> = Vec::new();
-    for model in StepModel::ALL {
+    for &model in StepModel::all() {
         let mut best: Option<(StepBenchResult, StepBenchResult)> = None;
         for round in 0..args.rounds.max(1) {
             eprintln!("[compare] {} round {}", model.name(), round + 1);

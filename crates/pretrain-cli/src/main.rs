@@ -372,14 +372,14 @@ fn pipeline(backend: &str, quick: bool, seed: u64, out: &std::path::Path) -> Res
             "note: full Fashion-MNIST not found; using the shipped sample (run `cargo xtask data` first)"
         );
     }
-    let config = pretrain::demo::DataDemoConfig {
+    let config = pretrain_demo::pipeline::DataDemoConfig {
         max_images: None,
         batch_size: 256,
         workers: 2,
         seed,
         full_dataset,
     };
-    let report = pretrain::demo::run_data_demo(kind, config)?;
+    let report = pretrain_demo::pipeline::run_data_demo(kind, config)?;
     println!("Data pipeline on {} backend", report.backend);
     println!(
         "  images:              {} ({})",

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use pretrain::backend::BackendKind;
 use pretrain_recipes::few_shot::FEW_SHOT_FILE;
-use pretrain_recipes::{DemoConfig, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run};
+use pretrain_demo::DemoConfig;
+use pretrain_recipes::{FinetuneOptions, ObjectiveKind, PretrainOptions, Recipe, recipe_of_run};
 
 #[allow(clippy::too_many_arguments)]
 pub fn pretrain(
@@ -103,7 +104,7 @@ pub fn finetune(
     });
     // A causal LM with a [few_shot] section is prompted, unless strategies are asked for.
     if let Some(dir) = &from
-        && recipe.objective.kind == "clm"
+        && recipe.objective.kind == ObjectiveKind::Clm
         && recipe.few_shot.is_some()
         && strategies.is_empty()
     {
@@ -196,13 +197,13 @@ pub fn demo(
         out: out.clone(),
         quiet,
     };
-    let report = pretrain_recipes::run_demo(&config)?;
-    println!("{}", pretrain_recipes::demo::markdown(&report));
+    let report = pretrain_demo::run_demo(&config)?;
+    println!("{}", pretrain_demo::markdown(&report));
     println!("Report written to {}", out.join("report.json").display());
-    if !pretrain_recipes::demo::passed(&report) && !quick {
+    if !pretrain_demo::passed(&report) && !quick {
         bail!(
             "required bars not cleared: {} (report in {})",
-            pretrain_recipes::demo::failed_bars(&report).join("; "),
+            pretrain_demo::failed_bars(&report).join("; "),
             out.display()
         );
     }

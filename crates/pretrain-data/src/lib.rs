@@ -14,7 +14,8 @@
 //! - [`shards`], [`prepare`]: sharded on-disk datasets read in place and their preparation;
 //! - [`packed`]: documents packed into windows for causal language modeling;
 //! - [`catalog`]: where the shipped samples and the larger obtainable data sets live;
-//! - [`samples`]: the shipped samples loaded in one call each.
+//! - [`samples`]: the shipped samples loaded in one call each;
+//! - [`names`]: the [`Named`] trait of the workspace's kebab-case enums.
 //!
 //! This crate knows no model: it ends at tensors.
 
@@ -25,6 +26,7 @@ pub mod data_source;
 pub mod error;
 pub mod item;
 pub mod mask;
+pub mod names;
 pub mod packed;
 pub mod prepare;
 pub mod readers;
@@ -40,5 +42,6 @@ pub mod tokenizer;
 mod testdata;
 
 pub use error::{DataError, Result};
+pub use names::Named;
 pub use item::{FeatureItem, Image, Image8, ImageItem, Labeled, TextItem};
 pub use source::TextEncoding;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use pretrain_data::Labeled;
+use pretrain_data::{Labeled, Named};
 use pretrain_data::split::k_per_class;
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +24,22 @@ use crate::probe::{
 };
 use crate::report::{FinetuneReport, SeedResult};
 
-/// The evaluation strategies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The evaluation strategies, named in kebab case (`linear-probe`; [`Named`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Strategy {
     /// Logistic regression on frozen, cached features.
     LinearProbe,
@@ -43,40 +56,12 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// Every strategy, in the order above.
-    pub const ALL: [Strategy; 6] = [
-        Self::LinearProbe,
-        Self::Knn,
-        Self::Full,
-        Self::Partial,
-        Self::Adapter,
-        Self::Lora,
-    ];
-
-    /// The kebab-case name (`linear-probe`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::LinearProbe => "linear-probe",
-            Self::Knn => "knn",
-            Self::Full => "full",
-            Self::Partial => "partial",
-            Self::Adapter => "adapter",
-            Self::Lora => "lora",
-        }
-    }
-
     /// Parses a name, listing the valid ones on failure.
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| FinetuneError::Config {
-                field: "strategy",
-                message: format!(
-                    "unknown strategy {name:?}; valid: {}",
-                    Self::ALL.map(Strategy::name).join(", ")
-                ),
-            })
+        Self::from_name(name).map_err(|message| FinetuneError::Config {
+            field: "strategy",
+            message,
+        })
     }
 
     /// Whether the strategy works on frozen cached features (no training of the encoder).
@@ -250,7 +235,7 @@ pub fn evaluate_frozen<B: Backend, I: Labeled>(
         _ => (0, serde_json::to_value(&settings.knn)),
     };
     Ok(FinetuneReport::new(
-        strategy.name(),
+        strategy,
         features.architecture,
         labels_per_class,
         ParamCount {
@@ -376,7 +361,7 @@ where
         "finetune": settings.finetune,
     });
     Ok(FinetuneReport::new(
-        strategy.name(),
+        strategy,
         architecture,
         labels_per_class,
         params.unwrap_or(ParamCount {

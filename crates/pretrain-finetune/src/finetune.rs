@@ -459,5 +459,6 @@ mod tests {
                 .to_string()
                 .contains("linear-probe, knn")
         );
+        pretrain_data::names::assert_serde_names::<crate::evaluate::Strategy>();
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
+use crate::evaluate::Strategy;
 use crate::metrics::ClassificationReport;
 use crate::params::ParamCount;
 
@@ -27,8 +28,8 @@ pub struct SeedResult {
 /// One strategy evaluated at one label budget (serde JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneReport {
-    /// `linear-probe`, `knn`, `full`, `partial`, `adapter` or `lora`.
-    pub strategy: String,
+    /// The strategy evaluated.
+    pub strategy: Strategy,
     /// Encoder architecture.
     pub architecture: String,
     /// Labeled examples per class; `None` for every label of the training split.
@@ -70,7 +71,7 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
 impl FinetuneReport {
     /// Summarizes the seeds' results.
     pub fn new(
-        strategy: &str,
+        strategy: Strategy,
         architecture: &str,
         labels_per_class: Option<usize>,
         params: ParamCount,
@@ -82,7 +83,7 @@ impl FinetuneReport {
         let f1s: Vec<f64> = runs.iter().map(|r| r.metrics.macro_f1).collect();
         let (accuracy_mean, accuracy_std) = mean_std(&accuracies);
         Self {
-            strategy: strategy.to_string(),
+            strategy,
             architecture: architecture.to_string(),
             labels_per_class,
             seeds: runs.iter().map(|r| r.seed).collect(),

@@ -78,21 +78,24 @@ pub enum RecipeError {
 }
 
 impl RecipeError {
-    pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A bad value of a recipe field (dotted path).
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Field {
             field: field.into(),
             message: message.into(),
         }
     }
 
-    pub(crate) fn option(option: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A bad command-line option or setting.
+    pub fn option(option: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Option {
             option: option.into(),
             message: message.into(),
         }
     }
 
-    pub(crate) fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+    /// A file or folder that could not be read or written.
+    pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
         Self::Io {
             path: path.to_path_buf(),
             message: e.to_string(),

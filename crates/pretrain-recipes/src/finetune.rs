@@ -96,7 +96,7 @@ pub fn load_backbone<B: Backend>(
     device: &B::Device,
 ) -> Result<Backbone<B>> {
     let model = models::resolve(&recipe.model, inputs)?;
-    let masked_image = matches!(recipe.objective.kind.as_str(), "mae" | "simmim");
+    let masked_image = recipe.objective.kind.masks_images();
     Ok(match model {
         // MAE and SimMIM save their ViT itself, not the image-encoder enum around it.
         ModelConfig::Image(ImageEncoderConfig::Vit(vit)) if masked_image => {
@@ -247,7 +247,7 @@ impl Job<'_> {
                 let labels = budget.map_or("all".to_string(), |k| k.to_string());
                 let path = options
                     .out
-                    .join(format!("{}-{labels}.json", strategy.name()));
+                    .join(format!("{strategy}-{labels}.json"));
                 report.save(&path)?;
                 reports.push(report);
             }

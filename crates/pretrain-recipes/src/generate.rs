@@ -11,6 +11,7 @@ use pretrain::train::Precision;
 use crate::data::TOKENIZER_FILE;
 use crate::error::{RecipeError, Result};
 use crate::models::{self, DataInputs, ModelConfig, TextInputs};
+use crate::objective::ObjectiveKind;
 use crate::pretrain::encoder_weights;
 use crate::recipe::Recipe;
 use crate::recipe_of_run;
@@ -58,7 +59,7 @@ impl DecoderRun {
     /// language model.
     pub fn open(run_dir: &Path, command: &'static str) -> Result<Self> {
         let recipe = recipe_of_run(run_dir)?;
-        if recipe.objective.kind != "clm" {
+        if recipe.objective.kind != ObjectiveKind::Clm {
             return Err(RecipeError::option(
                 command,
                 format!(

@@ -5,38 +5,32 @@
 //! (strategies, labels per class, seeds). The code that runs them lives here so `cargo xtask`,
 //! the `pretrain` binary, the examples and a user's own program share one path:
 //!
-//! - [`bench`]: timed training steps of the reference workloads (`bench step`, `compare`);
 //! - [`recipe`]: the file format, the built-in recipes (`recipes/*.toml`, compiled in);
 //! - [`pretrain`]: `run_pretrain`, on any compiled backend and precision;
 //! - [`finetune`]: `run_finetune` on a run directory's encoder;
 //! - [`generate`]: `run_generate`, text from a causal-LM run;
 //! - [`few_shot`]: `run_few_shot`, a causal-LM run prompted with labeled examples;
 //! - [`heldout`]: a causal LM's held-out bits per byte beside n-gram baselines;
-//! - [`demo`]: `run_demo`, pre-training then every comparison, `report.json` / `report.md`;
-//!   [`demo_causal`]: its causal-LM section;
-//! - [`plots`]: the demo's PNG plots (accuracy against labels, loss curves);
+//! - [`objective`]: the objective kinds a recipe may name;
 //! - [`models`], [`data`]: the presets, and the data (built-in sets or a user's own sources);
 //! - [`prepare`]: what `pretrain data prepare` turns into shards;
 //! - [`overrides`]: preset configurations with a recipe's changes merged in, typos refused.
 
-pub mod bench;
 pub mod data;
-pub mod demo;
-pub mod demo_causal;
 pub mod error;
 pub mod few_shot;
 pub mod finetune;
 pub mod generate;
 pub mod heldout;
 pub mod models;
+pub mod objective;
 pub mod overrides;
-pub mod plots;
 pub mod prepare;
 pub mod pretrain;
 pub mod recipe;
 
-pub use demo::{DemoConfig, DemoReport, run_demo};
 pub use error::{RecipeError, Result};
+pub use objective::ObjectiveKind;
 pub use finetune::{FinetuneOptions, load_backbone, recipe_of_run, run_finetune};
 pub use pretrain::{PretrainOptions, PretrainSummary, run_pretrain};
 pub use recipe::{EvaluateSpec, Recipe};

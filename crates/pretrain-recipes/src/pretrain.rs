@@ -11,6 +11,7 @@ use pretrain::burn::module::AutodiffModule;
 use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
+use pretrain::data::Named;
 use pretrain::data::data_source::Modality;
 use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
 use pretrain::data::packed::{CausalBatcher, PackedWindows, pack_texts};
@@ -28,23 +29,9 @@ use crate::data::{self, PretrainImages, PretrainTexts};
 use crate::error::{RecipeError, Result};
 use crate::heldout::{HeldOutReport, evaluate_heldout};
 use crate::models::{self, DataInputs, ModelConfig, TextInputs};
+use crate::objective::ObjectiveKind;
 use crate::overrides::apply;
 use crate::recipe::{ObjectiveSpec, Recipe};
-
-/// Objective kinds a recipe may name.
-pub const OBJECTIVES: [&str; 11] = [
-    "simclr",
-    "moco",
-    "byol",
-    "simsiam",
-    "barlow-twins",
-    "vicreg",
-    "mae",
-    "simmim",
-    "dae",
-    "mlm",
-    "clm",
-];
 
 /// Where a causal-LM run writes its held-out evaluation.
 pub const HELDOUT_FILE: &str = "heldout.json";
@@ -126,25 +113,15 @@ impl BackendTask for Job<'_> {
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output {
         let Job { recipe, options } = self;
         let spec = &recipe.objective;
-        if !OBJECTIVES.contains(&spec.kind.as_str()) {
-            return Err(RecipeError::field(
-                "objective.kind",
-                format!(
-                    "unknown objective {:?}; valid: {}",
-                    spec.kind,
-                    OBJECTIVES.join(", ")
-                ),
-            ));
-        }
         check_objective_fields(spec)?;
         if data::modality(&recipe.data)? == Modality::Texts {
             // Refused before the texts are read and the tokenizer trained.
-            if !matches!(spec.kind.as_str(), "mlm" | "clm") {
+            if !spec.kind.is_text() {
                 return Err(RecipeError::field(
                     "objective.kind",
                     format!(
                         "{} needs images; text data pre-trains with mlm or clm",
-                        spec.kind
+                        spec.kind.name()
                     ),
                 ));
             }
@@ -160,17 +137,17 @@ impl BackendTask for Job<'_> {
                 kind,
                 device: &device,
             };
-            return match spec.kind.as_str() {
-                "clm" => run.causal::<B>(texts),
+            return match spec.kind {
+                ObjectiveKind::Clm => run.causal::<B>(texts),
                 _ => run.texts::<B>(texts),
             };
         }
-        if matches!(spec.kind.as_str(), "mlm" | "clm") {
+        if spec.kind.is_text() {
             return Err(RecipeError::field(
                 "data",
                 format!(
                     "objective {} needs text data (a text source, or one of {})",
-                    spec.kind,
+                    spec.kind.name(),
                     data::TEXT_DATASETS.join(", ")
                 ),
             ));
@@ -207,53 +184,59 @@ impl BackendTask for Job<'_> {
                 .map(|(summary, _)| summary)
             }};
         }
-        match (
-            spec.kind.as_str(),
-            models::resolve(&recipe.model, DataInputs::Images(shape))?,
-        ) {
-            ("mae", ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
+        let model = models::resolve(&recipe.model, DataInputs::Images(shape))?;
+        let kind = spec.kind;
+        let vit = || match &model {
+            ModelConfig::Image(ImageEncoderConfig::Vit(vit)) => Ok(vit.clone()),
+            _ => Err(needs(kind, "a ViT (preset vit-tiny-28)")),
+        };
+        let encoder = || match &model {
+            ModelConfig::Image(encoder) => Ok(encoder.clone()),
+            ModelConfig::Autoencoder(_) => Err(needs(kind, "an image encoder, not an autoencoder")),
+            ModelConfig::Text(_) | ModelConfig::Decoder(_) => {
+                Err(needs(kind, "an image encoder, not a text model"))
+            }
+        };
+        // Contrastive objectives: two augmented views of each image; `$config` is built from
+        // the encoder and its feature width.
+        macro_rules! contrastive {
+            (|$encoder:ident, $width:ident| $config:expr) => {{
+                let $encoder = encoder()?;
+                let $width = $encoder.feature_dim();
+                let config = apply(&$config, &spec.overrides, f)?;
+                let views = AugmentedDataset::new(images, two_views(spec, shape, normalize)?, seed)?;
+                run.train(config.init::<B>(&device)?, &config, views, ViewsBatcher)
+                    .map(|(summary, _)| summary)
+            }};
+        }
+        match kind {
+            ObjectiveKind::Mae => {
+                let vit = vit()?;
                 masked!(MaeObjectiveConfig::new(MaeConfig::new(vit.clone())), vit)
             }
-            ("simmim", ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
+            ObjectiveKind::Simmim => {
+                let vit = vit()?;
                 masked!(SimMimConfig::new(vit.clone()), vit)
             }
-            ("dae", ModelConfig::Autoencoder(ae)) => {
+            ObjectiveKind::Dae => {
+                let ModelConfig::Autoencoder(ae) = model else {
+                    return Err(needs(kind, "an autoencoder (mlp-ae-digits, conv-ae-28)"));
+                };
                 let config: DenoisingConfig = apply(&DenoisingConfig::new(ae), &spec.overrides, f)?;
                 let views = AugmentedDataset::new(images, config.views(clean), seed)?;
                 run.train(config.init::<B>(&device)?, &config, views, ViewsBatcher)
                     .map(|(summary, _)| summary)
             }
-            (kind @ ("mae" | "simmim"), _) => Err(needs(kind, "a ViT (preset vit-tiny-28)")),
-            ("dae", _) => Err(needs("dae", "an autoencoder (mlp-ae-digits, conv-ae-28)")),
-            (kind, ModelConfig::Image(encoder)) => {
-                let views = two_views(spec, shape, normalize)?;
-                let views = AugmentedDataset::new(images, views, seed)?;
-                let width = encoder.feature_dim();
-                macro_rules! contrastive {
-                    ($config:expr) => {{
-                        let config = apply(&$config, &spec.overrides, f)?;
-                        run.train(config.init::<B>(&device)?, &config, views, ViewsBatcher)
-                            .map(|(summary, _)| summary)
-                    }};
-                }
-                match kind {
-                    "simclr" => contrastive!(SimClrConfig::simclr(encoder)),
-                    "moco" => contrastive!(MoCoConfig::moco_v2(encoder)),
-                    "byol" => contrastive!(ByolConfig::byol(encoder, 2 * width, 128)),
-                    "simsiam" => contrastive!(SimSiamConfig::simsiam(encoder, width)),
-                    "barlow-twins" => {
-                        contrastive!(BarlowTwinsConfig::barlow_twins(encoder, 2 * width))
-                    }
-                    "vicreg" => contrastive!(VicRegConfig::vicreg(encoder, 2 * width)),
-                    other => unreachable!("{other} is in OBJECTIVES and has an arm above"),
-                }
+            ObjectiveKind::Simclr => contrastive!(|e, _w| SimClrConfig::simclr(e)),
+            ObjectiveKind::Moco => contrastive!(|e, _w| MoCoConfig::moco_v2(e)),
+            ObjectiveKind::Byol => contrastive!(|e, w| ByolConfig::byol(e, 2 * w, 128)),
+            ObjectiveKind::Simsiam => contrastive!(|e, w| SimSiamConfig::simsiam(e, w)),
+            ObjectiveKind::BarlowTwins => {
+                contrastive!(|e, w| BarlowTwinsConfig::barlow_twins(e, 2 * w))
             }
-            (kind, ModelConfig::Autoencoder(_)) => {
-                Err(needs(kind, "an image encoder, not an autoencoder"))
-            }
-            (kind, ModelConfig::Text(_) | ModelConfig::Decoder(_)) => {
-                Err(needs(kind, "an image encoder, not a text model"))
-            }
+            ObjectiveKind::Vicreg => contrastive!(|e, w| VicRegConfig::vicreg(e, 2 * w)),
+            // Refused above, before the data were read.
+            ObjectiveKind::Mlm | ObjectiveKind::Clm => Err(needs(kind, "text data")),
         }
     }
 }
@@ -302,18 +285,21 @@ fn check_resumable(saved: &Recipe, asked: &Recipe, path: &Path) -> Result<()> {
     }
 }
 
-fn needs(kind: &str, what: &str) -> RecipeError {
-    RecipeError::field("model.preset", format!("objective {kind} needs {what}"))
+fn needs(kind: ObjectiveKind, what: &str) -> RecipeError {
+    RecipeError::field(
+        "model.preset",
+        format!("objective {} needs {what}", kind.name()),
+    )
 }
 
 /// Refuses objective fields the objective would ignore: augmentations outside the contrastive
 /// objectives, token masking outside `mlm`.
 fn check_objective_fields(spec: &ObjectiveSpec) -> Result<()> {
-    let contrastive = !matches!(spec.kind.as_str(), "mae" | "simmim" | "dae" | "mlm" | "clm");
+    let contrastive = spec.kind.is_contrastive();
     let unused = [
         ("objective.augment", spec.augment.is_some() && !contrastive),
         ("objective.views", spec.views.is_some() && !contrastive),
-        ("objective.mask", spec.mask.is_some() && spec.kind != "mlm"),
+        ("objective.mask", spec.mask.is_some() && spec.kind != ObjectiveKind::Mlm),
     ];
     match unused.iter().find(|(_, unused)| *unused) {
         Some((field, _)) => Err(RecipeError::field(
@@ -409,7 +395,7 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
         let ModelConfig::Text(bert) =
             models::resolve(&self.recipe.model, DataInputs::Text(inputs))?
         else {
-            return Err(needs("mlm", "a text encoder (bert-tiny, bert-mini)"));
+            return Err(needs(ObjectiveKind::Mlm, "a text encoder (bert-tiny, bert-mini)"));
         };
         let config = apply(
             &MlmConfig::new(bert),
@@ -519,7 +505,7 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
             models::resolve(&self.recipe.model, DataInputs::Text(inputs))?
         else {
             return Err(needs(
-                "clm",
+                ObjectiveKind::Clm,
                 "a GPT decoder (gpt-nano, gpt-micro, gpt-mini, gpt-small)",
             ));
         };

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{RecipeError, Result};
 use crate::few_shot::FewShotSpec;
+use crate::objective::ObjectiveKind;
 
 /// The recipes shipped in `recipes/`, compiled in so every binary has them.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -150,9 +151,9 @@ pub struct ModelSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectiveSpec {
-    /// `simclr`, `moco`, `byol`, `simsiam`, `barlow-twins`, `vicreg`, `mae`, `simmim`, `dae`
-    /// or `mlm`.
-    pub kind: String,
+    /// `simclr`, `moco`, `byol`, `simsiam`, `barlow-twins`, `vicreg`, `mae`, `simmim`, `dae`,
+    /// `mlm` or `clm`.
+    pub kind: ObjectiveKind,
     /// Augmentation of the two views (contrastive objectives): `simclr` or `byol`.
     #[serde(default)]
     pub augment: Option<String>,

@@ -6,6 +6,7 @@ use pretrain::models::VitConfig;
 use pretrain_recipes::models::{DataInputs, TextInputs};
 use pretrain_recipes::overrides::apply;
 use pretrain_recipes::{
+    ObjectiveKind,
     EvaluateSpec, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run, run_finetune,
     run_pretrain,
 };
@@ -317,7 +318,7 @@ fn bad_recipes_are_refused_with_the_cause_named() {
     let refusal = |recipe: &Recipe| refused(recipe, dir.path());
     let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
     recipe.data.dataset = "fashion-mnist-sample".into();
-    recipe.objective.kind = "mae".into();
+    recipe.objective.kind = ObjectiveKind::Mae;
     let err = refusal(&recipe);
     assert!(
         err.contains("objective.augment") && err.contains("mae does not use it"),
@@ -332,7 +333,7 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         err.contains("objective.views") && err.contains("mae does not use it"),
         "{err}"
     );
-    recipe.objective.kind = "simclr".into();
+    recipe.objective.kind = ObjectiveKind::Simclr;
     recipe.objective.mask = Some(Default::default());
     let err = refusal(&recipe);
     assert!(err.contains("objective.mask"), "{err}");
@@ -359,13 +360,14 @@ fn bad_recipes_are_refused_with_the_cause_named() {
             "{err}"
         );
     }
-    recipe.objective.kind = "simclrr".into();
-    let err = refusal(&recipe);
+    // An unknown kind is refused when the recipe is read, naming the valid ones.
+    let typo = recipe.to_toml().replace("kind = \"mae\"", "kind = \"simclrr\"");
+    let err = Recipe::parse(&typo, "typo.toml").unwrap_err().to_string();
     assert!(
-        err.contains("unknown objective \"simclrr\"") && err.contains("vicreg"),
+        err.contains("typo.toml") && err.contains("simclrr") && err.contains("vicreg"),
         "{err}"
     );
-    recipe.objective.kind = "simclr".into();
+    recipe.objective.kind = ObjectiveKind::Simclr;
     recipe.data.dataset = "cifar".into();
     let err = refusal(&recipe);
     assert!(
@@ -392,7 +394,7 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         err.contains("small-cnn-28 is an image model: it needs image data"),
         "{err}"
     );
-    recipe.objective.kind = "simclr".into();
+    recipe.objective.kind = ObjectiveKind::Simclr;
     recipe.data.dataset = "fashion-mnist-sample".into();
     recipe.model.preset = "bert-tiny".into();
     let err = refusal(&recipe);
@@ -467,7 +469,7 @@ fn causal_lm_recipe_pretrains_a_gpt_on_the_shipped_corpus() {
     // A GPT with MLM, or CLM on images, is refused by name.
     let refusal = |recipe: &Recipe| refused(recipe, &dir.path().join("refused"));
     let mut mlm = recipe.clone();
-    mlm.objective.kind = "mlm".into();
+    mlm.objective.kind = ObjectiveKind::Mlm;
     let err = refusal(&mlm);
     assert!(err.contains("mlm needs a text encoder"), "{err}");
     let mut images = recipe.clone();

@@ -9,9 +9,24 @@
 use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
-/// Float precision of the training computation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg(doc)]
+use pretrain_data::Named;
+
+/// Float precision of the training computation, named `f32`, `bf16`, `f16` ([`Named`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Precision {
     /// 32-bit floats (every backend).
     #[default]
@@ -23,15 +38,6 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// The configuration name (`f32`, `bf16`, `f16`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::F16 => "f16",
-        }
-    }
-
     /// The backend float type this precision needs.
     pub fn dtype(self) -> DType {
         match self {

@@ -8,12 +8,26 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::backend::AutodiffBackend;
+use pretrain_data::Named;
 use pretrain_train::Precision;
 use serde::{Deserialize, Serialize};
+use strum::VariantArray;
 
-/// A burn backend this crate can be built with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A burn backend this crate can be built with, named by its cargo feature ([`Named`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum BackendKind {
     /// burn's Flex CPU backend (cargo feature `flex`, the default).
     Flex,
@@ -66,24 +80,6 @@ pub enum BackendError {
 }
 
 impl BackendKind {
-    /// Every backend, compiled in or not.
-    pub const ALL: [BackendKind; 4] = [
-        BackendKind::Flex,
-        BackendKind::NdArray,
-        BackendKind::Wgpu,
-        BackendKind::Cuda,
-    ];
-
-    /// Command-line name (also the cargo feature).
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Flex => "flex",
-            BackendKind::NdArray => "ndarray",
-            BackendKind::Wgpu => "wgpu",
-            BackendKind::Cuda => "cuda",
-        }
-    }
-
     /// Whether this binary was built with the backend's feature.
     pub fn is_compiled(self) -> bool {
         match self {
@@ -96,7 +92,11 @@ impl BackendKind {
 
     /// Backends compiled into this binary.
     pub fn compiled() -> Vec<BackendKind> {
-        Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
+        Self::VARIANTS
+            .iter()
+            .copied()
+            .filter(|b| b.is_compiled())
+            .collect()
     }
 
     /// The backend [`Selected`] names: the first compiled of cuda, wgpu, flex, ndarray.
@@ -128,7 +128,7 @@ impl BackendKind {
 fn compiled_list() -> String {
     let names: Vec<_> = BackendKind::compiled()
         .into_iter()
-        .map(BackendKind::name)
+        .map(Named::name)
         .collect();
     if names.is_empty() {
         "none".into()
@@ -148,8 +148,9 @@ impl FromStr for BackendKind {
 
     /// Parses a `--backend` value (case-insensitive) and checks it is compiled in.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let kind = Self::ALL
-            .into_iter()
+        let kind = Self::VARIANTS
+            .iter()
+            .copied()
             .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| BackendError::Unknown {
                 given: s.to_string(),
@@ -314,6 +315,8 @@ mod tests {
 
     #[test]
     fn parses_names_and_lists_valid_ones() {
+        pretrain_data::names::assert_serde_names::<BackendKind>();
+        pretrain_data::names::assert_serde_names::<Precision>();
         assert_eq!("FLEX".parse::<BackendKind>().unwrap(), BackendKind::Flex);
         let err = "tpu".parse::<BackendKind>().unwrap_err().to_string();
         assert!(

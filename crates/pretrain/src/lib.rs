@@ -11,7 +11,6 @@
 //! - [`backend`]: which backends are compiled in (`flex`, `ndarray`, `wgpu`, `cuda` features).
 
 pub mod backend;
-pub mod demo;
 
 pub use pretrain_data as data;
 pub use pretrain_finetune as finetune;

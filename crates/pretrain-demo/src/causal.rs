@@ -9,12 +9,13 @@ use pretrain::finetune::FewShotReport;
 use pretrain::models::SamplingConfig;
 use serde::Serialize;
 
-use crate::demo::Check;
-use crate::error::Result;
-use crate::few_shot::run_few_shot;
-use crate::generate::{GenerateOptions, run_generate};
-use crate::heldout::HeldOutReport;
-use crate::recipe::Recipe;
+use pretrain_recipes::Result;
+use pretrain_recipes::few_shot::run_few_shot;
+use pretrain_recipes::generate::{GenerateOptions, run_generate};
+use pretrain_recipes::heldout::HeldOutReport;
+use pretrain_recipes::recipe::Recipe;
+
+use crate::checks::Check;
 
 /// Prompts the demo continues, each with one seed.
 pub const PROMPTS: [&str; 3] = ["KING HENRY:\n", "To be, or not to be", "My lord, the"];

@@ -1,27 +1,27 @@
-//! `cargo xtask demo`: the data pipeline end to end on real data — decoding, two-view
+//! `pretrain data demo`: the data pipeline end to end on real data — decoding, two-view
 //! augmentation, few-label subsets, tokenizer training and MLM masking — with measured
-//! throughput. Later recipes build pre-training and fine-tuning on the same pieces.
+//! throughput.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::data::dataloader::DataLoaderBuilder;
-use burn::data::dataset::{Dataset, InMemDataset};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use pretrain::burn::data::dataloader::DataLoaderBuilder;
+use pretrain::burn::data::dataset::{Dataset, InMemDataset};
+use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::Serialize;
 
-use crate::backend::{BackendKind, BackendTask};
-use crate::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
-use crate::data::batch::{MultiViewBatch, TextBatch, TextBatcher, ViewsBatcher};
-use crate::data::catalog::{self, remote_dataset};
-use crate::data::mask::{IGNORE_INDEX, MaskUnit, TokenMasker};
-use crate::data::readers::{
+use pretrain::backend::{BackendKind, BackendTask};
+use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
+use pretrain::data::batch::{MultiViewBatch, TextBatch, TextBatcher, ViewsBatcher};
+use pretrain::data::catalog::{self, remote_dataset};
+use pretrain::data::mask::{IGNORE_INDEX, MaskUnit, TokenMasker};
+use pretrain::data::readers::{
     Column, IdxPaths, TableOptions, TextUnit, read_csv_features, read_idx_images, read_text_corpus,
 };
-use crate::data::split::{SplitFractions, k_per_class, labels_of};
-use crate::data::text_dataset::MlmDataset;
-use crate::data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
-use crate::data::{DataError, ImageItem, TextEncoding, TextItem};
+use pretrain::data::split::{SplitFractions, k_per_class, labels_of};
+use pretrain::data::text_dataset::MlmDataset;
+use pretrain::data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
+use pretrain::data::{DataError, ImageItem, TextEncoding, TextItem};
 
 /// Settings of the data-pipeline demo.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +72,7 @@ pub fn run_data_demo(
     kind: BackendKind,
     config: DataDemoConfig,
 ) -> Result<DataDemoReport, DataError> {
-    crate::backend::run_on(kind, DataDemo(config))
+    pretrain::backend::run_on(kind, DataDemo(config))
         .map_err(|e| DataError::config("backend", e.to_string()))?
 }
 

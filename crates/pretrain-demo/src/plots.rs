@@ -7,8 +7,9 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::demo::DemoResult;
-use crate::error::{RecipeError, Result};
+use pretrain_recipes::{RecipeError, Result};
+
+use crate::run::DemoResult;
 
 /// Compiled in so the plots need no system fonts (license in `assets/`).
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -51,7 +52,7 @@ pub fn accuracy_vs_labels(results: &[DemoResult], path: &Path) -> Result<Vec<Ser
     for r in results {
         let name = match &r.recipe {
             Some(recipe) => format!("{} ({recipe})", r.method),
-            None => r.method.clone(),
+            None => r.method.to_string(),
         };
         let x = budgets
             .iter()
@@ -229,11 +230,13 @@ fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::Method;
+    use pretrain::data::Named;
 
     fn result(method: &str, recipe: Option<&str>, labels: Option<usize>, acc: f64) -> DemoResult {
         DemoResult {
             dataset: "fashion-mnist".into(),
-            method: method.into(),
+            method: Method::from_name(method).unwrap(),
             objective: None,
             recipe: recipe.map(str::to_string),
             labels_per_class: labels,

@@ -1,4 +1,4 @@
-//! `cargo xtask bench step`: timed training steps (forward, backward, optimizer update, the
+//! `pretrain bench step` (`cargo xtask bench step`): timed training steps (forward, backward, optimizer update, the
 //! objective's after-step hook) of the three reference workloads on any compiled backend. The
 //! batch is built once from the shipped real data and reused, so the numbers are the step
 //! alone; the data pipeline has its own benchmark (`benches/data_pipeline.rs`).
@@ -20,10 +20,15 @@ use pretrain::objectives::{MaeObjectiveConfig, MlmConfig, SimClrConfig};
 use pretrain::train::{LrSchedule, Precision, Stepper, TrainConfig, TrainObjective};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RecipeError, Result};
+use pretrain::data::Named;
+use pretrain_recipes::{RecipeError, Result};
 
-/// A benchmarked training step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A benchmarked training step, named in kebab case on the command line and in the output
+/// ([`Named`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr, strum::VariantArray,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum StepModel {
     /// MAE on ViT-tiny-28 (4x4 patches), 75% of the patches masked.
     MaeVitTiny,
@@ -34,30 +39,9 @@ pub enum StepModel {
 }
 
 impl StepModel {
-    /// Every benchmarked step, in the order of the comparison table.
-    pub const ALL: [StepModel; 3] = [Self::MaeVitTiny, Self::BertTinyMlm, Self::SimclrCnn];
-
-    /// Name on the command line and in the output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::MaeVitTiny => "mae-vit-tiny",
-            Self::BertTinyMlm => "bert-tiny-mlm",
-            Self::SimclrCnn => "simclr-cnn",
-        }
-    }
-
-    /// Parses [`StepModel::name`].
+    /// Parses a `--model` value, listing the valid ones on failure.
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| {
-                let valid: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-                RecipeError::option(
-                    "--model",
-                    format!("unknown model {name:?}; valid: {}", valid.join(", ")),
-                )
-            })
+        Self::from_name(name).map_err(|message| RecipeError::option("--model", message))
     }
 
     /// The batch of the reference workload (images, or sequences for BERT).
@@ -126,8 +110,8 @@ pub fn bench_step(config: &StepBenchConfig) -> Result<StepBenchResult> {
     let times = pretrain::dispatch_backend!(config.backend, Precision::F32, task)??;
     let median = median(&times);
     Ok(StepBenchResult {
-        model: config.model.name().to_string(),
-        backend: config.backend.name().to_string(),
+        model: config.model.to_string(),
+        backend: config.backend.to_string(),
         batch,
         threads: rayon::current_num_threads(),
         samples_per_sec: batch as f64 / median,
@@ -319,7 +303,7 @@ mod tests {
 
     #[test]
     fn every_model_takes_timed_steps_on_flex() {
-        for model in StepModel::ALL {
+        for &model in StepModel::all() {
             let result = bench_step(&StepBenchConfig {
                 model,
                 backend: BackendKind::Flex,
