@@ -129,7 +129,7 @@ fn main() -> Result<()> {
     let x1 = args.out.join("images-x1");
     prepare(&images, &PrepareOptions::new(&x1), &mut |_| {})?;
     let mut recipe = Recipe::load("simclr-fashion-mnist")?;
-    recipe.data.dataset.clear();
+    recipe.data.dataset = None;
     recipe.train.steps = args.steps;
     recipe.train.checkpoint_every = args.steps;
     for copies in [1, 10, 100] {
@@ -161,7 +161,7 @@ fn main() -> Result<()> {
     let token_bytes = base.shards.iter().map(|s| s.bytes).sum::<u64>();
     let copies = (1u64 << 30).div_ceil(token_bytes) as usize;
     let mut recipe = Recipe::load("mlm-text")?;
-    recipe.data.dataset.clear();
+    recipe.data.dataset = None;
     recipe.data.tokenizer = None;
     recipe.objective.mask = None;
     recipe.train.steps = args.steps;

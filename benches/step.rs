@@ -23,19 +23,17 @@ use serde::{Deserialize, Serialize};
 use pretrain::data::Named;
 use pretrain_recipes::{RecipeError, Result};
 
-/// A benchmarked training step, named in kebab case on the command line and in the output
-/// ([`Named`]).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr, strum::VariantArray,
-)]
-#[strum(serialize_all = "kebab-case")]
-pub enum StepModel {
-    /// MAE on ViT-tiny-28 (4x4 patches), 75% of the patches masked.
-    MaeVitTiny,
-    /// BERT-tiny masked language modeling, 128 tokens, 8,192-token vocabulary.
-    BertTinyMlm,
-    /// SimCLR with the small CNN, two 28x28 views per image.
-    SimclrCnn,
+pretrain::data::named_enum! {
+    /// A benchmarked training step, named in kebab case on the command line and in the output
+    /// ([`Named`]).
+    pub enum StepModel {
+        /// MAE on ViT-tiny-28 (4x4 patches), 75% of the patches masked.
+        MaeVitTiny,
+        /// BERT-tiny masked language modeling, 128 tokens, 8,192-token vocabulary.
+        BertTinyMlm,
+        /// SimCLR with the small CNN, two 28x28 views per image.
+        SimclrCnn,
+    }
 }
 
 impl StepModel {
@@ -322,6 +320,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_refused_with_the_choices() {
+        pretrain::data::names::assert_serde_names::<StepModel>();
         let err = StepModel::parse("gpt-2").unwrap_err().to_string();
         assert!(
             err.contains("mae-vit-tiny, bert-tiny-mlm, simclr-cnn"),

@@ -7,9 +7,9 @@
 //! (`cargo xtask bench step` prints the same measurement as one JSON line, on any backend.)
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pretrain::data::Named;
 use pretrain::burn::backend::{Autodiff, Flex};
 use pretrain::burn::tensor::{Distribution, Tensor};
+use pretrain::data::Named;
 use pretrain::models::TransformerBlockConfig;
 use pretrain_benches::step::{StepModel, prepare_step};
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use pretrain::data::Named;
 use pretrain::backend::BackendKind;
+use pretrain::data::Named;
 use pretrain_benches::step::{
     StepBenchConfig, StepBenchResult, StepModel, bench_step, compare_markdown, set_threads,
 };

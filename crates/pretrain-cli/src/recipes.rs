@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use pretrain::backend::BackendKind;
-use pretrain_recipes::few_shot::FEW_SHOT_FILE;
 use pretrain_demo::DemoConfig;
+use pretrain_recipes::few_shot::FEW_SHOT_FILE;
 use pretrain_recipes::{FinetuneOptions, ObjectiveKind, PretrainOptions, Recipe, recipe_of_run};
 
 #[allow(clippy::too_many_arguments)]
@@ -177,11 +177,11 @@ pub fn demo(
         let mut needed: Vec<String> = Vec::new();
         for name in &recipes {
             let recipe = Recipe::load(name)?;
-            let few_shot = recipe.few_shot.map(|f| f.dataset);
-            for dataset in std::iter::once(recipe.data.dataset).chain(few_shot) {
-                let remote = pretrain::data::catalog::remote_dataset(&dataset).is_ok();
-                if remote && !needed.contains(&dataset) {
-                    needed.push(dataset);
+            let few_shot = recipe.few_shot.and_then(|f| f.dataset);
+            for dataset in recipe.data.dataset.into_iter().chain(few_shot) {
+                let name = dataset.to_string();
+                if dataset.is_obtained() && !needed.contains(&name) {
+                    needed.push(name);
                 }
             }
         }

@@ -42,6 +42,6 @@ pub mod tokenizer;
 mod testdata;
 
 pub use error::{DataError, Result};
-pub use names::Named;
 pub use item::{FeatureItem, Image, Image8, ImageItem, Labeled, TextItem};
+pub use names::Named;
 pub use source::TextEncoding;

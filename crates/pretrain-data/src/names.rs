@@ -1,9 +1,40 @@
 //! Names of the workspace's kebab-case enums (objective kinds, model presets, data sets,
-//! strategies, backends, precisions): each derives strum's `IntoStaticStr` and `VariantArray`
-//! with `serialize_all = "kebab-case"` beside serde's `rename_all = "kebab-case"`, and
-//! [`Named`] adds what the derives lack: parsing that lists the valid names in its error.
-//! [`assert_serde_names`] checks, in each crate's tests, that serde spells every variant as
-//! strum does.
+//! strategies, backends, precisions): each is declared with [`named_enum!`](crate::named_enum),
+//! which derives serde and strum (`Display`, `IntoStaticStr`, `VariantArray`) with the same
+//! kebab-case spelling, and [`Named`] adds what the derives lack: parsing that lists the valid
+//! names in its error. [`assert_serde_names`] checks, in each crate's tests, that serde spells
+//! every variant as strum does (a variant renamed for one must be renamed for both).
+
+/// Declares an enum named in kebab case everywhere it is written (recipes, command lines,
+/// reports): `Debug, Clone, Copy, PartialEq, Eq, Hash`, serde and strum's `Display`,
+/// `IntoStaticStr` and `VariantArray` derived, so it is [`Named`]. The calling crate depends on
+/// `serde` and `strum`. A variant spelled otherwise carries both `#[serde(rename = "...")]`
+/// and `#[strum(serialize = "...")]`.
+///
+/// An enum `Shape { Circle, RoundedSquare }` declared with it has the names `circle` and
+/// `rounded-square` (this module's test).
+#[macro_export]
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variants:tt)* }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            serde::Serialize,
+            serde::Deserialize,
+            strum::Display,
+            strum::IntoStaticStr,
+            strum::VariantArray,
+        )]
+        #[serde(rename_all = "kebab-case")]
+        #[strum(serialize_all = "kebab-case")]
+        $vis enum $name { $($variants)* }
+    };
+}
 
 /// A kebab-case enum: every variant has one name, in recipes, on the command line and in
 /// reports. Implemented for every type with strum's `IntoStaticStr` and `VariantArray`.
@@ -54,22 +85,11 @@ where
 mod tests {
     use super::*;
 
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        serde::Serialize,
-        serde::Deserialize,
-        strum::IntoStaticStr,
-        strum::VariantArray,
-    )]
-    #[serde(rename_all = "kebab-case")]
-    #[strum(serialize_all = "kebab-case")]
-    enum Shape {
-        Circle,
-        RoundedSquare,
+    crate::named_enum! {
+        enum Shape {
+            Circle,
+            RoundedSquare,
+        }
     }
 
     #[test]

@@ -12,9 +12,9 @@ use pretrain::finetune::{
     ToLabeled, evaluate_frozen,
 };
 use pretrain::train::Precision;
+use pretrain_recipes::Result;
 use pretrain_recipes::data;
 use pretrain_recipes::recipe::Recipe;
-use pretrain_recipes::Result;
 
 /// Raw-pixel logistic regression on the labeled set of `recipe`: one report per budget of
 /// `budgets` (labels per class) and one with all labels, each over `seeds` seeds.
@@ -97,4 +97,3 @@ fn pixels<B: Backend>(
         labels,
     })
 }
-

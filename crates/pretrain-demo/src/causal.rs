@@ -174,6 +174,7 @@ pub fn markdown(results: &[CausalLmResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pretrain::data::Named;
     use pretrain::models::NgramKind;
 
     fn result(model: f64, bigram: f64) -> CausalLmResult {

@@ -1,7 +1,7 @@
 //! The bars the demo sets itself: each a comparison of two measured accuracies (or one against
 //! a target) with the margin it needs, required or a stretch goal.
 
-use pretrain_recipes::data;
+use pretrain_recipes::BuiltinDataset;
 use serde::Serialize;
 
 use crate::run::{DemoReport, DemoResult, Method};
@@ -23,7 +23,7 @@ pub struct Check {
 /// when given).
 fn best(
     results: &[DemoResult],
-    dataset: Option<&str>,
+    dataset: Option<BuiltinDataset>,
     recipe: Option<&str>,
     method: Method,
     labels: Option<usize>,
@@ -31,7 +31,7 @@ fn best(
     results
         .iter()
         .filter(|r| {
-            Some(r.dataset.as_str()) == dataset
+            Some(r.dataset) == dataset
                 && recipe.is_none_or(|name| r.recipe.as_deref() == Some(name))
                 && r.method == method
                 && r.labels_per_class == labels
@@ -42,7 +42,7 @@ fn best(
 
 /// The image bars (when the demo ran image recipes, on `image_dataset`) and one text bar per
 /// text recipe and budget.
-pub fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check> {
+pub fn checks(results: &[DemoResult], image_dataset: Option<BuiltinDataset>) -> Vec<Check> {
     let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
     let mut checks = Vec::new();
     // `margin`: `a` must reach `b + margin`; `None`: `a` must be strictly above `b`.
@@ -135,10 +135,10 @@ pub fn checks(results: &[DemoResult], image_dataset: Option<&str>) -> Vec<Check>
     }
     // Text: the pre-trained transformer fine-tuned against the same one trained from scratch,
     // per text recipe and budget.
-    let mut text_rows: Vec<(&str, &str, Option<usize>)> = Vec::new();
+    let mut text_rows: Vec<(BuiltinDataset, &str, Option<usize>)> = Vec::new();
     for r in results {
-        if let (true, Some(recipe)) = (data::is_text(&r.dataset), r.recipe.as_deref()) {
-            let key = (r.dataset.as_str(), recipe, r.labels_per_class);
+        if let (true, Some(recipe)) = (r.dataset.is_text(), r.recipe.as_deref()) {
+            let key = (r.dataset, recipe, r.labels_per_class);
             if r.method == Method::PretrainedFinetune && !text_rows.contains(&key) {
                 text_rows.push(key);
             }
@@ -183,7 +183,7 @@ mod tests {
 
     fn result(method: &str, labels: Option<usize>, accuracy: f64) -> DemoResult {
         DemoResult {
-            dataset: "fashion-mnist".into(),
+            dataset: BuiltinDataset::FashionMnist,
             method: Method::from_name(method).unwrap(),
             objective: None,
             recipe: None,
@@ -198,6 +198,7 @@ mod tests {
 
     #[test]
     fn bars_need_their_margin_and_ties_do_not_count_as_above() {
+        pretrain::data::names::assert_serde_names::<Method>();
         let results = vec![
             result("pretrained-linear-probe", Some(10), 0.725),
             result("random-init-linear-probe", Some(10), 0.64),
@@ -213,14 +214,14 @@ mod tests {
         let mut results = results;
         // Text rows count only against each other, never towards the image bars.
         let text = |method: &str, accuracy| DemoResult {
-            dataset: "spam-assassin".into(),
+            dataset: BuiltinDataset::SpamAssassin,
             recipe: Some("mlm-text".into()),
             ..result(method, Some(100), accuracy)
         };
         results.push(text("pretrained-finetune", 0.95));
         results.push(text("scratch", 0.93));
         results.push(text("pretrained-linear-probe", 0.99));
-        let checks = checks(&results, Some("fashion-mnist"));
+        let checks = checks(&results, Some(BuiltinDataset::FashionMnist));
         let passed: Vec<bool> = checks.iter().map(|c| c.passed).collect();
         // +8.5 points; tie; above; above; 85.9% < 86%; stretch +2.5 < +6; text above.
         assert_eq!(passed, [true, false, true, true, false, false, true]);

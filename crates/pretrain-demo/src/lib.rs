@@ -10,7 +10,7 @@
 //! - [`causal`]: the causal-LM section (bits per byte against n-gram baselines, generations,
 //!   few-shot prompting);
 //! - [`checks`]: the bars and whether they held;
-//! - [`report`]: `report.md`;
+//! - [`report`]: the `report.md` a person reads;
 //! - [`plots`]: the PNG plots (accuracy against labels, loss curves);
 //! - [`pipeline`]: the data-pipeline demo (`pretrain data demo`).
 

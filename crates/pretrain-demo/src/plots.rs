@@ -235,7 +235,7 @@ mod tests {
 
     fn result(method: &str, recipe: Option<&str>, labels: Option<usize>, acc: f64) -> DemoResult {
         DemoResult {
-            dataset: "fashion-mnist".into(),
+            dataset: pretrain_recipes::BuiltinDataset::FashionMnist,
             method: Method::from_name(method).unwrap(),
             objective: None,
             recipe: recipe.map(str::to_string),

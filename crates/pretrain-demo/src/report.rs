@@ -101,4 +101,3 @@ pub fn markdown(report: &DemoReport) -> String {
     out += &causal::markdown(&report.causal_lm);
     out
 }
-

@@ -19,12 +19,11 @@ use std::time::Instant;
 
 use pretrain::backend::BackendKind;
 use pretrain::finetune::{FinetuneReport, Strategy};
-use pretrain_recipes::data;
 use pretrain_recipes::finetune::{FinetuneOptions, run_finetune};
 use pretrain_recipes::pretrain::{PretrainOptions, PretrainSummary, run_pretrain};
 use pretrain_recipes::recipe::{EvaluateSpec, Recipe};
-use pretrain_recipes::{ObjectiveKind, RecipeError, Result};
-use serde::{Deserialize, Serialize};
+use pretrain_recipes::{BuiltinDataset, ObjectiveKind, RecipeError, Result};
+use serde::Serialize;
 
 use crate::causal::{self, CausalLmResult};
 use crate::checks::{Check, checks};
@@ -74,36 +73,24 @@ impl Default for DemoConfig {
     }
 }
 
-/// How a row of the comparison got its accuracy (kebab case in the reports; [`Named`]).
-///
-/// [`Named`]: pretrain::data::Named
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum Method {
-    /// Logistic regression on normalized pixels (no encoder).
-    RawPixelsLogreg,
-    /// Linear probe on the randomly initialized encoder.
-    RandomInitLinearProbe,
-    /// The encoder trained from scratch on the labels.
-    Scratch,
-    /// Linear probe on the pre-trained encoder.
-    PretrainedLinearProbe,
-    /// kNN on the pre-trained encoder's features.
-    PretrainedKnn,
-    /// The pre-trained encoder fine-tuned on the labels.
-    PretrainedFinetune,
+pretrain::data::named_enum! {
+    /// How a row of the comparison got its accuracy (kebab case in the reports; [`Named`]).
+    ///
+    /// [`Named`]: pretrain::data::Named
+    pub enum Method {
+        /// Logistic regression on normalized pixels (no encoder).
+        RawPixelsLogreg,
+        /// Linear probe on the randomly initialized encoder.
+        RandomInitLinearProbe,
+        /// The encoder trained from scratch on the labels.
+        Scratch,
+        /// Linear probe on the pre-trained encoder.
+        PretrainedLinearProbe,
+        /// kNN on the pre-trained encoder's features.
+        PretrainedKnn,
+        /// The pre-trained encoder fine-tuned on the labels.
+        PretrainedFinetune,
+    }
 }
 
 impl Method {
@@ -125,7 +112,7 @@ impl Method {
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoResult {
     /// Labeled data set.
-    pub dataset: String,
+    pub dataset: BuiltinDataset,
     /// How the accuracy was obtained.
     pub method: Method,
     /// The pre-training objective (`null` for raw pixels); for the random-init rows, the
@@ -174,10 +161,10 @@ fn row(
     report: &FinetuneReport,
     method: Method,
     recipe: Option<&Recipe>,
-    dataset: &str,
+    dataset: BuiltinDataset,
 ) -> DemoResult {
     DemoResult {
-        dataset: dataset.to_string(),
+        dataset,
         method,
         objective: recipe.map(|r| r.objective.kind),
         recipe: recipe.map(|r| r.name.clone()),
@@ -207,20 +194,20 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
         return Err(RecipeError::field("recipes", "name at least one"));
     }
     for recipe in &mut recipes {
+        let dataset = dataset_of(recipe)?;
         if config.quick {
-            let text = data::is_text(&recipe.data.dataset);
+            let text = dataset.is_text();
             let causal = recipe.objective.kind == ObjectiveKind::Clm;
-            recipe.data.dataset = match (text, causal) {
-                (true, true) => "moby-dick-sample",
-                (true, false) => "spam-sample",
-                (false, _) => "fashion-mnist-sample",
-            }
-            .into();
+            recipe.data.dataset = Some(match (text, causal) {
+                (true, true) => BuiltinDataset::MobyDickSample,
+                (true, false) => BuiltinDataset::SpamSample,
+                (false, _) => BuiltinDataset::FashionMnistSample,
+            });
             if text {
                 recipe.data.max_tokens = Some(32);
             }
             if let Some(few_shot) = &mut recipe.few_shot {
-                few_shot.dataset = "spam-sample".into();
+                few_shot.dataset = Some(BuiltinDataset::SpamSample);
                 few_shot.source = None;
                 few_shot.verbalizers = vec![" ham".into(), " spam".into()];
                 few_shot.shots = vec![0, 1];
@@ -237,7 +224,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     // trains a network per budget and seed: the budgets the recipe's `[evaluate]` names, which
     // text recipes use for everything.
     let evaluate = |strategies: Vec<Strategy>, recipe: &Recipe, frozen: bool| {
-        let every_budget = frozen && !data::is_text(&recipe.data.dataset);
+        let every_budget = frozen && recipe.data.dataset.is_some_and(|d| !d.is_text());
         EvaluateSpec {
             strategies,
             labels_per_class: if every_budget {
@@ -258,7 +245,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
     // Raw pixels: logistic regression on normalized pixels (the floor any encoder must beat).
     if let Some(first) = recipes
         .iter()
-        .find(|r| Some(&r.data.dataset) == image_dataset.as_ref())
+        .find(|r| r.data.dataset.is_some() && r.data.dataset == image_dataset)
     {
         eprintln!("[demo] raw-pixel logistic regression");
         for report in baseline::raw_pixels(first, &budgets, config.seeds, config.backend)? {
@@ -266,7 +253,7 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
                 &report,
                 Method::RawPixelsLogreg,
                 None,
-                &first.data.dataset,
+                dataset_of(first)?,
             ));
         }
     }
@@ -296,7 +283,11 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
         }
         let pretrained = Some(run_dir.clone());
         for (from, strategies, frozen) in [
-            (&pretrained, vec![Strategy::LinearProbe, Strategy::Knn], true),
+            (
+                &pretrained,
+                vec![Strategy::LinearProbe, Strategy::Knn],
+                true,
+            ),
             (&pretrained, vec![Strategy::Full], false),
             (&None, vec![Strategy::LinearProbe], true),
             (&None, vec![Strategy::Full], false),
@@ -335,12 +326,12 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
             let reports = run_finetune(recipe, &spec, config.backend, &options)?;
             for report in &reports {
                 if let Some(method) = Method::of(report.strategy, from.is_some()) {
-                    results.push(row(report, method, Some(recipe), &recipe.data.dataset));
+                    results.push(row(report, method, Some(recipe), dataset_of(recipe)?));
                 }
             }
         }
     }
-    let mut checks = checks(&results, image_dataset.as_deref());
+    let mut checks = checks(&results, image_dataset);
     checks.extend(causal::checks(&causal_lm));
     let report = DemoReport {
         backend: config.backend.to_string(),
@@ -387,11 +378,11 @@ pub fn run_demo(config: &DemoConfig) -> Result<DemoReport> {
 }
 
 /// The data sets of `results`, in order of first appearance.
-pub(crate) fn datasets(results: &[DemoResult]) -> Vec<&str> {
-    let mut sets: Vec<&str> = Vec::new();
+pub(crate) fn datasets(results: &[DemoResult]) -> Vec<BuiltinDataset> {
+    let mut sets = Vec::new();
     for r in results {
-        if !sets.contains(&r.dataset.as_str()) {
-            sets.push(&r.dataset);
+        if !sets.contains(&r.dataset) {
+            sets.push(r.dataset);
         }
     }
     sets
@@ -399,33 +390,49 @@ pub(crate) fn datasets(results: &[DemoResult]) -> Vec<&str> {
 
 /// The accuracy plot of `dataset`: [`ACCURACY_PLOT`] for images, one named after each text
 /// set beside it.
-pub fn accuracy_plot(dataset: &str) -> String {
-    if data::is_text(dataset) {
+pub fn accuracy_plot(dataset: BuiltinDataset) -> String {
+    if dataset.is_text() {
         format!("accuracy_vs_labels_{dataset}.png")
     } else {
         ACCURACY_PLOT.to_string()
     }
 }
 
+/// The built-in data set of a recipe: the demo compares on those only.
+fn dataset_of(recipe: &Recipe) -> Result<BuiltinDataset> {
+    recipe.data.dataset.ok_or_else(|| {
+        RecipeError::field(
+            "data.dataset",
+            format!(
+                "recipe {} reads its own data: the demo compares on built-in data sets (run \
+                 it with `pretrain pretrain` and `pretrain finetune`)",
+                recipe.name
+            ),
+        )
+    })
+}
+
 /// The one image data set of the image recipes (raw pixels and the image bars refer to it).
-fn image_dataset(recipes: &[Recipe]) -> Result<Option<String>> {
-    let mut sets: Vec<&str> = recipes
-        .iter()
-        .map(|r| r.data.dataset.as_str())
-        .filter(|d| !data::is_text(d))
-        .collect();
-    sets.sort_unstable();
-    sets.dedup();
+fn image_dataset(recipes: &[Recipe]) -> Result<Option<BuiltinDataset>> {
+    let mut sets: Vec<BuiltinDataset> = Vec::new();
+    for recipe in recipes {
+        let dataset = dataset_of(recipe)?;
+        if !dataset.is_text() && !sets.contains(&dataset) {
+            sets.push(dataset);
+        }
+    }
     match sets.as_slice() {
         [] => Ok(None),
-        [one] => Ok(Some(one.to_string())),
+        [one] => Ok(Some(*one)),
         many => Err(RecipeError::field(
             "recipes",
             format!(
                 "the image recipes must share one data set to be compared; got {}",
-                many.join(", ")
+                many.iter()
+                    .map(BuiltinDataset::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
 }
-

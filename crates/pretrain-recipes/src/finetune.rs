@@ -245,9 +245,7 @@ impl Job<'_> {
                     )?
                 };
                 let labels = budget.map_or("all".to_string(), |k| k.to_string());
-                let path = options
-                    .out
-                    .join(format!("{strategy}-{labels}.json"));
+                let path = options.out.join(format!("{strategy}-{labels}.json"));
                 report.save(&path)?;
                 reports.push(report);
             }

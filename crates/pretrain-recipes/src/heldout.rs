@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use pretrain::burn::data::dataset::Dataset;
 use pretrain::burn::tensor::backend::Backend;
+use pretrain::data::Named;
 use pretrain::data::packed::PackedWindows;
 use pretrain::data::shards::TokenStream;
 use pretrain::models::{Gpt, NgramCounts, NgramKind};
@@ -68,7 +69,7 @@ pub fn evaluate_heldout<B: Backend, S: TokenStream + 'static>(
     // The tokens the model predicted: every window's targets.
     let predicted = windows.len() * block;
     let tokens = stream.window(held.start, predicted + 1);
-    let baselines = NgramKind::ALL
+    let baselines = NgramKind::all()
         .iter()
         .map(|&kind| {
             let bits = counts.bits(kind, &tokens) - counts.bits(kind, &tokens[..1]);

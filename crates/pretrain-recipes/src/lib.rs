@@ -12,11 +12,13 @@
 //! - [`few_shot`]: `run_few_shot`, a causal-LM run prompted with labeled examples;
 //! - [`heldout`]: a causal LM's held-out bits per byte beside n-gram baselines;
 //! - [`objective`]: the objective kinds a recipe may name;
-//! - [`models`], [`data`]: the presets, and the data (built-in sets or a user's own sources);
+//! - [`models`], [`dataset`], [`data`]: the presets, the built-in data sets, and a recipe's
+//!   data (built-in sets or a user's own sources);
 //! - [`prepare`]: what `pretrain data prepare` turns into shards;
 //! - [`overrides`]: preset configurations with a recipe's changes merged in, typos refused.
 
 pub mod data;
+pub mod dataset;
 pub mod error;
 pub mod few_shot;
 pub mod finetune;
@@ -29,8 +31,10 @@ pub mod prepare;
 pub mod pretrain;
 pub mod recipe;
 
+pub use dataset::BuiltinDataset;
 pub use error::{RecipeError, Result};
-pub use objective::ObjectiveKind;
 pub use finetune::{FinetuneOptions, load_backbone, recipe_of_run, run_finetune};
+pub use models::Preset;
+pub use objective::ObjectiveKind;
 pub use pretrain::{PretrainOptions, PretrainSummary, run_pretrain};
 pub use recipe::{EvaluateSpec, Recipe};

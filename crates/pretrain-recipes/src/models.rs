@@ -9,20 +9,41 @@ use crate::error::{RecipeError, Result};
 use crate::overrides::apply;
 use crate::recipe::ModelSpec;
 
-/// Preset names a recipe may use.
-pub const PRESETS: [&str; 11] = [
-    "small-cnn-28",
-    "resnet10-narrow",
-    "vit-tiny-28",
-    "mlp-ae-digits",
-    "conv-ae-28",
-    "bert-tiny",
-    "bert-mini",
-    "gpt-nano",
-    "gpt-micro",
-    "gpt-mini",
-    "gpt-small",
-];
+pretrain::data::named_enum! {
+    /// A model preset a recipe may name (`[model] preset`), in kebab case ([`Named`]).
+    ///
+    /// [`Named`]: pretrain::data::Named
+    pub enum Preset {
+        /// The small CNN for 28x28 images.
+        #[serde(rename = "small-cnn-28")]
+        #[strum(serialize = "small-cnn-28")]
+        SmallCnn28,
+        /// A narrow ResNet-10.
+        Resnet10Narrow,
+        /// ViT-tiny on 28x28 images (4x4 patches).
+        #[serde(rename = "vit-tiny-28")]
+        #[strum(serialize = "vit-tiny-28")]
+        VitTiny28,
+        /// MLP autoencoder of the 8x8 digits.
+        MlpAeDigits,
+        /// Convolutional autoencoder of 28x28 images.
+        #[serde(rename = "conv-ae-28")]
+        #[strum(serialize = "conv-ae-28")]
+        ConvAe28,
+        /// BERT-tiny (2 layers, 128 wide).
+        BertTiny,
+        /// BERT-mini (4 layers, 256 wide).
+        BertMini,
+        /// GPT-nano (~0.2M parameters).
+        GptNano,
+        /// GPT-micro (~1M parameters).
+        GptMicro,
+        /// GPT-mini (~5M parameters).
+        GptMini,
+        /// GPT-small (~25M parameters).
+        GptSmall,
+    }
+}
 
 /// What a text preset takes from the data: the tokenizer's vocabulary and the sequence length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,19 +124,19 @@ pub fn resolve(spec: &ModelSpec, inputs: DataInputs) -> Result<ModelConfig> {
         }
         Ok(shape)
     };
-    Ok(match spec.preset.as_str() {
-        "small-cnn-28" => {
+    Ok(match spec.preset {
+        Preset::SmallCnn28 => {
             let config = SmallCnnConfig {
                 channels: image(false)?[0],
                 ..SmallCnnConfig::small_cnn_28()
             };
             ModelConfig::Image(ImageEncoderConfig::SmallCnn(apply(&config, o, f)?))
         }
-        "resnet10-narrow" => {
+        Preset::Resnet10Narrow => {
             let config = ResNetConfig::resnet10_narrow(image(false)?[0]);
             ModelConfig::Image(ImageEncoderConfig::ResNet(apply(&config, o, f)?))
         }
-        "vit-tiny-28" => {
+        Preset::VitTiny28 => {
             let [channels, image_size, _] = image(true)?;
             let config = VitConfig {
                 channels,
@@ -124,14 +145,14 @@ pub fn resolve(spec: &ModelSpec, inputs: DataInputs) -> Result<ModelConfig> {
             };
             ModelConfig::Image(ImageEncoderConfig::Vit(apply(&config, o, f)?))
         }
-        "mlp-ae-digits" => {
+        Preset::MlpAeDigits => {
             let config = MlpAutoencoderConfig {
                 input_dim: image(false)?.iter().product(),
                 ..MlpAutoencoderConfig::digits()
             };
             ModelConfig::Autoencoder(AutoencoderConfig::Mlp(apply(&config, o, f)?))
         }
-        "conv-ae-28" => {
+        Preset::ConvAe28 => {
             let [channels, image_size, _] = image(true)?;
             let config = ConvAutoencoderConfig {
                 channels,
@@ -140,18 +161,12 @@ pub fn resolve(spec: &ModelSpec, inputs: DataInputs) -> Result<ModelConfig> {
             };
             ModelConfig::Autoencoder(AutoencoderConfig::Conv(apply(&config, o, f)?))
         }
-        "gpt-nano" => gpt(GptConfig::gpt_nano)?,
-        "gpt-micro" => gpt(GptConfig::gpt_micro)?,
-        "gpt-mini" => gpt(GptConfig::gpt_mini)?,
-        "gpt-small" => gpt(GptConfig::gpt_small)?,
-        "bert-tiny" => bert(BertConfig::bert_tiny)?,
-        "bert-mini" => bert(BertConfig::bert_mini)?,
-        other => {
-            return Err(RecipeError::field(
-                "model.preset",
-                format!("unknown preset {other:?}; valid: {}", PRESETS.join(", ")),
-            ));
-        }
+        Preset::GptNano => gpt(GptConfig::gpt_nano)?,
+        Preset::GptMicro => gpt(GptConfig::gpt_micro)?,
+        Preset::GptMini => gpt(GptConfig::gpt_mini)?,
+        Preset::GptSmall => gpt(GptConfig::gpt_small)?,
+        Preset::BertTiny => bert(BertConfig::bert_tiny)?,
+        Preset::BertMini => bert(BertConfig::bert_mini)?,
     })
 }
 
@@ -164,5 +179,17 @@ impl ModelConfig {
             Self::Text(c) => c.hidden,
             Self::Decoder(c) => c.d_model,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_named_as_recipes_write_them() {
+        pretrain::data::names::assert_serde_names::<Preset>();
+        assert_eq!(Preset::VitTiny28.to_string(), "vit-tiny-28");
+        assert_eq!(Preset::Resnet10Narrow.to_string(), "resnet10-narrow");
     }
 }

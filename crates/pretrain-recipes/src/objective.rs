@@ -1,49 +1,34 @@
 //! The objective kinds a recipe may name (`[objective] kind`), and what each needs of the data
 //! and model.
 
-use serde::{Deserialize, Serialize};
-
-/// A pre-training objective, named in kebab case in recipes (`barlow-twins`; [`Named`]).
-///
-/// [`Named`]: pretrain::data::Named
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum ObjectiveKind {
-    /// SimCLR: NT-Xent between two augmented views.
-    Simclr,
-    /// MoCo v2: InfoNCE against a queue of momentum-encoded keys.
-    Moco,
-    /// BYOL: a predictor regresses an EMA target's projection.
-    Byol,
-    /// SimSiam: BYOL without the EMA target (stop-gradient).
-    Simsiam,
-    /// Barlow Twins: cross-correlation towards the identity.
-    BarlowTwins,
-    /// VICReg: variance, invariance and covariance terms.
-    Vicreg,
-    /// MAE: reconstruct masked ViT patches with a light decoder.
-    Mae,
-    /// SimMIM: reconstruct masked patches from the full token sequence.
-    Simmim,
-    /// Denoising autoencoder.
-    Dae,
-    /// Masked language modeling (BERT).
-    Mlm,
-    /// Causal language modeling (GPT).
-    Clm,
+pretrain::data::named_enum! {
+    /// A pre-training objective, named in kebab case in recipes (`barlow-twins`; [`Named`]).
+    ///
+    /// [`Named`]: pretrain::data::Named
+    pub enum ObjectiveKind {
+        /// SimCLR: NT-Xent between two augmented views.
+        Simclr,
+        /// MoCo v2: InfoNCE against a queue of momentum-encoded keys.
+        Moco,
+        /// BYOL: a predictor regresses an EMA target's projection.
+        Byol,
+        /// SimSiam: BYOL without the EMA target (stop-gradient).
+        Simsiam,
+        /// Barlow Twins: cross-correlation towards the identity.
+        BarlowTwins,
+        /// VICReg: variance, invariance and covariance terms.
+        Vicreg,
+        /// MAE: reconstruct masked ViT patches with a light decoder.
+        Mae,
+        /// SimMIM: reconstruct masked patches from the full token sequence.
+        Simmim,
+        /// Denoising autoencoder.
+        Dae,
+        /// Masked language modeling (BERT).
+        Mlm,
+        /// Causal language modeling (GPT).
+        Clm,
+    }
 }
 
 impl ObjectiveKind {

@@ -54,9 +54,8 @@ pub fn prepare_request(recipe_or_source: &str) -> Result<PrepareRequest> {
         None => Err(RecipeError::field(
             "data.source",
             format!(
-                "recipe {} names the built-in data set {:?}; prepare applies to a source \
-                 table",
-                recipe.name, recipe.data.dataset
+                "recipe {} names a built-in data set; prepare applies to a source table",
+                recipe.name
             ),
         )),
     }

@@ -9,9 +9,9 @@ use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::module::AutodiffModule;
 use pretrain::burn::tensor::backend::AutodiffBackend;
+use pretrain::data::Named;
 use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
-use pretrain::data::Named;
 use pretrain::data::data_source::Modality;
 use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
 use pretrain::data::packed::{CausalBatcher, PackedWindows, pack_texts};
@@ -26,6 +26,7 @@ use pretrain::train::{Pretrainer, RunOptions, TrainData, TrainError, TrainObject
 use serde::Serialize;
 
 use crate::data::{self, PretrainImages, PretrainTexts};
+use crate::dataset::{BuiltinDataset, Holds};
 use crate::error::{RecipeError, Result};
 use crate::heldout::{HeldOutReport, evaluate_heldout};
 use crate::models::{self, DataInputs, ModelConfig, TextInputs};
@@ -147,8 +148,8 @@ impl BackendTask for Job<'_> {
                 "data",
                 format!(
                     "objective {} needs text data (a text source, or one of {})",
-                    spec.kind.name(),
-                    data::TEXT_DATASETS.join(", ")
+                    spec.kind,
+                    BuiltinDataset::names_holding(Holds::LabeledTexts)
                 ),
             ));
         }
@@ -204,7 +205,8 @@ impl BackendTask for Job<'_> {
                 let $encoder = encoder()?;
                 let $width = $encoder.feature_dim();
                 let config = apply(&$config, &spec.overrides, f)?;
-                let views = AugmentedDataset::new(images, two_views(spec, shape, normalize)?, seed)?;
+                let views =
+                    AugmentedDataset::new(images, two_views(spec, shape, normalize)?, seed)?;
                 run.train(config.init::<B>(&device)?, &config, views, ViewsBatcher)
                     .map(|(summary, _)| summary)
             }};
@@ -299,7 +301,10 @@ fn check_objective_fields(spec: &ObjectiveSpec) -> Result<()> {
     let unused = [
         ("objective.augment", spec.augment.is_some() && !contrastive),
         ("objective.views", spec.views.is_some() && !contrastive),
-        ("objective.mask", spec.mask.is_some() && spec.kind != ObjectiveKind::Mlm),
+        (
+            "objective.mask",
+            spec.mask.is_some() && spec.kind != ObjectiveKind::Mlm,
+        ),
     ];
     match unused.iter().find(|(_, unused)| *unused) {
         Some((field, _)) => Err(RecipeError::field(
@@ -395,7 +400,10 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
         let ModelConfig::Text(bert) =
             models::resolve(&self.recipe.model, DataInputs::Text(inputs))?
         else {
-            return Err(needs(ObjectiveKind::Mlm, "a text encoder (bert-tiny, bert-mini)"));
+            return Err(needs(
+                ObjectiveKind::Mlm,
+                "a text encoder (bert-tiny, bert-mini)",
+            ));
         };
         let config = apply(
             &MlmConfig::new(bert),

@@ -11,8 +11,10 @@ use pretrain::finetune::{Strategy, StrategySettings};
 use pretrain::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::BuiltinDataset;
 use crate::error::{RecipeError, Result};
 use crate::few_shot::FewShotSpec;
+use crate::models::Preset;
 use crate::objective::ObjectiveKind;
 
 /// The recipes shipped in `recipes/`, compiled in so every binary has them.
@@ -81,13 +83,13 @@ pub struct Recipe {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
-    /// A built-in data set (empty when `source` is given). Images: `fashion-mnist` (full;
+    /// A built-in data set (none when `source` is given). Images: `fashion-mnist` (full;
     /// `cargo xtask data`), `fashion-mnist-sample` (shipped 100 images) or `digits` (shipped
     /// scikit-learn digits, 8x8). Texts: `spam-assassin` (6,046 e-mails, ham/spam; `cargo
     /// xtask data`), `spam-sample` (shipped 40 e-mails) or `tweets` (38,158 tweets,
     /// negative/neutral/positive; `cargo xtask data`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub dataset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<BuiltinDataset>,
     /// The user's own data: `{ kind = "image-folder" | "idx" | "cifar" | "csv" | "text" |
     /// "jsonl" | "shards", ... }` (paths relative to the recipe file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,8 +142,9 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// `small-cnn-28`, `resnet10-narrow`, `vit-tiny-28`, `mlp-ae-digits`, `conv-ae-28`, or for
-    /// text `bert-tiny` or `bert-mini` (vocabulary and positions from the data section).
-    pub preset: String,
+    /// text `bert-tiny`, `bert-mini`, `gpt-nano`, `gpt-micro`, `gpt-mini` or `gpt-small`
+    /// (vocabulary and positions from the data section).
+    pub preset: Preset,
     /// Fields of the preset's configuration to change.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub overrides: serde_json::Value,
@@ -219,7 +222,7 @@ impl Recipe {
             source_name: source_name.to_string(),
             message: e.to_string(),
         })?;
-        match (recipe.data.dataset.is_empty(), recipe.data.source.is_some()) {
+        match (recipe.data.dataset.is_none(), recipe.data.source.is_some()) {
             (true, false) => Err(RecipeError::field(
                 "data",
                 "name a built-in dataset or give a source table",

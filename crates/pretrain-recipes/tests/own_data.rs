@@ -19,7 +19,7 @@ fn fashion_idx() -> DataSource {
 /// is 6 steps, so the run crosses into a second epoch).
 fn simclr_on(source: DataSource) -> Recipe {
     let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
-    recipe.data.dataset.clear();
+    recipe.data.dataset = None;
     recipe.data.source = Some(source);
     recipe.train.steps = 9;
     recipe.train.batch_size = 16;

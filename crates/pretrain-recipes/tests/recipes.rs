@@ -3,12 +3,11 @@
 use pretrain::backend::BackendKind;
 use pretrain::finetune::Strategy;
 use pretrain::models::VitConfig;
-use pretrain_recipes::models::{DataInputs, TextInputs};
+use pretrain_recipes::models::{DataInputs, Preset, TextInputs};
 use pretrain_recipes::overrides::apply;
 use pretrain_recipes::{
-    ObjectiveKind,
-    EvaluateSpec, FinetuneOptions, PretrainOptions, Recipe, recipe_of_run, run_finetune,
-    run_pretrain,
+    BuiltinDataset, EvaluateSpec, FinetuneOptions, ObjectiveKind, PretrainOptions, Recipe,
+    recipe_of_run, run_finetune, run_pretrain,
 };
 
 fn quiet_run(recipe: &Recipe, dir: &std::path::Path) -> pretrain_recipes::PretrainSummary {
@@ -37,12 +36,16 @@ fn builtin_recipes_parse_and_name_valid_presets() {
     for recipe in &recipes {
         assert!(!recipe.description.is_empty());
         // Text presets take their vocabulary from the tokenizer; any size does here.
-        let inputs = if pretrain_recipes::data::is_text(&recipe.data.dataset) {
+        let dataset = recipe
+            .data
+            .dataset
+            .expect("built-in recipes name a data set");
+        let inputs = if dataset.is_text() {
             DataInputs::Text(TextInputs {
                 vocab_size: 1000,
                 max_tokens: recipe.data.max_tokens(),
             })
-        } else if recipe.data.dataset == "digits" {
+        } else if dataset == BuiltinDataset::Digits {
             DataInputs::Images([1, 8, 8])
         } else {
             DataInputs::Images([1, 28, 28])
@@ -138,7 +141,7 @@ fn contrastive_and_masked_recipes_run_on_the_shipped_sample() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut recipe = Recipe::load(name).unwrap();
-        recipe.data.dataset = "fashion-mnist-sample".into();
+        recipe.data.dataset = Some(BuiltinDataset::FashionMnistSample);
         recipe.train.steps = 2;
         recipe.train.batch_size = 16;
         if let Some(o) = overrides {
@@ -178,7 +181,7 @@ fn with_views(recipe: &Recipe, views: &str) -> Recipe {
 fn spelled_out_views_run_and_are_saved_with_the_run() {
     let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
     recipe.objective.augment = None;
-    recipe.data.dataset = "fashion-mnist-sample".into();
+    recipe.data.dataset = Some(BuiltinDataset::FashionMnistSample);
     recipe.train.steps = 2;
     recipe.train.batch_size = 16;
     let recipe = with_views(
@@ -210,7 +213,7 @@ steps = [{ op = "gaussian_blur", sigma = [0.1, 1.0], p = 1.0 }]
 fn text_recipe_pretrains_with_its_own_tokenizer_and_fine_tunes() {
     let dir = tempfile::tempdir().unwrap();
     let mut recipe = Recipe::load("mlm-text").unwrap();
-    recipe.data.dataset = "spam-sample".into();
+    recipe.data.dataset = Some(BuiltinDataset::SpamSample);
     recipe.data.max_tokens = Some(32);
     recipe.data.tokenizer = Some(pretrain::data::tokenizer::TokenizerTrainConfig {
         vocab_size: 600,
@@ -317,7 +320,7 @@ fn bad_recipes_are_refused_with_the_cause_named() {
     };
     let refusal = |recipe: &Recipe| refused(recipe, dir.path());
     let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
-    recipe.data.dataset = "fashion-mnist-sample".into();
+    recipe.data.dataset = Some(BuiltinDataset::FashionMnistSample);
     recipe.objective.kind = ObjectiveKind::Mae;
     let err = refusal(&recipe);
     assert!(
@@ -361,42 +364,47 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         );
     }
     // An unknown kind is refused when the recipe is read, naming the valid ones.
-    let typo = recipe.to_toml().replace("kind = \"mae\"", "kind = \"simclrr\"");
+    let typo = recipe
+        .to_toml()
+        .replace("kind = \"mae\"", "kind = \"simclrr\"");
     let err = Recipe::parse(&typo, "typo.toml").unwrap_err().to_string();
     assert!(
         err.contains("typo.toml") && err.contains("simclrr") && err.contains("vicreg"),
         "{err}"
     );
     recipe.objective.kind = ObjectiveKind::Simclr;
-    recipe.data.dataset = "cifar".into();
-    let err = refusal(&recipe);
+    let typo = recipe
+        .to_toml()
+        .replace("dataset = \"fashion-mnist-sample\"", "dataset = \"cifar\"");
+    let err = Recipe::parse(&typo, "typo.toml").unwrap_err().to_string();
     assert!(
-        err.contains("data.dataset")
+        err.contains("dataset")
+            && err.contains("cifar")
             && err.contains("fashion-mnist-sample")
             && err.contains("spam-assassin"),
         "{err}"
     );
     // Text and images do not mix.
-    recipe.data.dataset = "spam-sample".into();
+    recipe.data.dataset = Some(BuiltinDataset::SpamSample);
     let err = refusal(&recipe);
     assert!(
         err.contains("simclr needs images") && err.contains("mlm"),
         "{err}"
     );
     let mut text = Recipe::load("mlm-text").unwrap();
-    text.data.dataset = "fashion-mnist-sample".into();
+    text.data.dataset = Some(BuiltinDataset::FashionMnistSample);
     let err = refusal(&text);
     assert!(err.contains("mlm needs text data"), "{err}");
-    text.data.dataset = "spam-sample".into();
-    text.model.preset = "small-cnn-28".into();
+    text.data.dataset = Some(BuiltinDataset::SpamSample);
+    text.model.preset = Preset::SmallCnn28;
     let err = refusal(&text);
     assert!(
         err.contains("small-cnn-28 is an image model: it needs image data"),
         "{err}"
     );
     recipe.objective.kind = ObjectiveKind::Simclr;
-    recipe.data.dataset = "fashion-mnist-sample".into();
-    recipe.model.preset = "bert-tiny".into();
+    recipe.data.dataset = Some(BuiltinDataset::FashionMnistSample);
+    recipe.model.preset = Preset::BertTiny;
     let err = refusal(&recipe);
     assert!(err.contains("bert-tiny is a text model"), "{err}");
     if !BackendKind::Cuda.is_compiled() {
@@ -473,7 +481,7 @@ fn causal_lm_recipe_pretrains_a_gpt_on_the_shipped_corpus() {
     let err = refusal(&mlm);
     assert!(err.contains("mlm needs a text encoder"), "{err}");
     let mut images = recipe.clone();
-    images.data.dataset = "digits".into();
+    images.data.dataset = Some(BuiltinDataset::Digits);
     let err = refusal(&images);
     assert!(err.contains("clm needs text data"), "{err}");
 }
@@ -483,7 +491,7 @@ fn a_causal_lm_run_is_probed_and_fine_tuned_as_a_text_encoder() {
     let dir = tempfile::tempdir().unwrap();
     let mut recipe = Recipe::load("clm-moby-dick").unwrap();
     // The shipped e-mails: pre-trained on as text, then labeled ham/spam for the evaluations.
-    recipe.data.dataset = "spam-sample".into();
+    recipe.data.dataset = Some(BuiltinDataset::SpamSample);
     recipe.data.tokenizer = Some(pretrain::data::tokenizer::TokenizerTrainConfig {
         kind: pretrain::data::tokenizer::TokenizerKind::ByteLevelBpe,
         vocab_size: 600,

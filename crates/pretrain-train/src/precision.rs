@@ -12,29 +12,18 @@ use serde::{Deserialize, Serialize};
 #[cfg(doc)]
 use pretrain_data::Named;
 
-/// Float precision of the training computation, named `f32`, `bf16`, `f16` ([`Named`]).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum Precision {
-    /// 32-bit floats (every backend).
-    #[default]
-    F32,
-    /// bfloat16 (wgpu/CUDA backends built for it); no loss scaling needed.
-    Bf16,
-    /// float16 (wgpu/CUDA backends built for it) with dynamic loss scaling.
-    F16,
+pretrain_data::named_enum! {
+    /// Float precision of the training computation, named `f32`, `bf16`, `f16` ([`Named`]).
+    #[derive(Default)]
+    pub enum Precision {
+        /// 32-bit floats (every backend).
+        #[default]
+        F32,
+        /// bfloat16 (wgpu/CUDA backends built for it); no loss scaling needed.
+        Bf16,
+        /// float16 (wgpu/CUDA backends built for it) with dynamic loss scaling.
+        F16,
+    }
 }
 
 impl Precision {

@@ -4,39 +4,27 @@
 //! Library code is generic over `B: Backend` / `B: AutodiffBackend`; only binaries pick a
 //! concrete backend, through [`BackendKind`] and [`run_on`] (or the [`Selected`] alias).
 
-use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::backend::AutodiffBackend;
 use pretrain_data::Named;
 use pretrain_train::Precision;
-use serde::{Deserialize, Serialize};
 use strum::VariantArray;
 
-/// A burn backend this crate can be built with, named by its cargo feature ([`Named`]).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum BackendKind {
-    /// burn's Flex CPU backend (cargo feature `flex`, the default).
-    Flex,
-    /// burn's NdArray CPU backend (feature `ndarray`).
-    NdArray,
-    /// WebGPU through wgpu: Vulkan, Metal, DX12, or Mesa's software Vulkan (feature `wgpu`).
-    Wgpu,
-    /// NVIDIA CUDA (feature `cuda`).
-    Cuda,
+pretrain_data::named_enum! {
+    /// A burn backend this crate can be built with, named by its cargo feature ([`Named`]).
+    pub enum BackendKind {
+        /// burn's Flex CPU backend (cargo feature `flex`, the default).
+        Flex,
+        /// burn's NdArray CPU backend (feature `ndarray`).
+        #[serde(rename = "ndarray")]
+        #[strum(serialize = "ndarray")]
+        NdArray,
+        /// WebGPU through wgpu: Vulkan, Metal, DX12, or Mesa's software Vulkan (feature `wgpu`).
+        Wgpu,
+        /// NVIDIA CUDA (feature `cuda`).
+        Cuda,
+    }
 }
 
 /// Why a backend cannot be used.
@@ -134,12 +122,6 @@ fn compiled_list() -> String {
         "none".into()
     } else {
         names.join(", ")
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
