@@ -11,12 +11,12 @@ use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
-use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
+use pretrain::data::mask::MaskedImageBatcher;
 use pretrain::data::text_dataset::MlmDataset;
 use pretrain::data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
 use pretrain::data::{TextItem, samples};
 use pretrain::models::{BertConfig, ImageEncoderConfig, MaeConfig, SmallCnnConfig};
-use pretrain::objectives::{MaeObjectiveConfig, MlmConfig, SimClrConfig};
+use pretrain::objectives::{MaeObjectiveConfig, MaskedImageConfig, MlmConfig, SimClrConfig};
 use pretrain::train::{LrSchedule, Precision, Stepper, TrainConfig, TrainObjective};
 use serde::{Deserialize, Serialize};
 
@@ -229,9 +229,8 @@ pub fn prepare_step<B: AutodiffBackend>(
     Ok(match model {
         StepModel::MaeVitTiny => {
             let mae = MaeObjectiveConfig::new(MaeConfig::mae_vit_tiny_28());
-            let patch = mae.model.encoder.patch_size;
             let pipeline = Pipeline::eval(Normalize::fashion_mnist());
-            let data = MaskedImageDataset::new(images()?, pipeline, mae.masker(), patch, seed)?;
+            let data = mae.masked_data(images()?, pipeline, seed)?;
             let batch = MaskedImageBatcher.batch(cycled(&data, batch), device);
             stepper(mae.init::<B>(device)?, batch, device)
         }

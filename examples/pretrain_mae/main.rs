@@ -7,10 +7,10 @@ use pretrain::burn::tensor::backend::Backend;
 
 use pretrain::burn::data::dataset::InMemDataset;
 use pretrain::data::augment::{Normalize, Pipeline};
-use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
+use pretrain::data::mask::MaskedImageBatcher;
 use pretrain::data::{ImageItem, samples};
 use pretrain::models::{MaeConfig, VitConfig};
-use pretrain::objectives::MaeObjectiveConfig;
+use pretrain::objectives::{MaeObjectiveConfig, MaskedImageConfig};
 use pretrain::train::{Pretrainer, TrainConfig};
 use pretrain_examples::Selected;
 
@@ -32,15 +32,9 @@ fn main() -> anyhow::Result<()> {
         .collect();
 
     // A small ViT (7x7 patches, 16 tokens) under the MAE objective; the data masks the patches.
-    let vit = VitConfig::new(28, 7, 1, 64, 2, 4);
-    let config = MaeObjectiveConfig::new(MaeConfig::new(vit.clone()));
-    let data = MaskedImageDataset::new(
-        InMemDataset::new(images),
-        Pipeline::eval(Normalize::fashion_mnist()),
-        config.masker(),
-        vit.patch_size,
-        0,
-    )?;
+    let config = MaeObjectiveConfig::new(MaeConfig::new(VitConfig::new(28, 7, 1, 64, 2, 4)));
+    let pipeline = Pipeline::eval(Normalize::fashion_mnist());
+    let data = config.masked_data(InMemDataset::new(images), pipeline, 0)?;
     // Seeded weights, so every run prints the same numbers.
     Selected::seed(&device, 0);
     let objective = config.init::<Selected>(&device)?;

@@ -21,6 +21,7 @@ pub mod causal_lm;
 pub mod denoising;
 pub mod error;
 pub mod mae;
+pub mod masked_image;
 pub mod mlm;
 pub mod moco;
 pub mod monitor;
@@ -39,6 +40,7 @@ pub use causal_lm::{CausalLm, CausalLmConfig, bits_per_byte, mean_nats, next_tok
 pub use denoising::{Denoising, DenoisingConfig, ReconstructionLoss, reconstruction_loss};
 pub use error::{ObjectiveError, Result};
 pub use mae::{MaeObjective, MaeObjectiveConfig, masked_patch_mse, normalize_patches};
+pub use masked_image::MaskedImageConfig;
 pub use mlm::{Mlm, MlmConfig, masked_token_cross_entropy};
 pub use moco::{MoCo, MoCoConfig, info_nce};
 pub use monitor::{effective_rank, normalized_embedding_std};

@@ -5,10 +5,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use pretrain_data::mask::{MaskedImageBatch, PatchMasker};
-use pretrain_models::{Mae, MaeConfig, Vit, patchify};
+use pretrain_data::mask::MaskedImageBatch;
+use pretrain_models::{Mae, MaeConfig, Vit, VitConfig, patchify};
 
 use crate::error::{Result, ensure_batch, ensure_config};
+use crate::masked_image::MaskedImageConfig;
 use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 
@@ -44,12 +45,17 @@ pub struct MaeObjectiveConfig {
     pub norm_pix_loss: bool,
 }
 
-impl MaeObjectiveConfig {
-    /// The masker the data pipeline must use.
-    pub fn masker(&self) -> PatchMasker {
-        PatchMasker::random(self.mask_ratio)
+impl MaskedImageConfig for MaeObjectiveConfig {
+    fn vit(&self) -> &VitConfig {
+        &self.model.encoder
     }
 
+    fn mask_ratio(&self) -> f32 {
+        self.mask_ratio
+    }
+}
+
+impl MaeObjectiveConfig {
     /// Builds the objective.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MaeObjective<B>> {
         ensure_config(

@@ -6,12 +6,13 @@ use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use pretrain_data::mask::{MaskedImageBatch, PatchMasker};
+use pretrain_data::mask::MaskedImageBatch;
 use pretrain_models::layers::linear;
 use pretrain_models::{InitScheme, Vit, VitConfig, patchify, truncated_normal};
 
 use crate::error::{Result, ensure_config};
 use crate::mae::check_masked_batch;
+use crate::masked_image::MaskedImageConfig;
 use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 
@@ -37,12 +38,17 @@ pub struct SimMimConfig {
     pub mask_ratio: f32,
 }
 
-impl SimMimConfig {
-    /// The masker the data pipeline must use.
-    pub fn masker(&self) -> PatchMasker {
-        PatchMasker::random(self.mask_ratio)
+impl MaskedImageConfig for SimMimConfig {
+    fn vit(&self) -> &VitConfig {
+        &self.encoder
     }
 
+    fn mask_ratio(&self) -> f32 {
+        self.mask_ratio
+    }
+}
+
+impl SimMimConfig {
     /// Builds the objective (mask token N(0, 0.02), Xavier linear head).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SimMim<B>> {
         ensure_config(

@@ -15,9 +15,9 @@ use pretrain_models::{
 
 use crate::testing::{Ad, FashionMasked, FashionViews, MobyDickMlm, assert_learns, seeded, train};
 use crate::{
-    BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MlmConfig, MoCoConfig,
-    MomentumSchedule, Objective, ObjectiveError, ProjectorConfig, ReconstructionLoss, SimClrConfig,
-    SimMimConfig, SimSiamConfig, VicRegConfig,
+    BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MaskedImageConfig,
+    MlmConfig, MoCoConfig, MomentumSchedule, Objective, ObjectiveError, ProjectorConfig,
+    ReconstructionLoss, SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
 };
 
 const BATCH: usize = 16;

@@ -17,6 +17,34 @@
 //! - [`prepare`]: what `pretrain data prepare` turns into shards;
 //! - [`overrides`]: preset configurations with a recipe's changes merged in, typos refused.
 
+//!
+//! A recipe pre-trained, then evaluated as its `[evaluate]` section says:
+//!
+//! ```no_run
+//! use pretrain::backend::BackendKind;
+//! use pretrain_recipes::{
+//!     BuiltinDataset, FinetuneOptions, PretrainOptions, Recipe, run_finetune, run_pretrain,
+//! };
+//!
+//! let mut recipe = Recipe::load("mae-fashion-mnist")?;
+//! recipe.data.dataset = Some(BuiltinDataset::FashionMnistSample); // the shipped 100 images
+//! recipe.train.steps = 20;
+//! let options = PretrainOptions {
+//!     out: "target/runs/mae-quick".into(),
+//!     ..PretrainOptions::default()
+//! };
+//! let summary = run_pretrain(&recipe, BackendKind::Flex, &options)?;
+//! let reports = run_finetune(&recipe, &recipe.evaluate, BackendKind::Flex, &FinetuneOptions {
+//!     from: Some(summary.run_dir.clone()),
+//!     out: summary.run_dir.join("finetune"),
+//!     quiet: true,
+//! })?;
+//! for report in &reports {
+//!     println!("{} {:?}: {:.3}", report.strategy, report.labels_per_class, report.accuracy_mean);
+//! }
+//! # Ok::<(), pretrain_recipes::RecipeError>(())
+//! ```
+
 pub mod data;
 pub mod dataset;
 pub mod error;

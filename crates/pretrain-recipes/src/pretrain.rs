@@ -13,14 +13,15 @@ use pretrain::data::Named;
 use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
 use pretrain::data::data_source::Modality;
-use pretrain::data::mask::{MaskedImageBatcher, MaskedImageDataset};
+use pretrain::data::mask::MaskedImageBatcher;
 use pretrain::data::packed::{CausalBatcher, PackedWindows, pack_texts};
 use pretrain::data::shards::{PackedShards, TokenStream};
 use pretrain::data::text_dataset::{MlmDataset, MlmTokenDataset};
 use pretrain::models::{ImageEncoderConfig, MaeConfig};
 use pretrain::objectives::{
-    BarlowTwinsConfig, ByolConfig, CausalLmConfig, DenoisingConfig, MaeObjectiveConfig, MlmConfig,
-    MoCoConfig, SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
+    BarlowTwinsConfig, ByolConfig, CausalLmConfig, DenoisingConfig, MaeObjectiveConfig,
+    MaskedImageConfig, MlmConfig, MoCoConfig, SimClrConfig, SimMimConfig, SimSiamConfig,
+    VicRegConfig,
 };
 use pretrain::train::{Pretrainer, RunOptions, TrainData, TrainError, TrainObjective};
 use serde::Serialize;
@@ -172,10 +173,9 @@ impl BackendTask for Job<'_> {
         let seed = recipe.seed;
         // Masked-image objectives: the data masks the ViT's patches.
         macro_rules! masked {
-            ($config:expr, $vit:expr) => {{
+            ($config:expr) => {{
                 let config = apply(&$config, &spec.overrides, f)?;
-                let masked =
-                    MaskedImageDataset::new(images, clean, config.masker(), $vit.patch_size, seed)?;
+                let masked = config.masked_data(images, clean, seed)?;
                 run.train(
                     config.init::<B>(&device)?,
                     &config,
@@ -212,14 +212,8 @@ impl BackendTask for Job<'_> {
             }};
         }
         match kind {
-            ObjectiveKind::Mae => {
-                let vit = vit()?;
-                masked!(MaeObjectiveConfig::new(MaeConfig::new(vit.clone())), vit)
-            }
-            ObjectiveKind::Simmim => {
-                let vit = vit()?;
-                masked!(SimMimConfig::new(vit.clone()), vit)
-            }
+            ObjectiveKind::Mae => masked!(MaeObjectiveConfig::new(MaeConfig::new(vit()?))),
+            ObjectiveKind::Simmim => masked!(SimMimConfig::new(vit()?)),
             ObjectiveKind::Dae => {
                 let ModelConfig::Autoencoder(ae) = model else {
                     return Err(needs(kind, "an autoencoder (mlp-ae-digits, conv-ae-28)"));
