@@ -20,7 +20,7 @@ pub struct StepArgs {
     model: String,
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
     #[arg(long, default_value = "flex")]
-    backend: String,
+    backend: BackendKind,
     /// Batch size (default: 256 images, 32 sequences for BERT).
     #[arg(long)]
     batch: Option<usize>,
@@ -42,7 +42,7 @@ pub fn step(args: &StepArgs) -> Result<()> {
     }
     let result = bench_step(&StepBenchConfig {
         model: StepModel::parse(&args.model)?,
-        backend: args.backend.parse::<BackendKind>()?,
+        backend: args.backend,
         batch: args.batch,
         steps: args.steps,
         warmup: args.warmup,

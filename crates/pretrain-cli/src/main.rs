@@ -33,7 +33,7 @@ enum Command {
     Demo {
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
-        backend: String,
+        backend: BackendKind,
         /// Small version for CI: the shipped sample, a few steps, one seed.
         #[arg(long)]
         quick: bool,
@@ -58,7 +58,7 @@ enum Command {
     Pipeline {
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
-        backend: String,
+        backend: BackendKind,
         /// The shipped sample only.
         #[arg(long)]
         quick: bool,
@@ -80,7 +80,7 @@ enum Command {
         recipe: Option<String>,
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
-        backend: String,
+        backend: BackendKind,
         /// Optimizer steps (overrides the recipe).
         #[arg(long)]
         steps: Option<usize>,
@@ -111,7 +111,7 @@ enum Command {
         from: Option<PathBuf>,
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
-        backend: String,
+        backend: BackendKind,
         /// Strategies (comma-separated): linear-probe, knn, full, partial, adapter, lora. Without
         /// them, a causal-LM run whose recipe has a [few_shot] section is prompted instead.
         #[arg(long, value_delimiter = ',')]
@@ -160,7 +160,7 @@ enum Command {
         no_kv_cache: bool,
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
-        backend: String,
+        backend: BackendKind,
     },
     /// Timed training steps: `step` (one workload, one JSON line) or `compare` (against
     /// PyTorch on the CPU, table in target/bench/compare.md).
@@ -241,13 +241,13 @@ fn run(command: Command) -> Result<()> {
             seeds,
             out,
             quiet,
-        } => recipes::demo(&backend, quick, recipes, seeds, out, quiet),
+        } => recipes::demo(backend, quick, recipes, seeds, out, quiet),
         Command::Pipeline {
             backend,
             quick,
             seed,
             out,
-        } => pipeline(&backend, quick, seed, &out),
+        } => pipeline(backend, quick, seed, &out),
         Command::Data {
             command: Some(DataCommand::Prepare(args)),
             ..
@@ -279,7 +279,7 @@ fn run(command: Command) -> Result<()> {
             quiet,
         } => recipes::pretrain(
             recipe.as_deref(),
-            &backend,
+            backend,
             steps,
             epochs.map(|e| e as usize),
             seed,
@@ -299,7 +299,7 @@ fn run(command: Command) -> Result<()> {
         } => recipes::finetune(
             &recipe,
             from,
-            &backend,
+            backend,
             &strategy,
             &labels_per_class,
             seeds,
@@ -333,14 +333,11 @@ fn run(command: Command) -> Result<()> {
             };
             let mut out = std::io::stdout();
             print!("{prompt}");
-            let generated = pretrain_recipes::generate::run_generate(
-                &options,
-                backend.parse()?,
-                &mut |piece| {
+            let generated =
+                pretrain_recipes::generate::run_generate(&options, backend, &mut |piece| {
                     print!("{piece}");
                     let _ = out.flush();
-                },
-            )?;
+                })?;
             println!();
             eprintln!(
                 "{} tokens in {:.2} s ({:.1} tokens/s)",
@@ -361,8 +358,7 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
-fn pipeline(backend: &str, quick: bool, seed: u64, out: &std::path::Path) -> Result<()> {
-    let kind: BackendKind = backend.parse()?;
+fn pipeline(kind: BackendKind, quick: bool, seed: u64, out: &std::path::Path) -> Result<()> {
     let full_dataset = !quick
         && pretrain::data::catalog::remote_dataset("fashion-mnist")?
             .verify()

@@ -11,7 +11,7 @@ use pretrain_recipes::{FinetuneOptions, ObjectiveKind, PretrainOptions, Recipe, 
 #[allow(clippy::too_many_arguments)]
 pub fn pretrain(
     name: Option<&str>,
-    backend: &str,
+    kind: BackendKind,
     steps: Option<usize>,
     epochs: Option<usize>,
     seed: Option<u64>,
@@ -19,7 +19,6 @@ pub fn pretrain(
     resume: Option<PathBuf>,
     quiet: bool,
 ) -> Result<()> {
-    let kind: BackendKind = backend.parse()?;
     // A named recipe on a resume is compared with the saved one by `run_pretrain` (its steps
     // are the saved run's unless --steps says otherwise).
     let mut recipe = match (&resume, name) {
@@ -86,14 +85,13 @@ pub fn pretrain(
 pub fn finetune(
     name: &str,
     from: Option<PathBuf>,
-    backend: &str,
+    kind: BackendKind,
     strategies: &[String],
     labels_per_class: &[usize],
     seeds: Option<usize>,
     out: Option<PathBuf>,
     quiet: bool,
 ) -> Result<()> {
-    let kind: BackendKind = backend.parse()?;
     let recipe = match &from {
         Some(dir) => recipe_of_run(dir)?,
         None => Recipe::load(name)?,
@@ -165,7 +163,7 @@ pub fn finetune(
 }
 
 pub fn demo(
-    backend: &str,
+    backend: BackendKind,
     quick: bool,
     recipes: Vec<String>,
     seeds: Option<usize>,
@@ -190,7 +188,7 @@ pub fn demo(
         }
     }
     let config = DemoConfig {
-        backend: backend.parse()?,
+        backend,
         quick,
         recipes,
         seeds: seeds.unwrap_or(if quick { 1 } else { 3 }),

@@ -171,6 +171,24 @@ impl DataError {
     }
 }
 
+/// `Ok(())` when `ok`, else the error `error(owner, part, message())` (the message is built
+/// only on failure): the one check behind the configuration and batch validation of every
+/// crate, each passing its own error constructor (`ModelError::config`,
+/// `ObjectiveError::batch`, ...).
+pub fn ensure<E>(
+    ok: bool,
+    error: fn(&'static str, &'static str, String) -> E,
+    owner: &'static str,
+    part: &'static str,
+    message: impl FnOnce() -> String,
+) -> std::result::Result<(), E> {
+    if ok {
+        Ok(())
+    } else {
+        Err(error(owner, part, message()))
+    }
+}
+
 /// The message of a caught panic (`&str` or `String` payloads; "malformed" otherwise), for the
 /// guards that turn a dependency's panic on bad input into an error naming the file.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

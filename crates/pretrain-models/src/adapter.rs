@@ -8,7 +8,7 @@ use burn::nn::{Gelu, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::linear;
 
@@ -26,9 +26,13 @@ pub struct AdapterConfig {
 impl AdapterConfig {
     /// An adapter for `d_model`-wide tokens.
     pub fn init<B: Backend>(&self, d_model: usize, device: &B::Device) -> Result<Adapter<B>> {
-        ensure(self.bottleneck > 0, "adapter", "bottleneck", || {
-            "must be at least 1".into()
-        })?;
+        ensure(
+            self.bottleneck > 0,
+            ModelError::config,
+            "adapter",
+            "bottleneck",
+            || "must be at least 1".into(),
+        )?;
         Ok(Adapter {
             down: linear(d_model, self.bottleneck, self.init, true, device),
             up: linear(self.bottleneck, d_model, InitScheme::Zeros, true, device),

@@ -9,7 +9,7 @@ use burn::nn::{Linear, PaddingConfig2d, Relu};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::linear;
 
@@ -38,13 +38,18 @@ impl MlpAutoencoderConfig {
         let m = "MLP autoencoder";
         ensure(
             self.input_dim > 0 && self.latent_dim > 0,
+            ModelError::config,
             m,
             "input_dim/latent_dim",
             || "must be > 0".into(),
         )?;
-        ensure(self.hidden.iter().all(|&h| h > 0), m, "hidden", || {
-            format!("{:?} has a zero width", self.hidden)
-        })?;
+        ensure(
+            self.hidden.iter().all(|&h| h > 0),
+            ModelError::config,
+            m,
+            "hidden",
+            || format!("{:?} has a zero width", self.hidden),
+        )?;
         let widths: Vec<usize> = std::iter::once(self.input_dim)
             .chain(self.hidden.iter().copied())
             .chain(std::iter::once(self.latent_dim))
@@ -127,6 +132,7 @@ impl ConvAutoencoderConfig {
         let m = "conv autoencoder";
         ensure(
             !self.widths.is_empty() && self.widths.iter().all(|&w| w > 0),
+            ModelError::config,
             m,
             "widths",
             || format!("{:?} must be non-empty and positive", self.widths),
@@ -134,6 +140,7 @@ impl ConvAutoencoderConfig {
         let factor = 1usize << self.widths.len();
         ensure(
             self.image_size > 0 && self.image_size.is_multiple_of(factor),
+            ModelError::config,
             m,
             "image_size",
             || {
@@ -146,6 +153,7 @@ impl ConvAutoencoderConfig {
         )?;
         ensure(
             self.channels > 0 && self.latent_dim > 0,
+            ModelError::config,
             m,
             "channels/latent_dim",
             || "must be > 0".into(),

@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
 use crate::block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 use crate::init::{InitScheme, truncated_normal};
 use crate::layers::linear;
 
@@ -75,13 +75,23 @@ impl BertConfig {
     /// Builds the encoder; invalid configurations are refused here.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Bert<B>> {
         let m = "BERT";
-        ensure(self.vocab_size > 0, m, "vocab_size", || {
-            "must be > 0".into()
+        ensure(
+            self.vocab_size > 0,
+            ModelError::config,
+            m,
+            "vocab_size",
+            || "must be > 0".into(),
+        )?;
+        ensure(self.layers > 0, ModelError::config, m, "layers", || {
+            "must be at least 1".into()
         })?;
-        ensure(self.layers > 0, m, "layers", || "must be at least 1".into())?;
-        ensure(self.max_position > 0, m, "max_position", || {
-            "must be > 0".into()
-        })?;
+        ensure(
+            self.max_position > 0,
+            ModelError::config,
+            m,
+            "max_position",
+            || "must be > 0".into(),
+        )?;
         let residual_scale = if self.scale_residual {
             1.0 / (2.0 * self.layers as f64).sqrt()
         } else {

@@ -9,7 +9,7 @@ use burn::tensor::{Bool, Tensor};
 use crate::adapter::{Adapter, AdapterConfig};
 use crate::attention::SelfAttention;
 use crate::drop_path::{DropPath, linear_drop_path_rates};
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::Mlp;
 use crate::projection::Projection;
@@ -67,18 +67,27 @@ impl TransformerBlockConfig {
     /// Checks the shape parameters.
     pub fn validate(&self) -> Result<()> {
         let m = "transformer block";
-        ensure(self.d_model > 0 && self.d_ff > 0, m, "d_model/d_ff", || {
-            "must be > 0".into()
-        })?;
+        ensure(
+            self.d_model > 0 && self.d_ff > 0,
+            ModelError::config,
+            m,
+            "d_model/d_ff",
+            || "must be > 0".into(),
+        )?;
         ensure(
             self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads),
+            ModelError::config,
             m,
             "n_heads",
             || format!("{} must divide d_model {}", self.n_heads, self.d_model),
         )?;
-        ensure((0.0..1.0).contains(&self.dropout), m, "dropout", || {
-            format!("{} must lie in [0, 1)", self.dropout)
-        })
+        ensure(
+            (0.0..1.0).contains(&self.dropout),
+            ModelError::config,
+            m,
+            "dropout",
+            || format!("{} must lie in [0, 1)", self.dropout),
+        )
     }
 
     /// Builds the block.

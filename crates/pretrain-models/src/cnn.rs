@@ -12,7 +12,7 @@ use burn::tensor::ops::PadMode;
 
 use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::drop_path::{DropPath, linear_drop_path_rates};
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 
 fn conv3x3<B: Backend>(c_in: usize, c_out: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
     // He-initialized (burn's conv default is Kaiming uniform), no bias before batch norm.
@@ -89,13 +89,18 @@ impl SmallCnnConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SmallCnn<B>> {
         ensure(
             !self.widths.is_empty() && self.widths.iter().all(|&w| w > 0),
+            ModelError::config,
             "small CNN",
             "widths",
             || format!("{:?} must be non-empty and positive", self.widths),
         )?;
-        ensure(self.channels > 0, "small CNN", "channels", || {
-            "must be > 0".into()
-        })?;
+        ensure(
+            self.channels > 0,
+            ModelError::config,
+            "small CNN",
+            "channels",
+            || "must be > 0".into(),
+        )?;
         let chans: Vec<usize> = std::iter::once(self.channels)
             .chain(self.widths.iter().copied())
             .collect();
@@ -166,6 +171,7 @@ impl ResNetConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ResNet<B>> {
         ensure(
             !self.blocks.is_empty() && self.blocks.len() == self.widths.len(),
+            ModelError::config,
             "ResNet",
             "blocks/widths",
             || {
@@ -177,6 +183,7 @@ impl ResNetConfig {
         )?;
         ensure(
             self.blocks.iter().all(|&n| n > 0) && self.widths.iter().all(|&w| w > 0),
+            ModelError::config,
             "ResNet",
             "blocks/widths",
             || "must be positive".into(),

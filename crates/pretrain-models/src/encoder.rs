@@ -12,7 +12,7 @@ use crate::autoencoder::{
 };
 use crate::block::TransformerStack;
 use crate::cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 use crate::vit::{Vit, VitConfig};
 
 /// Which image encoder to build (serde: `{"kind": "small-cnn" | "resnet" | "vit", ...fields}`).
@@ -46,6 +46,7 @@ impl ImageEncoderConfig {
             Self::Vit(cfg) => {
                 ensure(
                     h == cfg.image_size && w == cfg.image_size,
+                    ModelError::config,
                     "ViT",
                     "image_size",
                     || format!("is {} but the images are {h}x{w}", cfg.image_size),
@@ -53,7 +54,7 @@ impl ImageEncoderConfig {
                 ("ViT", cfg.channels)
             }
         };
-        ensure(c == channels, model, "channels", || {
+        ensure(c == channels, ModelError::config, model, "channels", || {
             format!("is {channels} but the images have {c}")
         })
     }
@@ -144,6 +145,7 @@ impl AutoencoderConfig {
         match self {
             Self::Mlp(cfg) => ensure(
                 cfg.input_dim == c * h * w,
+                ModelError::config,
                 "MLP autoencoder",
                 "input_dim",
                 || {
@@ -156,6 +158,7 @@ impl AutoencoderConfig {
             ),
             Self::Conv(cfg) => ensure(
                 cfg.channels == c && cfg.image_size == h && cfg.image_size == w,
+                ModelError::config,
                 "conv autoencoder",
                 "channels/image_size",
                 || {

@@ -28,20 +28,15 @@ pub enum ModelError {
 /// Result alias of this crate.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
-/// Fails with [`ModelError::InvalidConfig`] when `ok` is false.
-pub(crate) fn ensure(
-    ok: bool,
-    model: &'static str,
-    field: &'static str,
-    message: impl FnOnce() -> String,
-) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ModelError::InvalidConfig {
+impl ModelError {
+    /// [`ModelError::InvalidConfig`] (the constructor [`ensure`] takes).
+    pub fn config(model: &'static str, field: &'static str, message: String) -> Self {
+        Self::InvalidConfig {
             model,
             field,
-            message: message(),
-        })
+            message,
+        }
     }
 }
+
+pub(crate) use pretrain_data::error::ensure;

@@ -92,28 +92,44 @@ impl GptConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         let m = "GPT";
-        ensure(self.vocab_size > 0, m, "vocab_size", || {
+        ensure(
+            self.vocab_size > 0,
+            ModelError::config,
+            m,
+            "vocab_size",
+            || "must be > 0".into(),
+        )?;
+        ensure(
+            self.block_size > 0,
+            ModelError::config,
+            m,
+            "block_size",
+            || "must be > 0".into(),
+        )?;
+        ensure(self.n_layer > 0, ModelError::config, m, "n_layer", || {
             "must be > 0".into()
         })?;
-        ensure(self.block_size > 0, m, "block_size", || {
-            "must be > 0".into()
-        })?;
-        ensure(self.n_layer > 0, m, "n_layer", || "must be > 0".into())?;
         ensure(
             self.n_head > 0 && self.d_model.is_multiple_of(self.n_head) && self.d_model > 0,
+            ModelError::config,
             m,
             "n_head",
             || format!("{} must divide d_model {}", self.n_head, self.d_model),
         )?;
         ensure(
             self.positions != GptPositions::Rope || (self.d_model / self.n_head).is_multiple_of(2),
+            ModelError::config,
             m,
             "positions",
             || "rope needs an even head width".into(),
         )?;
-        ensure((0.0..1.0).contains(&self.dropout), m, "dropout", || {
-            format!("{} must lie in [0, 1)", self.dropout)
-        })
+        ensure(
+            (0.0..1.0).contains(&self.dropout),
+            ModelError::config,
+            m,
+            "dropout",
+            || format!("{} must lie in [0, 1)", self.dropout),
+        )
     }
 
     /// Builds the model with GPT-2's initialization: `N(0, 0.02)` weights and embeddings, zero

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use crate::batch_norm::{BatchNorm, BatchNormConfig};
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::linear;
 
@@ -59,6 +59,7 @@ impl MlpHeadConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MlpHead<B>> {
         ensure(
             self.input > 0 && self.output > 0 && self.hidden.iter().all(|&h| h > 0),
+            ModelError::config,
             "MLP head",
             "widths",
             || "must be > 0".into(),
@@ -137,6 +138,7 @@ impl<B: Backend> LinearHead<B> {
     pub fn new(features: usize, classes: usize, device: &B::Device) -> Result<Self> {
         ensure(
             features > 0 && classes > 1,
+            ModelError::config,
             "linear head",
             "features/classes",
             || format!("{features} features and {classes} classes (need > 0 and > 1)"),

@@ -8,7 +8,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 
 /// Configuration of a [`Lora`] update.
 #[derive(Config, Debug)]
@@ -27,14 +27,19 @@ pub struct LoraConfig {
 impl LoraConfig {
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
-        ensure(self.rank > 0, "LoRA", "rank", || {
+        ensure(self.rank > 0, ModelError::config, "LoRA", "rank", || {
             "must be at least 1".into()
         })?;
-        ensure(self.alpha > 0.0, "LoRA", "alpha", || {
-            format!("{} must be > 0", self.alpha)
-        })?;
+        ensure(
+            self.alpha > 0.0,
+            ModelError::config,
+            "LoRA",
+            "alpha",
+            || format!("{} must be > 0", self.alpha),
+        )?;
         ensure(
             (0.0..1.0).contains(&self.dropout),
+            ModelError::config,
             "LoRA",
             "dropout",
             || format!("{} must lie in [0, 1)", self.dropout),

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use crate::block::{TransformerBlock, TransformerBlockConfig};
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 use crate::init::{InitScheme, truncated_normal};
 use crate::layers::linear;
 use crate::pos_embed::sincos_2d_tensor;
@@ -45,11 +45,16 @@ impl MaeConfig {
     /// Builds encoder and decoder (MAE initialization: Xavier linear layers, N(0, 0.02) tokens).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mae<B>> {
         let encoder = self.encoder.init(device)?;
-        ensure(self.decoder_depth > 0, "MAE", "decoder_depth", || {
-            "must be at least 1".into()
-        })?;
+        ensure(
+            self.decoder_depth > 0,
+            ModelError::config,
+            "MAE",
+            "decoder_depth",
+            || "must be at least 1".into(),
+        )?;
         ensure(
             self.decoder_dim.is_multiple_of(4),
+            ModelError::config,
             "MAE",
             "decoder_dim",
             || {

@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
-use crate::error::{Result, ensure};
+use crate::error::{ModelError, Result, ensure};
 use crate::init::{InitScheme, truncated_normal};
 use crate::pos_embed::sincos_2d_tensor;
 
@@ -123,6 +123,7 @@ impl VitConfig {
         let m = "ViT";
         ensure(
             self.patch_size > 0 && self.image_size.is_multiple_of(self.patch_size),
+            ModelError::config,
             m,
             "patch_size",
             || {
@@ -132,10 +133,15 @@ impl VitConfig {
                 )
             },
         )?;
-        ensure(self.channels > 0, m, "channels", || "must be > 0".into())?;
-        ensure(self.depth > 0, m, "depth", || "must be at least 1".into())?;
+        ensure(self.channels > 0, ModelError::config, m, "channels", || {
+            "must be > 0".into()
+        })?;
+        ensure(self.depth > 0, ModelError::config, m, "depth", || {
+            "must be at least 1".into()
+        })?;
         ensure(
             self.position != PositionEmbedding::SinCos || self.d_model.is_multiple_of(4),
+            ModelError::config,
             m,
             "d_model",
             || {

@@ -9,7 +9,7 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig};
 
 use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
-use crate::error::{Result, ensure_config};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::{diagonal, off_diagonal_square_sum};
 
@@ -73,9 +73,13 @@ impl BarlowTwinsConfig {
 
     /// Builds the objective.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<BarlowTwins<B>> {
-        ensure_config(self.lambda >= 0.0, "Barlow Twins", "lambda", || {
-            format!("{} must be >= 0", self.lambda)
-        })?;
+        ensure(
+            self.lambda >= 0.0,
+            ObjectiveError::config,
+            "Barlow Twins",
+            "lambda",
+            || format!("{} must be >= 0", self.lambda),
+        )?;
         Ok(BarlowTwins {
             branch: ProjectedEncoder::new("Barlow Twins", &self.encoder, &self.projector, device)?,
             lambda: self.lambda,

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
-use crate::error::{Result, ensure_batch, ensure_config};
+use crate::error::{ObjectiveError, Result, ensure};
 
 /// Projection MLP on top of the encoder; its input width is the encoder's feature width.
 #[derive(Config, Debug)]
@@ -52,9 +52,13 @@ impl<B: Backend> ProjectedEncoder<B> {
         device: &B::Device,
     ) -> Result<Self> {
         let width = encoder.feature_dim();
-        ensure_config(width > 0, objective, "encoder", || {
-            "has no feature width".into()
-        })?;
+        ensure(
+            width > 0,
+            ObjectiveError::config,
+            objective,
+            "encoder",
+            || "has no feature width".into(),
+        )?;
         Ok(Self {
             encoder: encoder.init(device)?,
             projector: projector.head(width).init(device)?,
@@ -87,12 +91,20 @@ pub(crate) fn two_views<B: Backend>(
             message: "needs two views per image (use MultiView::two_views or asymmetric)".into(),
         });
     };
-    ensure_batch(a.dims() == b.dims(), objective, "views", || {
-        format!("differ in shape: {:?} vs {:?}", a.dims(), b.dims())
-    })?;
-    ensure_batch(a.dims()[0] >= 2, objective, "size", || {
-        format!("is {}; at least 2 images are needed", a.dims()[0])
-    })?;
+    ensure(
+        a.dims() == b.dims(),
+        ObjectiveError::batch,
+        objective,
+        "views",
+        || format!("differ in shape: {:?} vs {:?}", a.dims(), b.dims()),
+    )?;
+    ensure(
+        a.dims()[0] >= 2,
+        ObjectiveError::batch,
+        objective,
+        "size",
+        || format!("is {}; at least 2 images are needed", a.dims()[0]),
+    )?;
     Ok((a, b))
 }
 

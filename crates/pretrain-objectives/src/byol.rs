@@ -9,7 +9,7 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
 use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
-use crate::error::{Result, ensure_config};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput, TrainProgress};
 use crate::ops::cosine_similarity;
 use crate::target::{MomentumSchedule, ema_update, momentum_target};
@@ -44,9 +44,13 @@ impl ByolConfig {
 
     /// Builds the objective; the target starts as a copy of the online branch.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Byol<B>> {
-        ensure_config(self.momentum.is_valid(), "BYOL", "momentum", || {
-            format!("{:?} must lie in [0, 1]", self.momentum)
-        })?;
+        ensure(
+            self.momentum.is_valid(),
+            ObjectiveError::config,
+            "BYOL",
+            "momentum",
+            || format!("{:?} must lie in [0, 1]", self.momentum),
+        )?;
         let online = ProjectedEncoder::new("BYOL", &self.encoder, &self.projector, device)?;
         let target = ProjectedEncoder::new("BYOL", &self.encoder, &self.projector, device)?;
         Ok(Byol {

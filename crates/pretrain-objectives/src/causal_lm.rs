@@ -13,7 +13,7 @@ use burn::tensor::{ElementConversion, Int, Tensor};
 use pretrain_data::packed::{CausalBatch, CausalBatcher, TokenWindow};
 use pretrain_models::{Gpt, GptConfig};
 
-use crate::error::{ObjectiveError, Result, ensure_batch};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 use crate::ops::cross_entropy;
@@ -125,8 +125,9 @@ impl<B: AutodiffBackend> Objective<B> for CausalLm<B> {
 
     fn forward_step(&self, batch: CausalBatch<B>) -> Result<StepOutput<B, ()>> {
         let [_, seq] = batch.inputs.dims();
-        ensure_batch(
+        ensure(
             seq <= self.model.block_size(),
+            ObjectiveError::batch,
             "causal LM",
             "inputs",
             || {
@@ -137,8 +138,9 @@ impl<B: AutodiffBackend> Objective<B> for CausalLm<B> {
             },
         )?;
         let largest: i64 = batch.inputs.clone().max().into_scalar().elem();
-        ensure_batch(
+        ensure(
             largest < self.vocab_size as i64,
+            ObjectiveError::batch,
             "causal LM",
             "inputs",
             || {

@@ -12,7 +12,7 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{Autoencoder, AutoencoderConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, ensure_batch};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 
@@ -102,8 +102,9 @@ impl<B: AutodiffBackend> Objective<B> for Denoising<B> {
             message: "are empty".into(),
         })?;
         let input = views.next().unwrap_or_else(|| clean.clone());
-        ensure_batch(
+        ensure(
             input.dims() == clean.dims(),
+            ObjectiveError::batch,
             "denoising autoencoder",
             "views",
             || format!("differ in shape: {:?} vs {:?}", clean.dims(), input.dims()),
@@ -111,8 +112,9 @@ impl<B: AutodiffBackend> Objective<B> for Denoising<B> {
         if self.loss == ReconstructionLoss::Bce {
             let lowest: f64 = clean.clone().min().into_scalar().elem();
             let highest: f64 = clean.clone().max().into_scalar().elem();
-            ensure_batch(
+            ensure(
                 (0.0..=1.0).contains(&lowest) && (0.0..=1.0).contains(&highest),
+                ObjectiveError::batch,
                 "denoising autoencoder",
                 "target",
                 || {

@@ -33,38 +33,24 @@ pub enum ObjectiveError {
 /// Result alias of this crate.
 pub type Result<T, E = ObjectiveError> = std::result::Result<T, E>;
 
-/// Fails with [`ObjectiveError::InvalidConfig`] when `ok` is false.
-pub(crate) fn ensure_config(
-    ok: bool,
-    objective: &'static str,
-    field: &'static str,
-    message: impl FnOnce() -> String,
-) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ObjectiveError::InvalidConfig {
+impl ObjectiveError {
+    /// [`ObjectiveError::InvalidConfig`] (a constructor [`ensure`] takes).
+    pub fn config(objective: &'static str, field: &'static str, message: String) -> Self {
+        Self::InvalidConfig {
             objective,
             field,
-            message: message(),
-        })
+            message,
+        }
+    }
+
+    /// [`ObjectiveError::Batch`] (a constructor [`ensure`] takes).
+    pub fn batch(objective: &'static str, what: &'static str, message: String) -> Self {
+        Self::Batch {
+            objective,
+            what,
+            message,
+        }
     }
 }
 
-/// Fails with [`ObjectiveError::Batch`] when `ok` is false.
-pub(crate) fn ensure_batch(
-    ok: bool,
-    objective: &'static str,
-    what: &'static str,
-    message: impl FnOnce() -> String,
-) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ObjectiveError::Batch {
-            objective,
-            what,
-            message: message(),
-        })
-    }
-}
+pub(crate) use pretrain_data::error::ensure;

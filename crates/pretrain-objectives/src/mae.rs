@@ -8,7 +8,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain_data::mask::MaskedImageBatch;
 use pretrain_models::{Mae, MaeConfig, Vit, VitConfig, patchify};
 
-use crate::error::{Result, ensure_batch, ensure_config};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::masked_image::MaskedImageConfig;
 use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
@@ -58,8 +58,9 @@ impl MaskedImageConfig for MaeObjectiveConfig {
 impl MaeObjectiveConfig {
     /// Builds the objective.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MaeObjective<B>> {
-        ensure_config(
+        ensure(
             (0.0..1.0).contains(&self.mask_ratio),
+            ObjectiveError::config,
             "MAE",
             "mask_ratio",
             || format!("{} must lie in [0, 1)", self.mask_ratio),
@@ -87,14 +88,22 @@ pub(crate) fn check_masked_batch<B: Backend>(
     patch: usize,
 ) -> Result<()> {
     let [_, _, h, w] = batch.images.dims();
-    ensure_batch(h == size && w == size, objective, "images", || {
-        format!("are {h}x{w}; the encoder takes {size}x{size}")
-    })?;
+    ensure(
+        h == size && w == size,
+        ObjectiveError::batch,
+        objective,
+        "images",
+        || format!("are {h}x{w}; the encoder takes {size}x{size}"),
+    )?;
     let n = batch.mask.hidden.dims()[1];
     let expected = (size / patch) * (size / patch);
-    ensure_batch(n == expected, objective, "mask", || {
-        format!("covers {n} patches; the encoder has {expected}")
-    })
+    ensure(
+        n == expected,
+        ObjectiveError::batch,
+        objective,
+        "mask",
+        || format!("covers {n} patches; the encoder has {expected}"),
+    )
 }
 
 impl<B: AutodiffBackend> Objective<B> for MaeObjective<B> {

@@ -8,7 +8,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pretrain_data::batch::TextBatch;
 use pretrain_models::{Bert, BertConfig};
 
-use crate::error::{Result, ensure_batch};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::monitor::loss_and_collapse_metrics;
 use crate::objective::{Objective, StepOutput};
 use crate::ops::{accuracy, cross_entropy};
@@ -71,13 +71,19 @@ impl<B: AutodiffBackend> Objective<B> for Mlm<B> {
                 message: "are missing: build the dataset with a TokenMasker (MlmDataset)".into(),
             })?;
         let largest: i64 = batch.input_ids.clone().max().into_scalar().elem();
-        ensure_batch(largest < self.vocab_size as i64, "MLM", "input_ids", || {
-            format!(
-                "contain id {largest}, outside the model's vocabulary of {}: the tokenizer and \
+        ensure(
+            largest < self.vocab_size as i64,
+            ObjectiveError::batch,
+            "MLM",
+            "input_ids",
+            || {
+                format!(
+                    "contain id {largest}, outside the model's vocabulary of {}: the tokenizer and \
                  BertConfig::vocab_size disagree",
-                self.vocab_size
-            )
-        })?;
+                    self.vocab_size
+                )
+            },
+        )?;
         let hidden = self
             .model
             .forward(batch.input_ids, Some(batch.padding_mask), None); // [b, s, d]

@@ -9,7 +9,7 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig};
 
 use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
-use crate::error::{Result, ensure_batch, ensure_config};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput, TrainProgress};
 use crate::ops::{accuracy, cross_entropy, l2_normalize};
 use crate::target::{MomentumSchedule, ema_update, momentum_target};
@@ -76,15 +76,27 @@ impl MoCoConfig {
 
     /// Builds the objective; the queue starts as random unit vectors.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MoCo<B>> {
-        ensure_config(self.temperature > 0.0, "MoCo", "temperature", || {
-            format!("{} must be > 0", self.temperature)
-        })?;
-        ensure_config(self.queue_size > 0, "MoCo", "queue_size", || {
-            "must be > 0".into()
-        })?;
-        ensure_config(self.momentum.is_valid(), "MoCo", "momentum", || {
-            format!("{:?} must lie in [0, 1]", self.momentum)
-        })?;
+        ensure(
+            self.temperature > 0.0,
+            ObjectiveError::config,
+            "MoCo",
+            "temperature",
+            || format!("{} must be > 0", self.temperature),
+        )?;
+        ensure(
+            self.queue_size > 0,
+            ObjectiveError::config,
+            "MoCo",
+            "queue_size",
+            || "must be > 0".into(),
+        )?;
+        ensure(
+            self.momentum.is_valid(),
+            ObjectiveError::config,
+            "MoCo",
+            "momentum",
+            || format!("{:?} must lie in [0, 1]", self.momentum),
+        )?;
         let online = ProjectedEncoder::new("MoCo", &self.encoder, &self.projector, device)?;
         let key_branch = ProjectedEncoder::new("MoCo", &self.encoder, &self.projector, device)?;
         let queue = l2_normalize(Tensor::<B, 2>::random(
@@ -125,7 +137,7 @@ impl<B: AutodiffBackend> Objective<B> for MoCo<B> {
         let (a, b) = two_views(batch, "MoCo")?;
         let n = a.dims()[0];
         let size = self.queue.val().dims()[0];
-        ensure_batch(2 * n <= size, "MoCo", "size", || {
+        ensure(2 * n <= size, ObjectiveError::batch, "MoCo", "size", || {
             format!(
                 "{n} gives {} keys per step, more than the queue's {size}",
                 2 * n

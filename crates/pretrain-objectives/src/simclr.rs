@@ -9,7 +9,7 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig};
 
 use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
-use crate::error::{Result, ensure_config};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::{accuracy, cross_entropy, eye_mask, l2_normalize};
 
@@ -60,9 +60,13 @@ impl SimClrConfig {
 
     /// Builds the objective.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SimClr<B>> {
-        ensure_config(self.temperature > 0.0, "SimCLR", "temperature", || {
-            format!("{} must be > 0", self.temperature)
-        })?;
+        ensure(
+            self.temperature > 0.0,
+            ObjectiveError::config,
+            "SimCLR",
+            "temperature",
+            || format!("{} must be > 0", self.temperature),
+        )?;
         Ok(SimClr {
             branch: ProjectedEncoder::new("SimCLR", &self.encoder, &self.projector, device)?,
             temperature: self.temperature,

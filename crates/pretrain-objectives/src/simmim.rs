@@ -10,7 +10,7 @@ use pretrain_data::mask::MaskedImageBatch;
 use pretrain_models::layers::linear;
 use pretrain_models::{InitScheme, Vit, VitConfig, patchify, truncated_normal};
 
-use crate::error::{Result, ensure_config};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::mae::check_masked_batch;
 use crate::masked_image::MaskedImageConfig;
 use crate::monitor::loss_and_collapse_metrics;
@@ -51,8 +51,9 @@ impl MaskedImageConfig for SimMimConfig {
 impl SimMimConfig {
     /// Builds the objective (mask token N(0, 0.02), Xavier linear head).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SimMim<B>> {
-        ensure_config(
+        ensure(
             (0.0..1.0).contains(&self.mask_ratio),
+            ObjectiveError::config,
             "SimMIM",
             "mask_ratio",
             || format!("{} must lie in [0, 1)", self.mask_ratio),

@@ -10,7 +10,7 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig};
 
 use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
-use crate::error::{Result, ensure_config};
+use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::off_diagonal_square_sum;
 
@@ -90,8 +90,9 @@ impl VicRegConfig {
     /// Builds the objective.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<VicReg<B>> {
         let w = &self.weights;
-        ensure_config(
+        ensure(
             w.invariance >= 0.0 && w.variance >= 0.0 && w.covariance >= 0.0,
+            ObjectiveError::config,
             "VICReg",
             "weights",
             || format!("{w:?} must be >= 0"),

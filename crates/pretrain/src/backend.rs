@@ -31,12 +31,12 @@ pretrain_data::named_enum! {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     /// The name matches no backend.
-    #[error(
-        "unknown backend {given:?}; valid backends: flex, ndarray, wgpu, cuda (compiled in: {compiled})"
-    )]
+    #[error("unknown backend {given:?}; valid backends: {valid} (compiled in: {compiled})")]
     Unknown {
         /// The value given.
         given: String,
+        /// Every backend's name.
+        valid: String,
         /// Backends compiled into this binary.
         compiled: String,
     },
@@ -136,6 +136,7 @@ impl FromStr for BackendKind {
             .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| BackendError::Unknown {
                 given: s.to_string(),
+                valid: Self::names(),
                 compiled: compiled_list(),
             })?;
         kind.ensure_compiled()
