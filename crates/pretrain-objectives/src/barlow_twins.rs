@@ -6,9 +6,9 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain_data::batch::MultiViewBatch;
-use pretrain_models::{ImageEncoder, ImageEncoderConfig};
+use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::{diagonal, off_diagonal_square_sum};
@@ -59,7 +59,7 @@ pub struct BarlowTwinsConfig {
     /// The encoder to pre-train.
     pub encoder: ImageEncoderConfig,
     /// Projection head (Barlow Twins: wide, three layers with batch norm).
-    pub projector: ProjectorConfig,
+    pub projector: MlpHeadConfig,
     /// Weight of the off-diagonal (redundancy) term.
     #[config(default = 0.0051)]
     pub lambda: f64,
@@ -68,7 +68,11 @@ pub struct BarlowTwinsConfig {
 impl BarlowTwinsConfig {
     /// Barlow Twins' head scaled to `encoder`: two hidden layers of `width`, output `width`.
     pub fn barlow_twins(encoder: ImageEncoderConfig, width: usize) -> Self {
-        Self::new(encoder, ProjectorConfig::new(vec![width, width], width))
+        let input = encoder.feature_dim();
+        Self::new(
+            encoder,
+            MlpHeadConfig::new(input, vec![width, width], width),
+        )
     }
 
     /// Builds the objective.

@@ -1,7 +1,6 @@
 //! The encoder + projector branch every joint-embedding objective (SimCLR, MoCo, SimSiam, BYOL,
 //! Barlow Twins, VICReg) trains, and the two-view batch handling they share.
 
-use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -9,30 +8,6 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
 use crate::error::{ObjectiveError, Result, ensure};
-
-/// Projection MLP on top of the encoder; its input width is the encoder's feature width.
-#[derive(Config, Debug)]
-pub struct ProjectorConfig {
-    /// Hidden widths.
-    pub hidden: Vec<usize>,
-    /// Output (embedding) width.
-    pub output: usize,
-    /// Batch norm after hidden layers.
-    #[config(default = true)]
-    pub batch_norm: bool,
-    /// Batch norm after the output layer (SimSiam).
-    #[config(default = false)]
-    pub output_norm: bool,
-}
-
-impl ProjectorConfig {
-    /// The head for an encoder of width `input`.
-    pub fn head(&self, input: usize) -> MlpHeadConfig {
-        MlpHeadConfig::new(input, self.hidden.clone(), self.output)
-            .with_batch_norm(self.batch_norm)
-            .with_output_norm(self.output_norm)
-    }
-}
 
 /// Encoder followed by a projection head.
 #[derive(Module, Debug)]
@@ -48,7 +23,7 @@ impl<B: Backend> ProjectedEncoder<B> {
     pub fn new(
         objective: &'static str,
         encoder: &ImageEncoderConfig,
-        projector: &ProjectorConfig,
+        projector: &MlpHeadConfig,
         device: &B::Device,
     ) -> Result<Self> {
         let width = encoder.feature_dim();
@@ -59,9 +34,21 @@ impl<B: Backend> ProjectedEncoder<B> {
             "encoder",
             || "has no feature width".into(),
         )?;
+        ensure(
+            projector.input == width,
+            ObjectiveError::config,
+            objective,
+            "projector.input",
+            || {
+                format!(
+                    "{} must be the encoder's feature width {width}",
+                    projector.input
+                )
+            },
+        )?;
         Ok(Self {
             encoder: encoder.init(device)?,
-            projector: projector.head(width).init(device)?,
+            projector: projector.init(device)?,
         })
     }
 

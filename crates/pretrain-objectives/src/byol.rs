@@ -8,7 +8,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput, TrainProgress};
 use crate::ops::cosine_similarity;
@@ -28,7 +28,7 @@ pub struct ByolConfig {
     /// The encoder to pre-train.
     pub encoder: ImageEncoderConfig,
     /// Projection head (BYOL: hidden 4096 with batch norm, 256-d output).
-    pub projector: ProjectorConfig,
+    pub projector: MlpHeadConfig,
     /// Hidden width of the predictor.
     pub predictor_hidden: usize,
     /// Target momentum schedule (BYOL: 0.996 -> 1, cosine).
@@ -39,7 +39,8 @@ pub struct ByolConfig {
 impl ByolConfig {
     /// BYOL's heads scaled to `encoder`: hidden `hidden`, output `dim`, predictor hidden `hidden`.
     pub fn byol(encoder: ImageEncoderConfig, hidden: usize, dim: usize) -> Self {
-        Self::new(encoder, ProjectorConfig::new(vec![hidden], dim), hidden)
+        let input = encoder.feature_dim();
+        Self::new(encoder, MlpHeadConfig::byol(input, hidden, dim), hidden)
     }
 
     /// Builds the objective; the target starts as a copy of the online branch.

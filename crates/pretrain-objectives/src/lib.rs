@@ -34,7 +34,7 @@ pub mod target;
 pub mod vicreg;
 
 pub use barlow_twins::{BarlowTwins, BarlowTwinsConfig, barlow_twins_terms};
-pub use branch::{ProjectedEncoder, ProjectorConfig};
+pub use branch::ProjectedEncoder;
 pub use byol::{Byol, ByolConfig, byol_loss};
 pub use causal_lm::{CausalLm, CausalLmConfig, bits_per_byte, mean_nats, next_token_cross_entropy};
 pub use denoising::{Denoising, DenoisingConfig, ReconstructionLoss, reconstruction_loss};

@@ -6,9 +6,9 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Int, Tensor};
 use pretrain_data::batch::MultiViewBatch;
-use pretrain_models::{ImageEncoder, ImageEncoderConfig};
+use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput, TrainProgress};
 use crate::ops::{accuracy, cross_entropy, l2_normalize};
@@ -51,7 +51,7 @@ pub struct MoCoConfig {
     /// The encoder to pre-train.
     pub encoder: ImageEncoderConfig,
     /// Projection head (MoCo v2: one hidden layer, no batch norm, 128-d output).
-    pub projector: ProjectorConfig,
+    pub projector: MlpHeadConfig,
     /// Number of negatives kept in the queue.
     #[config(default = 4096)]
     pub queue_size: usize,
@@ -70,7 +70,7 @@ impl MoCoConfig {
         let width = encoder.feature_dim();
         Self::new(
             encoder,
-            ProjectorConfig::new(vec![width], 128).with_batch_norm(false),
+            MlpHeadConfig::new(width, vec![width], 128).with_batch_norm(false),
         )
     }
 
@@ -190,7 +190,7 @@ mod tests {
     fn keys_enter_the_queue_front_and_the_oldest_leave() {
         let dev = Default::default();
         let encoder = ImageEncoderConfig::SmallCnn(SmallCnnConfig::new(1, vec![4]));
-        let moco = MoCoConfig::new(encoder, ProjectorConfig::new(vec![4], 3))
+        let moco = MoCoConfig::new(encoder, MlpHeadConfig::new(4, vec![4], 3))
             .with_queue_size(5)
             .init::<Ad>(&dev)
             .unwrap();

@@ -6,9 +6,9 @@ use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 use pretrain_data::batch::MultiViewBatch;
-use pretrain_models::{ImageEncoder, ImageEncoderConfig};
+use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::{accuracy, cross_entropy, eye_mask, l2_normalize};
@@ -45,7 +45,7 @@ pub struct SimClrConfig {
     /// The encoder to pre-train.
     pub encoder: ImageEncoderConfig,
     /// Projection head (SimCLR: one hidden layer of the encoder width, 128-d output).
-    pub projector: ProjectorConfig,
+    pub projector: MlpHeadConfig,
     /// Softmax temperature.
     #[config(default = 0.2)]
     pub temperature: f64,
@@ -55,7 +55,7 @@ impl SimClrConfig {
     /// SimCLR's head on `encoder`: hidden layer of the encoder width, 128-d output, temperature 0.2.
     pub fn simclr(encoder: ImageEncoderConfig) -> Self {
         let width = encoder.feature_dim();
-        Self::new(encoder, ProjectorConfig::new(vec![width], 128))
+        Self::new(encoder, MlpHeadConfig::simclr(width))
     }
 
     /// Builds the objective.

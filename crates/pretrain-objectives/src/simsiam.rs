@@ -8,7 +8,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
 use crate::error::Result;
 use crate::objective::{Objective, StepOutput};
 use crate::ops::cosine_similarity;
@@ -24,7 +24,7 @@ pub struct SimSiamConfig {
     /// The encoder to pre-train.
     pub encoder: ImageEncoderConfig,
     /// Projection head (SimSiam: batch norm on the output too).
-    pub projector: ProjectorConfig,
+    pub projector: MlpHeadConfig,
     /// Hidden width of the predictor (SimSiam: a quarter of the projection width).
     pub predictor_hidden: usize,
 }
@@ -36,7 +36,7 @@ impl SimSiamConfig {
         let width = encoder.feature_dim();
         Self::new(
             encoder,
-            ProjectorConfig::new(vec![width], dim).with_output_norm(true),
+            MlpHeadConfig::new(width, vec![width], dim).with_output_norm(true),
             (dim / 4).max(1),
         )
     }

@@ -10,14 +10,14 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_data::mask::PatchMasker;
 use pretrain_models::{
     AutoencoderConfig, BertConfig, ImageEncoderConfig, MaeConfig, MlpAutoencoderConfig,
-    SmallCnnConfig, VitConfig,
+    MlpHeadConfig, SmallCnnConfig, VitConfig,
 };
 
 use crate::testing::{Ad, FashionMasked, FashionViews, MobyDickMlm, assert_learns, seeded, train};
 use crate::{
     BarlowTwinsConfig, ByolConfig, DenoisingConfig, MaeObjectiveConfig, MaskedImageConfig,
-    MlmConfig, MoCoConfig, MomentumSchedule, Objective, ObjectiveError, ProjectorConfig,
-    ReconstructionLoss, SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
+    MlmConfig, MoCoConfig, MomentumSchedule, Objective, ObjectiveError, ReconstructionLoss,
+    SimClrConfig, SimMimConfig, SimSiamConfig, VicRegConfig,
 };
 
 const BATCH: usize = 16;
@@ -61,7 +61,7 @@ fn tiny_vit() -> VitConfig {
 
 #[test]
 fn simclr_learns() {
-    let config = SimClrConfig::new(cnn(), ProjectorConfig::new(vec![32], 32));
+    let config = SimClrConfig::new(cnn(), MlpHeadConfig::new(32, vec![32], 32));
     let (_, history) = learns_on_views(
         "SimCLR",
         seeded(|| config.init(&Default::default()).unwrap()),
@@ -78,7 +78,7 @@ fn simclr_learns() {
 fn moco_learns_and_fills_its_queue() {
     let config = MoCoConfig::new(
         cnn(),
-        ProjectorConfig::new(vec![32], 32).with_batch_norm(false),
+        MlpHeadConfig::new(32, vec![32], 32).with_batch_norm(false),
     )
     .with_queue_size(256);
     let (moco, _) = learns_on_views(

@@ -7,9 +7,9 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain_data::batch::MultiViewBatch;
-use pretrain_models::{ImageEncoder, ImageEncoderConfig};
+use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, ProjectorConfig, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::off_diagonal_square_sum;
@@ -75,7 +75,7 @@ pub struct VicRegConfig {
     /// The encoder to pre-train.
     pub encoder: ImageEncoderConfig,
     /// Expander (VICReg: three layers with batch norm, wide).
-    pub projector: ProjectorConfig,
+    pub projector: MlpHeadConfig,
     /// Term weights.
     #[config(default = "VicRegWeights::new()")]
     pub weights: VicRegWeights,
@@ -84,7 +84,8 @@ pub struct VicRegConfig {
 impl VicRegConfig {
     /// VICReg's expander scaled to `encoder`: two hidden layers of `width`, output `width`.
     pub fn vicreg(encoder: ImageEncoderConfig, width: usize) -> Self {
-        Self::new(encoder, ProjectorConfig::new(vec![width, width], width))
+        let input = encoder.feature_dim();
+        Self::new(encoder, MlpHeadConfig::vicreg(input, width))
     }
 
     /// Builds the objective.
