@@ -68,6 +68,65 @@ impl<I> EpochSeeded for burn::data::dataset::InMemDataset<I> {
     fn set_epoch(&self, _epoch: u64) {}
 }
 
+/// What a [`Seeded`] dataset does to each item of its inner dataset: a transformation drawing
+/// from the item's own generator (augmentations, masks).
+pub trait ItemDraw {
+    /// The inner dataset's item.
+    type Input;
+    /// The item produced.
+    type Output;
+
+    /// `item` transformed with draws from `rng`; `None` drops it (a failure inside a loader
+    /// worker is a missing item, never a panic).
+    fn draw(&self, item: Self::Input, rng: &mut StdRng) -> Option<Self::Output>;
+}
+
+/// A dataset whose item `i` is `inner`'s item `i` transformed by `step`, with draws seeded by
+/// `(seed, epoch, i)`: the one wrapper behind the augmented, masked-image and MLM datasets
+/// (reproducible whatever the number of loader workers, fresh each epoch).
+pub struct Seeded<D, S> {
+    inner: D,
+    step: S,
+    rng: EpochRng,
+}
+
+impl<D, S> Seeded<D, S> {
+    /// Wraps `inner`; each constructor checks `step` against the data before calling this.
+    pub fn with_step(inner: D, step: S, seed: u64) -> Self {
+        Self {
+            inner,
+            step,
+            rng: EpochRng::new(seed),
+        }
+    }
+
+    /// What is drawn per item.
+    pub fn step(&self) -> &S {
+        &self.step
+    }
+}
+
+impl<D, S> EpochSeeded for Seeded<D, S> {
+    fn set_epoch(&self, epoch: u64) {
+        self.rng.set_epoch(epoch);
+    }
+}
+
+impl<D, S> burn::data::dataset::Dataset<S::Output> for Seeded<D, S>
+where
+    D: burn::data::dataset::Dataset<S::Input>,
+    S: ItemDraw + Send + Sync,
+{
+    fn get(&self, index: usize) -> Option<S::Output> {
+        let item = self.inner.get(index)?;
+        self.step.draw(item, &mut self.rng.for_item(index))
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
 /// A standard normal draw (Box-Muller), avoiding a distribution crate for one function.
 pub fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
     use rand::RngExt;

@@ -2,12 +2,13 @@
 //! per-item seeds (reproducible whatever the number of loader workers).
 
 use burn::data::dataset::Dataset;
+use rand::rngs::StdRng;
 
 use crate::batch::TokenizedItem;
 use crate::error::{DataError, Result};
 use crate::item::TextItem;
 use crate::mask::{MaskUnit, MaskVocab, TokenMasker};
-use crate::rng::{EpochRng, EpochSeeded};
+use crate::rng::{ItemDraw, Seeded};
 use crate::shards::TokenDoc;
 use crate::tokenizer::{FixedLengthEncoder, TextTokenizer};
 
@@ -46,42 +47,34 @@ impl<D: Dataset<TextItem>> Dataset<TokenizedItem> for TokenizedDataset<D> {
     }
 }
 
-/// Per-item token masking shared by the MLM datasets: the masker, what it needs of the
-/// vocabulary, and masks drawn from `(seed, epoch, index)` (reproducible whatever the number
-/// of loader workers).
+/// Per-item token masking shared by the MLM datasets: the masker and what it needs of the
+/// vocabulary.
+#[derive(Debug, Clone)]
 struct ItemMasking {
     masker: TokenMasker,
     vocab: MaskVocab,
-    rng: EpochRng,
 }
 
 impl ItemMasking {
     /// Checks `masker` against `tokenizer` now, not in a loader worker.
-    fn new(masker: TokenMasker, tokenizer: &TextTokenizer, seed: u64) -> Result<Self> {
+    fn new(masker: TokenMasker, tokenizer: &TextTokenizer) -> Result<Self> {
         let vocab = tokenizer.mask_vocab();
         masker
             .check(&vocab)
             .map_err(|e| DataError::config("masker", e.to_string()))?;
-        Ok(Self {
-            masker,
-            vocab,
-            rng: EpochRng::new(seed),
-        })
+        Ok(Self { masker, vocab })
     }
 
-    /// The masked item of sequence `ids` (fixed length) at `index`.
+    /// The masked item of sequence `ids` (fixed length).
     fn item(
         &self,
-        index: usize,
         ids: &[u32],
         word_ids: Option<&[Option<u32>]>,
         attention_mask: Vec<u32>,
         label: Option<usize>,
+        rng: &mut StdRng,
     ) -> Option<TokenizedItem> {
-        let masked = self
-            .masker
-            .mask(ids, word_ids, &self.vocab, &mut self.rng.for_item(index))
-            .ok()?;
+        let masked = self.masker.mask(ids, word_ids, &self.vocab, rng).ok()?;
         Some(TokenizedItem {
             input_ids: masked.input_ids,
             attention_mask,
@@ -91,9 +84,12 @@ impl ItemMasking {
     }
 }
 
-/// Tokenizes and masks each text for masked language modeling.
-pub struct MlmDataset<D> {
-    inner: D,
+/// Tokenizes and masks each text for masked language modeling; masks are drawn from
+/// `(seed, epoch, index)`.
+pub type MlmDataset<D> = Seeded<D, TextMasking>;
+
+/// What [`MlmDataset`] does per text: encode to a fixed length, then mask.
+pub struct TextMasking {
     encoder: FixedLengthEncoder,
     masking: ItemMasking,
 }
@@ -107,40 +103,34 @@ impl<D: Dataset<TextItem>> MlmDataset<D> {
         masker: TokenMasker,
         seed: u64,
     ) -> Result<Self> {
-        Ok(Self {
-            inner,
+        let step = TextMasking {
             encoder: tokenizer.fixed_length(max_len)?,
-            masking: ItemMasking::new(masker, tokenizer, seed)?,
-        })
+            masking: ItemMasking::new(masker, tokenizer)?,
+        };
+        Ok(Self::with_step(inner, step, seed))
     }
 }
 
-impl<D> EpochSeeded for MlmDataset<D> {
-    fn set_epoch(&self, epoch: u64) {
-        self.masking.rng.set_epoch(epoch);
-    }
-}
+impl ItemDraw for TextMasking {
+    type Input = TextItem;
+    type Output = TokenizedItem;
 
-impl<D: Dataset<TextItem>> Dataset<TokenizedItem> for MlmDataset<D> {
-    fn get(&self, index: usize) -> Option<TokenizedItem> {
-        let item = self.inner.get(index)?;
+    fn draw(&self, item: TextItem, rng: &mut StdRng) -> Option<TokenizedItem> {
         let enc = self.encoder.encode(&item.text).ok()?;
         let word_ids = matches!(self.masking.masker.unit, MaskUnit::WholeWord)
             .then_some(enc.word_ids.as_slice());
         self.masking
-            .item(index, &enc.ids, word_ids, enc.attention_mask, item.label)
-    }
-
-    fn len(&self) -> usize {
-        self.inner.len()
+            .item(&enc.ids, word_ids, enc.attention_mask, item.label, rng)
     }
 }
 
 /// Masks pre-tokenized documents (token shards) for masked language modeling: each becomes
 /// `[CLS] tokens [SEP]`, truncated and padded to a fixed length, as [`MlmDataset`] encodes a
 /// text. Masking is per token (documents carry no word boundaries).
-pub struct MlmTokenDataset<D> {
-    inner: D,
+pub type MlmTokenDataset<D> = Seeded<D, TokenMasking>;
+
+/// What [`MlmTokenDataset`] does per document: frame, truncate and pad, then mask.
+pub struct TokenMasking {
     max_len: usize,
     specials: (u32, u32, u32),
     masking: ItemMasking,
@@ -174,24 +164,20 @@ impl<D: Dataset<TokenDoc>> MlmTokenDataset<D> {
                 format!("{max_len} is too short for [CLS] x [SEP]"),
             ));
         }
-        Ok(Self {
-            inner,
+        let step = TokenMasking {
             max_len,
             specials: (cls, sep, ids.pad),
-            masking: ItemMasking::new(masker, tokenizer, seed)?,
-        })
+            masking: ItemMasking::new(masker, tokenizer)?,
+        };
+        Ok(Self::with_step(inner, step, seed))
     }
 }
 
-impl<D> EpochSeeded for MlmTokenDataset<D> {
-    fn set_epoch(&self, epoch: u64) {
-        self.masking.rng.set_epoch(epoch);
-    }
-}
+impl ItemDraw for TokenMasking {
+    type Input = TokenDoc;
+    type Output = TokenizedItem;
 
-impl<D: Dataset<TokenDoc>> Dataset<TokenizedItem> for MlmTokenDataset<D> {
-    fn get(&self, index: usize) -> Option<TokenizedItem> {
-        let doc = self.inner.get(index)?;
+    fn draw(&self, doc: TokenDoc, rng: &mut StdRng) -> Option<TokenizedItem> {
         let (cls, sep, pad) = self.specials;
         let body = doc.ids.len().min(self.max_len - 2);
         let mut ids = Vec::with_capacity(self.max_len);
@@ -202,11 +188,7 @@ impl<D: Dataset<TokenDoc>> Dataset<TokenizedItem> for MlmTokenDataset<D> {
         ids.resize(self.max_len, pad);
         let attention_mask = (0..self.max_len).map(|i| u32::from(i < real)).collect();
         self.masking
-            .item(index, &ids, None, attention_mask, doc.label)
-    }
-
-    fn len(&self) -> usize {
-        self.inner.len()
+            .item(&ids, None, attention_mask, doc.label, rng)
     }
 }
 
@@ -214,6 +196,7 @@ impl<D: Dataset<TokenDoc>> Dataset<TokenizedItem> for MlmTokenDataset<D> {
 mod tests {
     use super::*;
     use crate::mask::IGNORE_INDEX;
+    use crate::rng::EpochSeeded;
     use crate::testdata;
     use crate::tokenizer::TokenizerTrainConfig;
     use burn::data::dataset::InMemDataset;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Pipeline;
 use crate::error::{DataError, Result};
 use crate::item::{Image, ImageItem};
-use crate::rng::{EpochRng, EpochSeeded};
+use crate::rng::{ItemDraw, Seeded};
 
 /// Which views to make of each image: a list of `(pipeline, count)` groups, views in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,11 +78,7 @@ pub struct ViewsItem {
 
 /// Wraps a dataset of images so `get(i)` returns freshly augmented views of image `i`, seeded
 /// by `(seed, epoch, i)`.
-pub struct AugmentedDataset<D> {
-    inner: D,
-    views: MultiView,
-    rng: EpochRng,
-}
+pub type AugmentedDataset<D> = Seeded<D, MultiView>;
 
 impl<D: Dataset<ImageItem>> AugmentedDataset<D> {
     /// Checks `views` against the first image's shape and wraps `inner`.
@@ -92,37 +88,24 @@ impl<D: Dataset<ImageItem>> AugmentedDataset<D> {
             .ok_or_else(|| DataError::config("dataset", "is empty"))?;
         let img = &first.image;
         views.check([img.channels, img.height, img.width])?;
-        Ok(Self {
-            inner,
-            views,
-            rng: EpochRng::new(seed),
-        })
+        Ok(Self::with_step(inner, views, seed))
     }
 
     /// The view configuration.
     pub fn views(&self) -> &MultiView {
-        &self.views
+        self.step()
     }
 }
 
-impl<D> EpochSeeded for AugmentedDataset<D> {
-    fn set_epoch(&self, epoch: u64) {
-        self.rng.set_epoch(epoch);
-    }
-}
+impl ItemDraw for MultiView {
+    type Input = ImageItem;
+    type Output = ViewsItem;
 
-impl<D: Dataset<ImageItem>> Dataset<ViewsItem> for AugmentedDataset<D> {
-    fn get(&self, index: usize) -> Option<ViewsItem> {
-        let item = self.inner.get(index)?;
-        let mut rng = self.rng.for_item(index);
+    fn draw(&self, item: ImageItem, rng: &mut StdRng) -> Option<ViewsItem> {
         Some(ViewsItem {
-            views: self.views.generate(&item.image.to_f32(), &mut rng),
+            views: self.generate(&item.image.to_f32(), rng),
             label: item.label,
         })
-    }
-
-    fn len(&self) -> usize {
-        self.inner.len()
     }
 }
 
@@ -130,6 +113,7 @@ impl<D: Dataset<ImageItem>> Dataset<ViewsItem> for AugmentedDataset<D> {
 mod tests {
     use super::*;
     use crate::augment::{AugmentOp, Normalize, RandomResizedCrop};
+    use crate::rng::EpochSeeded;
     use crate::testdata;
     use burn::data::dataset::InMemDataset;
 

@@ -14,7 +14,7 @@ use crate::augment::Pipeline;
 use crate::batch::{labels_tensor, stack_images};
 use crate::error::{DataError, Result};
 use crate::item::{Image, ImageItem, Labeled};
-use crate::rng::{EpochRng, EpochSeeded};
+use crate::rng::{ItemDraw, Seeded, item_rng};
 
 /// How patches are chosen for hiding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,12 +60,14 @@ impl Labeled for MaskedImageItem {
 
 /// Wraps a dataset of images so `get(i)` returns image `i` augmented by `pipeline` with a fresh
 /// mask, both seeded by `(seed, epoch, i)`.
-pub struct MaskedImageDataset<D> {
-    inner: D,
+pub type MaskedImageDataset<D> = Seeded<D, ImageMasking>;
+
+/// What [`MaskedImageDataset`] draws per image: an augmentation and a mask over the patch grid.
+#[derive(Debug, Clone)]
+pub struct ImageMasking {
     pipeline: Pipeline,
     masker: PatchMasker,
     grid: (usize, usize),
-    rng: EpochRng,
 }
 
 impl<D: Dataset<ImageItem>> MaskedImageDataset<D> {
@@ -92,46 +94,34 @@ impl<D: Dataset<ImageItem>> MaskedImageDataset<D> {
         }
         let grid = (h / patch_size, w / patch_size);
         // Draw once so a bad ratio or block shape fails here, not inside a loader worker.
-        masker.sample(grid.0, grid.1, &mut EpochRng::new(seed).for_item(0))?;
-        Ok(Self {
-            inner,
+        masker.sample(grid.0, grid.1, &mut item_rng(seed, 0, 0))?;
+        let masking = ImageMasking {
             pipeline,
             masker,
             grid,
-            rng: EpochRng::new(seed),
-        })
+        };
+        Ok(Self::with_step(inner, masking, seed))
     }
 
     /// The patch grid `(rows, columns)` masks are drawn on.
     pub fn grid(&self) -> (usize, usize) {
-        self.grid
+        self.step().grid
     }
 }
 
-impl<D> EpochSeeded for MaskedImageDataset<D> {
-    fn set_epoch(&self, epoch: u64) {
-        self.rng.set_epoch(epoch);
-    }
-}
+impl ItemDraw for ImageMasking {
+    type Input = ImageItem;
+    type Output = MaskedImageItem;
 
-impl<D: Dataset<ImageItem>> Dataset<MaskedImageItem> for MaskedImageDataset<D> {
-    fn get(&self, index: usize) -> Option<MaskedImageItem> {
-        let item = self.inner.get(index)?;
-        let mut rng = self.rng.for_item(index);
-        let image = self.pipeline.apply(item.image.to_f32(), &mut rng);
-        let mask = self
-            .masker
-            .sample(self.grid.0, self.grid.1, &mut rng)
-            .expect("masker parameters were checked in MaskedImageDataset::new");
+    fn draw(&self, item: ImageItem, rng: &mut StdRng) -> Option<MaskedImageItem> {
+        let image = self.pipeline.apply(item.image.to_f32(), rng);
+        // The masker's parameters were checked in `MaskedImageDataset::new`.
+        let mask = self.masker.sample(self.grid.0, self.grid.1, rng).ok()?;
         Some(MaskedImageItem {
             image,
             mask,
             label: item.label,
         })
-    }
-
-    fn len(&self) -> usize {
-        self.inner.len()
     }
 }
 
@@ -166,6 +156,7 @@ impl<B: Backend> Batcher<B, MaskedImageItem, MaskedImageBatch<B>> for MaskedImag
 mod tests {
     use super::*;
     use crate::augment::{AugmentOp, HorizontalFlip};
+    use crate::rng::EpochSeeded;
     use crate::testdata;
     use burn::data::dataset::InMemDataset;
 

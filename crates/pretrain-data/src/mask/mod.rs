@@ -5,7 +5,8 @@ mod patch;
 mod tokens;
 
 pub use masked_images::{
-    MaskedImageBatch, MaskedImageBatcher, MaskedImageDataset, MaskedImageItem, PatchMasker,
+    ImageMasking, MaskedImageBatch, MaskedImageBatcher, MaskedImageDataset, MaskedImageItem,
+    PatchMasker,
 };
 pub use patch::{BlockPatchMasker, PatchMask, PatchMaskBatch, RandomPatchMasker};
 pub use tokens::{IGNORE_INDEX, MaskUnit, MaskVocab, MaskedTokens, TokenMasker};
