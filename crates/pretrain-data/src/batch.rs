@@ -201,7 +201,7 @@ mod tests {
     use burn::data::dataloader::DataLoaderBuilder;
     use burn::data::dataset::InMemDataset;
 
-    type B = burn::backend::Flex;
+    use crate::testdata::TestBackend as B;
 
     #[test]
     fn image_and_feature_batches() {

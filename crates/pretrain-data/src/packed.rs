@@ -179,7 +179,7 @@ mod tests {
         let last = windows.get(windows.len() - 1).unwrap();
         assert_eq!(last.ids.len(), 33);
         assert_eq!(windows.get(windows.len()), None);
-        let batch: CausalBatch<burn::backend::Flex> = CausalBatcher.batch(
+        let batch: CausalBatch<crate::testdata::TestBackend> = CausalBatcher.batch(
             vec![windows.get(0).unwrap(), windows.get(1).unwrap()],
             &Default::default(),
         );

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use crate::item::{FeatureItem, ImageItem};
 use crate::readers::IdxPaths;
 
+/// The backend of this crate's tests: burn's Flex CPU backend (the default everywhere; the
+/// facade's cross-backend tests run the objectives on ndarray and wgpu too).
+pub type TestBackend = burn::backend::Flex;
+
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
 }

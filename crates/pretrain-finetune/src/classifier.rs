@@ -143,7 +143,7 @@ mod tests {
     use super::*;
     use burn::tensor::TensorData;
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn smoothed_cross_entropy_matches_the_formula() {
@@ -184,11 +184,11 @@ mod tests {
             .iter()
             .filter_map(|(id, _, _)| {
                 let g = grads
-                    .get::<burn::backend::Flex, 2>(*id)
+                    .get::<crate::testing::B, 2>(*id)
                     .map(|t| t.into_data().iter::<f32>().collect())
                     .or_else(|| {
                         grads
-                            .get::<burn::backend::Flex, 1>(*id)
+                            .get::<crate::testing::B, 1>(*id)
                             .map(|t| t.into_data().iter::<f32>().collect())
                     })?;
                 Some((*id, g))

@@ -375,11 +375,10 @@ fn score<B: Backend>(model: &Gpt<B>, candidates: &[Candidate], batch_size: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
     use pretrain_data::tokenizer::TokenizerTrainConfig;
     use pretrain_models::GptConfig;
 
-    type B = Flex;
+    use crate::testing::TestBackend as B;
 
     fn tokenizer(texts: &[String]) -> TextTokenizer {
         TextTokenizer::train(texts, &TokenizerTrainConfig::default()).unwrap()

@@ -15,8 +15,14 @@ use crate::backbone::{Backbone, ToLabeled};
 use crate::evaluate::LabeledTask;
 use pretrain_models::path::PathStack;
 
-pub type B = burn::backend::Flex;
-pub type Ad = burn::backend::Autodiff<B>;
+/// The backend of this crate's tests: burn's Flex CPU backend (the default everywhere; the
+/// facade's cross-backend tests run the objectives on ndarray and wgpu too).
+pub type TestBackend = burn::backend::Flex;
+/// [`TestBackend`] with autodiff.
+pub type TestAutodiff = burn::backend::Autodiff<TestBackend>;
+
+/// Shorthands of the tests.
+pub use {TestAutodiff as Ad, TestBackend as B};
 
 /// Serializes tests that seed burn's global generator, so each sees its own draws.
 pub fn seeded(seed: u64) -> MutexGuard<'static, ()> {

@@ -152,8 +152,8 @@ mod tests {
 
     use crate::testing::fashion;
 
-    type B = burn::backend::Flex;
-    type Ad = burn::backend::Autodiff<B>;
+    use crate::testing::TestAutodiff as Ad;
+    use crate::testing::TestBackend as B;
 
     /// Six shipped Fashion-MNIST images cut into four 14-row "channels" (each with its own
     /// statistics), scaled and offset so a wrong axis or a missing centring shows.

@@ -261,7 +261,7 @@ mod tests {
     use crate::summary::num_params;
     use burn::tensor::TensorData;
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     /// Parameters of the pooler and the MLM head (whose decoder is tied).
     fn head_params(hidden: usize, vocab: usize) -> usize {

@@ -244,7 +244,7 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn shapes_and_padding_isolation() {

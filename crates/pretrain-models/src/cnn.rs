@@ -300,11 +300,11 @@ mod tests {
     use crate::summary::num_params;
     use burn::tensor::Distribution;
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn matmul_stem_convolution_equals_the_convolution_with_its_gradients() {
-        type Ad = burn::backend::Autodiff<B>;
+        use crate::testing::TestAutodiff as Ad;
         let dev = Default::default();
         let max = |t: Tensor<B, 4>| t.abs().max().into_scalar();
         for (c_in, bias) in [(1, false), (3, true)] {
@@ -376,8 +376,8 @@ mod tests {
 
     #[test]
     fn resnet_drop_path_acts_in_training_only() {
+        use crate::testing::TestAutodiff as Ad;
         use burn::module::AutodiffModule;
-        type Ad = burn::backend::Autodiff<B>;
         let dev = Default::default();
         let mut net = ResNetConfig::resnet10_narrow(1).init::<Ad>(&dev).unwrap();
         let images = Tensor::<Ad, 4>::random([8, 1, 28, 28], Distribution::Default, &dev);

@@ -227,7 +227,7 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn encoders_from_serde_configs() {

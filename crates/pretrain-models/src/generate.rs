@@ -159,7 +159,7 @@ pub fn generate<B: Backend>(
 mod tests {
     use super::*;
     use crate::gpt::GptConfig;
-    use burn::backend::Flex;
+    use crate::testing::TestBackend as Flex;
 
     fn greedy() -> SamplingConfig {
         SamplingConfig::new().with_temperature(0.0)

@@ -505,7 +505,7 @@ mod tests {
     use super::*;
     use burn::tensor::TensorData;
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     fn tokens(values: &[i64], batch: usize) -> Tensor<B, 2, Int> {
         let seq = values.len() / batch;

@@ -138,7 +138,7 @@ pub fn init_seeded<B: Backend, M: Module<B>>(
 mod tests {
     use super::*;
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     fn moments(t: Tensor<B, 2>) -> (f64, f64, f64) {
         let v: Vec<f32> = t.into_data().to_vec().unwrap();

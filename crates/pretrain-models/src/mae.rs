@@ -209,7 +209,7 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, TensorData};
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn patchify_round_trip_and_layout() {

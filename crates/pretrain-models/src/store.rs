@@ -213,7 +213,7 @@ mod tests {
     use crate::vit::VitConfig;
     use burn::tensor::{Distribution, Tensor};
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn round_trip_gives_equal_outputs_and_mismatches_are_named() {

@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn summaries_group_digits_and_cover_presets() {
         let dev = Default::default();
-        let lines = preset_summaries::<burn::backend::Flex>(&dev).unwrap();
+        let lines = preset_summaries::<crate::testing::TestBackend>(&dev).unwrap();
         assert_eq!(lines.len(), 17);
         // GPT-2 small: 124,439,808 with tied embeddings (nanoGPT's count, which subtracts the
         // 786,432 position embeddings, is 123.65M); 85,056,000 outside the embeddings.

@@ -11,7 +11,14 @@ use pretrain_data::mask::{PatchMask, PatchMaskBatch};
 use pretrain_data::samples;
 use pretrain_data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
 
-pub type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+/// The backend of this crate's tests: burn's Flex CPU backend (the default everywhere; the
+/// facade's cross-backend tests run the objectives on ndarray and wgpu too).
+pub type TestBackend = burn::backend::Flex;
+/// [`TestBackend`] with autodiff.
+pub type TestAutodiff = burn::backend::Autodiff<TestBackend>;
+
+/// Shorthand of the tests.
+pub use TestAutodiff as Ad;
 
 /// The first `n` shipped Fashion-MNIST images, `[n, 1, 28, 28]` in [0, 1].
 pub fn fashion<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {

@@ -308,7 +308,7 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, TensorData};
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn shapes_and_presets() {

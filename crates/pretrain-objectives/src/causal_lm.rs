@@ -184,10 +184,9 @@ impl<B: AutodiffBackend> Objective<B> for CausalLm<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, Flex};
     use burn::tensor::TensorData;
 
-    type B = Autodiff<Flex>;
+    use crate::testing::TestAutodiff as B;
 
     fn batch(inputs: Vec<i64>, targets: Vec<i64>, shape: [usize; 2]) -> CausalBatch<B> {
         let device = Default::default();

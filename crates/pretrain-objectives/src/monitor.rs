@@ -105,7 +105,7 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, TensorData};
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn collapsed_embeddings_are_flagged() {

@@ -70,11 +70,11 @@ mod tests {
     use super::*;
     use burn::tensor::Tolerance;
 
-    type B = burn::backend::Flex;
+    use crate::testing::TestBackend as B;
 
     #[test]
     fn zero_rows_normalize_with_finite_gradients() {
-        type Ad = burn::backend::Autodiff<B>;
+        use crate::testing::TestAutodiff as Ad;
         let x = Tensor::<Ad, 2>::from_data([[0.0, 0.0], [3.0, 4.0]], &Default::default())
             .require_grad();
         let grads = l2_normalize(x.clone()).sum().backward();

@@ -96,7 +96,7 @@ mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
 
-    type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+    use crate::testing::TestAutodiff as Ad;
 
     fn weight<B: Backend>(l: &Linear<B>) -> Vec<f32> {
         l.weight.val().into_data().to_vec().unwrap()

@@ -15,7 +15,14 @@ use pretrain_data::{ImageItem, TextItem, samples};
 
 use crate::objective::{Metrics, Objective, TrainProgress};
 
-pub type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+/// The backend of this crate's tests: burn's Flex CPU backend (the default everywhere; the
+/// facade's cross-backend tests run the objectives on ndarray and wgpu too).
+pub type TestBackend = burn::backend::Flex;
+/// [`TestBackend`] with autodiff.
+pub type TestAutodiff = burn::backend::Autodiff<TestBackend>;
+
+/// Shorthand of the tests.
+pub use TestAutodiff as Ad;
 
 /// Builds a model with burn's global generator seeded, under a lock so tests running in
 /// parallel do not interleave their draws, and draws every parameter before returning: the

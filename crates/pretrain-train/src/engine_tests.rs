@@ -22,7 +22,7 @@ use pretrain_objectives::{
 use crate::checkpoint::{self, positional_ids};
 use crate::{LrSchedule, OptimizerConfig, Pretrainer, RunOptions, TrainConfig, TrainError};
 
-type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+use crate::testing::TestAutodiff as Ad;
 type Views = AugmentedDataset<InMemDataset<ImageItem>>;
 
 fn views(pipeline: Pipeline, corrupt: bool) -> Views {

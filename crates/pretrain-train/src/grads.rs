@@ -138,7 +138,7 @@ mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
 
-    type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+    use crate::testing::TestAutodiff as Ad;
 
     #[test]
     fn norm_over_all_parameters_and_clipping() {

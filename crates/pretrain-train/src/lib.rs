@@ -36,3 +36,5 @@ pub use trainer::{Pretrainer, RunOptions, TrainConfig, TrainData, TrainObjective
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod testing;

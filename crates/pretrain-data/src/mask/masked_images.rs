@@ -160,7 +160,7 @@ mod tests {
     use crate::testdata;
     use burn::data::dataset::InMemDataset;
 
-    type B = burn::backend::Flex;
+    use crate::testdata::TestBackend as B;
 
     #[test]
     fn items_are_seeded_and_batches_stack() {

@@ -283,7 +283,7 @@ mod tests {
                 .sample(0, &mut rng)
                 .is_err()
         );
-        type B = burn::backend::Flex;
+        use crate::testdata::TestBackend as B;
         let dev = Default::default();
         let m1 = RandomPatchMasker { mask_ratio: 0.5 }
             .sample(8, &mut rng)
