@@ -32,7 +32,7 @@ pub fn seeded(seed: u64) -> MutexGuard<'static, ()> {
     guard
 }
 
-/// Digits as 8x8 grey images: every fourth row is the test split (1,347 train, 450 test).
+/// Digits as 8x8 grey images: every fourth row is the test split (1,348 train, 449 test).
 pub fn digits_task() -> LabeledTask<ImageItem> {
     let items = pretrain_data::samples::digits_images().expect("shipped digits");
     let (mut train, mut test) = (Vec::new(), Vec::new());

@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use burn::backend::Flex;
 use burn::data::dataset::Dataset;
+use burn::optim::GradientsParams;
+use burn::tensor::{Int, Tensor};
 use pretrain_data::data_source::DataSource;
 use pretrain_data::prepare::{OnBadItem, PrepareOptions, TokenizerSource, prepare};
 use pretrain_data::readers::cifar::{CifarLabels, read_cifar_batch};
@@ -18,13 +20,18 @@ use pretrain_data::readers::idx::read_idx;
 use pretrain_data::readers::image_folder::{ImageFolderOptions, read_image};
 use pretrain_data::readers::table::{Column, TableOptions};
 use pretrain_data::readers::text::{TextUnit, read_labeled_text_table, read_text_corpus};
-use pretrain_data::shards::{MANIFEST_FILE, TokenShards};
+use pretrain_data::shards::{ImageShards, MANIFEST_FILE, TokenShards};
 use pretrain_data::source::read_text;
 use pretrain_data::tokenizer::{TextTokenizer, TokenizerKind, TokenizerTrainConfig};
 use pretrain_data::{TextEncoding, samples};
+use pretrain_finetune::peft::{LoraSettings, add_lora, load_adapter, save_adapter};
+use pretrain_finetune::{Backbone, Classifier};
 use pretrain_models::store::safetensors_bytes;
-use pretrain_models::{Gpt, GptConfig, load_safetensors_bytes};
+use pretrain_models::{Gpt, GptConfig, ImageEncoderConfig, VitConfig, load_safetensors_bytes};
 use pretrain_recipes::Recipe;
+use pretrain_train::OptimizerConfig;
+use pretrain_train::checkpoint::{self, TrainState, positional_ids};
+use pretrain_train::optimizer::EngineOptimizer;
 
 /// One fuzz target.
 pub struct Target {
@@ -105,6 +112,30 @@ pub const TARGETS: &[Target] = &[
         what: "the manifest of a token shard folder",
         run: token_shards,
         seeds: token_shards_seeds,
+    },
+    Target {
+        name: "image-shards",
+        what: "the manifest of an image shard folder",
+        run: image_shards,
+        seeds: image_shards_seeds,
+    },
+    Target {
+        name: "checkpoint-state",
+        what: "a checkpoint's state.json (step, configuration, file digests)",
+        run: checkpoint_state,
+        seeds: checkpoint_state_seeds,
+    },
+    Target {
+        name: "optimizer-state",
+        what: "a checkpoint's optimizer.bin (burn's recorder), digests absent as in older checkpoints",
+        run: optimizer_state,
+        seeds: optimizer_state_seeds,
+    },
+    Target {
+        name: "adapter",
+        what: "an adapter file (LoRA updates and head) loaded onto a ViT classifier",
+        run: adapter,
+        seeds: adapter_seeds,
     },
 ];
 
@@ -425,19 +456,8 @@ fn prepared_shards() -> &'static Path {
 }
 
 fn token_shards(data: &[u8]) {
-    // The shard files are copied into this thread's scratch folder once; each input rewrites
-    // only the manifest (copying per input made libFuzzer's timer signals interrupt the copy).
-    let dir = scratch_file("shards-marker", b"").with_file_name("shards");
-    if !dir.is_dir() {
-        std::fs::create_dir_all(&dir).expect("scratch shards");
-        let prepared = prepared_shards().join("shards");
-        for entry in std::fs::read_dir(&prepared).expect("prepared shards") {
-            let path = entry.expect("entry").path();
-            let bytes = std::fs::read(&path).expect("prepared shard read");
-            std::fs::write(dir.join(path.file_name().expect("a file name")), bytes)
-                .expect("copied");
-        }
-    }
+    // Each input rewrites only the manifest of the thread's copy.
+    let dir = scratch_copy(&prepared_shards().join("shards"), "shards");
     std::fs::write(dir.join(MANIFEST_FILE), data).expect("manifest written");
     if let Ok(shards) = TokenShards::open(&dir) {
         for i in 0..shards.len() {
@@ -449,6 +469,173 @@ fn token_shards(data: &[u8]) {
 
 fn token_shards_seeds() -> Vec<Vec<u8>> {
     vec![std::fs::read(prepared_shards().join("shards").join(MANIFEST_FILE)).expect("manifest")]
+}
+
+/// Image shards prepared once from the shipped Fashion-MNIST sample.
+fn prepared_image_shards() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp");
+        let source = DataSource::Idx {
+            images: shipped("fashion-mnist-sample/t10k-images-idx3-ubyte.gz"),
+            labels: None,
+        };
+        let mut options = PrepareOptions::new(dir.path().join("shards"));
+        options.shard_bytes = 20_000;
+        options.on_bad_item = OnBadItem::Stop;
+        prepare(&source, &options, &mut |_| {}).expect("image shards prepared");
+        dir
+    })
+    .path()
+}
+
+/// A copy of `prepared` in this thread's scratch folder, made once (copying per input made
+/// libFuzzer's timer signals interrupt the copy), named `name`.
+fn scratch_copy(prepared: &Path, name: &str) -> PathBuf {
+    let dir = scratch_file(&format!("{name}-marker"), b"").with_file_name(name);
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).expect("scratch copy");
+        for entry in std::fs::read_dir(prepared).expect("prepared folder") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("prepared file read");
+            std::fs::write(dir.join(path.file_name().expect("a file name")), bytes)
+                .expect("copied");
+        }
+    }
+    dir
+}
+
+fn image_shards(data: &[u8]) {
+    let dir = scratch_copy(&prepared_image_shards().join("shards"), "image-shards");
+    std::fs::write(dir.join(MANIFEST_FILE), data).expect("manifest written");
+    if let Ok(shards) = ImageShards::open(&dir) {
+        for i in 0..shards.len() {
+            let _ = shards.get(i);
+        }
+    }
+}
+
+fn image_shards_seeds() -> Vec<Vec<u8>> {
+    let manifest = prepared_image_shards().join("shards").join(MANIFEST_FILE);
+    vec![std::fs::read(manifest).expect("manifest")]
+}
+
+/// The model of the checkpoint targets: a tiny GPT with autodiff, ids by position as the
+/// engine gives them.
+type Ad = burn::backend::Autodiff<Flex>;
+
+fn checkpoint_model() -> Gpt<Ad> {
+    positional_ids(
+        GptConfig::new(20, 8, 1, 2, 8)
+            .init(&Default::default())
+            .expect("valid"),
+    )
+}
+
+fn checkpoint_optimizer() -> EngineOptimizer<Ad, Gpt<Ad>> {
+    OptimizerConfig::default().build::<Ad, Gpt<Ad>>(None)
+}
+
+/// What the checkpoint targets' runs were configured with (a resume must match it).
+fn checkpoint_config() -> serde_json::Value {
+    serde_json::json!({ "fuzz": "checkpoint" })
+}
+
+/// A checkpoint written by the engine after one AdamW step (so the optimizer state holds
+/// moments), once; and the same checkpoint as a pre-digest one (no digests in `state.json`), so
+/// inputs reach burn's recorder instead of the digest check.
+fn prepared_checkpoints() -> &'static (PathBuf, PathBuf, tempfile::TempDir) {
+    static DIR: OnceLock<(PathBuf, PathBuf, tempfile::TempDir)> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp");
+        let model = checkpoint_model();
+        let mut optimizer = checkpoint_optimizer();
+        let tokens =
+            Tensor::<Ad, 2, Int>::from_data([[1, 2, 3, 4], [5, 6, 7, 8]], &Default::default());
+        let grads = GradientsParams::from_grads(model.forward(tokens).sum().backward(), &model);
+        let model = optimizer.step(1e-3, model, grads);
+        let state = TrainState {
+            step: 1,
+            skipped_steps: 0,
+            objective_config: checkpoint_config(),
+            loss_scaler: None,
+            recent_losses: vec![1.0],
+        };
+        let saved = checkpoint::save(dir.path(), &model, &optimizer, &state, 1).expect("saved");
+        let undigested = dir.path().join("undigested");
+        std::fs::create_dir_all(&undigested).expect("folder");
+        for entry in std::fs::read_dir(&saved).expect("checkpoint") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().expect("a file name").to_owned();
+            let mut bytes = std::fs::read(&path).expect("read");
+            if name == "state.json" {
+                let mut json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+                json.as_object_mut().expect("object").remove("files");
+                bytes = serde_json::to_vec(&json).expect("json");
+            }
+            std::fs::write(undigested.join(name), bytes).expect("written");
+        }
+        (saved, undigested, dir)
+    })
+}
+
+fn load_checkpoint(dir: &Path) {
+    let _ = checkpoint::load(
+        dir,
+        checkpoint_model(),
+        checkpoint_optimizer(),
+        &checkpoint_config(),
+        &Default::default(),
+    );
+}
+
+fn checkpoint_state(data: &[u8]) {
+    let dir = scratch_copy(&prepared_checkpoints().0, "checkpoint-state");
+    std::fs::write(dir.join("state.json"), data).expect("state written");
+    load_checkpoint(&dir);
+}
+
+fn checkpoint_state_seeds() -> Vec<Vec<u8>> {
+    let (digested, undigested, _) = prepared_checkpoints();
+    [digested, undigested]
+        .map(|dir| std::fs::read(dir.join("state.json")).expect("state"))
+        .to_vec()
+}
+
+fn optimizer_state(data: &[u8]) {
+    let dir = scratch_copy(&prepared_checkpoints().1, "optimizer-state");
+    std::fs::write(dir.join("optimizer.bin"), data).expect("optimizer state written");
+    load_checkpoint(&dir);
+}
+
+fn optimizer_state_seeds() -> Vec<Vec<u8>> {
+    vec![std::fs::read(prepared_checkpoints().1.join("optimizer.bin")).expect("optimizer state")]
+}
+
+/// A ViT classifier with LoRA on every projection, as `finetune --strategy lora` builds it.
+fn lora_classifier() -> Classifier<Flex> {
+    let device = Default::default();
+    let vit = ImageEncoderConfig::Vit(VitConfig::new(8, 2, 1, 16, 1, 2));
+    let encoder = add_lora(
+        Backbone::Image(vit.init(&device).expect("valid")),
+        &LoraSettings::default(),
+        &device,
+    )
+    .expect("LoRA added");
+    Classifier::new(encoder, 16, 3, &device)
+}
+
+fn adapter(data: &[u8]) {
+    let _ = load_adapter(
+        lora_classifier(),
+        &scratch_file("adapter.safetensors", data),
+    );
+}
+
+fn adapter_seeds() -> Vec<Vec<u8>> {
+    let path = scratch_file("seed-adapter.safetensors", b"");
+    save_adapter(&lora_classifier(), &path).expect("adapter saved");
+    vec![std::fs::read(&path).expect("adapter read")]
 }
 
 #[cfg(test)]

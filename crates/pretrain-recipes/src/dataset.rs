@@ -126,7 +126,7 @@ impl BuiltinDataset {
             }
             // The 100 shipped images: every other one is held out (10 classes, about 5 each).
             Self::FashionMnistSample => alternate(samples::fashion_mnist()?),
-            // Every fourth row held out (1,347 train, 450 test).
+            // Every fourth row held out (1,348 train, 449 test).
             Self::Digits => {
                 let (test, train): (Vec<_>, Vec<_>) = samples::digits_images()?
                     .into_iter()
@@ -266,6 +266,6 @@ mod tests {
             .to_string();
         assert!(err.contains("digits is an image data set"), "{err}");
         let digits = BuiltinDataset::Digits.labeled_images().unwrap();
-        assert_eq!((digits.train.len(), digits.test.len()), (1347, 450));
+        assert_eq!((digits.train.len(), digits.test.len()), (1348, 449));
     }
 }

@@ -54,8 +54,13 @@ pub fn prepare_request(recipe_or_source: &str) -> Result<PrepareRequest> {
         None => Err(RecipeError::field(
             "data.source",
             format!(
-                "recipe {} names a built-in data set; prepare applies to a source table",
-                recipe.name
+                "recipe {} names the built-in data set {}; prepare applies to a source table",
+                recipe.name,
+                recipe
+                    .data
+                    .dataset
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
             ),
         )),
     }

@@ -434,7 +434,7 @@ fn epochs_set_the_steps_and_the_saved_recipe_records_them() {
         ..Default::default()
     };
     let summary = run_pretrain(&recipe, BackendKind::Flex, &options).unwrap();
-    // 1,347 training digits in batches of 64: 21 full batches.
+    // 1,348 training digits in batches of 64: 21 full batches.
     assert_eq!(summary.steps_done, 21);
     assert_eq!(recipe_of_run(dir.path()).unwrap().train.steps, 21);
 }

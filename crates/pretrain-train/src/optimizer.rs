@@ -9,7 +9,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::grad_clipping::GradientClipping;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, SgdConfig, SimpleOptimizer};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Tensor};
 use serde::{Deserialize, Serialize};
@@ -370,7 +370,11 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> std::fmt::Debug for EngineOptimiz
     }
 }
 
-type Bytes = BinBytesRecorder<FullPrecisionSettings>;
+/// The optimizer state's format: named MessagePack. burn's bincode recorder sizes buffers by
+/// the lengths a file declares (a damaged or hostile `optimizer.bin` of 10 KB asked for 32 GiB,
+/// found by fuzzing) and panics on malformed input; MessagePack through serde allocates no more
+/// than the input holds and reports errors.
+type Bytes = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> EngineOptimizer<B, M> {
     /// One optimizer step at learning rate `lr`.
