@@ -130,15 +130,77 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
     state: &TrainState,
     keep: usize,
 ) -> Result<PathBuf> {
+    // A run directory removed while training is not made again, and a write that failed
+    // because the folder (or the file being written) went says so: the run stops naming it.
+    let removed = || {
+        io_error(run_dir)(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the run directory, or a checkpoint being written in it, was removed while training",
+        ))
+    };
+    if !run_dir.is_dir() {
+        return Err(removed());
+    }
+    save_into(run_dir, objective, optimizer, state, keep).map_err(|e| match &e {
+        TrainError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => removed(),
+        _ if !run_dir.is_dir() => removed(),
+        _ => e,
+    })
+}
+
+fn save_into<B: AutodiffBackend, M: AutodiffModule<B>>(
+    run_dir: &Path,
+    objective: &M,
+    optimizer: &EngineOptimizer<B, M>,
+    state: &TrainState,
+    keep: usize,
+) -> Result<PathBuf> {
     let root = checkpoints_dir(run_dir);
-    std::fs::create_dir_all(&root).map_err(io_error(&root))?;
+    // Not `create_dir_all`: a run directory removed meanwhile must not be made again.
+    match std::fs::create_dir(&root) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(io_error(&root)(e));
+        }
+        _ => {}
+    }
     let name = step_dir_name(state.step);
     let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
     }
     std::fs::create_dir(&tmp).map_err(io_error(&tmp))?;
+    // A failed write (a full disk) leaves no partial folder taking space.
+    if let Err(e) = write_files(&tmp, objective, optimizer, state) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
 
+    let dir = root.join(&name);
+    // A folder of this step left by an earlier attempt (a crash after its rename, before
+    // `latest` moved) is moved aside, not deleted, until the new one is in place: a kill at
+    // any moment leaves a complete folder under the name or beside it.
+    let old = root.join(format!(".{name}.old-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::rename(&dir, &old).map_err(io_error(&dir))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(io_error(&dir))?;
+    sync_file(&root)?;
+    write_atomic(&root.join(LATEST), name.as_bytes())?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
+    }
+    prune(&root, keep, &name)?;
+    Ok(dir)
+}
+
+/// Writes the weights, optimizer state and `state.json` (with the digests of the other two)
+/// into `tmp`, each synced.
+fn write_files<B: AutodiffBackend, M: AutodiffModule<B>>(
+    tmp: &Path,
+    objective: &M,
+    optimizer: &EngineOptimizer<B, M>,
+    state: &TrainState,
+) -> Result<()> {
     let weights = safetensors_bytes(objective, &tmp.join(WEIGHTS))?;
     std::fs::write(tmp.join(WEIGHTS), &weights).map_err(io_error(tmp.join(WEIGHTS)))?;
     let optimizer_bytes = optimizer
@@ -161,23 +223,7 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
         sync_file(&tmp.join(file))?;
     }
     sync_file(&tmp)?;
-
-    let dir = root.join(&name);
-    // A folder of this step left by an earlier attempt (a crash after its rename, before
-    // `latest` moved) is moved aside, not deleted, until the new one is in place: a kill at
-    // any moment leaves a complete folder under the name or beside it.
-    let old = root.join(format!(".{name}.old-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::rename(&dir, &old).map_err(io_error(&dir))?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(io_error(&dir))?;
-    sync_file(&root)?;
-    write_atomic(&root.join(LATEST), name.as_bytes())?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
-    }
-    prune(&root, keep, &name)?;
-    Ok(dir)
+    Ok(())
 }
 
 /// Deletes checkpoints beyond the newest `keep` (never `current`) and leftovers of writes a

@@ -634,3 +634,240 @@ fn latest_falls_back_to_the_newest_complete_checkpoint_when_its_folder_is_gone()
         "{err}"
     );
 }
+
+#[test]
+fn runs_killed_at_twenty_seeded_moments_resume_to_the_uninterrupted_weights() {
+    const CHILD: &str = "PRETRAIN_KILLED_RUN_DIR";
+    let config = TrainConfig {
+        steps: 12,
+        batch_size: 16,
+        checkpoint_every: 2,
+        ..Default::default()
+    };
+    if let Ok(dir) = std::env::var(CHILD) {
+        // Child: the run from its start, until killed.
+        run_dae(dae(), &config, Path::new(&dir), &quiet()).unwrap();
+        std::process::exit(0);
+    }
+    let reference_dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let reference = run_dae(dae(), &config, reference_dir.path(), &quiet()).unwrap();
+    let run_time = started.elapsed();
+    let expected = weights(&reference.objective);
+    let mut killed_mid_run = 0;
+    for moment in 0..20u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "engine_tests::runs_killed_at_twenty_seeded_moments_resume_to_the_uninterrupted_weights",
+                "--nocapture",
+            ])
+            .env(CHILD, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The run has started once its config is written; the kill lands anywhere in the
+        // next `run_time` (steps, metrics appends, checkpoint writes), at a seeded moment.
+        let config_file = dir.path().join("config.json");
+        let waited = std::time::Instant::now();
+        while !config_file.exists() {
+            assert!(waited.elapsed().as_secs() < 60, "the child never started");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let fraction: f64 = rand::RngExt::random(&mut pretrain_data::rng::item_rng(21, 0, moment));
+        std::thread::sleep(run_time.mul_f64(fraction));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        killed_mid_run += usize::from(!status.success());
+        let resume = RunOptions {
+            resume: true,
+            ..quiet()
+        };
+        let finished = match run_dae(dae(), &config, dir.path(), &resume) {
+            Ok(outcome) => outcome.objective,
+            // Killed after its last checkpoint: the finished run's weights are in it.
+            Err(TrainError::AlreadyDone { .. }) => {
+                let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
+                let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+                let json = serde_json::json!({"objective": "dae"});
+                checkpoint::load(&latest, dae(), optimizer, &json, &Default::default())
+                    .unwrap()
+                    .0
+            }
+            Err(e) => panic!("moment {moment}: the resume failed: {e}"),
+        };
+        assert!(
+            weights(&finished) == expected,
+            "moment {moment}: resumed weights differ from the uninterrupted run's"
+        );
+        let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+        let steps: Vec<u64> = metrics
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(steps, (1..=12).collect::<Vec<u64>>(), "moment {moment}");
+    }
+    // Most moments fall inside the run (a child slower than the reference can only help).
+    assert!(
+        killed_mid_run >= 10,
+        "only {killed_mid_run} of 20 kills landed mid-run"
+    );
+}
+
+#[test]
+fn a_run_whose_directory_is_removed_stops_naming_it() {
+    let config = TrainConfig {
+        steps: 2_000,
+        batch_size: 16,
+        checkpoint_every: 2,
+        ..Default::default()
+    };
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("run");
+    let metrics = dir.join("metrics.jsonl");
+    let remover = {
+        let (dir, metrics) = (dir.clone(), metrics.clone());
+        std::thread::spawn(move || {
+            // Once three steps are recorded, the run directory goes (again, should the run
+            // be writing a file into it at that moment).
+            while std::fs::read_to_string(&metrics).map_or(true, |m| m.lines().count() < 3) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            while dir.exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        })
+    };
+    let outcome = run_dae(dae(), &config, &dir, &quiet());
+    remover.join().unwrap();
+    let Err(err) = outcome else {
+        panic!("the run finished although its directory was removed");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains(&dir.display().to_string()) && message.contains("removed"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    assert!(!dir.exists(), "the run directory was made again");
+}
+
+/// A tmpfs of `bytes` mounted on a fresh folder, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts it, or says why it cannot (not root, no mount permission).
+    fn mount(bytes: usize) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(Self { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_run_naming_the_file_and_the_last_checkpoint_loads() {
+    let config = TrainConfig {
+        steps: 100,
+        batch_size: 16,
+        checkpoint_every: 1,
+        keep_checkpoints: 2,
+        ..Default::default()
+    };
+    // One checkpoint's size, from a run on the normal disk.
+    let (_, sized) = finished_dae_run(1, 1);
+    let checkpoint = checkpoint::latest(sized.path()).unwrap().unwrap();
+    let one: u64 = std::fs::read_dir(&checkpoint)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    // Room for the two kept checkpoints and a little more, not for the third being written.
+    let disk = match SmallDisk::mount(one as usize * 5 / 2) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("skipped: the disk-full test needs a tmpfs ({why})");
+            return;
+        }
+    };
+    let dir = disk.dir.path().join("run");
+    let err = run_dae(dae(), &config, &dir, &quiet()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&dir.display().to_string()) && message.contains("No space left"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    let latest = checkpoint::latest(&dir)
+        .unwrap()
+        .expect("a complete checkpoint");
+    let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+    let json = serde_json::json!({"objective": "dae"});
+    let (_, _, state) =
+        checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+    assert!(state.step >= 1, "{}", state.step);
+}
+
+#[test]
+fn a_read_only_run_directory_stops_the_run_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let (config, dir) = finished_dae_run(2, 1);
+    let set_mode = |mode: u32| {
+        for path in [
+            dir.path().to_path_buf(),
+            checkpoint::checkpoints_dir(dir.path()),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    set_mode(0o555);
+    if std::fs::write(dir.path().join("probe"), b"").is_ok() {
+        set_mode(0o755);
+        eprintln!("skipped: this user writes into read-only folders (root ignores permissions)");
+        return;
+    }
+    let more = TrainConfig {
+        steps: 4,
+        ..config.clone()
+    };
+    let resume = RunOptions {
+        resume: true,
+        ..quiet()
+    };
+    let message = run_dae(dae(), &more, dir.path(), &resume)
+        .unwrap_err()
+        .to_string();
+    set_mode(0o755);
+    assert!(
+        message.contains(&dir.path().display().to_string()) && message.contains("denied"),
+        "{message}"
+    );
+    let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
+    let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+    let json = serde_json::json!({"objective": "dae"});
+    checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+}
