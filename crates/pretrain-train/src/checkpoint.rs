@@ -222,7 +222,7 @@ fn write_files<B: AutodiffBackend, M: AutodiffModule<B>>(
     for file in [WEIGHTS, OPTIMIZER, STATE] {
         sync_file(&tmp.join(file))?;
     }
-    sync_file(&tmp)?;
+    sync_file(tmp)?;
     Ok(())
 }
 
