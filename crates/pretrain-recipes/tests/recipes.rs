@@ -366,7 +366,7 @@ fn bad_recipes_are_refused_with_the_cause_named() {
     // An unknown kind is refused when the recipe is read, naming the valid ones.
     let typo = recipe
         .to_toml()
-        .replace("kind = \"mae\"", "kind = \"simclrr\"");
+        .replace("kind = \"simclr\"", "kind = \"simclrr\"");
     let err = Recipe::parse(&typo, "typo.toml").unwrap_err().to_string();
     assert!(
         err.contains("typo.toml") && err.contains("simclrr") && err.contains("vicreg"),
