@@ -101,6 +101,7 @@ pub fn load_safetensors_bytes<B: Backend, M: Module<B>>(
     bytes: Vec<u8>,
     path: &Path,
 ) -> Result<M> {
+    check_float_tensors(&bytes, path)?;
     load_from(model, SafetensorsStore::from_bytes(Some(bytes)), path, None)
 }
 
@@ -112,7 +113,40 @@ fn load<B: Backend, M: Module<B>>(
     if !path.is_file() {
         return Err(checkpoint_error(path, "no such file"));
     }
-    load_from(model, SafetensorsStore::from_file(path), path, keep)
+    let bytes = std::fs::read(path).map_err(|e| checkpoint_error(path, e.to_string()))?;
+    check_float_tensors(&bytes, path)?;
+    load_from(model, SafetensorsStore::from_bytes(Some(bytes)), path, keep)
+}
+
+/// Refuses a file holding a tensor that is not floating point: every parameter of these
+/// models is a float, and burn 0.21 panics while applying an integer or boolean tensor to one
+/// (and the unwinding then freed a tensor twice under AddressSanitizer; found by fuzzing
+/// adapter files).
+fn check_float_tensors(bytes: &[u8], path: &Path) -> Result<()> {
+    use safetensors::Dtype;
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| checkpoint_error(path, format!("is not a safetensors file ({e})")))?;
+    let mut other: Vec<(String, Dtype)> = metadata
+        .tensors()
+        .into_iter()
+        .filter(|(_, info)| {
+            !matches!(
+                info.dtype,
+                Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64
+            )
+        })
+        .map(|(name, info)| (name, info.dtype))
+        .collect();
+    other.sort_by(|a, b| a.0.cmp(&b.0));
+    match other.first() {
+        None => Ok(()),
+        Some((name, dtype)) => Err(checkpoint_error(
+            path,
+            format!(
+                "tensor {name} holds {dtype:?} values; the model's parameters are floating point"
+            ),
+        )),
+    }
 }
 
 fn load_from<B: Backend, M: Module<B>>(
@@ -269,6 +303,40 @@ mod tests {
             .to_string();
         assert!(
             err.contains("nan.safetensors") && err.contains("NaN") && err.contains('.'),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn integer_tensors_are_refused_naming_them_before_burn_sees_them() {
+        use safetensors::tensor::{Dtype, TensorView};
+        let dev = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ints.safetensors");
+        let config = VitConfig::new(8, 4, 1, 16, 2, 2);
+        save_safetensors(&config.init::<B>(&dev).unwrap(), &path).unwrap();
+        // The same file with one parameter's dtype turned into I32 (same byte size).
+        let bytes = std::fs::read(&path).unwrap();
+        let loaded = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let views: Vec<(String, TensorView)> = loaded
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let dtype = if name == "cls_token" {
+                    Dtype::I32
+                } else {
+                    view.dtype()
+                };
+                let view = TensorView::new(dtype, view.shape().to_vec(), view.data()).unwrap();
+                (name, view)
+            })
+            .collect();
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        let err = load_safetensors(config.init::<B>(&dev).unwrap(), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ints.safetensors") && err.contains("cls_token") && err.contains("I32"),
             "{err}"
         );
     }
