@@ -431,13 +431,11 @@ fn a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable() {
     }
     let dir = tempfile::tempdir().unwrap();
     for round in 0..4u64 {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "engine_tests::a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable", "--nocapture"])
-            .env(CHILD, dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child(
+            "a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable",
+            CHILD,
+            dir.path(),
+        );
         std::thread::sleep(std::time::Duration::from_millis(700 + 170 * round));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -449,6 +447,18 @@ fn a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable() {
             checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
         assert!(state.step >= 1);
     }
+}
+
+/// This test binary running only the test `name` of this module, with `env` set to `dir`
+/// (the test's child-process branch), its output discarded.
+fn spawn_child(name: &str, env: &str, dir: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &format!("engine_tests::{name}"), "--nocapture"])
+        .env(env, dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// Moves every parameter a little, so successive checkpoints differ.
@@ -506,17 +516,7 @@ fn ctrl_c_stops_a_run_with_a_checkpoint() {
         std::process::exit(0);
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "engine_tests::ctrl_c_stops_a_run_with_a_checkpoint",
-            "--nocapture",
-        ])
-        .env(CHILD, dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child("ctrl_c_stops_a_run_with_a_checkpoint", CHILD, dir.path());
     // Wait until training runs (metrics appear), then interrupt.
     let metrics = dir.path().join("metrics.jsonl");
     let started = std::time::Instant::now();
@@ -657,17 +657,11 @@ fn runs_killed_at_twenty_seeded_moments_resume_to_the_uninterrupted_weights() {
     let mut killed_mid_run = 0;
     for moment in 0..20u64 {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "engine_tests::runs_killed_at_twenty_seeded_moments_resume_to_the_uninterrupted_weights",
-                "--nocapture",
-            ])
-            .env(CHILD, dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child(
+            "runs_killed_at_twenty_seeded_moments_resume_to_the_uninterrupted_weights",
+            CHILD,
+            dir.path(),
+        );
         // The run has started once its config is written; the kill lands anywhere in the
         // next `run_time` (steps, metrics appends, checkpoint writes), at a seeded moment.
         let config_file = dir.path().join("config.json");
