@@ -4,8 +4,12 @@
 use crate::causal;
 use crate::run::{CAUSAL_LOSS_PLOT, DemoReport, LOSS_PLOT, Method, accuracy_plot, datasets};
 
-/// The report as a table a person reads.
-pub fn markdown(report: &DemoReport) -> String {
+/// Test accuracy per method and recipe (rows) and label budget (columns); empty when the demo
+/// compared no classifiers (causal-LM recipes only).
+fn accuracy_table(report: &DemoReport) -> String {
+    if report.results.is_empty() {
+        return String::new();
+    }
     let mut labels: Vec<Option<usize>> = Vec::new();
     for r in &report.results {
         if !labels.contains(&r.labels_per_class) {
@@ -13,17 +17,7 @@ pub fn markdown(report: &DemoReport) -> String {
         }
     }
     labels.sort_by_key(|l| l.unwrap_or(usize::MAX));
-    let mut out = format!(
-        "# Demo report\n\nBackend {}, {} CPUs, {:.0} s{}.\n\n| method | recipe |",
-        report.backend,
-        report.cpus,
-        report.seconds,
-        if report.quick {
-            ", quick version (shipped sample; not meaningful accuracy)"
-        } else {
-            ""
-        }
-    );
+    let mut out = "| method | recipe |".to_string();
     for l in &labels {
         out += &format!(
             " {} |",
@@ -61,7 +55,26 @@ pub fn markdown(report: &DemoReport) -> String {
         }
         out += "\n";
     }
-    out += "\nAccuracy on the test split (%), mean ± std over the seeds of the labeled subset.\n\n## Bars\n\n";
+    out += "\nAccuracy on the test split (%), mean ± std over the seeds of the labeled subset.\n";
+    out
+}
+
+/// The report as a table a person reads.
+pub fn markdown(report: &DemoReport) -> String {
+    let mut out = format!(
+        "# Demo report\n\nBackend {}, {} CPUs, {:.0} s{}.\n\n",
+        report.backend,
+        report.cpus,
+        report.seconds,
+        if report.quick {
+            ", quick version (shipped sample; not meaningful accuracy)"
+        } else {
+            ""
+        }
+    );
+    out += &accuracy_table(report);
+    out += "\n## Bars\n\n";
+
     for c in &report.checks {
         out += &format!(
             "- [{}] {}{}: {}\n",
@@ -100,4 +113,26 @@ pub fn markdown(report: &DemoReport) -> String {
     }
     out += &causal::markdown(&report.causal_lm);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_without_classifiers_has_no_accuracy_table() {
+        let report = DemoReport {
+            backend: "flex".into(),
+            quick: true,
+            cpus: 2,
+            recipes: vec![],
+            pretraining: vec![],
+            results: vec![],
+            causal_lm: vec![],
+            checks: vec![],
+            seconds: 1.0,
+        };
+        let md = markdown(&report);
+        assert!(!md.contains("| method |") && md.contains("## Bars"), "{md}");
+    }
 }
