@@ -11,6 +11,7 @@ use burn::tensor::backend::Backend;
 use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::linear;
+use crate::size;
 
 /// Configuration of an [`Adapter`].
 #[derive(Config, Debug)]
@@ -24,6 +25,14 @@ pub struct AdapterConfig {
 }
 
 impl AdapterConfig {
+    /// Parameters of an adapter for `d_model`-wide tokens.
+    pub fn num_params(&self, d_model: usize) -> u128 {
+        size::sum([
+            size::linear(d_model, self.bottleneck, true),
+            size::linear(self.bottleneck, d_model, true),
+        ])
+    }
+
     /// An adapter for `d_model`-wide tokens.
     pub fn init<B: Backend>(&self, d_model: usize, device: &B::Device) -> Result<Adapter<B>> {
         ensure(
@@ -33,6 +42,7 @@ impl AdapterConfig {
             "bottleneck",
             || "must be at least 1".into(),
         )?;
+        size::check("adapter", self.num_params(d_model))?;
         Ok(Adapter {
             down: linear(d_model, self.bottleneck, self.init, true, device),
             up: linear(self.bottleneck, d_model, InitScheme::Zeros, true, device),

@@ -12,6 +12,7 @@ use burn::tensor::backend::Backend;
 use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::linear;
+use crate::size;
 
 /// Configuration of an [`MlpAutoencoder`].
 #[derive(Config, Debug)]
@@ -33,6 +34,23 @@ impl MlpAutoencoderConfig {
         Self::new(64, vec![128, 64], 32)
     }
 
+    fn widths(&self) -> Vec<usize> {
+        std::iter::once(self.input_dim)
+            .chain(self.hidden.iter().copied())
+            .chain(std::iter::once(self.latent_dim))
+            .collect()
+    }
+
+    /// Parameters of the encoder and the mirrored decoder.
+    pub fn num_params(&self) -> u128 {
+        size::sum(self.widths().windows(2).map(|w| {
+            size::sum([
+                size::linear(w[0], w[1], true),
+                size::linear(w[1], w[0], true),
+            ])
+        }))
+    }
+
     /// Builds the model.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MlpAutoencoder<B>> {
         let m = "MLP autoencoder";
@@ -50,10 +68,8 @@ impl MlpAutoencoderConfig {
             "hidden",
             || format!("{:?} has a zero width", self.hidden),
         )?;
-        let widths: Vec<usize> = std::iter::once(self.input_dim)
-            .chain(self.hidden.iter().copied())
-            .chain(std::iter::once(self.latent_dim))
-            .collect();
+        size::check(m, self.num_params())?;
+        let widths = self.widths();
         let encoder = widths
             .windows(2)
             .map(|w| linear(w[0], w[1], self.init, true, device))
@@ -127,6 +143,36 @@ impl ConvAutoencoderConfig {
         Self::new(1, 28, vec![32, 64], 64)
     }
 
+    /// `2^widths.len()`, the factor by which the encoder shrinks each side (`None` past
+    /// `usize`).
+    fn reduction(&self) -> Option<usize> {
+        u32::try_from(self.widths.len())
+            .ok()
+            .and_then(|n| 1usize.checked_shl(n))
+    }
+
+    /// Parameters of the convolutions, the bottleneck layers and the transposed convolutions.
+    pub fn num_params(&self) -> u128 {
+        let chans: Vec<usize> = std::iter::once(self.channels)
+            .chain(self.widths.iter().copied())
+            .collect();
+        let side = self.image_size / self.reduction().unwrap_or(usize::MAX);
+        let flat = size::product(&[side, side, self.widths.last().copied().unwrap_or(0)]);
+        let latent = self.latent_dim as u128;
+        let bottleneck = flat.saturating_mul(latent).saturating_mul(2);
+        size::sum(
+            chans
+                .windows(2)
+                .map(|w| {
+                    size::sum([
+                        size::conv(w[0], w[1], 3, true),
+                        size::conv(w[1], w[0], 4, true),
+                    ])
+                })
+                .chain([bottleneck, latent, flat]),
+        )
+    }
+
     /// Builds the model.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ConvAutoencoder<B>> {
         let m = "conv autoencoder";
@@ -137,15 +183,15 @@ impl ConvAutoencoderConfig {
             "widths",
             || format!("{:?} must be non-empty and positive", self.widths),
         )?;
-        let factor = 1usize << self.widths.len();
+        let factor = self.reduction();
         ensure(
-            self.image_size > 0 && self.image_size.is_multiple_of(factor),
+            self.image_size > 0 && factor.is_some_and(|f| self.image_size.is_multiple_of(f)),
             ModelError::config,
             m,
             "image_size",
             || {
                 format!(
-                    "{} must be divisible by 2^{} = {factor}",
+                    "{} must be divisible by 2^{} (one halving per width)",
                     self.image_size,
                     self.widths.len()
                 )
@@ -158,10 +204,11 @@ impl ConvAutoencoderConfig {
             "channels/latent_dim",
             || "must be > 0".into(),
         )?;
+        size::check(m, self.num_params())?;
         let chans: Vec<usize> = std::iter::once(self.channels)
             .chain(self.widths.iter().copied())
             .collect();
-        let side = self.image_size / factor;
+        let side = self.image_size / factor.unwrap_or(1);
         let flat = side * side * self.widths[self.widths.len() - 1];
         let init = InitScheme::KaimingNormal;
         Ok(ConvAutoencoder {

@@ -14,6 +14,7 @@ use crate::block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
 use crate::error::{ModelError, Result, ensure};
 use crate::init::{InitScheme, truncated_normal};
 use crate::layers::linear;
+use crate::size;
 
 /// Configuration of a [`Bert`] encoder.
 #[derive(Config, Debug)]
@@ -72,6 +73,50 @@ impl BertConfig {
         Self::new(vocab_size, 768, 12, 12, 3072)
     }
 
+    fn block(&self) -> TransformerBlockConfig {
+        let residual_scale = if self.scale_residual {
+            1.0 / (2.0 * self.layers as f64).sqrt()
+        } else {
+            1.0
+        };
+        TransformerBlockConfig::new(self.hidden, self.heads, self.intermediate)
+            .with_pre_norm(self.pre_norm)
+            .with_norm_eps(self.norm_eps)
+            .with_dropout(self.dropout)
+            .with_init(self.init)
+            .with_residual_scale(residual_scale)
+    }
+
+    /// Parameters of the encoder with its pooler and MLM head (whose decoder is tied to the word
+    /// embeddings).
+    pub fn num_params(&self) -> u128 {
+        let h = self.hidden;
+        let embeddings = size::sum([
+            size::product(&[self.vocab_size, h]),
+            size::product(&[self.max_position, h]),
+            size::product(&[self.type_vocab, h]),
+            size::layer_norm(h),
+        ]);
+        let mlm = size::sum([
+            size::linear(h, h, true),
+            size::layer_norm(h),
+            self.vocab_size as u128,
+        ]);
+        size::sum([
+            embeddings,
+            self.block()
+                .num_params()
+                .saturating_mul(self.layers as u128),
+            if self.pre_norm {
+                size::layer_norm(h)
+            } else {
+                0
+            },
+            size::linear(h, h, true),
+            mlm,
+        ])
+    }
+
     /// Builds the encoder; invalid configurations are refused here.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Bert<B>> {
         let m = "BERT";
@@ -92,18 +137,9 @@ impl BertConfig {
             "max_position",
             || "must be > 0".into(),
         )?;
-        let residual_scale = if self.scale_residual {
-            1.0 / (2.0 * self.layers as f64).sqrt()
-        } else {
-            1.0
-        };
-        let block = TransformerBlockConfig::new(self.hidden, self.heads, self.intermediate)
-            .with_pre_norm(self.pre_norm)
-            .with_norm_eps(self.norm_eps)
-            .with_dropout(self.dropout)
-            .with_init(self.init)
-            .with_residual_scale(residual_scale);
+        let block = self.block();
         block.validate()?;
+        size::check("BERT", self.num_params())?;
         let embedding = |n: usize| {
             let mut e = EmbeddingConfig::new(n, self.hidden).init(device);
             e.weight = Param::initialized(

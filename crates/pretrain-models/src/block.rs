@@ -13,6 +13,7 @@ use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::Mlp;
 use crate::projection::Projection;
+use crate::size;
 
 /// Configuration of one transformer block.
 #[derive(Config, Debug)]
@@ -90,9 +91,21 @@ impl TransformerBlockConfig {
         )
     }
 
+    /// Parameters of the block (attention, feed-forward network, two norms).
+    pub fn num_params(&self) -> u128 {
+        let d = self.d_model;
+        size::sum([
+            size::linear(d, d, true).saturating_mul(4),
+            size::linear(d, self.d_ff, true),
+            size::linear(self.d_ff, d, true),
+            size::layer_norm(d).saturating_mul(2),
+        ])
+    }
+
     /// Builds the block.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<TransformerBlock<B>> {
         self.validate()?;
+        size::check("transformer block", self.num_params())?;
         let d = self.d_model;
         let attn = SelfAttention::new(
             d,

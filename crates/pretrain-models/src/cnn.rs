@@ -13,6 +13,7 @@ use burn::tensor::ops::PadMode;
 use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::drop_path::{DropPath, linear_drop_path_rates};
 use crate::error::{ModelError, Result, ensure};
+use crate::size;
 
 fn conv3x3<B: Backend>(c_in: usize, c_out: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
     // He-initialized (burn's conv default is Kaiming uniform), no bias before batch norm.
@@ -85,6 +86,18 @@ impl SmallCnnConfig {
         Self::new(1, vec![32, 64, 128, 256])
     }
 
+    /// Parameters of the convolutions and batch norms.
+    pub fn num_params(&self) -> u128 {
+        let chans: Vec<usize> = std::iter::once(self.channels)
+            .chain(self.widths.iter().copied())
+            .collect();
+        size::sum(
+            chans
+                .windows(2)
+                .map(|w| size::sum([size::conv(w[0], w[1], 3, false), size::batch_norm(w[1])])),
+        )
+    }
+
     /// Builds the encoder.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SmallCnn<B>> {
         ensure(
@@ -101,6 +114,7 @@ impl SmallCnnConfig {
             "channels",
             || "must be > 0".into(),
         )?;
+        size::check("small CNN", self.num_params())?;
         let chans: Vec<usize> = std::iter::once(self.channels)
             .chain(self.widths.iter().copied())
             .collect();
@@ -167,6 +181,38 @@ impl ResNetConfig {
         Self::new(channels, vec![1, 1, 1, 1], vec![16, 32, 64, 128])
     }
 
+    /// Parameters of the stem, the basic blocks and their projections.
+    pub fn num_params(&self) -> u128 {
+        // A basic block; one that changes width or strides has a 1x1 projection.
+        let block = |c_in: usize, c_out: usize, strided: bool| {
+            let projection = if strided || c_in != c_out {
+                size::sum([size::conv(c_in, c_out, 1, false), size::batch_norm(c_out)])
+            } else {
+                0
+            };
+            size::sum([
+                size::conv(c_in, c_out, 3, false),
+                size::conv(c_out, c_out, 3, false),
+                size::batch_norm(c_out).saturating_mul(2),
+                projection,
+            ])
+        };
+        let mut c_in = self.widths.first().copied().unwrap_or(0);
+        let mut total = size::sum([
+            size::conv(self.channels, c_in, 3, false),
+            size::batch_norm(c_in),
+        ]);
+        for (stage, (&n, &width)) in self.blocks.iter().zip(&self.widths).enumerate() {
+            if n > 0 {
+                let first = block(c_in, width, stage > 0);
+                let rest = block(width, width, false).saturating_mul(n as u128 - 1);
+                total = size::sum([total, first, rest]);
+                c_in = width;
+            }
+        }
+        total
+    }
+
     /// Builds the encoder.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ResNet<B>> {
         ensure(
@@ -188,6 +234,7 @@ impl ResNetConfig {
             "blocks/widths",
             || "must be positive".into(),
         )?;
+        size::check("ResNet", self.num_params())?;
         let mut blocks = Vec::new();
         let mut c_in = self.widths[0];
         for (stage, (&n, &width)) in self.blocks.iter().zip(&self.widths).enumerate() {

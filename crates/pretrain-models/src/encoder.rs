@@ -59,6 +59,15 @@ impl ImageEncoderConfig {
         })
     }
 
+    /// Parameters of the encoder.
+    pub fn num_params(&self) -> u128 {
+        match self {
+            Self::SmallCnn(c) => c.num_params(),
+            Self::ResNet(c) => c.num_params(),
+            Self::Vit(c) => c.num_params(),
+        }
+    }
+
     /// Builds the encoder, refusing invalid configurations.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ImageEncoder<B>> {
         Ok(match self {
@@ -169,6 +178,14 @@ impl AutoencoderConfig {
                     )
                 },
             ),
+        }
+    }
+
+    /// Parameters of the autoencoder.
+    pub fn num_params(&self) -> u128 {
+        match self {
+            Self::Mlp(c) => c.num_params(),
+            Self::Conv(c) => c.num_params(),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::scaled_linear;
 use crate::projection::Projection;
+use crate::size;
 
 /// How a GPT knows token positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,10 +133,41 @@ impl GptConfig {
         )
     }
 
+    /// Parameters of the model (a tied output projection counted once, with the embedding).
+    pub fn num_params(&self) -> u128 {
+        let d = self.d_model;
+        let biases = |n| if self.bias { size::product(&[n, d]) } else { 0 };
+        // Attention: c_attn [d, 3d] and c_proj [d, d]; MLP: c_fc [d, 4d] and c_proj [4d, d].
+        let block = size::sum([
+            size::layer_norm(d).saturating_mul(2),
+            size::product(&[4, d, d]),
+            biases(4),
+            size::product(&[8, d, d]),
+            biases(5),
+        ]);
+        let learned_positions = self.positions == GptPositions::Learned;
+        size::sum([
+            size::product(&[self.vocab_size, d]),
+            if learned_positions {
+                size::product(&[self.block_size, d])
+            } else {
+                0
+            },
+            block.saturating_mul(self.n_layer as u128),
+            size::layer_norm(d),
+            if self.tie_embeddings {
+                0
+            } else {
+                size::linear(d, self.vocab_size, false)
+            },
+        ])
+    }
+
     /// Builds the model with GPT-2's initialization: `N(0, 0.02)` weights and embeddings, zero
     /// biases, the projections writing into the residual stream scaled by `1 / sqrt(2 n_layer)`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpt<B>> {
         self.validate()?;
+        size::check("GPT", self.num_params())?;
         let d = self.d_model;
         let residual_scale = 1.0 / (2.0 * self.n_layer as f64).sqrt();
         let linear = |d_in, d_out, scale| {

@@ -12,6 +12,7 @@ use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
 use crate::layers::linear;
+use crate::size;
 
 /// Configuration of an [`MlpHead`]: `Linear -> [BN] -> ReLU` for every hidden layer, then a
 /// final `Linear -> [BN]`.
@@ -55,6 +56,29 @@ impl MlpHeadConfig {
         Self::new(input, vec![width, width], width)
     }
 
+    fn widths(&self) -> Vec<usize> {
+        std::iter::once(self.input)
+            .chain(self.hidden.iter().copied())
+            .chain(std::iter::once(self.output))
+            .collect()
+    }
+
+    /// Parameters of the linear layers and batch norms.
+    pub fn num_params(&self) -> u128 {
+        let layers = self
+            .widths()
+            .windows(2)
+            .map(|w| size::linear(w[0], w[1], !self.batch_norm))
+            .collect::<Vec<_>>();
+        let norms = self
+            .hidden
+            .iter()
+            .filter(|_| self.batch_norm)
+            .chain(self.output_norm.then_some(&self.output))
+            .map(|&w| size::batch_norm(w));
+        size::sum(layers.into_iter().chain(norms))
+    }
+
     /// Builds the head.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MlpHead<B>> {
         ensure(
@@ -64,11 +88,9 @@ impl MlpHeadConfig {
             "widths",
             || "must be > 0".into(),
         )?;
-        let widths: Vec<usize> = std::iter::once(self.input)
-            .chain(self.hidden.iter().copied())
-            .chain(std::iter::once(self.output))
-            .collect();
-        let layers = widths
+        size::check("MLP head", self.num_params())?;
+        let layers = self
+            .widths()
             .windows(2)
             .map(|w| linear(w[0], w[1], self.init, !self.batch_norm, device))
             .collect();
@@ -143,6 +165,7 @@ impl<B: Backend> LinearHead<B> {
             "features/classes",
             || format!("{features} features and {classes} classes (need > 0 and > 1)"),
         )?;
+        size::check("linear head", size::linear(features, classes, true))?;
         Ok(Self {
             linear: linear(features, classes, InitScheme::Zeros, true, device),
         })

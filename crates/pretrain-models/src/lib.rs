@@ -43,6 +43,7 @@ pub mod ngram;
 pub mod path;
 pub mod pos_embed;
 pub mod projection;
+pub mod size;
 pub mod store;
 pub mod summary;
 pub mod vit;

@@ -9,6 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
 use crate::error::{ModelError, Result, ensure};
+use crate::size;
 
 /// Configuration of a [`Lora`] update.
 #[derive(Config, Debug)]
@@ -54,6 +55,10 @@ impl LoraConfig {
         device: &B::Device,
     ) -> Result<Lora<B>> {
         self.validate()?;
+        size::check(
+            "LoRA",
+            size::product(&[d_in.saturating_add(d_out), self.rank]),
+        )?;
         // Kaiming-uniform with a = sqrt(5), as PyTorch's Linear and PEFT: bound 1 / sqrt(fan_in).
         let bound = 1.0 / (d_in as f64).sqrt();
         Ok(Lora {

@@ -12,6 +12,7 @@ use crate::error::{ModelError, Result, ensure};
 use crate::init::{InitScheme, truncated_normal};
 use crate::layers::linear;
 use crate::pos_embed::sincos_2d_tensor;
+use crate::size;
 use crate::vit::{Vit, VitConfig};
 
 /// Configuration of an [`Mae`].
@@ -37,13 +38,41 @@ impl MaeConfig {
     }
 
     fn decoder_block(&self) -> TransformerBlockConfig {
-        TransformerBlockConfig::new(self.decoder_dim, self.decoder_heads, 4 * self.decoder_dim)
-            .with_init(InitScheme::XavierUniform)
-            .with_norm_eps(self.encoder.norm_eps)
+        TransformerBlockConfig::new(
+            self.decoder_dim,
+            self.decoder_heads,
+            self.decoder_dim.saturating_mul(4),
+        )
+        .with_init(InitScheme::XavierUniform)
+        .with_norm_eps(self.encoder.norm_eps)
+    }
+
+    /// Parameters of the encoder and the decoder.
+    pub fn num_params(&self) -> u128 {
+        let (d, dd) = (self.encoder.d_model, self.decoder_dim);
+        let patch_dim = size::product(&[
+            self.encoder.patch_size,
+            self.encoder.patch_size,
+            self.encoder.channels,
+        ]);
+        size::sum([
+            self.encoder.num_params(),
+            size::linear(d, dd, true),
+            dd as u128,
+            self.decoder_block()
+                .num_params()
+                .saturating_mul(self.decoder_depth as u128),
+            size::layer_norm(dd),
+            patch_dim
+                .saturating_mul(dd as u128)
+                .saturating_add(patch_dim),
+        ])
     }
 
     /// Builds encoder and decoder (MAE initialization: Xavier linear layers, N(0, 0.02) tokens).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mae<B>> {
+        self.encoder.validate()?;
+        size::check("MAE", self.num_params())?;
         let encoder = self.encoder.init(device)?;
         ensure(
             self.decoder_depth > 0,

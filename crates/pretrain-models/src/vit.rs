@@ -12,6 +12,7 @@ use crate::block::{TransformerBlock, TransformerBlockConfig, TransformerStack};
 use crate::error::{ModelError, Result, ensure};
 use crate::init::{InitScheme, truncated_normal};
 use crate::pos_embed::sincos_2d_tensor;
+use crate::size;
 
 /// Which position embeddings a ViT uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,9 +155,29 @@ impl VitConfig {
         self.block().validate()
     }
 
+    /// Parameters of the encoder (patch projection, CLS token, learned positions when
+    /// configured, blocks, final norm).
+    pub fn num_params(&self) -> u128 {
+        let d = self.d_model;
+        let positions = match self.position {
+            PositionEmbedding::Learned => {
+                size::sum([size::product(&[self.grid(), self.grid(), d]), d as u128])
+            }
+            PositionEmbedding::SinCos => 0,
+        };
+        size::sum([
+            size::conv(self.channels, d, self.patch_size, true),
+            d as u128,
+            positions,
+            self.block().num_params().saturating_mul(self.depth as u128),
+            size::layer_norm(d),
+        ])
+    }
+
     /// Builds the model; invalid configurations are refused here.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Vit<B>> {
         self.validate()?;
+        size::check("ViT", self.num_params())?;
         let block = self.block();
         let mut patch_embed =
             Conv2dConfig::new([self.channels, self.d_model], [self.patch_size; 2])

@@ -53,6 +53,19 @@ fn dae() -> Denoising<Ad> {
     })
 }
 
+/// The objective and state of `dir`'s latest complete checkpoint, loaded into a fresh [`dae`]
+/// with `config`'s optimizer; fails the test when there is none or it does not load.
+fn load_latest_dae(dir: &Path, config: &TrainConfig) -> (Denoising<Ad>, checkpoint::TrainState) {
+    let latest = checkpoint::latest(dir)
+        .unwrap()
+        .expect("a complete checkpoint");
+    let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
+    let json = serde_json::json!({"objective": "dae"});
+    let (objective, _, state) =
+        checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+    (objective, state)
+}
+
 fn quiet() -> RunOptions {
     RunOptions {
         quiet: true,
@@ -439,12 +452,7 @@ fn a_kill_during_checkpoint_writes_leaves_the_previous_checkpoint_loadable() {
         std::thread::sleep(std::time::Duration::from_millis(700 + 170 * round));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let latest = checkpoint::latest(dir.path())
-            .unwrap()
-            .expect("a checkpoint was written");
-        let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
-        let (_, _, state) =
-            checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+        let (_, state) = load_latest_dae(dir.path(), &config);
         assert!(state.step >= 1);
     }
 }
@@ -534,13 +542,7 @@ fn ctrl_c_stops_a_run_with_a_checkpoint() {
     assert!(interrupted.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "child exited with {status}");
-    let latest = checkpoint::latest(dir.path())
-        .unwrap()
-        .expect("a checkpoint");
-    let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
-    let json = serde_json::json!({"objective": "dae"});
-    let (_, _, state) =
-        checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+    let (_, state) = load_latest_dae(dir.path(), &config);
     assert!(state.step >= 1 && state.step < config.steps);
 }
 
@@ -682,14 +684,7 @@ fn runs_killed_at_twenty_seeded_moments_resume_to_the_uninterrupted_weights() {
         let finished = match run_dae(dae(), &config, dir.path(), &resume) {
             Ok(outcome) => outcome.objective,
             // Killed after its last checkpoint: the finished run's weights are in it.
-            Err(TrainError::AlreadyDone { .. }) => {
-                let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
-                let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
-                let json = serde_json::json!({"objective": "dae"});
-                checkpoint::load(&latest, dae(), optimizer, &json, &Default::default())
-                    .unwrap()
-                    .0
-            }
+            Err(TrainError::AlreadyDone { .. }) => load_latest_dae(dir.path(), &config).0,
             Err(e) => panic!("moment {moment}: the resume failed: {e}"),
         };
         assert!(
@@ -816,13 +811,7 @@ fn a_full_disk_stops_the_run_naming_the_file_and_the_last_checkpoint_loads() {
         "{message}"
     );
     assert!(!message.contains('\n'), "{message}");
-    let latest = checkpoint::latest(&dir)
-        .unwrap()
-        .expect("a complete checkpoint");
-    let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
-    let json = serde_json::json!({"objective": "dae"});
-    let (_, _, state) =
-        checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+    let (_, state) = load_latest_dae(&dir, &config);
     assert!(state.step >= 1, "{}", state.step);
 }
 
@@ -860,8 +849,5 @@ fn a_read_only_run_directory_stops_the_run_naming_it() {
         message.contains(&dir.path().display().to_string()) && message.contains("denied"),
         "{message}"
     );
-    let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
-    let optimizer = config.optimizer.build::<Ad, Denoising<Ad>>(None);
-    let json = serde_json::json!({"objective": "dae"});
-    checkpoint::load(&latest, dae(), optimizer, &json, &Default::default()).unwrap();
+    load_latest_dae(dir.path(), &config);
 }
