@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's entry points. `demo`, `data`, `recipes`, `pretrain`,
-//! `finetune`, `generate` and `bench` run the `pretrain` command line (library code) in release mode; `test` runs every check CI runs; `fuzz` runs
+//! `finetune`, `generate`, `scaling` and `bench` run the `pretrain` command line (library code)
+//! in release mode; `test` runs every check CI runs; `fuzz` runs
 //! libFuzzer on one fuzz target. This crate stays free of the ML stack so it starts in seconds.
 
 mod fuzz;
@@ -52,6 +53,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// A scaling-law sweep of a causal-LM recipe (release build of `pretrain scaling`).
+    Scaling {
+        /// Recipe name or path, then `--sizes 32x1,64x2,... --flops 1e12,1e13` and options
+        /// such as `--lrs`, `--seeds`, `--out`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Timed training steps (release build of `pretrain bench`): `step --model M` or
     /// `compare` (against PyTorch on the CPU).
     Bench {
@@ -83,6 +91,7 @@ fn main() -> Result<()> {
         Task::Pretrain { args } => pretrain_cli("pretrain", &args),
         Task::Finetune { args } => pretrain_cli("finetune", &args),
         Task::Generate { args } => pretrain_cli("generate", &args),
+        Task::Scaling { args } => pretrain_cli("scaling", &args),
         Task::Bench { args } => pretrain_cli("bench", &args),
         Task::Test => test::run(),
         Task::Fuzz {

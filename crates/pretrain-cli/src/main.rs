@@ -9,7 +9,7 @@ mod recipes;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pretrain::backend::BackendKind;
 
@@ -162,6 +162,37 @@ enum Command {
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
     },
+    /// A scaling-law sweep of a causal-LM recipe: each size trained at each compute budget,
+    /// Chinchilla and IsoFLOP fits, scaling.json, scaling.md and PNG plots in --out. Finished
+    /// runs are reused, so an interrupted sweep continues where it stopped.
+    Scaling {
+        /// Built-in recipe name or path of a recipe file (objective clm).
+        recipe: String,
+        /// Model sizes (comma-separated): GPT presets or WIDTHxLAYERS[xHEADS] of the recipe's.
+        #[arg(long, value_delimiter = ',', required = true)]
+        sizes: Vec<pretrain_scaling::SizeSpec>,
+        /// Compute budgets in training FLOPs (comma-separated, e.g. 1e12,1e13).
+        #[arg(long, value_delimiter = ',', required = true)]
+        flops: Vec<f64>,
+        /// Peak learning rates tried at each point, the best kept (default: the recipe's).
+        #[arg(long, value_delimiter = ',')]
+        lrs: Vec<f64>,
+        /// Seeds per point.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Bootstrap resamples of the parametric fit.
+        #[arg(long, default_value_t = 200)]
+        resamples: usize,
+        /// Folder of the sweep (its runs under runs/).
+        #[arg(long, default_value = "target/scaling")]
+        out: PathBuf,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Timed training steps: `step` (one workload, one JSON line) or `compare` (against
     /// PyTorch on the CPU, table in target/bench/compare.md).
     Bench {
@@ -262,6 +293,38 @@ fn run(command: Command) -> Result<()> {
         Command::Bench {
             command: BenchCommand::Compare(args),
         } => bench::compare(&args),
+        Command::Scaling {
+            recipe,
+            sizes,
+            flops,
+            lrs,
+            seeds,
+            resamples,
+            out,
+            backend,
+            quiet,
+        } => {
+            let options = pretrain_scaling::SweepOptions {
+                sizes,
+                flops,
+                lrs,
+                seeds,
+                out,
+                backend,
+                quiet,
+                stop: Some(
+                    pretrain::train::stop_on_ctrl_c().context("installing the Ctrl-C handler")?,
+                ),
+            };
+            let recipe = pretrain_recipes::Recipe::load(&recipe)?;
+            let report = pretrain_scaling::run_scaling(&recipe, &options, resamples)?;
+            print!("{}", pretrain_scaling::report::markdown(&report));
+            println!(
+                "\nwritten: {}/scaling.json, scaling.md, *.png",
+                options.out.display()
+            );
+            Ok(())
+        }
         Command::Recipes => {
             for recipe in pretrain_recipes::Recipe::builtin()? {
                 println!("{:<22} {}", recipe.name, recipe.description);

@@ -612,3 +612,123 @@ fn generate_and_few_shot_prompting_of_a_causal_lm_run() {
     let line = refused(&output);
     assert!(line.contains("not a causal language model"), "{line}");
 }
+
+#[test]
+fn a_ci_sized_scaling_sweep_fits_writes_its_report_and_reuses_finished_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    // Three tiny widths and depths of the shipped Moby Dick recipe at two budgets of a few
+    // steps; a budget below one step of any size, and a preset that is not a GPT.
+    let sweep = || {
+        pretrain()
+            .args([
+                "scaling",
+                "clm-moby-dick",
+                "--sizes",
+                "16x1,32x1,32x2,bert-tiny",
+                "--flops",
+                "1e8,2e9,5e9",
+                "--resamples",
+                "20",
+                "--quiet",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let stdout = succeeded(&sweep());
+    assert!(
+        stdout.contains("# Scaling sweep of `clm-moby-dick`"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scaling.json")).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6, "{report}");
+    for run in runs {
+        let (steps, tokens) = (
+            run["steps"].as_u64().unwrap(),
+            run["tokens"].as_u64().unwrap(),
+        );
+        // 32 windows of 64 tokens per step, and never more FLOPs than the budget.
+        assert!(steps >= 1 && tokens == steps * 32 * 64, "{run}");
+        assert!(run["flops"].as_f64().unwrap() <= run["budget"].as_f64().unwrap());
+        assert!(run["heldout_bits_per_byte"].as_f64().unwrap() > 0.0);
+    }
+    let skipped = report["skipped"].as_array().unwrap();
+    let reasons: Vec<&str> = skipped
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("below one step"))
+            .count(),
+        3,
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("bert-tiny is not a GPT")),
+        "{reasons:?}"
+    );
+    // Six points: the parametric fit runs; without the largest run, five are too few.
+    assert!(report["parametric"]["law"]["alpha"].is_f64(), "{report}");
+    assert!(
+        report["extrapolation_error"]
+            .as_str()
+            .unwrap()
+            .contains("needs at least 6 runs"),
+        "{report}"
+    );
+    for png in ["loss-vs-params", "loss-vs-compute", "isoflop", "residuals"] {
+        let img = image::open(out.join(format!("{png}.png"))).unwrap();
+        assert_eq!((img.width(), img.height()), (1000, 640));
+    }
+    let md = std::fs::read_to_string(out.join("scaling.md")).unwrap();
+    assert!(
+        md.contains("Kaplan et al. 2020") && md.contains("bert-tiny"),
+        "{md}"
+    );
+
+    // Run again: every run is read back, none trained again.
+    let record = out.join("runs/16x1x1/2.000e9/scaling-run.json");
+    let metrics = out.join("runs/16x1x1/2.000e9/metrics.jsonl");
+    let before = (
+        std::fs::read(&record).unwrap(),
+        std::fs::read(&metrics).unwrap(),
+    );
+    succeeded(&sweep());
+    let after = (
+        std::fs::read(&record).unwrap(),
+        std::fs::read(&metrics).unwrap(),
+    );
+    assert_eq!(before, after);
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scaling.json")).unwrap()).unwrap();
+    assert_eq!(again["runs"], report["runs"]);
+}
+
+#[test]
+fn scaling_refuses_bad_sizes_and_recipes_that_are_not_causal_lms() {
+    let dir = tempfile::tempdir().unwrap();
+    let scaling = |recipe: &str, sizes: &str| {
+        pretrain()
+            .args([
+                "scaling", recipe, "--sizes", sizes, "--flops", "1e9", "--out",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let output = scaling("clm-moby-dick", "12x");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"12x\" is not a size"), "{stderr}");
+    let stderr = refused(&scaling("simclr-fashion-mnist", "32x1"));
+    assert!(
+        stderr.contains("scaling sweeps run causal-LM (clm) recipes"),
+        "{stderr}"
+    );
+}

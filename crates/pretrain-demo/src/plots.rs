@@ -2,39 +2,14 @@
 //! pre-training loss curves read back from each run's `metrics.jsonl`.
 
 use std::path::Path;
-use std::sync::Once;
 
-use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
-
+use pretrain_plot::{Axis, Chart, Corner, Mark, Series, draw};
 use pretrain_recipes::{RecipeError, Result};
 
 use crate::run::DemoResult;
 
-/// Compiled in so the plots need no system fonts (license in `assets/`).
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-
-fn ensure_font() {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        // The file is compiled in and parsed by tests, so this cannot fail at run time.
-        if register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
-            unreachable!("the compiled-in DejaVu Sans parses");
-        }
-    });
-}
-
-fn plot_error(path: &Path) -> impl Fn(String) -> RecipeError + '_ {
-    move |message| RecipeError::io(path, format!("drawing the plot: {message}"))
-}
-
-/// A named line of `(x, y)` points.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    /// Legend entry.
-    pub name: String,
-    /// Points in drawing order.
-    pub points: Vec<(f64, f64)>,
+fn plot_error(e: pretrain_plot::PlotError) -> RecipeError {
+    RecipeError::io(&e.path, format!("drawing the plot: {}", e.message))
 }
 
 /// Accuracy (%) against labels per class, one line per method and recipe. The budgets are
@@ -61,10 +36,7 @@ pub fn accuracy_vs_labels(results: &[DemoResult], path: &Path) -> Result<Vec<Ser
         let point = (x, 100.0 * r.accuracy_mean);
         match series.iter_mut().find(|s| s.name == name) {
             Some(s) => s.points.push(point),
-            None => series.push(Series {
-                name,
-                points: vec![point],
-            }),
+            None => series.push(Series::line(name, vec![point]).with_mark(Mark::LineAndPoints)),
         }
     }
     for s in &mut series {
@@ -78,15 +50,16 @@ pub fn accuracy_vs_labels(results: &[DemoResult], path: &Path) -> Result<Vec<Ser
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(100.0f64, f64::min);
-    let y_range = (y_min - 5.0).clamp(0.0, 100.0).floor()..100.0;
-    draw(
-        path,
+    let chart = Chart::new(
         "Fashion-MNIST test accuracy by labels per class",
-        ("labels per class", "test accuracy (%)"),
-        (-0.25..(budgets.len().max(1) as f64 - 0.75), y_range),
-        &series,
-        Some(&labels),
-    )?;
+        Axis::linear("labels per class")
+            .with_range(-0.25, budgets.len().max(1) as f64 - 0.75)
+            .with_categories(labels),
+        Axis::linear("test accuracy (%)")
+            .with_range((y_min - 5.0).clamp(0.0, 100.0).floor(), 100.0),
+    )
+    .with_legend(Corner::LowerRight);
+    draw(path, &chart, &series).map_err(plot_error)?;
     Ok(series)
 }
 
@@ -125,106 +98,19 @@ pub fn loss_curves(runs: &[(String, &Path)], smooth: usize, path: &Path) -> Resu
                 )
             })
             .collect();
-        series.push(Series {
-            name: name.clone(),
-            points,
-        });
+        series.push(Series::line(name.clone(), points));
     }
-    let (x_max, y_min, y_max) = series
+    let x_max = series
         .iter()
-        .flat_map(|s| s.points.iter())
-        .fold((1.0f64, f64::INFINITY, f64::NEG_INFINITY), |acc, p| {
-            (acc.0.max(p.0), acc.1.min(p.1), acc.2.max(p.1))
-        });
-    let (y_min, y_max) = if y_min.is_finite() {
-        let pad = 0.05 * (y_max - y_min).max(1e-3);
-        (y_min - pad, y_max + pad)
-    } else {
-        (0.0, 1.0)
-    };
-    draw(
-        path,
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    let chart = Chart::new(
         "Pre-training loss",
-        ("step", "loss (moving average)"),
-        (0.0..x_max, y_min..y_max),
-        &series,
-        None,
-    )?;
+        Axis::linear("step").with_range(0.0, x_max),
+        Axis::linear("loss (moving average)"),
+    );
+    draw(path, &chart, &series).map_err(plot_error)?;
     Ok(series)
-}
-
-/// Width and height of every plot, in pixels.
-const SIZE: (u32, u32) = (1000, 640);
-
-/// Lines with markers and a legend; `categories` names the integer x positions instead of
-/// numbers.
-fn draw(
-    path: &Path,
-    title: &str,
-    (x_desc, y_desc): (&str, &str),
-    (x_range, y_range): (std::ops::Range<f64>, std::ops::Range<f64>),
-    series: &[Series],
-    categories: Option<&[String]>,
-) -> Result<()> {
-    ensure_font();
-    let err = plot_error(path);
-    let (width, height) = SIZE;
-    let mut pixels = vec![0u8; 3 * (width * height) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 24))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(|e| err(e.to_string()))?;
-        let category_label = |x: &f64| -> String {
-            let i = x.round();
-            match categories {
-                Some(names) if (x - i).abs() < 1e-6 && i >= 0.0 => {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                }
-                Some(_) => String::new(),
-                None => format!("{x}"),
-            }
-        };
-        let mut mesh = chart.configure_mesh();
-        mesh.x_desc(x_desc).y_desc(y_desc);
-        if let Some(names) = categories {
-            mesh.x_labels(names.len())
-                .x_label_formatter(&category_label);
-        }
-        mesh.draw().map_err(|e| err(e.to_string()))?;
-        for (i, s) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            if categories.is_some() {
-                chart
-                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-                    .map_err(|e| err(e.to_string()))?;
-            }
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    // Encoded with the workspace's `image` (plotters' own encoder would pull in a second one).
-    image::save_buffer(path, &pixels, width, height, image::ColorType::Rgb8)
-        .map_err(|e| RecipeError::io(path, e))
 }
 
 #[cfg(test)]

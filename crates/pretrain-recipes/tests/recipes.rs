@@ -319,6 +319,12 @@ fn bad_recipes_are_refused_with_the_cause_named() {
         ..Default::default()
     };
     let refusal = |recipe: &Recipe| refused(recipe, dir.path());
+    // Each override within bounds, their product past the parameter bound: refused by the
+    // model before it allocates (2^20 x 2^20 x 12 weights per block).
+    let mut wide = Recipe::load("clm-moby-dick").unwrap();
+    wide.model.overrides = serde_json::json!({"d_model": 1 << 20, "n_head": 1});
+    let err = refusal(&wide);
+    assert!(err.contains("invalid GPT config: size of"), "{err}");
     let mut recipe = Recipe::load("simclr-fashion-mnist").unwrap();
     recipe.data.dataset = Some(BuiltinDataset::FashionMnistSample);
     recipe.objective.kind = ObjectiveKind::Mae;
