@@ -311,8 +311,9 @@ fn polyfit<const DEG: usize>(xy: &[(f64, f64)]) -> Option<[f64; DEG]> {
         v.swap(col, pivot);
         for row in col + 1..DEG {
             let f = m[row][col] / m[col][col];
-            for k in col..DEG {
-                m[row][k] -= f * m[col][k];
+            let pivot_row = m[col];
+            for (value, p) in m[row].iter_mut().zip(pivot_row).skip(col) {
+                *value -= f * p;
             }
             v[row] -= f * v[col];
         }

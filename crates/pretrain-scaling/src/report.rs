@@ -182,7 +182,7 @@ fn extrapolate(points: &[SweepPoint]) -> Result<Extrapolation> {
         .cloned()
         .collect();
     let law = fit_parametric(&fit_points(&others), 0, 0)
-        .map_err(|e| ScalingError::Fit(format!("the extrapolation check: {e}")))?
+        .map_err(|e| ScalingError::Fit(format!("without the largest-compute run, {e}")))?
         .law;
     let predicted = law.loss(largest.params, largest.tokens);
     Ok(Extrapolation {
@@ -293,9 +293,22 @@ pub fn markdown(report: &ScalingReport) -> String {
     }
     let _ = writeln!(s, "\n## IsoFLOP parabolas\n");
     for p in &report.isoflop.parabolas {
+        let swept = report
+            .points
+            .iter()
+            .filter(|q| q.budget == p.flops)
+            .map(|q| q.params);
+        let (low, high) = swept.fold((f64::INFINITY, 0.0f64), |(lo, hi), n| {
+            (lo.min(n), hi.max(n))
+        });
         match p.optimal_size {
             Some(n) => {
-                let _ = writeln!(s, "- {:.2e} FLOPs: N_opt = {n:.0}", p.flops);
+                let outside = if (low..=high).contains(&n) {
+                    ""
+                } else {
+                    " (outside the sizes swept: an extrapolation)"
+                };
+                let _ = writeln!(s, "- {:.2e} FLOPs: N_opt = {n:.3e}{outside}", p.flops);
             }
             None => {
                 let _ = writeln!(s, "- {:.2e} FLOPs: no minimum inside the sizes", p.flops);
