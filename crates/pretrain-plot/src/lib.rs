@@ -167,13 +167,21 @@ impl Axis {
     }
 }
 
-/// `value` in at most four significant digits, in scientific notation when far from 1.
+/// `value` in four significant digits (trailing zeros dropped), in scientific notation when
+/// far from 1.
 fn compact(value: f64) -> String {
     let magnitude = value.abs();
     if value == 0.0 || (1e-3..1e5).contains(&magnitude) {
-        let text = format!("{value:.4}");
-        let text = text.trim_end_matches('0').trim_end_matches('.');
-        text.to_string()
+        let decimals = if value == 0.0 {
+            0
+        } else {
+            (3 - magnitude.log10().floor() as i32).max(0) as usize
+        };
+        let text = format!("{value:.decimals$}");
+        if text.contains('.') {
+            return text.trim_end_matches('0').trim_end_matches('.').to_string();
+        }
+        text
     } else {
         format!("{value:.2e}")
     }
@@ -347,6 +355,11 @@ mod tests {
         assert_eq!(chart.x.tick(3.0), "1000");
         assert_eq!(chart.x.tick(6.0), "1.00e6");
         assert_eq!(chart.x.position(-1.0), None);
+        // Four significant digits: no long fractions on log ticks between decades.
+        assert_eq!(chart.x.tick(3.5), "3162");
+        assert_eq!(compact(0.01234), "0.01234");
+        assert_eq!(compact(2.5), "2.5");
+        assert_eq!(compact(0.0), "0");
     }
 
     #[test]

@@ -388,11 +388,14 @@ fn plots(report: &ScalingReport, dir: &Path) -> Result<()> {
             .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
                 (lo.min(p.flops), hi.max(p.flops))
             });
+        // The law's optimum under C = 6ND, drawn at the shape-counted FLOPs the runs are
+        // plotted at (6ND times the sweep's mean ratio).
+        let ratio = 1.0 + report.flops_vs_6nd.unwrap_or(0.0);
         let frontier = (0..=40)
             .map(|i| {
                 let c = low * (high / low).powf(i as f64 / 40.0);
-                let n = fit.law.optimal_size(c);
-                (c, fit.law.loss(n, c / (6.0 * n)))
+                let n = fit.law.optimal_size(c / ratio);
+                (c, fit.law.loss(n, c / ratio / (6.0 * n)))
             })
             .collect();
         by_compute.push(Series::line("fitted frontier", frontier));
