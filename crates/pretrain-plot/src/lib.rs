@@ -50,6 +50,9 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Line, markers or both.
     pub mark: Mark,
+    /// Palette index of its color (default: its position among the series), so related
+    /// series (a fit and its points) can share one.
+    pub color: Option<usize>,
 }
 
 impl Series {
@@ -59,12 +62,19 @@ impl Series {
             name: name.into(),
             points,
             mark: Mark::Line,
+            color: None,
         }
     }
 
     /// This series drawn with `mark`.
     pub fn with_mark(mut self, mark: Mark) -> Self {
         self.mark = mark;
+        self
+    }
+
+    /// This series in the palette's color `index`.
+    pub fn with_color(mut self, index: usize) -> Self {
+        self.color = Some(index);
         self
     }
 }
@@ -285,7 +295,7 @@ pub fn draw(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), PlotErr
         }
         mesh.draw().map_err(|e| err(e.to_string()))?;
         for (i, (s, points)) in series.iter().zip(&drawn).enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = Palette99::pick(s.color.unwrap_or(i)).to_rgba();
             let line = s.mark != Mark::Points;
             let markers = s.mark != Mark::Line;
             if line {

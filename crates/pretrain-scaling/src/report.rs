@@ -408,7 +408,7 @@ fn plots(report: &ScalingReport, dir: &Path) -> Result<()> {
     draw(&dir.join("loss-vs-compute.png"), &chart, &by_compute)?;
 
     let mut isoflop = Vec::new();
-    for parabola in &report.isoflop.parabolas {
+    for (i, parabola) in report.isoflop.parabolas.iter().enumerate() {
         let points = per_budget(parabola.flops);
         let (low, high) = (points[0].params, points[points.len() - 1].params);
         let curve = (0..=30)
@@ -417,16 +417,16 @@ fn plots(report: &ScalingReport, dir: &Path) -> Result<()> {
                 (n, parabola.loss(n))
             })
             .collect();
-        isoflop.push(Series::line(
-            format!("{:.1e} FLOPs fit", parabola.flops),
-            curve,
-        ));
+        // A budget's parabola and its runs in one color.
+        isoflop
+            .push(Series::line(format!("{:.1e} FLOPs fit", parabola.flops), curve).with_color(i));
         isoflop.push(
             Series::line(
                 format!("{:.1e} FLOPs runs", parabola.flops),
                 points.iter().map(|p| (p.params, p.loss)).collect(),
             )
-            .with_mark(Mark::Points),
+            .with_mark(Mark::Points)
+            .with_color(i),
         );
     }
     let chart = Chart::new(
