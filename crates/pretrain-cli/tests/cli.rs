@@ -708,6 +708,24 @@ fn a_ci_sized_scaling_sweep_fits_writes_its_report_and_reuses_finished_runs() {
     let again: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("scaling.json")).unwrap()).unwrap();
     assert_eq!(again["runs"], report["runs"]);
+
+    // The same sweep of a changed recipe refuses to reuse the runs made with the old one.
+    let changed = dir.path().join("clm-moby-dick.toml");
+    let builtin = include_str!("../../../recipes/clm-moby-dick.toml");
+    assert!(builtin.contains("lr = 1e-3"));
+    std::fs::write(&changed, builtin.replace("lr = 1e-3", "lr = 2e-3")).unwrap();
+    let output = pretrain()
+        .arg("scaling")
+        .arg(&changed)
+        .args(["--sizes", "16x1", "--flops", "2e9", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = refused(&output);
+    assert!(
+        stderr.contains("16x1x1/2.000e9/recipe.toml") && stderr.contains("another recipe"),
+        "{stderr}"
+    );
 }
 
 #[test]

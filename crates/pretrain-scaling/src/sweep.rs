@@ -341,11 +341,6 @@ impl Point<'_> {
 fn run_point(recipe: &Recipe, point: &Point, options: &SweepOptions) -> Result<RunRecord> {
     let run_dir = point.run_dir(&options.out, options.lrs.len(), options.seeds);
     let record_path = run_dir.join(RUN_FILE);
-    if let Ok(text) = std::fs::read_to_string(&record_path) {
-        let record: RunRecord = serde_json::from_str(&text)
-            .map_err(|e| ScalingError::io(&record_path, format!("unreadable: {e}")))?;
-        return Ok(record);
-    }
     let mut recipe = recipe.clone();
     recipe.name = format!("{}-{}-{:.3e}", recipe.name, point.label, point.budget);
     recipe.seed = point.seed;
@@ -360,6 +355,19 @@ fn run_point(recipe: &Recipe, point: &Point, options: &SweepOptions) -> Result<R
     }
     // Few-shot prompting and evaluations are not part of a sweep.
     recipe.few_shot = None;
+    if let Ok(text) = std::fs::read_to_string(&record_path) {
+        // Reused only when it ran exactly this recipe (never a silently different point).
+        let saved = pretrain_recipes::recipe_of_run(&run_dir)?;
+        if saved != recipe {
+            return Err(ScalingError::io(
+                &run_dir.join(pretrain_recipes::pretrain::RECIPE_FILE),
+                "this finished run was made with another recipe or settings than the sweep \
+                 asks for now; remove its folder to run it again, or give another --out",
+            ));
+        }
+        return serde_json::from_str(&text)
+            .map_err(|e| ScalingError::io(&record_path, format!("unreadable: {e}")));
+    }
     let run_options = PretrainOptions {
         out: run_dir.clone(),
         resume: run_dir
