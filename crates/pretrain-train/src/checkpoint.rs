@@ -141,10 +141,19 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
     if !run_dir.is_dir() {
         return Err(removed());
     }
-    save_into(run_dir, objective, optimizer, state, keep).map_err(|e| match &e {
-        TrainError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => removed(),
-        _ if !run_dir.is_dir() => removed(),
-        _ => e,
+    save_into(run_dir, objective, optimizer, state, keep).map_err(|e| {
+        // Plain and atomic writes alike: a folder that vanished mid-write (also while its
+        // removal is still under way, the run directory not yet gone) is the removal.
+        let source = match &e {
+            TrainError::Io { source, .. } => Some(source),
+            TrainError::Write(write) => Some(&write.source),
+            _ => None,
+        };
+        if source.is_some_and(|s| s.kind() == std::io::ErrorKind::NotFound) || !run_dir.is_dir() {
+            removed()
+        } else {
+            e
+        }
     })
 }
 
