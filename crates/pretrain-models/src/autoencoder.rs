@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 
 use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
-use crate::layers::linear;
+use crate::layers::{linear, stack_widths};
 use crate::size;
 
 /// Configuration of an [`MlpAutoencoder`].
@@ -35,10 +35,7 @@ impl MlpAutoencoderConfig {
     }
 
     fn widths(&self) -> Vec<usize> {
-        std::iter::once(self.input_dim)
-            .chain(self.hidden.iter().copied())
-            .chain(std::iter::once(self.latent_dim))
-            .collect()
+        stack_widths(self.input_dim, &self.hidden, self.latent_dim)
     }
 
     /// Parameters of the encoder and the mirrored decoder.

@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
-use crate::layers::linear;
+use crate::layers::{linear, stack_widths};
 use crate::size;
 
 /// Configuration of an [`MlpHead`]: `Linear -> [BN] -> ReLU` for every hidden layer, then a
@@ -57,10 +57,7 @@ impl MlpHeadConfig {
     }
 
     fn widths(&self) -> Vec<usize> {
-        std::iter::once(self.input)
-            .chain(self.hidden.iter().copied())
-            .chain(std::iter::once(self.output))
-            .collect()
+        stack_widths(self.input, &self.hidden, self.output)
     }
 
     /// Parameters of the linear layers and batch norms.

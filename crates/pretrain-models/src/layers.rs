@@ -9,6 +9,14 @@ use burn::tensor::backend::Backend;
 use crate::init::InitScheme;
 use crate::projection::Projection;
 
+/// The widths of a stack of linear layers: `input`, each of `hidden`, then `output`.
+pub(crate) fn stack_widths(input: usize, hidden: &[usize], output: usize) -> Vec<usize> {
+    std::iter::once(input)
+        .chain(hidden.iter().copied())
+        .chain(std::iter::once(output))
+        .collect()
+}
+
 /// A linear layer `d_in -> d_out` whose weight follows `init` and whose bias starts at zero.
 pub fn linear<B: Backend>(
     d_in: usize,
