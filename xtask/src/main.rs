@@ -53,7 +53,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// A scaling-law sweep of a causal-LM recipe (release build of `pretrain scaling`).
+    /// A scaling-law sweep of a causal-LM or MAE recipe (release build of `pretrain scaling`).
     Scaling {
         /// Recipe name or path, then `--sizes 32x1,64x2,... --flops 1e12,1e13` and options
         /// such as `--lrs`, `--seeds`, `--out`.

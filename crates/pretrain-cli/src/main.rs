@@ -162,13 +162,15 @@ enum Command {
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
     },
-    /// A scaling-law sweep of a causal-LM recipe: each size trained at each compute budget,
-    /// Chinchilla and IsoFLOP fits, scaling.json, scaling.md and PNG plots in --out. Finished
-    /// runs are reused, so an interrupted sweep continues where it stopped.
+    /// A scaling-law sweep of a causal-LM (held-out bits per byte) or masked-autoencoder
+    /// (linear-probe error) recipe: each size trained at each compute budget, Chinchilla and
+    /// IsoFLOP fits, scaling.json, scaling.md and PNG plots in --out. Finished runs are
+    /// reused, so an interrupted sweep continues where it stopped.
     Scaling {
-        /// Built-in recipe name or path of a recipe file (objective clm).
+        /// Built-in recipe name or path of a recipe file (objective clm or mae).
         recipe: String,
-        /// Model sizes (comma-separated): GPT presets or WIDTHxLAYERS[xHEADS] of the recipe's.
+        /// Model sizes (comma-separated): presets of the recipe's model family, or
+        /// WIDTHxLAYERS[xHEADS] of the recipe's architecture.
         #[arg(long, value_delimiter = ',', required = true)]
         sizes: Vec<pretrain_scaling::SizeSpec>,
         /// Compute budgets in training FLOPs (comma-separated, e.g. 1e12,1e13).
@@ -180,6 +182,10 @@ enum Command {
         /// Seeds per point.
         #[arg(long, default_value_t = 1)]
         seeds: usize,
+        /// Labels per class of an mae recipe's linear probe (default: the recipe's smallest
+        /// evaluate.labels_per_class).
+        #[arg(long)]
+        probe_labels: Option<usize>,
         /// Bootstrap resamples of the parametric fit.
         #[arg(long, default_value_t = 200)]
         resamples: usize,
@@ -299,6 +305,7 @@ fn run(command: Command) -> Result<()> {
             flops,
             lrs,
             seeds,
+            probe_labels,
             resamples,
             out,
             backend,
@@ -309,6 +316,7 @@ fn run(command: Command) -> Result<()> {
                 flops,
                 lrs,
                 seeds,
+                probe_labels,
                 out,
                 backend,
                 quiet,

@@ -649,12 +649,14 @@ fn a_ci_sized_scaling_sweep_fits_writes_its_report_and_reuses_finished_runs() {
     for run in runs {
         let (steps, tokens) = (
             run["steps"].as_u64().unwrap(),
-            run["tokens"].as_u64().unwrap(),
+            run["samples"].as_u64().unwrap(),
         );
         // 32 windows of 64 tokens per step, and never more FLOPs than the budget.
         assert!(steps >= 1 && tokens == steps * 32 * 64, "{run}");
         assert!(run["flops"].as_f64().unwrap() <= run["budget"].as_f64().unwrap());
-        assert!(run["heldout_bits_per_byte"].as_f64().unwrap() > 0.0);
+        assert!(run["loss"].as_f64().unwrap() > 0.0);
+        assert!(run["heldout_nats_per_token"].as_f64().unwrap() > 0.0);
+        assert!(run["kaplan_flops"].as_f64().unwrap() > 0.0);
     }
     let skipped = report["skipped"].as_array().unwrap();
     let reasons: Vec<&str> = skipped
@@ -729,7 +731,7 @@ fn a_ci_sized_scaling_sweep_fits_writes_its_report_and_reuses_finished_runs() {
 }
 
 #[test]
-fn scaling_refuses_bad_sizes_and_recipes_that_are_not_causal_lms() {
+fn scaling_refuses_bad_sizes_and_recipes_it_cannot_measure() {
     let dir = tempfile::tempdir().unwrap();
     let scaling = |recipe: &str, sizes: &str| {
         pretrain()
@@ -746,7 +748,102 @@ fn scaling_refuses_bad_sizes_and_recipes_that_are_not_causal_lms() {
     assert!(stderr.contains("\"12x\" is not a size"), "{stderr}");
     let stderr = refused(&scaling("simclr-fashion-mnist", "32x1"));
     assert!(
-        stderr.contains("scaling sweeps run causal-LM (clm) recipes"),
+        stderr.contains("scaling sweeps run causal-LM (clm) recipes")
+            && stderr.contains("masked-autoencoder (mae) recipes"),
         "{stderr}"
     );
+    let output = pretrain()
+        .args([
+            "scaling",
+            "clm-moby-dick",
+            "--sizes",
+            "16x1",
+            "--flops",
+            "1e9",
+        ])
+        .args(["--probe-labels", "5", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = refused(&output);
+    assert!(
+        stderr.contains("--probe-labels") && stderr.contains("mae recipes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_image_scaling_sweep_measures_the_probe_error_of_mae_encoders() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    // The MAE recipe on the 100 shipped Fashion-MNIST images, 10 per step; three encoder
+    // sizes at two budgets of a few steps, and a budget below one step of any size.
+    let recipe = dir.path().join("mae-sample.toml");
+    let builtin = include_str!("../../../recipes/mae-fashion-mnist.toml");
+    assert!(
+        builtin.contains("dataset = \"fashion-mnist\"") && builtin.contains("batch_size = 256")
+    );
+    let sample = builtin
+        .replace(
+            "dataset = \"fashion-mnist\"",
+            "dataset = \"fashion-mnist-sample\"",
+        )
+        .replace("batch_size = 256", "batch_size = 10");
+    std::fs::write(&recipe, sample).unwrap();
+    let sweep = |labels: &str| {
+        pretrain()
+            .arg("scaling")
+            .arg(&recipe)
+            .args(["--sizes", "16x1,32x1,32x2", "--flops", "1e6,5e8,2e9"])
+            .args([
+                "--probe-labels",
+                labels,
+                "--resamples",
+                "10",
+                "--quiet",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let stdout = succeeded(&sweep("2"));
+    assert!(
+        stdout.contains("images") && stdout.contains("linear-probe error (2 labels per class)"),
+        "{stdout}"
+    );
+    let read = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("scaling.json")).unwrap()).unwrap()
+    };
+    let report = read();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6, "{report}");
+    for run in runs {
+        let steps = run["steps"].as_u64().unwrap();
+        assert!(
+            steps >= 1 && run["samples"].as_u64().unwrap() == steps * 10,
+            "{run}"
+        );
+        assert!(run["flops"].as_f64().unwrap() <= run["budget"].as_f64().unwrap());
+        let accuracy = run["probe_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{run}");
+        assert!((run["loss"].as_f64().unwrap() - (1.0 - accuracy)).abs() < 1e-12);
+        assert!(run["kaplan_flops"].is_null() && run["heldout_nats_per_token"].is_null());
+        assert_eq!(run["measure"]["ProbeError"]["labels_per_class"], 2, "{run}");
+    }
+    let skipped = report["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 3, "{report}");
+    assert!(report["flops_vs_6nd"].is_null(), "{report}");
+    assert!(report["flops_per_param_sample"].as_f64().unwrap() > 6.0);
+    assert!(out.join("runs/32x2x1/2.000e9/probe").is_dir());
+
+    // Another label budget (the sample's rarest class has 2 training images): the runs are
+    // probed again, not trained again.
+    let metrics = out.join("runs/32x2x1/2.000e9/metrics.jsonl");
+    let before = std::fs::read(&metrics).unwrap();
+    succeeded(&sweep("1"));
+    assert_eq!(std::fs::read(&metrics).unwrap(), before);
+    for run in read()["runs"].as_array().unwrap() {
+        assert_eq!(run["measure"]["ProbeError"]["labels_per_class"], 1, "{run}");
+    }
 }

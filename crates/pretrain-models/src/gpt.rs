@@ -90,7 +90,7 @@ impl GptConfig {
         Self::new(50_257, 1_024, 12, 12, 768)
     }
 
-    /// Checks every field.
+    /// Checks every field, and that the model fits [`size::MAX_PARAMETERS`].
     pub fn validate(&self) -> Result<()> {
         let m = "GPT";
         ensure(
@@ -130,7 +130,8 @@ impl GptConfig {
             m,
             "dropout",
             || format!("{} must lie in [0, 1)", self.dropout),
-        )
+        )?;
+        size::check("GPT", self.num_params())
     }
 
     /// Parameters of the model (a tied output projection counted once, with the embedding).
@@ -167,7 +168,6 @@ impl GptConfig {
     /// biases, the projections writing into the residual stream scaled by `1 / sqrt(2 n_layer)`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpt<B>> {
         self.validate()?;
-        size::check("GPT", self.num_params())?;
         let d = self.d_model;
         let residual_scale = 1.0 / (2.0 * self.n_layer as f64).sqrt();
         let linear = |d_in, d_out, scale| {

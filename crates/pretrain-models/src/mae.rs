@@ -69,11 +69,10 @@ impl MaeConfig {
         ])
     }
 
-    /// Builds encoder and decoder (MAE initialization: Xavier linear layers, N(0, 0.02) tokens).
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mae<B>> {
+    /// Checks encoder and decoder, and that the model fits [`size::MAX_PARAMETERS`].
+    pub fn validate(&self) -> Result<()> {
         self.encoder.validate()?;
         size::check("MAE", self.num_params())?;
-        let encoder = self.encoder.init(device)?;
         ensure(
             self.decoder_depth > 0,
             ModelError::config,
@@ -93,8 +92,14 @@ impl MaeConfig {
                 )
             },
         )?;
+        self.decoder_block().validate()
+    }
+
+    /// Builds encoder and decoder (MAE initialization: Xavier linear layers, N(0, 0.02) tokens).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mae<B>> {
+        self.validate()?;
+        let encoder = self.encoder.init(device)?;
         let block = self.decoder_block();
-        block.validate()?;
         Ok(Mae {
             encoder,
             decoder_embed: linear(

@@ -29,7 +29,7 @@ pub const PARAMETRIC_PARAMS: usize = 5;
 pub struct Point {
     /// Parameters (non-embedding for a language model).
     pub n: f64,
-    /// Training tokens (or images) seen.
+    /// Training samples seen (tokens, or images).
     pub d: f64,
     /// Final held-out loss (must be positive).
     pub loss: f64,
@@ -61,10 +61,11 @@ impl ParametricLaw {
         self.beta / (self.alpha + self.beta)
     }
 
-    /// The loss-minimizing size for `flops` under `C = 6 N D` (Chinchilla's closed form).
-    pub fn optimal_size(&self, flops: f64) -> f64 {
+    /// The loss-minimizing size for `flops` when training costs `C = k N D` (Chinchilla's
+    /// closed form; `k = 6` for a language model's `6 N D`).
+    pub fn optimal_size(&self, flops: f64, k: f64) -> f64 {
         let g = (self.alpha * self.a / (self.beta * self.b)).powf(1.0 / (self.alpha + self.beta));
-        g * (flops / 6.0).powf(self.size_exponent())
+        g * (flops / k).powf(self.size_exponent())
     }
 
     fn from_raw(x: &[f64]) -> Self {
@@ -453,7 +454,7 @@ mod tests {
         let budgets = [1e18, 1e19, 1e20];
         for &c in &budgets {
             for k in -4..=4 {
-                let n = CHINCHILLA.optimal_size(c) * 2f64.powf(k as f64 * 0.5);
+                let n = CHINCHILLA.optimal_size(c, 6.0) * 2f64.powf(k as f64 * 0.5);
                 runs.push((c, n, CHINCHILLA.loss(n, c / (6.0 * n))));
             }
         }
@@ -461,7 +462,7 @@ mod tests {
         assert_eq!(fit.parabolas.len(), 3);
         for p in &fit.parabolas {
             let found = p.optimal_size.unwrap();
-            let truth = CHINCHILLA.optimal_size(p.flops);
+            let truth = CHINCHILLA.optimal_size(p.flops, 6.0);
             // A parabola in ln N approximates the true curve: its vertex within 20%.
             assert!((found / truth - 1.0).abs() < 0.2, "{found} vs {truth}");
         }

@@ -1,6 +1,6 @@
 //! Scaling laws measured from a user's own runs: `pretrain scaling <recipe> --sizes ...
-//! --flops ...` trains each model size at each compute budget ([`sweep`]), counts FLOPs from
-//! the shapes ([`cost`]), fits Chinchilla's parametric law and IsoFLOP parabolas ([`fit`]) and
+//! --flops ...` trains each model size at each compute budget ([`sweep`]) of a causal-LM or
+//! masked-autoencoder recipe, counts FLOPs from the shapes ([`cost`]), fits Chinchilla's parametric law and IsoFLOP parabolas ([`fit`]) and
 //! writes `scaling.json`, `scaling.md` and plots ([`report`]).
 //!
 //! ```no_run
@@ -12,6 +12,7 @@
 //!     flops: vec![1e12, 1e13],
 //!     lrs: Vec::new(),
 //!     seeds: 1,
+//!     probe_labels: None,
 //!     out: "target/scaling".into(),
 //!     backend: pretrain::backend::BackendKind::Flex,
 //!     quiet: true,
@@ -30,7 +31,7 @@ pub mod sweep;
 
 pub use error::{Result, ScalingError};
 pub use report::{ScalingReport, analyze};
-pub use sweep::{SizeSpec, SweepOptions, SweepRuns, run_sweep};
+pub use sweep::{Measure, SizeSpec, SweepOptions, SweepRuns, run_sweep};
 
 use pretrain_recipes::Recipe;
 
@@ -42,9 +43,10 @@ pub fn run_scaling(
     options: &SweepOptions,
     resamples: usize,
 ) -> Result<ScalingReport> {
+    let measure = Measure::of(recipe, options)?;
     let mut runs = SweepRuns::default();
     let outcome = run_sweep(recipe, options, &mut runs);
-    let report = analyze(&recipe.name, &runs, resamples, recipe.seed);
+    let report = analyze(&recipe.name, measure, &runs, resamples, recipe.seed);
     report::write(&report, &options.out)?;
     outcome.map(|()| report)
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ScalingError};
 use crate::fit::{IsoFlopFit, ParametricFit, Point, fit_isoflop, fit_parametric};
-use crate::sweep::{RunRecord, Skipped, SweepRuns};
+use crate::sweep::{Measure, RunRecord, Skipped, SweepRuns};
 
 /// Kaplan et al. (2020) and Hoffmann et al. (2022), for comparison in the report:
 /// `(source, alpha, beta, a)` with `a` the exponent of `N_opt ~ C^a`.
@@ -28,11 +28,11 @@ pub struct SweepPoint {
     pub budget: f64,
     /// Non-embedding parameters.
     pub params: f64,
-    /// Training tokens.
-    pub tokens: f64,
+    /// Training samples (tokens, or images).
+    pub samples: f64,
     /// FLOPs spent (shape count).
     pub flops: f64,
-    /// Held-out bits per byte (mean over seeds of the best learning rate).
+    /// The measure (mean over seeds of the best learning rate).
     pub loss: f64,
     /// The best learning rate.
     pub lr: f64,
@@ -60,14 +60,19 @@ pub struct Extrapolation {
 pub struct ScalingReport {
     /// The recipe swept.
     pub recipe: String,
+    /// What the runs were measured by.
+    pub measure: Measure,
     /// Every run.
     pub runs: Vec<RunRecord>,
     /// Points that did not run, with the reason.
     pub skipped: Vec<Skipped>,
     /// Per size and budget: the loss the fits use.
     pub points: Vec<SweepPoint>,
-    /// Mean of `shape-count FLOPs / 6ND - 1` over the runs.
+    /// Mean of `shape-count FLOPs / 6ND - 1` over the runs (language models).
     pub flops_vs_6nd: Option<f64>,
+    /// Mean of `FLOPs / (N D)` over the runs: the `k` of `C = k N D` the compute-optimal
+    /// frontier assumes (about 6 for a language model).
+    pub flops_per_param_sample: Option<f64>,
     /// The parametric fit on every point.
     pub parametric: Option<ParametricFit>,
     /// Why there is no parametric fit.
@@ -99,14 +104,13 @@ fn points(runs: &[RunRecord]) -> Vec<SweepPoint> {
                 .filter(same)
                 .filter(|r| r.lr == lr_run.lr)
                 .collect();
-            let loss =
-                seeds.iter().map(|r| r.heldout_bits_per_byte).sum::<f64>() / seeds.len() as f64;
+            let loss = seeds.iter().map(|r| r.loss).sum::<f64>() / seeds.len() as f64;
             if best.as_ref().is_none_or(|b| loss < b.loss) {
                 best = Some(SweepPoint {
                     size: run.size.clone(),
                     budget: run.budget,
                     params: run.cost.non_embedding_params as f64,
-                    tokens: run.tokens as f64,
+                    samples: run.samples as f64,
                     flops: run.flops,
                     loss,
                     lr: lr_run.lr,
@@ -124,14 +128,20 @@ fn fit_points(points: &[SweepPoint]) -> Vec<Point> {
         .iter()
         .map(|p| Point {
             n: p.params,
-            d: p.tokens,
+            d: p.samples,
             loss: p.loss,
         })
         .collect()
 }
 
 /// Fits what `sweep` measured (`resamples` bootstrap resamples, seeded by `seed`).
-pub fn analyze(recipe: &str, sweep: &SweepRuns, resamples: usize, seed: u64) -> ScalingReport {
+pub fn analyze(
+    recipe: &str,
+    measure: Measure,
+    sweep: &SweepRuns,
+    resamples: usize,
+    seed: u64,
+) -> ScalingReport {
     let points = points(&sweep.runs);
     let fitted = fit_points(&points);
     let (parametric, parametric_error) = match fit_parametric(&fitted, resamples, seed) {
@@ -142,14 +152,23 @@ pub fn analyze(recipe: &str, sweep: &SweepRuns, resamples: usize, seed: u64) -> 
         Ok(x) => (Some(x), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let flops_vs_6nd = (!sweep.runs.is_empty()).then(|| {
+    let mean = |values: Vec<f64>| {
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    let flops_vs_6nd = mean(
         sweep
             .runs
             .iter()
-            .map(|r| r.flops / r.kaplan_flops - 1.0)
-            .sum::<f64>()
-            / sweep.runs.len() as f64
-    });
+            .filter_map(|r| Some(r.flops / r.kaplan_flops? - 1.0))
+            .collect(),
+    );
+    let flops_per_param_sample = mean(
+        sweep
+            .runs
+            .iter()
+            .map(|r| r.flops / (r.cost.non_embedding_params as f64 * r.samples as f64))
+            .collect(),
+    );
     let isoflop = fit_isoflop(
         &points
             .iter()
@@ -158,10 +177,12 @@ pub fn analyze(recipe: &str, sweep: &SweepRuns, resamples: usize, seed: u64) -> 
     );
     ScalingReport {
         recipe: recipe.to_string(),
+        measure,
         runs: sweep.runs.clone(),
         skipped: sweep.skipped.clone(),
         points,
         flops_vs_6nd,
+        flops_per_param_sample,
         parametric,
         parametric_error,
         extrapolation,
@@ -184,7 +205,7 @@ fn extrapolate(points: &[SweepPoint]) -> Result<Extrapolation> {
     let law = fit_parametric(&fit_points(&others), 0, 0)
         .map_err(|e| ScalingError::Fit(format!("without the largest-compute run, {e}")))?
         .law;
-    let predicted = law.loss(largest.params, largest.tokens);
+    let predicted = law.loss(largest.params, largest.samples);
     Ok(Extrapolation {
         size: largest.size.clone(),
         budget: largest.budget,
@@ -211,14 +232,16 @@ pub fn markdown(report: &ScalingReport) -> String {
     let _ = writeln!(s, "# Scaling sweep of `{}`\n", report.recipe);
     let _ = writeln!(
         s,
-        "| size | budget (FLOPs) | params (non-emb.) | tokens | FLOPs spent | best lr | seeds | \
-         held-out bits/byte |\n|---|---|---|---|---|---|---|---|"
+        "| size | budget (FLOPs) | params (non-emb.) | {} | FLOPs spent | best lr | seeds | {} \
+         |\n|---|---|---|---|---|---|---|---|",
+        report.measure.unit(),
+        report.measure.name()
     );
     for p in &report.points {
         let _ = writeln!(
             s,
             "| {} | {:.2e} | {:.0} | {:.0} | {:.2e} | {:e} | {} | {:.4} |",
-            p.size, p.budget, p.params, p.tokens, p.flops, p.lr, p.seeds, p.loss
+            p.size, p.budget, p.params, p.samples, p.flops, p.lr, p.seeds, p.loss
         );
     }
     for skip in &report.skipped {
@@ -233,6 +256,13 @@ pub fn markdown(report: &ScalingReport) -> String {
             "\nFLOPs counted from the shapes are {:+.1}% of Kaplan's 6ND on average (attention \
              scores and the output projection, which 6ND leaves out).",
             100.0 * d
+        );
+    } else if let Some(k) = report.flops_per_param_sample {
+        let _ = writeln!(
+            s,
+            "\nFLOPs counted from the shapes are {k:.1} N D on average (N non-embedding \
+             parameters, D {}); Kaplan's 6ND describes language models only.",
+            report.measure.unit()
         );
     }
     let _ = writeln!(
@@ -265,6 +295,12 @@ pub fn markdown(report: &ScalingReport) -> String {
             let _ = writeln!(s, "Not fitted: {e}.\n");
         }
         (None, None) => {}
+    }
+    if report.measure != Measure::HeldOutBitsPerByte {
+        let _ = writeln!(
+            s,
+            "The published values below are of language-model loss, for scale only.\n"
+        );
     }
     let _ = writeln!(
         s,
@@ -345,7 +381,8 @@ fn plots(report: &ScalingReport, dir: &Path) -> Result<()> {
         points.sort_by(|a, b| a.params.total_cmp(&b.params));
         points
     };
-    let loss_axis = || Axis::log("held-out bits per byte");
+    let measure = report.measure.name();
+    let loss_axis = || Axis::log(&measure);
     let mut by_size = Vec::new();
     for &budget in &budgets {
         by_size.push(
@@ -388,14 +425,13 @@ fn plots(report: &ScalingReport, dir: &Path) -> Result<()> {
             .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
                 (lo.min(p.flops), hi.max(p.flops))
             });
-        // The law's optimum under C = 6ND, drawn at the shape-counted FLOPs the runs are
-        // plotted at (6ND times the sweep's mean ratio).
-        let ratio = 1.0 + report.flops_vs_6nd.unwrap_or(0.0);
+        // The law's optimum under C = k N D, with the shape-counted k of the runs.
+        let k = report.flops_per_param_sample.unwrap_or(6.0);
         let frontier = (0..=40)
             .map(|i| {
                 let c = low * (high / low).powf(i as f64 / 40.0);
-                let n = fit.law.optimal_size(c / ratio);
-                (c, fit.law.loss(n, c / ratio / (6.0 * n)))
+                let n = fit.law.optimal_size(c, k);
+                (c, fit.law.loss(n, c / (k * n)))
             })
             .collect();
         by_compute.push(Series::line("fitted frontier", frontier));
@@ -432,7 +468,7 @@ fn plots(report: &ScalingReport, dir: &Path) -> Result<()> {
     let chart = Chart::new(
         "IsoFLOP curves",
         Axis::log("non-embedding parameters"),
-        Axis::linear("held-out bits per byte"),
+        Axis::linear(&measure),
     );
     draw(&dir.join("isoflop.png"), &chart, &isoflop)?;
 
@@ -440,7 +476,7 @@ fn plots(report: &ScalingReport, dir: &Path) -> Result<()> {
         report
             .points
             .iter()
-            .map(|p| (p.flops, fit.law.loss(p.params, p.tokens) / p.loss - 1.0))
+            .map(|p| (p.flops, fit.law.loss(p.params, p.samples) / p.loss - 1.0))
             .collect()
     });
     let chart = Chart::new(

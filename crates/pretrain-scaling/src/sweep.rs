@@ -1,8 +1,10 @@
 //! The sweep: each model size trained at each compute budget (and learning rate and seed) from
-//! one causal-LM recipe, each run in its own directory under `OUT/runs/`. A budget buys
-//! `floor(C / (FLOPs per token x tokens per step))` steps; the cosine schedule spans exactly
-//! those steps. A run that finished is read back instead of trained again, an interrupted one
-//! resumes from its checkpoint, so a stopped sweep continues where it stopped.
+//! one recipe, each run in its own directory under `OUT/runs/`. A budget buys
+//! `floor(C / (FLOPs per sample x samples per step))` steps; the cosine schedule spans exactly
+//! those steps. A causal LM is measured by its held-out bits per byte, a masked autoencoder's
+//! encoder by its linear-probe error at a fixed label budget. A run that finished is read back
+//! instead of trained again, an interrupted one resumes from its checkpoint, so a stopped sweep
+//! continues where it stopped.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -11,12 +13,18 @@ use std::sync::atomic::AtomicBool;
 
 use pretrain::backend::BackendKind;
 use pretrain::data::Named;
-use pretrain::models::GptConfig;
+use pretrain::data::mask::masked_count;
+use pretrain::finetune::Strategy;
+use pretrain::models::{ImageEncoderConfig, MaeConfig};
+use pretrain::objectives::MaeObjectiveConfig;
 use pretrain::train::{LrSchedule, TrainError};
 use pretrain_recipes::heldout::HeldOutReport;
 use pretrain_recipes::models::{self, DataInputs, ModelConfig, TextInputs};
+use pretrain_recipes::overrides::apply;
 use pretrain_recipes::pretrain::HELDOUT_FILE;
-use pretrain_recipes::{ObjectiveKind, Preset, PretrainOptions, Recipe, RecipeError};
+use pretrain_recipes::{
+    EvaluateSpec, FinetuneOptions, ObjectiveKind, Preset, PretrainOptions, Recipe, RecipeError,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cost::ModelCost;
@@ -28,10 +36,11 @@ pub const RUN_FILE: &str = "scaling-run.json";
 /// One model size of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SizeSpec {
-    /// A named GPT preset (`gpt-nano`, `gpt-micro`...), the recipe's other overrides kept.
+    /// A named preset of the recipe's model family (`gpt-nano`, `gpt-micro`... or a ViT), the
+    /// recipe's other overrides kept.
     Preset(Preset),
     /// The recipe's architecture at another width and depth: `WIDTHxLAYERS[xHEADS]` (heads
-    /// default to one per 32 channels, at least one).
+    /// default to one per 32 channels, at least one); for a ViT, the encoder's.
     Ladder {
         /// `d_model`.
         width: usize,
@@ -92,6 +101,77 @@ impl FromStr for SizeSpec {
     }
 }
 
+/// What a sweep measures at the end of each run: the loss its fits use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub enum Measure {
+    /// A causal LM's held-out bits per byte; data counted in tokens.
+    #[default]
+    HeldOutBitsPerByte,
+    /// A masked autoencoder's encoder: linear-probe error (1 - accuracy, mean over the
+    /// recipe's evaluation seeds) with `labels_per_class` labels per class; data counted in
+    /// images.
+    ProbeError {
+        /// Labeled training examples per class of the probe.
+        labels_per_class: usize,
+    },
+}
+
+impl Measure {
+    /// What `recipe` is measured by in a sweep run with `options`; recipes of other
+    /// objectives are refused.
+    pub fn of(recipe: &Recipe, options: &SweepOptions) -> Result<Self> {
+        match recipe.objective.kind {
+            ObjectiveKind::Clm => {
+                if options.probe_labels.is_some() {
+                    return Err(ScalingError::option(
+                        "--probe-labels",
+                        format!(
+                            "{} is a causal LM, measured by held-out bits per byte; probes \
+                             measure image encoders (mae recipes)",
+                            recipe.name
+                        ),
+                    ));
+                }
+                Ok(Self::HeldOutBitsPerByte)
+            }
+            ObjectiveKind::Mae => {
+                let default = recipe.evaluate.labels_per_class.iter().min().copied();
+                match options.probe_labels.or(default).unwrap_or(10) {
+                    0 => Err(ScalingError::option("--probe-labels", "must be at least 1")),
+                    labels_per_class => Ok(Self::ProbeError { labels_per_class }),
+                }
+            }
+            other => Err(ScalingError::option(
+                "recipe",
+                format!(
+                    "{} pre-trains with {other}; scaling sweeps run causal-LM (clm) recipes, \
+                     measured by held-out bits per byte, and masked-autoencoder (mae) recipes, \
+                     measured by linear-probe error",
+                    recipe.name
+                ),
+            )),
+        }
+    }
+
+    /// The measure, as axis labels and tables name it.
+    pub fn name(&self) -> String {
+        match self {
+            Self::HeldOutBitsPerByte => "held-out bits per byte".into(),
+            Self::ProbeError { labels_per_class } => {
+                format!("linear-probe error ({labels_per_class} labels per class)")
+            }
+        }
+    }
+
+    /// What the training data are counted in.
+    pub fn unit(&self) -> &'static str {
+        match self {
+            Self::HeldOutBitsPerByte => "tokens",
+            Self::ProbeError { .. } => "images",
+        }
+    }
+}
+
 /// How a sweep runs.
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
@@ -103,6 +183,9 @@ pub struct SweepOptions {
     pub lrs: Vec<f64>,
     /// Seeds per point (the recipe's seed, plus one, ...).
     pub seeds: usize,
+    /// Labels per class of an image recipe's linear probe (default: the recipe's smallest
+    /// `evaluate.labels_per_class`, else 10).
+    pub probe_labels: Option<usize>,
     /// The sweep's directory.
     pub out: PathBuf,
     /// Backend of the runs.
@@ -124,20 +207,28 @@ pub struct RunRecord {
     pub lr: f64,
     /// Seed of the run.
     pub seed: u64,
-    /// Parameters and FLOPs per token.
+    /// Parameters and FLOPs per sample.
     pub cost: ModelCost,
     /// Optimizer steps.
     pub steps: usize,
-    /// Training tokens (`steps x tokens per step`).
-    pub tokens: u64,
+    /// Training samples (`steps x samples per step`): tokens, or images.
+    #[serde(alias = "tokens")]
+    pub samples: u64,
     /// FLOPs the run spent by the shape count (at most the budget).
     pub flops: f64,
-    /// Kaplan's `6 N D` for the same run.
-    pub kaplan_flops: f64,
-    /// Held-out bits per byte at the end.
-    pub heldout_bits_per_byte: f64,
-    /// Held-out nats per token at the end.
-    pub heldout_nats_per_token: f64,
+    /// Kaplan's `6 N D` for the same run (language models only).
+    pub kaplan_flops: Option<f64>,
+    /// The measure at the end (what the fits use): held-out bits per byte, or linear-probe
+    /// error.
+    #[serde(alias = "heldout_bits_per_byte")]
+    pub loss: f64,
+    /// Held-out nats per token at the end (language models).
+    pub heldout_nats_per_token: Option<f64>,
+    /// Linear-probe accuracy (image encoders).
+    pub probe_accuracy: Option<f64>,
+    /// What `loss` is (records of language models from before image sweeps lack it).
+    #[serde(default)]
+    pub measure: Measure,
     /// The run's directory.
     pub run_dir: PathBuf,
 }
@@ -164,17 +255,8 @@ pub struct SweepRuns {
 
 /// Checks what a sweep is asked before anything runs.
 fn check_options(recipe: &Recipe, options: &SweepOptions) -> Result<()> {
-    if recipe.objective.kind != ObjectiveKind::Clm {
-        return Err(ScalingError::option(
-            "recipe",
-            format!(
-                "{} pre-trains with {}; scaling sweeps run causal-LM (clm) recipes, whose \
-                 FLOPs per token and held-out loss they measure",
-                recipe.name, recipe.objective.kind
-            ),
-        ));
-    }
-    if recipe.data.holdout() <= 0.0 {
+    let measure = Measure::of(recipe, options)?;
+    if measure == Measure::HeldOutBitsPerByte && recipe.data.holdout() <= 0.0 {
         return Err(ScalingError::option(
             "recipe",
             format!(
@@ -218,33 +300,80 @@ fn sized(recipe: &Recipe, size: &SizeSpec) -> Recipe {
                 serde_json::Value::Object(map) => map,
                 _ => Default::default(),
             };
+            // The field names of the family's configuration (GptConfig, VitConfig).
+            let (depth, heads_field) = match recipe.objective.kind {
+                ObjectiveKind::Clm => ("n_layer", "n_head"),
+                _ => ("depth", "n_heads"),
+            };
             overrides.insert("d_model".into(), (*width).into());
-            overrides.insert("n_layer".into(), (*layers).into());
-            overrides.insert("n_head".into(), (*heads).into());
+            overrides.insert(depth.into(), (*layers).into());
+            overrides.insert(heads_field.into(), (*heads).into());
             recipe.model.overrides = serde_json::Value::Object(overrides);
         }
     }
     recipe
 }
 
-/// The GPT a sized recipe builds for `vocab_size` tokens, checked buildable.
-fn gpt_of(recipe: &Recipe, vocab_size: usize) -> Result<GptConfig> {
-    let inputs = DataInputs::Text(TextInputs {
-        vocab_size,
-        max_tokens: recipe.data.max_tokens(),
-    });
-    match models::resolve(&recipe.model, inputs)? {
-        ModelConfig::Decoder(config) => {
-            config.validate()?;
-            pretrain::models::size::check("GPT", config.num_params())?;
-            Ok(config)
-        }
-        _ => Err(RecipeError::field(
+/// The cost of the model a sized recipe builds for `inputs`, checked buildable.
+fn cost_of(recipe: &Recipe, inputs: DataInputs) -> Result<ModelCost> {
+    let not_family = |family: &str| -> ScalingError {
+        RecipeError::field(
             "model.preset",
-            format!("{} is not a GPT; clm trains a decoder", recipe.model.preset),
+            format!(
+                "{} is not a {family}; {} trains one",
+                recipe.model.preset, recipe.objective.kind
+            ),
         )
-        .into()),
+        .into()
+    };
+    match (
+        recipe.objective.kind,
+        models::resolve(&recipe.model, inputs)?,
+    ) {
+        (ObjectiveKind::Clm, ModelConfig::Decoder(config)) => {
+            config.validate()?;
+            Ok(ModelCost::gpt(&config, recipe.data.max_tokens()))
+        }
+        (ObjectiveKind::Clm, _) => Err(not_family("GPT")),
+        (_, ModelConfig::Image(ImageEncoderConfig::Vit(vit))) => {
+            // As the pre-training builds it: the recipe's objective overrides applied.
+            let objective: MaeObjectiveConfig = apply(
+                &MaeObjectiveConfig::new(MaeConfig::new(vit)),
+                &recipe.objective.overrides,
+                "objective.overrides",
+            )?;
+            objective.model.validate()?;
+            let patches = objective.model.encoder.num_patches();
+            let hidden = masked_count(patches, objective.mask_ratio)
+                .map_err(|e| RecipeError::field("objective.overrides.mask_ratio", e.to_string()))?;
+            Ok(ModelCost::mae(&objective.model, patches - hidden))
+        }
+        _ => Err(not_family("ViT")),
     }
+}
+
+/// What the models of a sweep are built for, and the samples (tokens or images) one
+/// optimizer step trains on.
+fn inputs_of(recipe: &Recipe, measure: Measure) -> Result<(DataInputs, usize)> {
+    let batch = recipe.train.batch_size * recipe.train.accumulation.max(1);
+    Ok(match measure {
+        Measure::HeldOutBitsPerByte => {
+            // The tokenizer every run trains the same way: its vocabulary sizes the models.
+            let vocab_size = pretrain_recipes::data::pretrain_texts(&recipe.data)?
+                .tokenizer()
+                .vocab_size();
+            let max_tokens = recipe.data.max_tokens();
+            let inputs = DataInputs::Text(TextInputs {
+                vocab_size,
+                max_tokens,
+            });
+            (inputs, batch * max_tokens)
+        }
+        Measure::ProbeError { .. } => {
+            let shape = pretrain_recipes::data::pretrain_images(&recipe.data)?.shape;
+            (DataInputs::Images(shape), batch)
+        }
+    })
 }
 
 /// Runs every point of the sweep (reusing finished runs), adding what ran and what could not
@@ -252,12 +381,8 @@ fn gpt_of(recipe: &Recipe, vocab_size: usize) -> Result<GptConfig> {
 /// finished before it.
 pub fn run_sweep(recipe: &Recipe, options: &SweepOptions, out: &mut SweepRuns) -> Result<()> {
     check_options(recipe, options)?;
-    // The tokenizer every run trains the same way: its vocabulary sizes the models.
-    let vocab_size = pretrain_recipes::data::pretrain_texts(&recipe.data)?
-        .tokenizer()
-        .vocab_size();
-    let tokens_per_step =
-        recipe.train.batch_size * recipe.train.accumulation.max(1) * recipe.data.max_tokens();
+    let measure = Measure::of(recipe, options)?;
+    let (inputs, samples_per_step) = inputs_of(recipe, measure)?;
     let lrs = if options.lrs.is_empty() {
         vec![recipe.train.lr]
     } else {
@@ -266,8 +391,8 @@ pub fn run_sweep(recipe: &Recipe, options: &SweepOptions, out: &mut SweepRuns) -
     for size in &options.sizes {
         let label = size.label();
         let sized = sized(recipe, size);
-        let config = match gpt_of(&sized, vocab_size) {
-            Ok(config) => config,
+        let cost = match cost_of(&sized, inputs) {
+            Ok(cost) => cost,
             Err(e) => {
                 out.skipped.push(Skipped {
                     size: label,
@@ -277,8 +402,7 @@ pub fn run_sweep(recipe: &Recipe, options: &SweepOptions, out: &mut SweepRuns) -
                 continue;
             }
         };
-        let cost = ModelCost::gpt(&config, recipe.data.max_tokens());
-        let step_flops = cost.flops_per_token * tokens_per_step as f64;
+        let step_flops = cost.flops_per_sample * samples_per_step as f64;
         for &budget in &options.flops {
             let steps = (budget / step_flops).floor() as usize;
             if steps == 0 {
@@ -301,7 +425,8 @@ pub fn run_sweep(recipe: &Recipe, options: &SweepOptions, out: &mut SweepRuns) -
                         seed: recipe.seed + s,
                         steps,
                         cost,
-                        tokens: steps as u64 * tokens_per_step as u64,
+                        samples: steps as u64 * samples_per_step as u64,
+                        measure,
                     };
                     out.runs.push(run_point(&sized, &point, options)?);
                 }
@@ -319,7 +444,8 @@ struct Point<'a> {
     seed: u64,
     steps: usize,
     cost: ModelCost,
-    tokens: u64,
+    samples: u64,
+    measure: Measure,
 }
 
 impl Point<'_> {
@@ -353,7 +479,7 @@ fn run_point(recipe: &Recipe, point: &Point, options: &SweepOptions) -> Result<R
     {
         *warmup_steps = (*warmup_steps).min(point.steps / 10);
     }
-    // Few-shot prompting and evaluations are not part of a sweep.
+    // Few-shot prompting is not part of a sweep (an image encoder's probe is, below).
     recipe.few_shot = None;
     if let Ok(text) = std::fs::read_to_string(&record_path) {
         // Reused only when it ran exactly this recipe (never a silently different point).
@@ -365,8 +491,12 @@ fn run_point(recipe: &Recipe, point: &Point, options: &SweepOptions) -> Result<R
                  asks for now; remove its folder to run it again, or give another --out",
             ));
         }
-        return serde_json::from_str(&text)
-            .map_err(|e| ScalingError::io(&record_path, format!("unreadable: {e}")));
+        let record: RunRecord = serde_json::from_str(&text)
+            .map_err(|e| ScalingError::io(&record_path, format!("unreadable: {e}")))?;
+        // Measured otherwise (another probe label budget): measured again, not retrained.
+        if record.measure == point.measure {
+            return Ok(record);
+        }
     }
     let run_options = PretrainOptions {
         out: run_dir.clone(),
@@ -380,33 +510,75 @@ fn run_point(recipe: &Recipe, point: &Point, options: &SweepOptions) -> Result<R
     let heldout = match pretrain_recipes::run_pretrain(&recipe, options.backend, &run_options) {
         Ok(summary) if !summary.finished => return Err(ScalingError::Stopped { run_dir }),
         Ok(summary) => summary.heldout,
-        // Finished before its record was written: the held-out report is on disk.
+        // Finished before its record was written: measured again below (the held-out report
+        // is on disk; a probe is deterministic).
         Err(RecipeError::Train(TrainError::AlreadyDone { .. })) => None,
         Err(e) => return Err(e.into()),
     };
-    let heldout = match heldout {
-        Some(report) => report,
-        None => read_heldout(&run_dir.join(HELDOUT_FILE))?,
-    };
-    let record = RunRecord {
+    let flops = point.cost.flops_per_sample * point.samples as f64;
+    let mut record = RunRecord {
         size: point.label.to_string(),
         budget: point.budget,
         lr: point.lr,
         seed: point.seed,
         cost: point.cost,
         steps: point.steps,
-        tokens: point.tokens,
-        flops: point.cost.flops_per_token * point.tokens as f64,
-        kaplan_flops: point.cost.kaplan_flops_per_token() * point.tokens as f64,
-        heldout_bits_per_byte: heldout.model_bits_per_byte,
-        heldout_nats_per_token: heldout.model_bits_per_byte
-            * heldout.bytes_per_token
-            * std::f64::consts::LN_2,
-        run_dir,
+        samples: point.samples,
+        flops,
+        kaplan_flops: None,
+        loss: f64::NAN,
+        heldout_nats_per_token: None,
+        probe_accuracy: None,
+        measure: point.measure,
+        run_dir: run_dir.clone(),
     };
+    match point.measure {
+        Measure::HeldOutBitsPerByte => {
+            let heldout = match heldout {
+                Some(report) => report,
+                None => read_heldout(&run_dir.join(HELDOUT_FILE))?,
+            };
+            record.kaplan_flops = Some(point.cost.kaplan_flops_per_token() * point.samples as f64);
+            record.loss = heldout.model_bits_per_byte;
+            record.heldout_nats_per_token = Some(
+                heldout.model_bits_per_byte * heldout.bytes_per_token * std::f64::consts::LN_2,
+            );
+        }
+        Measure::ProbeError { labels_per_class } => {
+            let accuracy = probe(&recipe, &run_dir, labels_per_class, options)?;
+            record.loss = 1.0 - accuracy;
+            record.probe_accuracy = Some(accuracy);
+        }
+    }
     let text = serde_json::to_string_pretty(&record).expect("records serialize");
     std::fs::write(&record_path, text).map_err(|e| ScalingError::io(&record_path, e))?;
     Ok(record)
+}
+
+/// Linear-probe accuracy of the encoder pre-trained in `run_dir` with `labels_per_class`
+/// labels per class (mean over the recipe's evaluation seeds); reports in `run_dir/probe`.
+fn probe(
+    recipe: &Recipe,
+    run_dir: &Path,
+    labels_per_class: usize,
+    options: &SweepOptions,
+) -> Result<f64> {
+    let evaluate = EvaluateSpec {
+        strategies: vec![Strategy::LinearProbe],
+        labels_per_class: vec![labels_per_class],
+        all_labels: false,
+        ..recipe.evaluate.clone()
+    };
+    let finetune = FinetuneOptions {
+        from: Some(run_dir.to_path_buf()),
+        out: run_dir.join("probe"),
+        quiet: options.quiet,
+    };
+    let reports = pretrain_recipes::run_finetune(recipe, &evaluate, options.backend, &finetune)?;
+    Ok(reports
+        .first()
+        .expect("one strategy at one label budget gives one report")
+        .accuracy_mean)
 }
 
 fn read_heldout(path: &Path) -> Result<HeldOutReport> {

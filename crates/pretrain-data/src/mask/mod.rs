@@ -8,5 +8,5 @@ pub use masked_images::{
     ImageMasking, MaskedImageBatch, MaskedImageBatcher, MaskedImageDataset, MaskedImageItem,
     PatchMasker,
 };
-pub use patch::{BlockPatchMasker, PatchMask, PatchMaskBatch, RandomPatchMasker};
+pub use patch::{BlockPatchMasker, PatchMask, PatchMaskBatch, RandomPatchMasker, masked_count};
 pub use tokens::{IGNORE_INDEX, MaskUnit, MaskVocab, MaskedTokens, TokenMasker};

@@ -53,7 +53,9 @@ impl PatchMask {
     }
 }
 
-fn masked_count(num_patches: usize, ratio: f32) -> Result<usize> {
+/// Patches a random masker hides of `num_patches` at `ratio`: all but MAE's
+/// `max(1, int(N * (1 - ratio)))` visible ones.
+pub fn masked_count(num_patches: usize, ratio: f32) -> Result<usize> {
     if !(0.0..1.0).contains(&ratio) {
         return Err(DataError::config(
             "mask_ratio",
