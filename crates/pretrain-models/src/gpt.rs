@@ -62,6 +62,9 @@ pub struct GptConfig {
     /// Layer-norm epsilon (GPT-2: 1e-5).
     #[config(default = 1e-5)]
     pub norm_eps: f64,
+    /// Width of the feed-forward layer (GPT-2's `n_inner`); `None`: `4 d_model`.
+    #[config(default = "None")]
+    pub n_inner: Option<usize>,
 }
 
 impl GptConfig {
@@ -88,6 +91,12 @@ impl GptConfig {
     /// GPT-2 (124M): 12 layers, 12 heads, width 768, context 1,024, vocabulary 50,257.
     pub fn gpt2() -> Self {
         Self::new(50_257, 1_024, 12, 12, 768)
+    }
+
+    /// Width of the feed-forward layer.
+    pub fn d_ff(&self) -> usize {
+        self.n_inner
+            .unwrap_or_else(|| self.d_model.saturating_mul(4))
     }
 
     /// Checks every field, and that the model fits [`size::MAX_PARAMETERS`].
@@ -131,20 +140,24 @@ impl GptConfig {
             "dropout",
             || format!("{} must lie in [0, 1)", self.dropout),
         )?;
+        ensure(self.d_ff() > 0, ModelError::config, m, "n_inner", || {
+            "must be > 0".into()
+        })?;
         size::check("GPT", self.num_params())
     }
 
     /// Parameters of the model (a tied output projection counted once, with the embedding).
     pub fn num_params(&self) -> u128 {
         let d = self.d_model;
-        let biases = |n| if self.bias { size::product(&[n, d]) } else { 0 };
-        // Attention: c_attn [d, 3d] and c_proj [d, d]; MLP: c_fc [d, 4d] and c_proj [4d, d].
+        let ff = self.d_ff();
+        let biases = |n| if self.bias { n as u128 } else { 0 };
+        // Attention: c_attn [d, 3d] and c_proj [d, d]; MLP: c_fc [d, ff] and c_proj [ff, d].
         let block = size::sum([
             size::layer_norm(d).saturating_mul(2),
             size::product(&[4, d, d]),
-            biases(4),
-            size::product(&[8, d, d]),
-            biases(5),
+            biases(4 * d),
+            size::product(&[2, d, ff]),
+            biases(ff + d),
         ]);
         let learned_positions = self.positions == GptPositions::Learned;
         size::sum([
@@ -200,8 +213,8 @@ impl GptConfig {
                 },
                 ln_2: norm(),
                 mlp: GptMlp {
-                    c_fc: linear(d, 4 * d, 1.0).into(),
-                    c_proj: linear(4 * d, d, residual_scale).into(),
+                    c_fc: linear(d, self.d_ff(), 1.0).into(),
+                    c_proj: linear(self.d_ff(), d, residual_scale).into(),
                     dropout: dropout(),
                 },
                 attn_adapter: None,
@@ -299,7 +312,7 @@ pub struct CausalSelfAttention<B: Backend> {
     rope: bool,
 }
 
-/// GPT-2's feed-forward network: `c_proj(gelu(c_fc(x)))`, width `4 d_model`.
+/// GPT-2's feed-forward network: `c_proj(gelu(c_fc(x)))`, width [`GptConfig::d_ff`].
 #[derive(Module, Debug)]
 pub struct GptMlp<B: Backend> {
     /// `d_model -> 4 d_model`.

@@ -93,6 +93,10 @@ mod tests {
                 "gpt no bias",
                 GptConfig::new(30, 8, 2, 2, 16).with_bias(false),
             ),
+            (
+                "gpt n_inner 20",
+                GptConfig::new(30, 8, 2, 2, 16).with_n_inner(Some(20)),
+            ),
         ] {
             assert_count(name, config.num_params(), config.init::<B>(&dev));
         }

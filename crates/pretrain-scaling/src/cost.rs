@@ -45,8 +45,8 @@ impl ModelCost {
     pub fn gpt(config: &GptConfig, context: usize) -> Self {
         let d = config.d_model as f64;
         let t = context as f64;
-        // Per window: the blocks (MLP c_fc d x 4d and c_proj 4d x d) and the output layer.
-        let window = blocks_forward(t, d, 8.0 * d * d, config.n_layer)
+        // Per window: the blocks (MLP c_fc d x ff and c_proj ff x d) and the output layer.
+        let window = blocks_forward(t, d, 2.0 * d * config.d_ff() as f64, config.n_layer)
             + 2.0 * t * d * config.vocab_size as f64;
         let params = config.num_params();
         let positions = match config.positions {

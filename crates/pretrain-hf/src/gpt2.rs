@@ -1,0 +1,461 @@
+//! GPT-2 (`GPT2Model`, `GPT2LMHeadModel`) to and from [`Gpt`].
+//!
+//! The module trees match (`wte`, `wpe`, `h.N.attn.c_attn`, `h.N.mlp.c_proj`, `ln_f`) and
+//! GPT-2's `Conv1D` stores weights `[in, out]` as burn's `Linear` does; what differs: layer
+//! norms (`weight`/`bias` there, `gamma`/`beta` here), `GPT2LMHeadModel`'s `transformer.`
+//! prefix, the causal-mask buffers some checkpoints carry (`h.N.attn.bias`,
+//! `h.N.attn.masked_bias`, skipped), and an untied `lm_head` (`nn.Linear`, `[vocab, d]`,
+//! transposed).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use pretrain_models::{Gpt, GptConfig, GptPositions, store};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
+use crate::error::{HfError, Result};
+
+/// The prefix `GPT2LMHeadModel` puts before the `GPT2Model` weights.
+const PREFIX: &str = "transformer.";
+/// The untied output layer's name (both sides).
+const LM_HEAD: &str = "lm_head.weight";
+/// GELU variants equal to [`Gpt`]'s tanh approximation.
+const TANH_GELU: [&str; 2] = ["gelu_new", "gelu_pytorch_tanh"];
+
+/// A `config.json` field, or `default` (transformers' `GPT2Config` default) when absent.
+fn field<T: DeserializeOwned>(config: &Value, name: &str, default: T, path: &Path) -> Result<T> {
+    match config.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+            HfError::config(path, name, format!("{value} is not what it holds ({e})"))
+        }),
+    }
+}
+
+/// The [`GptConfig`] a GPT-2 `config.json` describes; a value [`Gpt`] cannot reproduce is
+/// refused naming the field. `path` names the file in messages.
+pub fn config_from_hf(config: &Value, path: &Path) -> Result<GptConfig> {
+    let model_type: String = field(config, "model_type", "gpt2".into(), path)?;
+    if model_type != "gpt2" {
+        return Err(HfError::config(
+            path,
+            "model_type",
+            format!("{model_type:?}: this import reads GPT-2 checkpoints (\"gpt2\")"),
+        ));
+    }
+    let d_model: usize = field(config, "n_embd", 768, path)?;
+    let activation: String = field(config, "activation_function", "gelu_new".into(), path)?;
+    if !TANH_GELU.contains(&activation.as_str()) {
+        return Err(HfError::config(
+            path,
+            "activation_function",
+            format!(
+                "{activation:?} is not supported: the GPT here uses the tanh-approximated \
+                 GELU ({})",
+                TANH_GELU.join(", ")
+            ),
+        ));
+    }
+    // Attention variants the GPT here does not implement.
+    for (name, default, supported) in [
+        ("scale_attn_weights", true, true),
+        ("scale_attn_by_inverse_layer_idx", false, false),
+        ("add_cross_attention", false, false),
+    ] {
+        if field(config, name, default, path)? != supported {
+            return Err(HfError::config(
+                path,
+                name,
+                format!("only {supported} is supported"),
+            ));
+        }
+    }
+    // One dropout rate for embeddings, attention and residual branches.
+    let dropout: f64 = field(config, "resid_pdrop", 0.1, path)?;
+    for name in ["embd_pdrop", "attn_pdrop"] {
+        let rate: f64 = field(config, name, 0.1, path)?;
+        if rate != dropout {
+            return Err(HfError::config(
+                path,
+                name,
+                format!(
+                    "{rate} differs from resid_pdrop {dropout}; the GPT here has one dropout \
+                     rate"
+                ),
+            ));
+        }
+    }
+    let config = GptConfig::new(
+        field(config, "vocab_size", 50_257, path)?,
+        field(config, "n_positions", 1_024, path)?,
+        field(config, "n_layer", 12, path)?,
+        field(config, "n_head", 12, path)?,
+        d_model,
+    )
+    .with_n_inner(field(config, "n_inner", None, path)?)
+    .with_dropout(dropout)
+    .with_norm_eps(field(config, "layer_norm_epsilon", 1e-5, path)?)
+    .with_tie_embeddings(field(config, "tie_word_embeddings", true, path)?);
+    config.validate()?;
+    Ok(config)
+}
+
+/// The GPT-2 `config.json` of `config` (a `GPT2LMHeadModel`); a GPT that GPT-2 cannot express
+/// (rotary positions, no biases) is refused naming the field.
+pub fn config_to_hf(config: &GptConfig) -> Result<Value> {
+    let refuse = |field: &str, message: &str| {
+        Err(HfError::config(
+            "the model's GptConfig",
+            field,
+            format!("{message}; GPT-2 cannot express it"),
+        ))
+    };
+    if config.positions != GptPositions::Learned {
+        return refuse("positions", "rotary positions");
+    }
+    if !config.bias {
+        return refuse("bias", "linear layers without biases");
+    }
+    Ok(json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_embd": config.d_model,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": config.n_inner,
+        "activation_function": "gelu_new",
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
+        "layer_norm_epsilon": config.norm_eps,
+        "tie_word_embeddings": config.tie_embeddings,
+        "scale_attn_weights": true,
+    }))
+}
+
+/// GPT-2's name of one of [`Gpt`]'s tensors (without the `transformer.` prefix for the body).
+fn hf_name(ours: &str) -> String {
+    if let Some(stem) = ours.strip_suffix(".gamma") {
+        format!("{stem}.weight")
+    } else if let Some(stem) = ours.strip_suffix(".beta") {
+        format!("{stem}.bias")
+    } else {
+        ours.to_string()
+    }
+}
+
+/// A buffer GPT-2 checkpoints may carry that holds no weights (the causal mask).
+fn is_mask_buffer(name: &str) -> bool {
+    name.strip_prefix("h.")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(layer, rest)| {
+            layer.parse::<usize>().is_ok() && matches!(rest, "attn.bias" | "attn.masked_bias")
+        })
+}
+
+/// `model`'s tensors by [`Gpt`]'s names.
+fn our_tensors<B: Backend>(model: &Gpt<B>, path: &Path) -> Result<BTreeMap<String, HfTensor>> {
+    checkpoint::from_bytes(&store::safetensors_bytes(model, path)?, path)
+}
+
+/// Reads the GPT-2 checkpoint in `dir` into a [`Gpt`] on `device`: every weight the config
+/// implies must be present with its shape, and no other tensor (a missing, misshapen or
+/// unexpected tensor is refused naming it).
+pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gpt<B>)> {
+    let mut checkpoint = HfCheckpoint::read(dir)?;
+    let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    // `GPT2LMHeadModel` prefixes the body; `GPT2Model` (and the original gpt2 files) do not.
+    let mut tensors: BTreeMap<String, HfTensor> = std::mem::take(&mut checkpoint.tensors)
+        .into_iter()
+        .map(|(name, t)| match name.strip_prefix(PREFIX) {
+            Some(body) => (body.to_string(), t),
+            None => (name, t),
+        })
+        .filter(|(name, _)| !is_mask_buffer(name))
+        .collect();
+    if config.tie_embeddings {
+        // Saved by some versions beside the embedding it is tied to.
+        tensors.remove(LM_HEAD);
+    }
+    let model = config.init::<B>(device)?;
+    let mut ours = BTreeMap::new();
+    for (name, expected) in our_tensors(&model, &weights)? {
+        let hf = hf_name(&name);
+        let tensor = tensors.remove(&hf).ok_or_else(|| {
+            HfError::tensor(
+                &weights,
+                &hf,
+                format!(
+                    "missing: the config describes a GPT-2 that has it (shape {:?})",
+                    expected.shape
+                ),
+            )
+        })?;
+        // An untied output layer is `nn.Linear`: `[vocab, d]` there, `[d, vocab]` here.
+        let tensor = if name == LM_HEAD {
+            tensor.transposed().unwrap_or(tensor)
+        } else {
+            tensor
+        };
+        if tensor.shape != expected.shape {
+            return Err(HfError::tensor(
+                &weights,
+                &hf,
+                format!(
+                    "has shape {:?}, but config.json describes {:?}{}",
+                    tensor.shape,
+                    expected.shape,
+                    if name == LM_HEAD { " (transposed)" } else { "" }
+                ),
+            ));
+        }
+        ours.insert(name, tensor);
+    }
+    if let Some(name) = tensors.keys().next() {
+        return Err(HfError::tensor(
+            &weights,
+            name,
+            "unexpected: not part of a GPT-2 this import builds (GPT2Model or GPT2LMHeadModel)",
+        ));
+    }
+    let bytes = checkpoint::to_bytes(&ours, None, &weights)?;
+    let model = store::load_safetensors_bytes(model, bytes, &weights)?;
+    Ok((config, model))
+}
+
+/// Writes `model` (built from `config`) to `dir` as a `GPT2LMHeadModel` checkpoint:
+/// `config.json` and `model.safetensors`. A model carrying LoRA updates or adapters is
+/// refused (merge or remove them first).
+pub fn save<B: Backend>(model: &Gpt<B>, config: &GptConfig, dir: &Path) -> Result<()> {
+    let hf_config = config_to_hf(config)?;
+    let weights = dir.join(WEIGHTS_FILE);
+    let mut tensors = BTreeMap::new();
+    for (name, tensor) in our_tensors(model, &weights)? {
+        if name.contains(".lora.") || name.contains("_adapter.") {
+            return Err(HfError::tensor(
+                &weights,
+                &name,
+                "is a fine-tuning addition GPT-2 has no place for: merge LoRA into the \
+                 weights or remove the adapters before exporting",
+            ));
+        }
+        let (hf, tensor) = if name == LM_HEAD {
+            let transposed = tensor.transposed().expect("the output layer is a matrix");
+            (LM_HEAD.to_string(), transposed)
+        } else {
+            (format!("{PREFIX}{}", hf_name(&name)), tensor)
+        };
+        tensors.insert(hf, tensor);
+    }
+    checkpoint::write(dir, &hf_config, &tensors)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use burn::backend::Flex;
+    use burn::tensor::{Int, Tensor, TensorData};
+
+    use super::*;
+
+    type B = Flex;
+
+    /// The checkpoints `tools/hf/gpt2.py make` wrote with transformers.
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name)
+    }
+
+    const FIXTURES: [&str; 2] = ["gpt2-odd-heads", "gpt2-untied"];
+
+    fn json(path: &Path) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The last hidden state and logits of each input row, over its unpadded positions
+    /// (right padding never changes a causal model's earlier positions).
+    fn outputs(model: &Gpt<B>, inputs: &Value) -> Vec<(Vec<f32>, Vec<f32>)> {
+        let rows = inputs["input_ids"].as_array().unwrap();
+        let masks = inputs["attention_mask"].as_array().unwrap();
+        rows.iter()
+            .zip(masks)
+            .map(|(ids, mask)| {
+                let n = mask
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m == &&json!(1))
+                    .count();
+                let ids: Vec<i64> = ids.as_array().unwrap()[..n]
+                    .iter()
+                    .map(|v| v.as_i64().unwrap())
+                    .collect();
+                let tokens = Tensor::<B, 2, Int>::from_data(
+                    TensorData::new(ids, [1, n]),
+                    &Default::default(),
+                );
+                let hidden = model.forward_hidden(tokens, None);
+                let logits = model.logits(hidden.clone());
+                let values = |t: Tensor<B, 3>| t.into_data().to_vec::<f32>().unwrap();
+                (values(hidden), values(logits))
+            })
+            .collect()
+    }
+
+    fn flat(value: &Value) -> Vec<f32> {
+        match value {
+            Value::Array(items) => items.iter().flat_map(flat).collect(),
+            v => vec![v.as_f64().unwrap() as f32],
+        }
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn transformers_checkpoints_give_transformers_outputs() {
+        for name in FIXTURES {
+            let dir = fixture(name);
+            let (config, model) = load::<B>(&dir, &Default::default()).unwrap();
+            let expected = json(&dir.join("expected.json"));
+            let got = outputs(&model, &json(&dir.join("inputs.json")));
+            for (row, (hidden, logits)) in got.iter().enumerate() {
+                let want = &expected[row];
+                let h = max_diff(hidden, &flat(&want["last_hidden_state"]));
+                let l = max_diff(logits, &flat(&want["logits"]));
+                assert!(h < 1e-4 && l < 1e-4, "{name} row {row}: {h} {l}");
+            }
+            // The shapes came from config.json.
+            let hf = json(&dir.join(CONFIG_FILE));
+            assert_eq!(config.d_model as u64, hf["n_embd"].as_u64().unwrap());
+            assert_eq!(config.tie_embeddings, name != "gpt2-untied");
+        }
+        let (config, _) = load::<B>(&fixture("gpt2-untied"), &Default::default()).unwrap();
+        assert_eq!((config.n_inner, config.norm_eps), (Some(20), 1e-6));
+    }
+
+    #[test]
+    fn export_then_import_gives_the_same_model_and_config() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in FIXTURES {
+            let (config, model) = load::<B>(&fixture(name), &Default::default()).unwrap();
+            let out = dir.path().join(name);
+            save(&model, &config, &out).unwrap();
+            let written = HfCheckpoint::read(&out).unwrap();
+            // GPT2LMHeadModel's names: the body prefixed, norms as weight/bias.
+            assert!(written.tensors.contains_key("transformer.h.0.ln_1.weight"));
+            assert!(
+                written
+                    .tensors
+                    .contains_key("transformer.h.0.attn.c_attn.bias")
+            );
+            assert_eq!(
+                written.tensors.contains_key(LM_HEAD),
+                !config.tie_embeddings
+            );
+            let (again, reloaded) = load::<B>(&out, &Default::default()).unwrap();
+            assert_eq!(again, config);
+            let inputs = json(&fixture(name).join("inputs.json"));
+            for (a, b) in outputs(&model, &inputs)
+                .iter()
+                .zip(outputs(&reloaded, &inputs))
+            {
+                assert_eq!(a.0, b.0);
+                assert_eq!(a.1, b.1);
+            }
+        }
+    }
+
+    /// Loads a copy of a fixture whose config.json and tensors `edit` changed.
+    fn load_edited(
+        edit: impl FnOnce(&mut Value, &mut BTreeMap<String, HfTensor>),
+    ) -> std::result::Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint = HfCheckpoint::read(&fixture("gpt2-odd-heads")).unwrap();
+        edit(&mut checkpoint.config, &mut checkpoint.tensors);
+        checkpoint::write(dir.path(), &checkpoint.config, &checkpoint.tensors).unwrap();
+        load::<B>(dir.path(), &Default::default())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_checkpoints_are_refused_naming_the_tensor_or_field() {
+        let err = load_edited(|_, t| {
+            t.remove("transformer.h.1.mlp.c_fc.weight");
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("tensor h.1.mlp.c_fc.weight: missing") && err.contains("[12, 48]"),
+            "{err}"
+        );
+        let err = load_edited(|c, _| c["n_embd"] = json!(15)).unwrap_err();
+        assert!(
+            err.contains(
+                "tensor h.0.attn.c_attn.bias: has shape [36], but config.json describes [45]"
+            ),
+            "{err}"
+        );
+        let err = load_edited(|_, t| {
+            t.insert(
+                "transformer.h.0.crossattention.c_attn.weight".into(),
+                t["transformer.wte.weight"].clone(),
+            );
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("h.0.crossattention.c_attn.weight: unexpected"),
+            "{err}"
+        );
+        let err = load_edited(|c, _| c["activation_function"] = json!("gelu")).unwrap_err();
+        assert!(
+            err.contains("field activation_function: \"gelu\" is not supported"),
+            "{err}"
+        );
+        let err = load_edited(|c, _| c["model_type"] = json!("bert")).unwrap_err();
+        assert!(err.contains("field model_type: \"bert\""), "{err}");
+        let err = load_edited(|c, _| c["n_head"] = json!(5)).unwrap_err();
+        assert!(
+            err.contains("n_head") && err.contains("must divide d_model 12"),
+            "{err}"
+        );
+        let err = load_edited(|c, _| c["attn_pdrop"] = json!(0.2)).unwrap_err();
+        assert!(err.contains("field attn_pdrop: 0.2 differs"), "{err}");
+        let err = load_edited(|c, _| c["n_layer"] = json!("two")).unwrap_err();
+        assert!(err.contains("field n_layer: \"two\""), "{err}");
+        // Buffers and a tied head saved beside the embedding are not weights: accepted.
+        load_edited(|_, t| {
+            let mask = HfTensor {
+                shape: vec![1, 1, 16, 16],
+                values: vec![1.0; 256],
+            };
+            t.insert("transformer.h.0.attn.bias".into(), mask);
+            let head = t["transformer.wte.weight"].clone();
+            t.insert(LM_HEAD.into(), head);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn gpts_that_gpt2_cannot_express_are_not_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GptConfig::gpt_nano(11).with_positions(GptPositions::Rope);
+        let model = config.init::<B>(&Default::default()).unwrap();
+        let err = save(&model, &config, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("field positions: rotary positions"), "{err}");
+        assert!(!dir.path().join(WEIGHTS_FILE).exists());
+    }
+}
