@@ -4,6 +4,7 @@
 //! libFuzzer on one fuzz target. This crate stays free of the ML stack so it starts in seconds.
 
 mod fuzz;
+mod hf_check;
 mod test;
 
 use std::process::Command;

@@ -30,6 +30,7 @@ pub fn run() -> Result<()> {
     cargo(&env, &[&clippy[..], &["--", "-D", "warnings"]].concat())?;
     cargo(&env, &["test", "--workspace", "--features", TEST_FEATURES])?;
     run_examples(&env)?;
+    crate::hf_check::run(&target_dir(), &env)?;
     println!("xtask test: all checks passed");
     Ok(())
 }
@@ -50,8 +51,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 ];
 
 fn run_examples(env: &[(String, PathBuf)]) -> Result<()> {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let target = target_dir();
     for (name, args) in EXAMPLES {
         println!("$ examples/{name} {}", args.join(" "));
         let mut command = Command::new(target.join("debug/examples").join(name));
@@ -59,6 +59,11 @@ fn run_examples(env: &[(String, PathBuf)]) -> Result<()> {
         run_command(&mut command, &format!("example {name} failed"))?;
     }
     Ok(())
+}
+
+/// Cargo's target folder.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from)
 }
 
 /// Mesa's Vulkan driver complains on every device creation when `XDG_RUNTIME_DIR` is unset (as

@@ -129,6 +129,34 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Write a causal-LM run's model as a Hugging Face GPT-2 checkpoint (config.json,
+    /// model.safetensors, tokenizer.json) that transformers' from_pretrained loads.
+    ExportHf {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Folder of the checkpoint.
+        #[arg(long)]
+        out: PathBuf,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+    },
+    /// A causal-LM run's outputs on token ids: last hidden states, the last token's (pooled)
+    /// and the logits of every unpadded position, as JSON.
+    Embed {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// JSON `{"input_ids": [[...]], "attention_mask": [[...]]}` (mask optional, right
+        /// padding).
+        #[arg(long)]
+        input: PathBuf,
+        /// JSON file written: one object per row.
+        #[arg(long)]
+        out: PathBuf,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+    },
     /// Continue a prompt with a causal-LM run's model (objective clm), streaming the text.
     Generate {
         /// The run directory.
@@ -377,6 +405,28 @@ fn run(command: Command) -> Result<()> {
             out,
             quiet,
         ),
+        Command::ExportHf {
+            run_dir,
+            out,
+            backend,
+        } => {
+            pretrain_recipes::hf::run_export_hf(&run_dir, &out, backend)?;
+            println!(
+                "wrote {}: config.json, model.safetensors, tokenizer.json (GPT2LMHeadModel)",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Embed {
+            run_dir,
+            input,
+            out,
+            backend,
+        } => {
+            pretrain_recipes::hf::run_embed(&run_dir, &input, &out, backend)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Generate {
             run_dir,
             prompt,

@@ -847,3 +847,103 @@ fn an_image_scaling_sweep_measures_the_probe_error_of_mae_encoders() {
         assert_eq!(run["measure"]["ProbeError"]["labels_per_class"], 1, "{run}");
     }
 }
+
+#[test]
+fn a_causal_lm_run_exports_to_the_hugging_face_layout_and_embeds_token_ids() {
+    use pretrain::burn::backend::Flex;
+    use pretrain::burn::tensor::{Int, Tensor, TensorData};
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let output = pretrain()
+        .args([
+            "pretrain",
+            "clm-moby-dick",
+            "--steps",
+            "2",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    succeeded(&output);
+    let export = dir.path().join("gpt2");
+    let output = pretrain()
+        .arg("export-hf")
+        .arg(&run)
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(succeeded(&output).contains("GPT2LMHeadModel"));
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(export.join(file).is_file(), "{file}");
+    }
+    let embed = |ids: &str| {
+        let input = dir.path().join("ids.json");
+        std::fs::write(&input, ids).unwrap();
+        pretrain()
+            .arg("embed")
+            .arg(&run)
+            .arg("--input")
+            .arg(&input)
+            .arg("--out")
+            .arg(dir.path().join("out.json"))
+            .output()
+            .unwrap()
+    };
+    succeeded(&embed(
+        r#"{"input_ids": [[5, 9, 3], [4, 4, 0]], "attention_mask": [[1, 1, 1], [1, 1, 0]]}"#,
+    ));
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (rows[0]["tokens"].as_u64(), rows[1]["tokens"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(rows[1]["pooled"], rows[1]["last_hidden_state"][1]);
+
+    // The exported checkpoint, read back, computes the logits `embed` wrote.
+    let (_, model) = pretrain::hf::gpt2::load::<Flex>(&export, &Default::default()).unwrap();
+    let tokens = Tensor::<Flex, 2, Int>::from_data(
+        TensorData::new(vec![5i64, 9, 3], [1, 3]),
+        &Default::default(),
+    );
+    let logits: Vec<f32> = model.forward(tokens).into_data().to_vec().unwrap();
+    let written: Vec<f32> = rows[0]["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+        })
+        .collect();
+    assert_eq!(logits.len(), written.len());
+    let worst = logits
+        .iter()
+        .zip(&written)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "{worst}");
+
+    // Bad input: an id outside the vocabulary, a folder that is not a run.
+    let line = refused(&embed(r#"{"input_ids": [[5, 100000]]}"#));
+    assert!(
+        line.contains("row 0 position 1: id 100000 is outside the vocabulary"),
+        "{line}"
+    );
+    let output = pretrain()
+        .arg("export-hf")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("nothing"))
+        .output()
+        .unwrap();
+    let line = refused(&output);
+    assert!(line.contains("recipe.toml"), "{line}");
+}

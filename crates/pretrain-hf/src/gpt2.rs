@@ -103,9 +103,10 @@ pub fn config_from_hf(config: &Value, path: &Path) -> Result<GptConfig> {
     Ok(config)
 }
 
-/// The GPT-2 `config.json` of `config` (a `GPT2LMHeadModel`); a GPT that GPT-2 cannot express
+/// The GPT-2 `config.json` of `config` (a `GPT2LMHeadModel`) whose tokenizer ends texts with
+/// `end_of_text` (GPT-2's `bos_token_id` and `eos_token_id`); a GPT that GPT-2 cannot express
 /// (rotary positions, no biases) is refused naming the field.
-pub fn config_to_hf(config: &GptConfig) -> Result<Value> {
+pub fn config_to_hf(config: &GptConfig, end_of_text: Option<u32>) -> Result<Value> {
     let refuse = |field: &str, message: &str| {
         Err(HfError::config(
             "the model's GptConfig",
@@ -135,6 +136,8 @@ pub fn config_to_hf(config: &GptConfig) -> Result<Value> {
         "layer_norm_epsilon": config.norm_eps,
         "tie_word_embeddings": config.tie_embeddings,
         "scale_attn_weights": true,
+        "bos_token_id": end_of_text,
+        "eos_token_id": end_of_text,
     }))
 }
 
@@ -230,10 +233,16 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gp
 }
 
 /// Writes `model` (built from `config`) to `dir` as a `GPT2LMHeadModel` checkpoint:
-/// `config.json` and `model.safetensors`. A model carrying LoRA updates or adapters is
-/// refused (merge or remove them first).
-pub fn save<B: Backend>(model: &Gpt<B>, config: &GptConfig, dir: &Path) -> Result<()> {
-    let hf_config = config_to_hf(config)?;
+/// `config.json` and `model.safetensors`; `end_of_text` is the tokenizer's end-of-text id, if
+/// it has one. A model carrying LoRA updates or adapters is refused (merge or remove them
+/// first).
+pub fn save<B: Backend>(
+    model: &Gpt<B>,
+    config: &GptConfig,
+    end_of_text: Option<u32>,
+    dir: &Path,
+) -> Result<()> {
+    let hf_config = config_to_hf(config, end_of_text)?;
     let weights = dir.join(WEIGHTS_FILE);
     let mut tensors = BTreeMap::new();
     for (name, tensor) in our_tensors(model, &weights)? {
@@ -353,7 +362,8 @@ mod tests {
         for name in FIXTURES {
             let (config, model) = load::<B>(&fixture(name), &Default::default()).unwrap();
             let out = dir.path().join(name);
-            save(&model, &config, &out).unwrap();
+            save(&model, &config, Some(3), &out).unwrap();
+            assert_eq!(json(&out.join(CONFIG_FILE))["eos_token_id"], 3);
             let written = HfCheckpoint::read(&out).unwrap();
             // GPT2LMHeadModel's names: the body prefixed, norms as weight/bias.
             assert!(written.tensors.contains_key("transformer.h.0.ln_1.weight"));
@@ -454,7 +464,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = GptConfig::gpt_nano(11).with_positions(GptPositions::Rope);
         let model = config.init::<B>(&Default::default()).unwrap();
-        let err = save(&model, &config, dir.path()).unwrap_err().to_string();
+        let err = save(&model, &config, None, dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("field positions: rotary positions"), "{err}");
         assert!(!dir.path().join(WEIGHTS_FILE).exists());
     }

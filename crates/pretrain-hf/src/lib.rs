@@ -11,7 +11,7 @@
 //! use burn::backend::Flex;
 //!
 //! let (config, model) = pretrain_hf::gpt2::load::<Flex>("gpt2-checkpoint".as_ref(), &Default::default())?;
-//! pretrain_hf::gpt2::save(&model, &config, "exported".as_ref())?;
+//! pretrain_hf::gpt2::save(&model, &config, None, "exported".as_ref())?;
 //! # Ok::<(), pretrain_hf::HfError>(())
 //! ```
 

@@ -75,6 +75,9 @@ pub enum RecipeError {
     /// The backend is not available.
     #[error(transparent)]
     Backend(#[from] pretrain::backend::BackendError),
+    /// A Hugging Face checkpoint could not be read or written.
+    #[error(transparent)]
+    Hf(#[from] pretrain::hf::HfError),
 }
 
 impl RecipeError {

@@ -52,6 +52,7 @@ pub mod few_shot;
 pub mod finetune;
 pub mod generate;
 pub mod heldout;
+pub mod hf;
 pub mod models;
 pub mod objective;
 pub mod overrides;
