@@ -21,6 +21,7 @@ import pathlib
 import sys
 
 import torch
+from fixture import perturb_and_save
 from transformers import GPT2Config, GPT2LMHeadModel
 
 SHAPES = {
@@ -78,15 +79,7 @@ def make(root):
             eos_token_id=last,
         )
         model = GPT2LMHeadModel(config).eval()
-        # Non-trivial norms and biases (initialized to 1 and 0), so a swapped or dropped one
-        # shows.
-        with torch.no_grad():
-            for pname, p in model.named_parameters():
-                if p.dim() == 1:
-                    p.add_(torch.randn_like(p) * 0.1)
-        out = pathlib.Path(root) / name
-        model.save_pretrained(out)
-        (out / "generation_config.json").unlink(missing_ok=True)
+        out = perturb_and_save(model, root, name)
         ids, mask = inputs(shape["vocab_size"])
         (out / "inputs.json").write_text(
             json.dumps({"input_ids": ids.tolist(), "attention_mask": mask.tolist()})

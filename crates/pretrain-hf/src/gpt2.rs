@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use pretrain_models::{Gpt, GptConfig, GptPositions, store};
+use pretrain_models::{Gpt, GptConfig, GptPositions};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
 use crate::error::{HfError, Result};
+use crate::mapping::{self, Source};
 
 /// The prefix `GPT2LMHeadModel` puts before the `GPT2Model` weights.
 const PREFIX: &str = "transformer.";
@@ -26,7 +27,12 @@ const LM_HEAD: &str = "lm_head.weight";
 const TANH_GELU: [&str; 2] = ["gelu_new", "gelu_pytorch_tanh"];
 
 /// A `config.json` field, or `default` (transformers' `GPT2Config` default) when absent.
-fn field<T: DeserializeOwned>(config: &Value, name: &str, default: T, path: &Path) -> Result<T> {
+pub(crate) fn field<T: DeserializeOwned>(
+    config: &Value,
+    name: &str,
+    default: T,
+    path: &Path,
+) -> Result<T> {
     match config.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
@@ -161,11 +167,6 @@ fn is_mask_buffer(name: &str) -> bool {
         })
 }
 
-/// `model`'s tensors by [`Gpt`]'s names.
-fn our_tensors<B: Backend>(model: &Gpt<B>, path: &Path) -> Result<BTreeMap<String, HfTensor>> {
-    checkpoint::from_bytes(&store::safetensors_bytes(model, path)?, path)
-}
-
 /// Reads the GPT-2 checkpoint in `dir` into a [`Gpt`] on `device`: every weight the config
 /// implies must be present with its shape, and no other tensor (a missing, misshapen or
 /// unexpected tensor is refused naming it).
@@ -187,48 +188,14 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gp
         tensors.remove(LM_HEAD);
     }
     let model = config.init::<B>(device)?;
-    let mut ours = BTreeMap::new();
-    for (name, expected) in our_tensors(&model, &weights)? {
-        let hf = hf_name(&name);
-        let tensor = tensors.remove(&hf).ok_or_else(|| {
-            HfError::tensor(
-                &weights,
-                &hf,
-                format!(
-                    "missing: the config describes a GPT-2 that has it (shape {:?})",
-                    expected.shape
-                ),
-            )
-        })?;
+    let source = |name: &str| Source {
+        name: hf_name(name),
         // An untied output layer is `nn.Linear`: `[vocab, d]` there, `[d, vocab]` here.
-        let tensor = if name == LM_HEAD {
-            tensor.transposed().unwrap_or(tensor)
-        } else {
-            tensor
-        };
-        if tensor.shape != expected.shape {
-            return Err(HfError::tensor(
-                &weights,
-                &hf,
-                format!(
-                    "has shape {:?}, but config.json describes {:?}{}",
-                    tensor.shape,
-                    expected.shape,
-                    if name == LM_HEAD { " (transposed)" } else { "" }
-                ),
-            ));
-        }
-        ours.insert(name, tensor);
-    }
-    if let Some(name) = tensors.keys().next() {
-        return Err(HfError::tensor(
-            &weights,
-            name,
-            "unexpected: not part of a GPT-2 this import builds (GPT2Model or GPT2LMHeadModel)",
-        ));
-    }
-    let bytes = checkpoint::to_bytes(&ours, None, &weights)?;
-    let model = store::load_safetensors_bytes(model, bytes, &weights)?;
+        transposed: name == LM_HEAD,
+        optional_head: None,
+    };
+    let architecture = "GPT-2 (GPT2Model or GPT2LMHeadModel)";
+    let (model, _) = mapping::load_mapped(model, tensors, source, &weights, architecture)?;
     Ok((config, model))
 }
 
@@ -245,7 +212,7 @@ pub fn save<B: Backend>(
     let hf_config = config_to_hf(config, end_of_text)?;
     let weights = dir.join(WEIGHTS_FILE);
     let mut tensors = BTreeMap::new();
-    for (name, tensor) in our_tensors(model, &weights)? {
+    for (name, tensor) in mapping::model_tensors(model, &weights)? {
         if name.contains(".lora.") || name.contains("_adapter.") {
             return Err(HfError::tensor(
                 &weights,
@@ -267,27 +234,24 @@ pub fn save<B: Backend>(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use burn::backend::Flex;
     use burn::tensor::{Int, Tensor, TensorData};
 
     use super::*;
+    use crate::testing::{fixture, flat, json_file, max_diff};
 
     type B = Flex;
 
-    /// The checkpoints `tools/hf/gpt2.py make` wrote with transformers.
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(name)
+    /// `load` on a copy of the fixture whose config.json and tensors `edit` changed.
+    fn load_edited(
+        edit: impl FnOnce(&mut Value, &mut BTreeMap<String, HfTensor>),
+    ) -> std::result::Result<(), String> {
+        crate::testing::load_edited("gpt2-odd-heads", edit, |dir| {
+            load::<B>(dir, &Default::default())
+        })
     }
 
     const FIXTURES: [&str; 2] = ["gpt2-odd-heads", "gpt2-untied"];
-
-    fn json(path: &Path) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
 
     /// The last hidden state and logits of each input row, over its unpadded positions
     /// (right padding never changes a causal model's earlier positions).
@@ -319,28 +283,13 @@ mod tests {
             .collect()
     }
 
-    fn flat(value: &Value) -> Vec<f32> {
-        match value {
-            Value::Array(items) => items.iter().flat_map(flat).collect(),
-            v => vec![v.as_f64().unwrap() as f32],
-        }
-    }
-
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    }
-
     #[test]
     fn transformers_checkpoints_give_transformers_outputs() {
         for name in FIXTURES {
             let dir = fixture(name);
             let (config, model) = load::<B>(&dir, &Default::default()).unwrap();
-            let expected = json(&dir.join("expected.json"));
-            let got = outputs(&model, &json(&dir.join("inputs.json")));
+            let expected = json_file(&dir.join("expected.json"));
+            let got = outputs(&model, &json_file(&dir.join("inputs.json")));
             for (row, (hidden, logits)) in got.iter().enumerate() {
                 let want = &expected[row];
                 let h = max_diff(hidden, &flat(&want["last_hidden_state"]));
@@ -348,7 +297,7 @@ mod tests {
                 assert!(h < 1e-4 && l < 1e-4, "{name} row {row}: {h} {l}");
             }
             // The shapes came from config.json.
-            let hf = json(&dir.join(CONFIG_FILE));
+            let hf = json_file(&dir.join(CONFIG_FILE));
             assert_eq!(config.d_model as u64, hf["n_embd"].as_u64().unwrap());
             assert_eq!(config.tie_embeddings, name != "gpt2-untied");
         }
@@ -363,7 +312,7 @@ mod tests {
             let (config, model) = load::<B>(&fixture(name), &Default::default()).unwrap();
             let out = dir.path().join(name);
             save(&model, &config, Some(3), &out).unwrap();
-            assert_eq!(json(&out.join(CONFIG_FILE))["eos_token_id"], 3);
+            assert_eq!(json_file(&out.join(CONFIG_FILE))["eos_token_id"], 3);
             let written = HfCheckpoint::read(&out).unwrap();
             // GPT2LMHeadModel's names: the body prefixed, norms as weight/bias.
             assert!(written.tensors.contains_key("transformer.h.0.ln_1.weight"));
@@ -378,7 +327,7 @@ mod tests {
             );
             let (again, reloaded) = load::<B>(&out, &Default::default()).unwrap();
             assert_eq!(again, config);
-            let inputs = json(&fixture(name).join("inputs.json"));
+            let inputs = json_file(&fixture(name).join("inputs.json"));
             for (a, b) in outputs(&model, &inputs)
                 .iter()
                 .zip(outputs(&reloaded, &inputs))
@@ -387,19 +336,6 @@ mod tests {
                 assert_eq!(a.1, b.1);
             }
         }
-    }
-
-    /// Loads a copy of a fixture whose config.json and tensors `edit` changed.
-    fn load_edited(
-        edit: impl FnOnce(&mut Value, &mut BTreeMap<String, HfTensor>),
-    ) -> std::result::Result<(), String> {
-        let dir = tempfile::tempdir().unwrap();
-        let mut checkpoint = HfCheckpoint::read(&fixture("gpt2-odd-heads")).unwrap();
-        edit(&mut checkpoint.config, &mut checkpoint.tensors);
-        checkpoint::write(dir.path(), &checkpoint.config, &checkpoint.tensors).unwrap();
-        load::<B>(dir.path(), &Default::default())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Each architecture has one module with its table of names and the config fields it reads;
 //! a config value the import cannot honour is refused naming the field, never ignored.
-//! Supported: GPT-2 ([`gpt2`]: `GPT2Model`, `GPT2LMHeadModel`).
+//! Supported: GPT-2 ([`gpt2`]: `GPT2Model`, `GPT2LMHeadModel`, both ways) and BERT ([`bert`]:
+//! `BertModel`, `BertForMaskedLM`, import).
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -15,9 +16,13 @@
 //! # Ok::<(), pretrain_hf::HfError>(())
 //! ```
 
+pub mod bert;
 pub mod checkpoint;
 pub mod error;
 pub mod gpt2;
+mod mapping;
+#[cfg(test)]
+mod testing;
 
 pub use checkpoint::{HfCheckpoint, HfTensor};
 pub use error::{HfError, Result};

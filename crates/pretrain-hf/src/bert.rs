@@ -1,0 +1,336 @@
+//! BERT (`BertModel`, `BertForMaskedLM`) to [`Bert`].
+//!
+//! Names differ module by module (a table in [`hf_name`]); every `nn.Linear` weight is
+//! transposed (`[out, in]` there, `[in, out]` here). `BertForMaskedLM` keeps the encoder under
+//! `bert.` and has no pooler; `BertModel` has the pooler and no MLM head: the head a checkpoint
+//! lacks stays at its initialization and is reported.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use pretrain_models::{Bert, BertConfig};
+use serde_json::Value;
+
+use crate::checkpoint::{CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
+use crate::error::{HfError, Result};
+use crate::gpt2::field;
+use crate::mapping::{self, Source};
+
+/// The prefix of the encoder in `BertFor*` models.
+const PREFIX: &str = "bert.";
+
+/// The [`BertConfig`] a BERT `config.json` describes; a value [`Bert`] cannot reproduce is
+/// refused naming the field. `path` names the file in messages.
+pub fn config_from_hf(config: &Value, path: &Path) -> Result<BertConfig> {
+    let refuse = |name: &str, message: String| Err(HfError::config(path, name, message));
+    let model_type: String = field(config, "model_type", "bert".into(), path)?;
+    if model_type != "bert" {
+        return refuse(
+            "model_type",
+            format!("{model_type:?}: this import reads BERT checkpoints (\"bert\")"),
+        );
+    }
+    let activation: String = field(config, "hidden_act", "gelu".into(), path)?;
+    if activation != "gelu" {
+        return refuse(
+            "hidden_act",
+            format!(
+                "{activation:?} is not supported: the BERT here uses the exact GELU (\"gelu\")"
+            ),
+        );
+    }
+    let positions: String = field(config, "position_embedding_type", "absolute".into(), path)?;
+    if positions != "absolute" {
+        return refuse(
+            "position_embedding_type",
+            format!("{positions:?} is not supported: only learned absolute positions"),
+        );
+    }
+    for (name, default, supported) in [
+        ("is_decoder", false, false),
+        ("add_cross_attention", false, false),
+        ("tie_word_embeddings", true, true),
+    ] {
+        if field(config, name, default, path)? != supported {
+            return refuse(name, format!("only {supported} is supported"));
+        }
+    }
+    let dropout: f64 = field(config, "hidden_dropout_prob", 0.1, path)?;
+    let attention: f64 = field(config, "attention_probs_dropout_prob", 0.1, path)?;
+    if attention != dropout {
+        return refuse(
+            "attention_probs_dropout_prob",
+            format!(
+                "{attention} differs from hidden_dropout_prob {dropout}; the BERT here has one \
+                 dropout rate"
+            ),
+        );
+    }
+    let config = BertConfig::new(
+        field(config, "vocab_size", 30_522, path)?,
+        field(config, "hidden_size", 768, path)?,
+        field(config, "num_hidden_layers", 12, path)?,
+        field(config, "num_attention_heads", 12, path)?,
+        field(config, "intermediate_size", 3_072, path)?,
+    )
+    .with_max_position(field(config, "max_position_embeddings", 512, path)?)
+    .with_type_vocab(field(config, "type_vocab_size", 2, path)?)
+    .with_norm_eps(field(config, "layer_norm_eps", 1e-12, path)?)
+    .with_dropout(dropout);
+    // Shapes are checked when the model is built (`BertConfig::init`).
+    Ok(config)
+}
+
+/// The checkpoint's name of one of [`Bert`]'s tensors (the encoder without `bert.`), and the
+/// head it belongs to when a checkpoint may lack it.
+fn hf_name(ours: &str) -> (String, Option<&'static str>) {
+    let (module, leaf) = ours.rsplit_once('.').unwrap_or(("", ours));
+    let leaf = match leaf {
+        "gamma" => "weight",
+        "beta" => "bias",
+        other => other,
+    };
+    let layer_part = |rest: &str| -> Option<&'static str> {
+        Some(match rest {
+            "attn.query" => "attention.self.query",
+            "attn.key" => "attention.self.key",
+            "attn.value" => "attention.self.value",
+            "attn.output" => "attention.output.dense",
+            "norm1" => "attention.output.LayerNorm",
+            "mlp.fc1" => "intermediate.dense",
+            "mlp.fc2" => "output.dense",
+            "norm2" => "output.LayerNorm",
+            _ => return None,
+        })
+    };
+    let (module, head) = match module {
+        "embeddings.word" => ("embeddings.word_embeddings".to_string(), None),
+        "embeddings.position" => ("embeddings.position_embeddings".into(), None),
+        "embeddings.token_type" => ("embeddings.token_type_embeddings".into(), None),
+        "embeddings.norm" => ("embeddings.LayerNorm".into(), None),
+        "pooler" => ("pooler.dense".into(), Some("pooler")),
+        "mlm.transform" => ("cls.predictions.transform.dense".into(), Some("MLM head")),
+        "mlm.norm" => (
+            "cls.predictions.transform.LayerNorm".into(),
+            Some("MLM head"),
+        ),
+        // The MLM output bias is a parameter of the head itself.
+        "mlm" => ("cls.predictions".into(), Some("MLM head")),
+        other => match other
+            .strip_prefix("layers.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(i, rest)| Some((i, layer_part(rest)?)))
+        {
+            Some((i, part)) => (format!("encoder.layer.{i}.{part}"), None),
+            // Not in the table (a LoRA update, an adapter): no checkpoint has it.
+            None => (format!("(pretrain-only) {other}"), None),
+        },
+    };
+    (format!("{module}.{leaf}"), head)
+}
+
+/// Tensors some BERT checkpoints carry that hold nothing to load: the position-id buffer, and
+/// the MLM decoder tied to the word embeddings (and its bias, the head's bias).
+fn is_redundant(name: &str) -> bool {
+    matches!(
+        name,
+        "embeddings.position_ids"
+            | "cls.predictions.decoder.weight"
+            | "cls.predictions.decoder.bias"
+    )
+}
+
+/// A BERT checkpoint read into a [`Bert`].
+pub struct ImportedBert<B: Backend> {
+    /// Its configuration.
+    pub config: BertConfig,
+    /// The model.
+    pub model: Bert<B>,
+    /// The heads the checkpoint lacks, left at their initialization (`pooler`, `MLM head`).
+    pub initialized: Vec<&'static str>,
+}
+
+/// Reads the BERT checkpoint in `dir` (`BertModel` or `BertForMaskedLM`) into a [`Bert`] on
+/// `device`: every encoder weight the config implies must be present with its shape, and no
+/// other tensor (a missing, misshapen or unexpected tensor is refused naming it).
+pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B>> {
+    let checkpoint = HfCheckpoint::read(dir)?;
+    let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
+    let tensors: BTreeMap<String, HfTensor> = checkpoint
+        .tensors
+        .into_iter()
+        .map(|(name, t)| match name.strip_prefix(PREFIX) {
+            Some(body) => (body.to_string(), t),
+            None => (name, t),
+        })
+        .filter(|(name, _)| !is_redundant(name))
+        .collect();
+    let model = config.init::<B>(device)?;
+    let source = |name: &str| {
+        let (hf, optional_head) = hf_name(name);
+        // Every linear layer's weight (the embeddings are tables, not `nn.Linear`).
+        let transposed =
+            hf.ends_with(".weight") && !hf.contains("_embeddings.") && !hf.contains("LayerNorm");
+        Source {
+            name: hf,
+            transposed,
+            optional_head,
+        }
+    };
+    let weights = dir.join(WEIGHTS_FILE);
+    let architecture = "BERT (BertModel or BertForMaskedLM)";
+    let (model, initialized) =
+        mapping::load_mapped(model, tensors, source, &weights, architecture)?;
+    Ok(ImportedBert {
+        config,
+        model,
+        initialized,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::{Bool, Int, Tensor, TensorData};
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{fixture, flat, json_file, max_diff};
+
+    type B = Flex;
+
+    /// `load` on a copy of the fixture whose config.json and tensors `edit` changed.
+    fn load_edited(
+        edit: impl FnOnce(&mut Value, &mut BTreeMap<String, HfTensor>),
+    ) -> std::result::Result<(), String> {
+        crate::testing::load_edited("bert-mlm-odd", edit, |dir| {
+            load::<B>(dir, &Default::default())
+        })
+    }
+
+    /// Row `row` of the fixture's inputs through `model` with the padding mask: the unpadded
+    /// positions' hidden states, the pooled output and the MLM logits.
+    fn outputs(model: &Bert<B>, inputs: &Value) -> Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let ints =
+            |key: &str| -> Vec<Vec<i64>> { serde_json::from_value(inputs[key].clone()).unwrap() };
+        let (ids, types, mask) = (
+            ints("input_ids"),
+            ints("token_type_ids"),
+            ints("attention_mask"),
+        );
+        let (b, s) = (ids.len(), ids[0].len());
+        let dev = Default::default();
+        let tensor = |rows: &Vec<Vec<i64>>| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(rows.concat(), [b, s]), &dev)
+        };
+        let padding: Vec<bool> = mask.concat().iter().map(|&m| m == 0).collect();
+        let padding = Tensor::<B, 2, Bool>::from_data(TensorData::new(padding, [b, s]), &dev);
+        let hidden = model.forward(tensor(&ids), Some(padding), Some(tensor(&types)));
+        let pooled = model.pooled(hidden.clone());
+        let logits = model.mlm_logits(hidden.clone());
+        (0..b)
+            .map(|r| {
+                let n = mask[r].iter().filter(|&&m| m == 1).count();
+                let rows = |t: Tensor<B, 3>| -> Vec<f32> {
+                    let d = t.dims()[2];
+                    t.slice([r..r + 1, 0..n, 0..d])
+                        .into_data()
+                        .to_vec()
+                        .unwrap()
+                };
+                let d = pooled.dims()[1];
+                let pool: Vec<f32> = pooled
+                    .clone()
+                    .slice([r..r + 1, 0..d])
+                    .into_data()
+                    .to_vec()
+                    .unwrap();
+                (rows(hidden.clone()), pool, rows(logits.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transformers_checkpoints_give_transformers_outputs() {
+        for (name, head, initialized) in [
+            ("bert-mlm-odd", "logits", "pooler"),
+            ("bert-model", "pooler_output", "MLM head"),
+        ] {
+            let dir = fixture(name);
+            let imported = load::<B>(&dir, &Default::default()).unwrap();
+            assert_eq!(imported.initialized, [initialized], "{name}");
+            let expected = json_file(&dir.join("expected.json"));
+            let got = outputs(&imported.model, &json_file(&dir.join("inputs.json")));
+            for (row, (hidden, pooled, logits)) in got.iter().enumerate() {
+                let want = &expected[row];
+                let h = max_diff(hidden, &flat(&want["last_hidden_state"]));
+                let o = match head {
+                    "logits" => max_diff(logits, &flat(&want["logits"])),
+                    _ => max_diff(pooled, &flat(&want["pooler_output"])),
+                };
+                assert!(h < 1e-4 && o < 1e-4, "{name} row {row}: {h} {o}");
+            }
+        }
+        let model = load::<B>(&fixture("bert-model"), &Default::default()).unwrap();
+        assert_eq!(
+            (
+                model.config.type_vocab,
+                model.config.intermediate,
+                model.config.norm_eps
+            ),
+            (3, 32, 1e-7)
+        );
+    }
+
+    #[test]
+    fn bad_checkpoints_are_refused_naming_the_tensor_or_field() {
+        let err = load_edited(|_, t| {
+            t.remove("bert.encoder.layer.1.intermediate.dense.weight");
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("tensor encoder.layer.1.intermediate.dense.weight: missing"),
+            "{err}"
+        );
+        // Part of a head is a broken head, not an absent one.
+        let err = load_edited(|_, t| {
+            t.remove("cls.predictions.transform.dense.bias");
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("cls.predictions.transform.dense.bias: missing"),
+            "{err}"
+        );
+        let err = load_edited(|c, _| c["intermediate_size"] = json!(24)).unwrap_err();
+        assert!(
+            err.contains(
+                "tensor encoder.layer.0.intermediate.dense.bias: has shape [20], but config.json \
+                 describes [24]"
+            ),
+            "{err}"
+        );
+        let err = load_edited(|c, _| c["hidden_act"] = json!("gelu_new")).unwrap_err();
+        assert!(
+            err.contains("field hidden_act: \"gelu_new\" is not supported"),
+            "{err}"
+        );
+        let err =
+            load_edited(|c, _| c["position_embedding_type"] = json!("relative_key")).unwrap_err();
+        assert!(err.contains("field position_embedding_type"), "{err}");
+        let err = load_edited(|t, _| t["model_type"] = json!("roberta")).unwrap_err();
+        assert!(err.contains("field model_type: \"roberta\""), "{err}");
+        let err = load_edited(|_, t| {
+            let extra = t["cls.predictions.bias"].clone();
+            t.insert("classifier.bias".into(), extra);
+        })
+        .unwrap_err();
+        assert!(err.contains("tensor classifier.bias: unexpected"), "{err}");
+        // The tied decoder some versions save is not a weight of its own.
+        load_edited(|_, t| {
+            let decoder = t["bert.embeddings.word_embeddings.weight"].clone();
+            t.insert("cls.predictions.decoder.weight".into(), decoder);
+        })
+        .unwrap();
+    }
+}

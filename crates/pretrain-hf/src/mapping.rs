@@ -1,0 +1,108 @@
+//! Filling a freshly built model from a checkpoint's tensors through an architecture's name
+//! table: every tensor the model has must be found with its shape (or belong to a head the
+//! checkpoint's architecture lacks, left at its initialization and reported), and every tensor
+//! of the checkpoint must be used.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use pretrain_models::store;
+
+use crate::checkpoint::{self, HfTensor};
+use crate::error::{HfError, Result};
+
+/// Where one of the model's tensors is in the checkpoint.
+pub(crate) struct Source {
+    /// The checkpoint's name.
+    pub name: String,
+    /// Stored transposed there (PyTorch's `nn.Linear` is `[out, in]`, burn's `[in, out]`).
+    pub transposed: bool,
+    /// The head it belongs to, when a checkpoint may lack that head (then it stays initialized).
+    pub optional_head: Option<&'static str>,
+}
+
+/// The model's tensors by its own names.
+pub(crate) fn model_tensors<B: Backend, M: Module<B>>(
+    model: &M,
+    path: &Path,
+) -> Result<BTreeMap<String, HfTensor>> {
+    checkpoint::from_bytes(&store::safetensors_bytes(model, path)?, path)
+}
+
+/// `model` with its tensors taken from `tensors` (by `source`, which maps each of the model's
+/// names), and the heads left at their initialization because the checkpoint has none of
+/// their tensors. `weights` and `architecture` name the file and the model in messages.
+pub(crate) fn load_mapped<B: Backend, M: Module<B>>(
+    model: M,
+    mut tensors: BTreeMap<String, HfTensor>,
+    source: impl Fn(&str) -> Source,
+    weights: &Path,
+    architecture: &str,
+) -> Result<(M, Vec<&'static str>)> {
+    let expected = model_tensors(&model, weights)?;
+    // A head counts as present when any of its tensors is.
+    let mut initialized: Vec<&'static str> = Vec::new();
+    for name in expected.keys() {
+        let src = source(name);
+        if let Some(head) = src.optional_head
+            && !initialized.contains(&head)
+            && !expected
+                .keys()
+                .map(|n| source(n))
+                .any(|s| s.optional_head == Some(head) && tensors.contains_key(&s.name))
+        {
+            initialized.push(head);
+        }
+    }
+    let mut found = BTreeMap::new();
+    for (name, want) in expected {
+        let src = source(&name);
+        if src.optional_head.is_some_and(|h| initialized.contains(&h)) {
+            continue;
+        }
+        let tensor = tensors.remove(&src.name).ok_or_else(|| {
+            HfError::tensor(
+                weights,
+                &src.name,
+                format!(
+                    "missing: the config describes a {architecture} that has it (shape {:?})",
+                    want.shape
+                ),
+            )
+        })?;
+        let tensor = match src.transposed {
+            true => tensor.transposed().unwrap_or(tensor),
+            false => tensor,
+        };
+        if tensor.shape != want.shape {
+            return Err(HfError::tensor(
+                weights,
+                &src.name,
+                format!(
+                    "has shape {:?}, but config.json describes {:?}{}",
+                    tensor.shape,
+                    want.shape,
+                    if src.transposed { " (transposed)" } else { "" }
+                ),
+            ));
+        }
+        found.insert(name, tensor);
+    }
+    if let Some(name) = tensors.keys().next() {
+        return Err(HfError::tensor(
+            weights,
+            name,
+            format!("unexpected: not part of a {architecture} this import builds"),
+        ));
+    }
+    // Tensors of the heads left initialized keep their values.
+    let keep = model_tensors(&model, weights)?;
+    for (name, tensor) in keep {
+        found.entry(name).or_insert(tensor);
+    }
+    let bytes = checkpoint::to_bytes(&found, None, weights)?;
+    let model = store::load_safetensors_bytes(model, bytes, weights)?;
+    Ok((model, initialized))
+}

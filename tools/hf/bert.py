@@ -1,0 +1,101 @@
+"""BERT checkpoints in the Hugging Face layout, made with `transformers`.
+
+`make DIR`: randomly initialized BERTs of unusual shapes saved with `save_pretrained`
+(config.json + model.safetensors) into DIR/<name>/, beside `inputs.json` (token ids, segment
+ids and an attention mask; the second row right-padded) and `expected.json` (per row, over its
+unpadded positions: the last hidden state, and the pooled output of a `BertModel` or the MLM
+logits of a `BertForMaskedLM`, computed in float64). The Rust tests in crates/pretrain-hf import
+each checkpoint and must match within 1e-4. Seeded: rerunning writes the same files.
+
+Regenerate (needs `pip install torch transformers`):
+    python3 tools/hf/bert.py make crates/pretrain-hf/fixtures
+"""
+
+import json
+import sys
+
+import torch
+from fixture import perturb_and_save
+from transformers import BertConfig, BertForMaskedLM, BertModel
+
+SHAPES = {
+    # A masked-LM head, three heads of width 4, a feed-forward width of 20 (not 4 x 12).
+    "bert-mlm-odd": (
+        BertForMaskedLM,
+        dict(
+            vocab_size=41,
+            hidden_size=12,
+            num_hidden_layers=2,
+            num_attention_heads=3,
+            intermediate_size=20,
+            max_position_embeddings=16,
+        ),
+    ),
+    # The encoder with its pooler, three segment types, epsilon 1e-7.
+    "bert-model": (
+        BertModel,
+        dict(
+            vocab_size=23,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=10,
+            type_vocab_size=3,
+            layer_norm_eps=1e-7,
+        ),
+    ),
+}
+
+
+def inputs(vocab, types, length=7):
+    generator = torch.Generator().manual_seed(vocab)
+    ids = torch.randint(0, vocab, (2, length), generator=generator)
+    segments = torch.randint(0, types, (2, length), generator=generator)
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[1, 5:] = 0
+    ids[1, 5:] = 0
+    return ids, segments, mask
+
+
+def make(root):
+    for name, (cls, shape) in SHAPES.items():
+        torch.manual_seed(20261202)
+        config = BertConfig(**shape, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        model = cls(config).eval()
+        out = perturb_and_save(model, root, name)
+        ids, segments, mask = inputs(config.vocab_size, config.type_vocab_size)
+        (out / "inputs.json").write_text(
+            json.dumps(
+                {
+                    "input_ids": ids.tolist(),
+                    "token_type_ids": segments.tolist(),
+                    "attention_mask": mask.tolist(),
+                }
+            )
+        )
+        model = model.double()
+        with torch.no_grad():
+            out_ = model(
+                input_ids=ids,
+                token_type_ids=segments,
+                attention_mask=mask,
+                output_hidden_states=True,
+            )
+        rows = []
+        for b in range(2):
+            n = int(mask[b].sum())
+            row = {"last_hidden_state": out_.hidden_states[-1][b, :n].tolist()}
+            if cls is BertModel:
+                row["pooler_output"] = out_.pooler_output[b].tolist()
+            else:
+                row["logits"] = out_.logits[b, :n].tolist()
+            rows.append(row)
+        (out / "expected.json").write_text(json.dumps(rows))
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "make":
+        sys.exit(__doc__)
+    make(sys.argv[2])
