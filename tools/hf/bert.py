@@ -7,11 +7,16 @@ unpadded positions: the last hidden state, and the pooled output of a `BertModel
 logits of a `BertForMaskedLM`, computed in float64). The Rust tests in crates/pretrain-hf import
 each checkpoint and must match within 1e-4. Seeded: rerunning writes the same files.
 
+`check DIR FIXTURE`: loads an exported checkpoint (an imported fixture written back by
+`pretrain_hf::bert::save`) with `BertForMaskedLM.from_pretrained`, fails on any missing or
+unexpected key, and compares its outputs on FIXTURE's inputs with FIXTURE's expected outputs.
+
 Regenerate (needs `pip install torch transformers`):
     python3 tools/hf/bert.py make crates/pretrain-hf/fixtures
 """
 
 import json
+import pathlib
 import sys
 
 import torch
@@ -95,7 +100,40 @@ def make(root):
         print(f"wrote {out}")
 
 
+def check(directory, fixture):
+    """Loads an exported BertForMaskedLM checkpoint and compares its outputs on the fixture's
+    inputs with the fixture's expected outputs (the export of an imported fixture must
+    reproduce them)."""
+    directory, fixture = pathlib.Path(directory), pathlib.Path(fixture)
+    model, info = BertForMaskedLM.from_pretrained(directory, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    if problems:
+        sys.exit(f"{directory}: transformers reports {problems}")
+    data = json.loads((fixture / "inputs.json").read_text())
+    ids, segments, mask = (
+        torch.tensor(data[k]) for k in ("input_ids", "token_type_ids", "attention_mask")
+    )
+    with torch.no_grad():
+        out = model.double().eval()(
+            input_ids=ids, token_type_ids=segments, attention_mask=mask, output_hidden_states=True
+        )
+    want = json.loads((fixture / "expected.json").read_text())
+    worst = 0.0
+    for b, row in enumerate(want):
+        n = int(mask[b].sum())
+        for key, got in (("last_hidden_state", out.hidden_states[-1]), ("logits", out.logits)):
+            diff = (got[b, :n] - torch.tensor(row[key], dtype=torch.float64)).abs()
+            worst = max(worst, float(diff.max()))
+    if worst > 1e-4:
+        sys.exit(f"{directory}: outputs differ from the fixture's by {worst:.2e}")
+    print(f"{directory}: transformers loads it with no missing or unexpected keys; outputs "
+          f"within {worst:.1e} of the fixture's")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "make":
+    if len(sys.argv) == 3 and sys.argv[1] == "make":
+        make(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "check":
+        check(sys.argv[2], sys.argv[3])
+    else:
         sys.exit(__doc__)
-    make(sys.argv[2])

@@ -1,4 +1,4 @@
-//! BERT (`BertModel`, `BertForMaskedLM`) to [`Bert`].
+//! BERT (`BertModel`, `BertForMaskedLM`) to [`Bert`], and [`Bert`] to `BertForMaskedLM`.
 //!
 //! Names differ module by module (a table in [`hf_name`]); every `nn.Linear` weight is
 //! transposed (`[out, in]` there, `[in, out]` here). `BertForMaskedLM` keeps the encoder under
@@ -12,13 +12,17 @@ use burn::tensor::backend::Backend;
 use pretrain_models::{Bert, BertConfig};
 use serde_json::Value;
 
-use crate::checkpoint::{CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
+use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
 use crate::error::{HfError, Result};
 use crate::gpt2::field;
 use crate::mapping::{self, Source};
 
 /// The prefix of the encoder in `BertFor*` models.
 const PREFIX: &str = "bert.";
+/// The pooler's head name.
+const POOLER: &str = "pooler";
+/// How [`hf_name`] marks a tensor no checkpoint has (a LoRA update, an adapter).
+const NOT_IN_CHECKPOINTS: &str = "(pretrain-only) ";
 
 /// The [`BertConfig`] a BERT `config.json` describes; a value [`Bert`] cannot reproduce is
 /// refused naming the field. `path` names the file in messages.
@@ -109,7 +113,7 @@ fn hf_name(ours: &str) -> (String, Option<&'static str>) {
         "embeddings.position" => ("embeddings.position_embeddings".into(), None),
         "embeddings.token_type" => ("embeddings.token_type_embeddings".into(), None),
         "embeddings.norm" => ("embeddings.LayerNorm".into(), None),
-        "pooler" => ("pooler.dense".into(), Some("pooler")),
+        "pooler" => ("pooler.dense".into(), Some(POOLER)),
         "mlm.transform" => ("cls.predictions.transform.dense".into(), Some("MLM head")),
         "mlm.norm" => (
             "cls.predictions.transform.LayerNorm".into(),
@@ -124,7 +128,7 @@ fn hf_name(ours: &str) -> (String, Option<&'static str>) {
         {
             Some((i, part)) => (format!("encoder.layer.{i}.{part}"), None),
             // Not in the table (a LoRA update, an adapter): no checkpoint has it.
-            None => (format!("(pretrain-only) {other}"), None),
+            None => (format!("{NOT_IN_CHECKPOINTS}{other}"), None),
         },
     };
     (format!("{module}.{leaf}"), head)
@@ -139,6 +143,81 @@ fn is_redundant(name: &str) -> bool {
             | "cls.predictions.decoder.weight"
             | "cls.predictions.decoder.bias"
     )
+}
+
+/// The `BertForMaskedLM` `config.json` of `config`; a BERT that `transformers`' cannot express
+/// (pre-norm blocks, no segment embeddings) is refused naming the field.
+pub fn config_to_hf(config: &BertConfig) -> Result<Value> {
+    let refuse = |field: &str, message: &str| {
+        Err(HfError::config(
+            "the model's BertConfig",
+            field,
+            format!("{message}; transformers' BERT cannot express it"),
+        ))
+    };
+    if config.pre_norm {
+        return refuse("pre_norm", "pre-norm blocks");
+    }
+    if config.type_vocab == 0 {
+        return refuse("type_vocab", "no segment embeddings");
+    }
+    Ok(serde_json::json!({
+        "architectures": ["BertForMaskedLM"],
+        "model_type": "bert",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden,
+        "num_hidden_layers": config.layers,
+        "num_attention_heads": config.heads,
+        "intermediate_size": config.intermediate,
+        "max_position_embeddings": config.max_position,
+        "type_vocab_size": config.type_vocab,
+        "layer_norm_eps": config.norm_eps,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": config.dropout,
+        "attention_probs_dropout_prob": config.dropout,
+        "position_embedding_type": "absolute",
+        "tie_word_embeddings": true,
+    }))
+}
+
+/// Whether a checkpoint tensor (named as [`hf_name`] gives it) is a linear layer's weight,
+/// stored transposed (`nn.Linear`: `[out, in]`).
+fn is_linear_weight(hf: &str) -> bool {
+    hf.ends_with(".weight") && !hf.contains("_embeddings.") && !hf.contains("LayerNorm")
+}
+
+/// Writes `model` (built from `config`) to `dir` as a `BertForMaskedLM` checkpoint:
+/// `config.json` and `model.safetensors`. The pooler is left out (`BertForMaskedLM` has none,
+/// and masked-LM pre-training does not train it); a model carrying LoRA updates or adapters is
+/// refused (merge or remove them first).
+pub fn save<B: Backend>(model: &Bert<B>, config: &BertConfig, dir: &Path) -> Result<()> {
+    let hf_config = config_to_hf(config)?;
+    let weights = dir.join(WEIGHTS_FILE);
+    let mut tensors = BTreeMap::new();
+    for (name, tensor) in mapping::model_tensors(model, &weights)? {
+        let (hf, head) = hf_name(&name);
+        if hf.starts_with(NOT_IN_CHECKPOINTS) {
+            return Err(HfError::tensor(
+                &weights,
+                &name,
+                "is a fine-tuning addition BERT has no place for: merge LoRA into the weights \
+                 or remove the adapters before exporting",
+            ));
+        }
+        if head == Some(POOLER) {
+            continue;
+        }
+        let tensor = match is_linear_weight(&hf) {
+            true => tensor.transposed().expect("linear weights are matrices"),
+            false => tensor,
+        };
+        let hf = match head {
+            Some(_) => hf,
+            None => format!("{PREFIX}{hf}"),
+        };
+        tensors.insert(hf, tensor);
+    }
+    checkpoint::write(dir, &hf_config, &tensors)
 }
 
 /// A BERT checkpoint read into a [`Bert`].
@@ -169,12 +248,9 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B
     let model = config.init::<B>(device)?;
     let source = |name: &str| {
         let (hf, optional_head) = hf_name(name);
-        // Every linear layer's weight (the embeddings are tables, not `nn.Linear`).
-        let transposed =
-            hf.ends_with(".weight") && !hf.contains("_embeddings.") && !hf.contains("LayerNorm");
         Source {
+            transposed: is_linear_weight(&hf),
             name: hf,
-            transposed,
             optional_head,
         }
     };
@@ -281,6 +357,39 @@ mod tests {
             ),
             (3, 32, 1e-7)
         );
+    }
+
+    #[test]
+    fn export_then_import_gives_the_same_encoder_and_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let imported = load::<B>(&fixture("bert-mlm-odd"), &Default::default()).unwrap();
+        save(&imported.model, &imported.config, dir.path()).unwrap();
+        let written = HfCheckpoint::read(dir.path()).unwrap();
+        assert!(
+            written
+                .tensors
+                .contains_key("bert.encoder.layer.1.attention.self.query.weight")
+        );
+        assert!(written.tensors.contains_key("cls.predictions.bias"));
+        assert!(!written.tensors.keys().any(|k| k.contains("pooler")));
+        let again = load::<B>(dir.path(), &Default::default()).unwrap();
+        assert_eq!(again.initialized, ["pooler"]);
+        assert_eq!(
+            serde_json::to_value(&again.config).unwrap(),
+            serde_json::to_value(&imported.config).unwrap()
+        );
+        let inputs = json_file(&fixture("bert-mlm-odd").join("inputs.json"));
+        for (a, b) in outputs(&imported.model, &inputs)
+            .iter()
+            .zip(outputs(&again.model, &inputs))
+        {
+            assert_eq!((&a.0, &a.2), (&b.0, &b.2));
+        }
+        let pre_norm = imported.config.clone().with_pre_norm(true);
+        let err = save(&imported.model, &pre_norm, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field pre_norm: pre-norm blocks"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! Each architecture has one module with its table of names and the config fields it reads;
 //! a config value the import cannot honour is refused naming the field, never ignored.
 //! Supported: GPT-2 ([`gpt2`]: `GPT2Model`, `GPT2LMHeadModel`, both ways) and BERT ([`bert`]:
-//! `BertModel`, `BertForMaskedLM`, import).
+//! `BertModel`, `BertForMaskedLM` in, `BertForMaskedLM` out).
 //!
 //! ```no_run
 //! use burn::backend::Flex;
