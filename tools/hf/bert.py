@@ -7,9 +7,11 @@ unpadded positions: the last hidden state, and the pooled output of a `BertModel
 logits of a `BertForMaskedLM`, computed in float64). The Rust tests in crates/pretrain-hf import
 each checkpoint and must match within 1e-4. Seeded: rerunning writes the same files.
 
-`check DIR FIXTURE`: loads an exported checkpoint (an imported fixture written back by
-`pretrain_hf::bert::save`) with `BertForMaskedLM.from_pretrained`, fails on any missing or
-unexpected key, and compares its outputs on FIXTURE's inputs with FIXTURE's expected outputs.
+`check DIR [FIXTURE]`: loads an exported checkpoint (`pretrain export-hf` of a masked-LM run,
+or an imported fixture written back by `pretrain_hf::bert::save`) with
+`BertForMaskedLM.from_pretrained`, fails on any missing or unexpected key, and compares its
+outputs with pretrain's within 1e-4: on DIR's `inputs.json` against DIR's `expected.json` (what
+`pretrain embed` wrote), or on FIXTURE's inputs against FIXTURE's expected outputs.
 
 Regenerate (needs `pip install torch transformers`):
     python3 tools/hf/bert.py make crates/pretrain-hf/fixtures
@@ -100,24 +102,26 @@ def make(root):
         print(f"wrote {out}")
 
 
-def check(directory, fixture):
-    """Loads an exported BertForMaskedLM checkpoint and compares its outputs on the fixture's
-    inputs with the fixture's expected outputs (the export of an imported fixture must
-    reproduce them)."""
-    directory, fixture = pathlib.Path(directory), pathlib.Path(fixture)
+def check(directory, fixture=None):
+    """Loads an exported BertForMaskedLM checkpoint and compares its outputs on the inputs with
+    the expected outputs, both read from FIXTURE when given (the export of an imported fixture
+    must reproduce them), else from DIR (`inputs.json`, and `expected.json` as `pretrain embed`
+    writes it)."""
+    directory = pathlib.Path(directory)
+    source = pathlib.Path(fixture) if fixture else directory
     model, info = BertForMaskedLM.from_pretrained(directory, output_loading_info=True)
     problems = {k: v for k, v in info.items() if v}
     if problems:
         sys.exit(f"{directory}: transformers reports {problems}")
-    data = json.loads((fixture / "inputs.json").read_text())
-    ids, segments, mask = (
-        torch.tensor(data[k]) for k in ("input_ids", "token_type_ids", "attention_mask")
-    )
+    data = json.loads((source / "inputs.json").read_text())
+    ids = torch.tensor(data["input_ids"])
+    mask = torch.tensor(data.get("attention_mask", torch.ones_like(ids).tolist()))
+    segments = torch.tensor(data.get("token_type_ids", torch.zeros_like(ids).tolist()))
     with torch.no_grad():
         out = model.double().eval()(
             input_ids=ids, token_type_ids=segments, attention_mask=mask, output_hidden_states=True
         )
-    want = json.loads((fixture / "expected.json").read_text())
+    want = json.loads((source / "expected.json").read_text())
     worst = 0.0
     for b, row in enumerate(want):
         n = int(mask[b].sum())
@@ -125,15 +129,15 @@ def check(directory, fixture):
             diff = (got[b, :n] - torch.tensor(row[key], dtype=torch.float64)).abs()
             worst = max(worst, float(diff.max()))
     if worst > 1e-4:
-        sys.exit(f"{directory}: outputs differ from the fixture's by {worst:.2e}")
+        sys.exit(f"{directory}: transformers' outputs differ from pretrain's by {worst:.2e}")
     print(f"{directory}: transformers loads it with no missing or unexpected keys; outputs "
-          f"within {worst:.1e} of the fixture's")
+          f"within {worst:.1e} of pretrain's")
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "make":
         make(sys.argv[2])
-    elif len(sys.argv) == 4 and sys.argv[1] == "check":
-        check(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "check":
+        check(*sys.argv[2:])
     else:
         sys.exit(__doc__)

@@ -129,8 +129,9 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Write a causal-LM run's model as a Hugging Face GPT-2 checkpoint (config.json,
-    /// model.safetensors, tokenizer.json) that transformers' from_pretrained loads.
+    /// Write a causal-LM run's model as a Hugging Face GPT-2 checkpoint, a masked-LM run's as a
+    /// BERT one (config.json, model.safetensors, tokenizer.json), for transformers'
+    /// from_pretrained.
     ExportHf {
         /// The run directory.
         run_dir: PathBuf,
@@ -141,13 +142,14 @@ enum Command {
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
     },
-    /// A causal-LM run's outputs on token ids: last hidden states, the last token's (pooled)
-    /// and the logits of every unpadded position, as JSON.
+    /// A causal- or masked-LM run's outputs on token ids: last hidden states, pooled output
+    /// (GPT: the last token's; BERT: the pooler's) and logits of every unpadded position, as
+    /// JSON.
     Embed {
         /// The run directory.
         run_dir: PathBuf,
-        /// JSON `{"input_ids": [[...]], "attention_mask": [[...]]}` (mask optional, right
-        /// padding).
+        /// JSON `{"input_ids": [[...]], "attention_mask": [[...]], "token_type_ids": [[...]]}`
+        /// (mask optional, right padding; segment ids for a BERT, optional).
         #[arg(long)]
         input: PathBuf,
         /// JSON file written: one object per row.
@@ -410,9 +412,9 @@ fn run(command: Command) -> Result<()> {
             out,
             backend,
         } => {
-            pretrain_recipes::hf::run_export_hf(&run_dir, &out, backend)?;
+            let architecture = pretrain_recipes::hf::run_export_hf(&run_dir, &out, backend)?;
             println!(
-                "wrote {}: config.json, model.safetensors, tokenizer.json (GPT2LMHeadModel)",
+                "wrote {}: config.json, model.safetensors, tokenizer.json ({architecture})",
                 out.display()
             );
             Ok(())

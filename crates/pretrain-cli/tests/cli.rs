@@ -848,6 +848,34 @@ fn an_image_scaling_sweep_measures_the_probe_error_of_mae_encoders() {
     }
 }
 
+/// `pretrain export-hf RUN --out OUT`.
+fn export_hf(run: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    pretrain()
+        .arg("export-hf")
+        .arg(run)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// `pretrain embed RUN --input INPUT --out OUT`.
+fn embed_ids(
+    run: &std::path::Path,
+    input: &std::path::Path,
+    out: &std::path::Path,
+) -> std::process::Output {
+    pretrain()
+        .arg("embed")
+        .arg(run)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_causal_lm_run_exports_to_the_hugging_face_layout_and_embeds_token_ids() {
     use pretrain::burn::backend::Flex;
@@ -869,29 +897,14 @@ fn a_causal_lm_run_exports_to_the_hugging_face_layout_and_embeds_token_ids() {
         .unwrap();
     succeeded(&output);
     let export = dir.path().join("gpt2");
-    let output = pretrain()
-        .arg("export-hf")
-        .arg(&run)
-        .arg("--out")
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(succeeded(&output).contains("GPT2LMHeadModel"));
+    assert!(succeeded(&export_hf(&run, &export)).contains("GPT2LMHeadModel"));
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(export.join(file).is_file(), "{file}");
     }
     let embed = |ids: &str| {
         let input = dir.path().join("ids.json");
         std::fs::write(&input, ids).unwrap();
-        pretrain()
-            .arg("embed")
-            .arg(&run)
-            .arg("--input")
-            .arg(&input)
-            .arg("--out")
-            .arg(dir.path().join("out.json"))
-            .output()
-            .unwrap()
+        embed_ids(&run, &input, &dir.path().join("out.json"))
     };
     succeeded(&embed(
         r#"{"input_ids": [[5, 9, 3], [4, 4, 0]], "attention_mask": [[1, 1, 1], [1, 1, 0]]}"#,
@@ -931,19 +944,62 @@ fn a_causal_lm_run_exports_to_the_hugging_face_layout_and_embeds_token_ids() {
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-5, "{worst}");
 
-    // Bad input: an id outside the vocabulary, a folder that is not a run.
+    // Bad input: an id outside the vocabulary, segment ids for a GPT, a folder that is not a
+    // run.
     let line = refused(&embed(r#"{"input_ids": [[5, 100000]]}"#));
     assert!(
         line.contains("row 0 position 1: id 100000 is outside the vocabulary"),
         "{line}"
     );
+    let line = refused(&embed(
+        r#"{"input_ids": [[5, 1]], "token_type_ids": [[0, 1]]}"#,
+    ));
+    assert!(line.contains("no segment embeddings"), "{line}");
+    let line = refused(&export_hf(dir.path(), &dir.path().join("nothing")));
+    assert!(line.contains("recipe.toml"), "{line}");
+}
+
+#[test]
+fn a_masked_lm_run_exports_as_a_bert_for_masked_lm_and_embeds_with_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    // The text recipe on the shipped spam sample (20 texts), 8 per step.
+    let recipe = dir.path().join("mlm-sample.toml");
+    let builtin = include_str!("../../../recipes/mlm-text.toml");
+    assert!(builtin.contains("dataset = \"tweets\"") && builtin.contains("batch_size = 64"));
+    let sample = builtin
+        .replace("dataset = \"tweets\"", "dataset = \"spam-sample\"")
+        .replacen("batch_size = 64", "batch_size = 8", 1);
+    std::fs::write(&recipe, sample).unwrap();
+    let run = dir.path().join("run");
     let output = pretrain()
-        .arg("export-hf")
-        .arg(dir.path())
-        .arg("--out")
-        .arg(dir.path().join("nothing"))
+        .arg("pretrain")
+        .arg(&recipe)
+        .args(["--steps", "2", "--quiet", "--out"])
+        .arg(&run)
         .output()
         .unwrap();
-    let line = refused(&output);
-    assert!(line.contains("recipe.toml"), "{line}");
+    succeeded(&output);
+    let export = dir.path().join("bert");
+    assert!(succeeded(&export_hf(&run, &export)).contains("BertForMaskedLM"));
+    let imported =
+        pretrain::hf::bert::load::<pretrain::burn::backend::Flex>(&export, &Default::default())
+            .unwrap();
+    assert_eq!(imported.initialized, ["pooler"]);
+    let input = dir.path().join("ids.json");
+    std::fs::write(
+        &input,
+        r#"{"input_ids": [[5, 9, 3], [4, 4, 0]], "attention_mask": [[1, 1, 1], [1, 1, 0]],
+            "token_type_ids": [[0, 0, 1], [0, 1, 0]]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out.json");
+    succeeded(&embed_ids(&run, &input, &out));
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(rows[1]["tokens"], 2);
+    assert_eq!(rows[1]["logits"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        rows[0]["pooled"].as_array().unwrap().len(),
+        imported.config.hidden
+    );
 }

@@ -69,21 +69,8 @@ impl DecoderRun {
                 ),
             ));
         }
-        let tokenizer = TextTokenizer::from_file(&run_dir.join(TOKENIZER_FILE))?;
-        let weights = encoder_weights(run_dir);
-        if !weights.is_file() {
-            return Err(RecipeError::io(
-                &weights,
-                "missing: the run has not finished (resume it with --resume)",
-            ));
-        }
-        let inputs = TextInputs {
-            vocab_size: tokenizer.vocab_size(),
-            max_tokens: recipe.data.max_tokens(),
-        };
-        let ModelConfig::Decoder(config) =
-            models::resolve(&recipe.model, DataInputs::Text(inputs))?
-        else {
+        let (tokenizer, model, weights) = text_model(run_dir, &recipe)?;
+        let ModelConfig::Decoder(config) = model else {
             return Err(RecipeError::field(
                 "model.preset",
                 "a causal-LM run has a GPT preset",
@@ -112,6 +99,28 @@ impl DecoderRun {
             )
         })
     }
+}
+
+/// The tokenizer, model configuration and weights file of the finished text run in `run_dir`
+/// trained with `recipe` (a run that has not finished is refused).
+pub(crate) fn text_model(
+    run_dir: &Path,
+    recipe: &Recipe,
+) -> Result<(TextTokenizer, ModelConfig, PathBuf)> {
+    let tokenizer = TextTokenizer::from_file(&run_dir.join(TOKENIZER_FILE))?;
+    let weights = encoder_weights(run_dir);
+    if !weights.is_file() {
+        return Err(RecipeError::io(
+            &weights,
+            "missing: the run has not finished (resume it with --resume)",
+        ));
+    }
+    let inputs = TextInputs {
+        vocab_size: tokenizer.vocab_size(),
+        max_tokens: recipe.data.max_tokens(),
+    };
+    let model = models::resolve(&recipe.model, DataInputs::Text(inputs))?;
+    Ok((tokenizer, model, weights))
 }
 
 /// Generates from the run in `options.run_dir`, calling `on_text` with each new piece of text

@@ -1,22 +1,28 @@
-//! `pretrain export-hf` and `pretrain embed` on a causal-LM run: the decoder as a Hugging Face
-//! GPT-2 checkpoint (with the run's `tokenizer.json`), and its outputs on given token ids as
-//! JSON, which is also how `tools/hf/gpt2.py check` compares `transformers` with this side.
+//! `pretrain export-hf` and `pretrain embed` on a causal-LM run (GPT-2) or a masked-LM run
+//! (BERT): the model as a Hugging Face checkpoint (with the run's `tokenizer.json`), and its
+//! outputs on given token ids as JSON, which is also how `tools/hf/*.py check` compares
+//! `transformers` with this side.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::burn::tensor::{Int, Tensor, TensorData};
-use pretrain::models::Gpt;
+use pretrain::data::tokenizer::TextTokenizer;
+use pretrain::models::{Bert, BertConfig, load_safetensors};
 use pretrain::train::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::data::TOKENIZER_FILE;
 use crate::error::{RecipeError, Result};
-use crate::generate::DecoderRun;
+use crate::generate::{DecoderRun, text_model};
+use crate::models::ModelConfig;
+use crate::objective::ObjectiveKind;
+use crate::recipe_of_run;
 
 /// Token ids to embed (`transformers`' names): one row per sequence, right-padded, with an
-/// optional attention mask (1 for tokens, 0 for padding; default all 1).
+/// optional attention mask (1 for tokens, 0 for padding; default all 1) and, for a BERT,
+/// optional segment ids (default 0).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedInput {
@@ -25,6 +31,9 @@ pub struct EmbedInput {
     /// `[batch][seq]` 1 or 0, padding only at the end of a row.
     #[serde(default)]
     pub attention_mask: Option<Vec<Vec<u8>>>,
+    /// `[batch][seq]` segment ids (BERT only).
+    #[serde(default)]
+    pub token_type_ids: Option<Vec<Vec<i64>>>,
 }
 
 /// One sequence's outputs, over its unpadded positions.
@@ -32,69 +41,168 @@ pub struct EmbedInput {
 pub struct EmbedRow {
     /// Unpadded tokens.
     pub tokens: usize,
-    /// `[tokens][d_model]` final-norm hidden states.
+    /// `[tokens][d_model]` last hidden states.
     pub last_hidden_state: Vec<Vec<f32>>,
-    /// `[d_model]`: the last token's hidden state (a causal model's summary of the sequence).
+    /// `[d_model]`: a GPT's last-token hidden state, a BERT's pooler output.
     pub pooled: Vec<f32>,
-    /// `[tokens][vocab]` next-token logits.
+    /// `[tokens][vocab]` logits: next-token (GPT), masked-token (BERT).
     pub logits: Vec<Vec<f32>>,
 }
 
-/// Writes the causal-LM run in `run_dir` to `out` as a `GPT2LMHeadModel` checkpoint
-/// (`config.json`, `model.safetensors`) with the run's `tokenizer.json`.
-pub fn run_export_hf(run_dir: &Path, out: &Path, backend: BackendKind) -> Result<()> {
-    let run = DecoderRun::open(run_dir, "export-hf")?;
-    pretrain::dispatch_backend!(backend, Precision::F32, Export { run: &run, out })??;
-    let tokenizer = out.join(TOKENIZER_FILE);
-    std::fs::copy(run_dir.join(TOKENIZER_FILE), &tokenizer)
-        .map_err(|e| RecipeError::io(&tokenizer, e))?;
-    Ok(())
+/// A run whose model has a Hugging Face twin.
+enum HfRun {
+    /// A causal LM: GPT-2.
+    Decoder(Box<DecoderRun>),
+    /// A masked LM: BERT.
+    Encoder(Box<EncoderRun>),
 }
 
-struct Export<'a> {
-    run: &'a DecoderRun,
-    out: &'a Path,
+/// A masked-LM run opened.
+struct EncoderRun {
+    tokenizer: TextTokenizer,
+    config: BertConfig,
+    weights: PathBuf,
 }
 
-impl BackendTask for Export<'_> {
-    type Output = Result<()>;
-
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
-        let model = self.run.load::<B::InnerBackend>(&device)?;
-        let end_of_text = self.run.tokenizer.specials().sep;
-        Ok(pretrain::hf::gpt2::save(
-            &model,
-            &self.run.config,
-            end_of_text,
-            self.out,
+impl EncoderRun {
+    /// The trained encoder.
+    fn load<B: Backend>(&self, device: &B::Device) -> Result<Bert<B>> {
+        Ok(load_safetensors(
+            self.config.init::<B>(device)?,
+            &self.weights,
         )?)
     }
 }
 
-/// The outputs of the causal-LM run in `run_dir` on the token ids in `input` (JSON,
-/// [`EmbedInput`]), written to `out` as a JSON list of [`EmbedRow`].
+impl HfRun {
+    /// Opens a finished clm or mlm run; other runs are refused for `command`'s messages.
+    fn open(run_dir: &Path, command: &'static str) -> Result<Self> {
+        let recipe = recipe_of_run(run_dir)?;
+        if recipe.objective.kind != ObjectiveKind::Mlm {
+            return match DecoderRun::open(run_dir, command) {
+                Ok(run) => Ok(Self::Decoder(Box::new(run))),
+                Err(_) => Err(RecipeError::option(
+                    command,
+                    format!(
+                        "{} is a {} run; {command} reads causal-LM (clm) and masked-LM (mlm) \
+                         runs",
+                        run_dir.display(),
+                        recipe.objective.kind
+                    ),
+                )),
+            };
+        }
+        let (tokenizer, model, weights) = text_model(run_dir, &recipe)?;
+        let ModelConfig::Text(config) = model else {
+            return Err(RecipeError::field(
+                "model.preset",
+                "an mlm run has a BERT preset",
+            ));
+        };
+        Ok(Self::Encoder(Box::new(EncoderRun {
+            tokenizer,
+            config,
+            weights,
+        })))
+    }
+
+    fn tokenizer(&self) -> &TextTokenizer {
+        match self {
+            Self::Decoder(run) => &run.tokenizer,
+            Self::Encoder(run) => &run.tokenizer,
+        }
+    }
+
+    /// Tokens a sequence may have.
+    fn context(&self) -> usize {
+        match self {
+            Self::Decoder(run) => run.config.block_size,
+            Self::Encoder(run) => run.config.max_position,
+        }
+    }
+}
+
+/// Writes the run in `run_dir` to `out` as a Hugging Face checkpoint (`config.json`,
+/// `model.safetensors`) with the run's `tokenizer.json`: a causal LM as `GPT2LMHeadModel`, a
+/// masked LM as `BertForMaskedLM`.
+pub fn run_export_hf(run_dir: &Path, out: &Path, backend: BackendKind) -> Result<String> {
+    let run = HfRun::open(run_dir, "export-hf")?;
+    let architecture =
+        pretrain::dispatch_backend!(backend, Precision::F32, Export { run: &run, out })??;
+    let tokenizer = out.join(TOKENIZER_FILE);
+    std::fs::copy(run_dir.join(TOKENIZER_FILE), &tokenizer)
+        .map_err(|e| RecipeError::io(&tokenizer, e))?;
+    Ok(architecture)
+}
+
+struct Export<'a> {
+    run: &'a HfRun,
+    out: &'a Path,
+}
+
+impl BackendTask for Export<'_> {
+    /// The architecture written.
+    type Output = Result<String>;
+
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+        match self.run {
+            HfRun::Decoder(run) => {
+                let model = run.load::<B::InnerBackend>(&device)?;
+                let end_of_text = run.tokenizer.specials().sep;
+                pretrain::hf::gpt2::save(&model, &run.config, end_of_text, self.out)?;
+                Ok("GPT2LMHeadModel".into())
+            }
+            HfRun::Encoder(run) => {
+                let model = run.load::<B::InnerBackend>(&device)?;
+                pretrain::hf::bert::save(&model, &run.config, self.out)?;
+                Ok("BertForMaskedLM".into())
+            }
+        }
+    }
+}
+
+/// The outputs of the run in `run_dir` on the token ids in `input` (JSON, [`EmbedInput`]),
+/// written to `out` as a JSON list of [`EmbedRow`].
 pub fn run_embed(run_dir: &Path, input: &Path, out: &Path, backend: BackendKind) -> Result<()> {
-    let run = DecoderRun::open(run_dir, "embed")?;
+    let run = HfRun::open(run_dir, "embed")?;
     let text = std::fs::read_to_string(input).map_err(|e| RecipeError::io(input, e))?;
     let parsed: EmbedInput = serde_json::from_str(&text)
         .map_err(|e| RecipeError::io(input, format!("is not token ids as JSON: {e}")))?;
-    let rows = unpadded(&parsed, run.tokenizer.vocab_size(), run.config.block_size)
+    let lengths = unpadded(&parsed, run.tokenizer().vocab_size(), run.context())
         .map_err(|message| RecipeError::io(input, message))?;
-    let job = Embed { run: &run, rows };
+    if let (HfRun::Decoder(_), Some(_)) = (&run, &parsed.token_type_ids) {
+        return Err(RecipeError::io(
+            input,
+            "token_type_ids: the GPT here has no segment embeddings",
+        ));
+    }
+    let job = Embed {
+        run: &run,
+        input: &parsed,
+        lengths,
+    };
     let embedded = pretrain::dispatch_backend!(backend, Precision::F32, job)??;
     let json = serde_json::to_string(&embedded).expect("outputs serialize");
     std::fs::write(out, json).map_err(|e| RecipeError::io(out, e))
 }
 
-/// Each row's unpadded ids, checked: ids in the vocabulary, at most `block` of them, at least
-/// one, the mask the ids' shape with padding only at the end.
+/// Each row's unpadded length, checked: ids in the vocabulary, at most `context` of them, at
+/// least one, the mask and segment ids of the ids' shape, padding only at the end.
 fn unpadded(
     input: &EmbedInput,
     vocab: usize,
-    block: usize,
-) -> std::result::Result<Vec<Vec<i64>>, String> {
-    if input.input_ids.is_empty() {
+    context: usize,
+) -> std::result::Result<Vec<usize>, String> {
+    let Some(width) = input.input_ids.first().map(Vec::len) else {
         return Err("input_ids has no rows".into());
+    };
+    if input.input_ids.iter().any(|row| row.len() != width) {
+        return Err("input_ids rows differ in length (pad them, with an attention_mask)".into());
+    }
+    if let Some(types) = &input.token_type_ids
+        && (types.len() != input.input_ids.len() || types.iter().any(|r| r.len() != width))
+    {
+        return Err("token_type_ids is not input_ids' shape".into());
     }
     input
         .input_ids
@@ -117,12 +225,13 @@ fn unpadded(
                     n
                 }
             };
-            if n == 0 || n > block {
+            if n == 0 || ids.len() > context {
                 return Err(format!(
-                    "row {r} has {n} tokens; the model takes 1 to {block} (its block size)"
+                    "row {r} has {} tokens ({n} unpadded); the model takes 1 to {context}",
+                    ids.len()
                 ));
             }
-            if let Some((p, id)) = ids[..n]
+            if let Some((p, id)) = ids
                 .iter()
                 .enumerate()
                 .find(|(_, id)| !(0..vocab as i64).contains(id))
@@ -131,51 +240,82 @@ fn unpadded(
                     "row {r} position {p}: id {id} is outside the vocabulary of {vocab} tokens"
                 ));
             }
-            Ok(ids[..n].to_vec())
+            Ok(n)
         })
         .collect()
 }
 
 struct Embed<'a> {
-    run: &'a DecoderRun,
-    rows: Vec<Vec<i64>>,
+    run: &'a HfRun,
+    input: &'a EmbedInput,
+    lengths: Vec<usize>,
 }
 
 impl BackendTask for Embed<'_> {
     type Output = Result<Vec<EmbedRow>>;
 
     fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
-        let model = self.run.load::<B::InnerBackend>(&device)?;
-        self.rows
-            .into_iter()
-            .map(|ids| embed_row(&model, ids, &device))
+        let (b, s) = (self.input.input_ids.len(), self.input.input_ids[0].len());
+        let ints = |rows: &Vec<Vec<i64>>| {
+            Tensor::<B::InnerBackend, 2, Int>::from_data(
+                TensorData::new(rows.concat(), [b, s]),
+                &device,
+            )
+        };
+        let (hidden, pooled, logits) = match self.run {
+            HfRun::Decoder(run) => {
+                let model = run.load::<B::InnerBackend>(&device)?;
+                // Causal attention makes right padding irrelevant to the unpadded positions.
+                let hidden = model.forward_hidden(ints(&self.input.input_ids), None);
+                let logits = model.logits(hidden.clone());
+                (hidden, None, logits)
+            }
+            HfRun::Encoder(run) => {
+                let model = run.load::<B::InnerBackend>(&device)?;
+                let padding: Vec<bool> = (0..b)
+                    .flat_map(|r| (0..s).map(move |p| (r, p)))
+                    .map(|(r, p)| p >= self.lengths[r])
+                    .collect();
+                let padding = Tensor::from_data(TensorData::new(padding, [b, s]), &device);
+                let types = self.input.token_type_ids.as_ref().map(ints);
+                let hidden = model.forward(ints(&self.input.input_ids), Some(padding), types);
+                let pooled = model.pooled(hidden.clone());
+                let logits = model.mlm_logits(hidden.clone());
+                (hidden, Some(pooled), logits)
+            }
+        };
+        let matrix = |t: Tensor<B::InnerBackend, 3>, r: usize, n: usize| -> Result<Vec<Vec<f32>>> {
+            let width = t.dims()[2];
+            let values = to_vec(t.slice([r..r + 1, 0..n, 0..width]))?;
+            Ok(values.chunks(width).map(<[f32]>::to_vec).collect())
+        };
+        (0..b)
+            .map(|r| {
+                let n = self.lengths[r];
+                let last_hidden_state = matrix(hidden.clone(), r, n)?;
+                let pooled = match &pooled {
+                    Some(pooled) => {
+                        let d = pooled.dims()[1];
+                        to_vec(pooled.clone().slice([r..r + 1, 0..d]))?
+                    }
+                    None => last_hidden_state[n - 1].clone(),
+                };
+                Ok(EmbedRow {
+                    tokens: n,
+                    pooled,
+                    logits: matrix(logits.clone(), r, n)?,
+                    last_hidden_state,
+                })
+            })
             .collect()
     }
 }
 
-/// One sequence through `model` (rows separately: causal attention makes right padding
-/// irrelevant to the unpadded positions, so none is needed).
-fn embed_row<B: Backend>(model: &Gpt<B>, ids: Vec<i64>, device: &B::Device) -> Result<EmbedRow> {
-    let n = ids.len();
-    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, n]), device);
-    let hidden = model.forward_hidden(tokens, None); // [1, n, d_model]
-    let logits = model.logits(hidden.clone()); // [1, n, vocab]
-    let rows = |t: Tensor<B, 3>| -> Result<Vec<Vec<f32>>> {
-        let width = t.dims()[2];
-        let values: Vec<f32> = t
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .map_err(|e| RecipeError::option("embed", format!("{e:?}")))?;
-        Ok(values.chunks(width).map(<[f32]>::to_vec).collect())
-    };
-    let last_hidden_state = rows(hidden)?;
-    Ok(EmbedRow {
-        tokens: n,
-        pooled: last_hidden_state[n - 1].clone(),
-        last_hidden_state,
-        logits: rows(logits)?,
-    })
+fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| RecipeError::option("embed", format!("{e:?}")))
 }
 
 #[cfg(test)]
@@ -186,6 +326,7 @@ mod tests {
         EmbedInput {
             input_ids: ids,
             attention_mask: mask,
+            token_type_ids: None,
         }
     }
 
@@ -195,11 +336,8 @@ mod tests {
             vec![vec![1, 2, 3], vec![4, 5, 0]],
             Some(vec![vec![1, 1, 1], vec![1, 1, 0]]),
         );
-        assert_eq!(unpadded(&ok, 10, 8).unwrap(), [vec![1, 2, 3], vec![4, 5]]);
-        assert_eq!(
-            unpadded(&input(vec![vec![7]], None), 10, 8).unwrap(),
-            [vec![7]]
-        );
+        assert_eq!(unpadded(&ok, 10, 8).unwrap(), [3, 2]);
+        assert_eq!(unpadded(&input(vec![vec![7]], None), 10, 8).unwrap(), [1]);
         for (bad, why) in [
             (input(vec![], None), "no rows"),
             (
@@ -209,13 +347,24 @@ mod tests {
             (input(vec![vec![1, -1]], None), "id -1 is outside"),
             (
                 input(vec![vec![1; 9]], None),
-                "9 tokens; the model takes 1 to 8",
+                "9 tokens (9 unpadded); the model takes 1 to 8",
             ),
             (
                 input(vec![vec![1, 2]], Some(vec![vec![0, 1]])),
                 "right padding",
             ),
-            (input(vec![vec![1, 2]], Some(vec![vec![0, 0]])), "0 tokens"),
+            (
+                input(vec![vec![1, 2]], Some(vec![vec![0, 0]])),
+                "(0 unpadded)",
+            ),
+            (input(vec![vec![1, 2], vec![3]], None), "differ in length"),
+            (
+                EmbedInput {
+                    token_type_ids: Some(vec![vec![0]]),
+                    ..input(vec![vec![1, 2]], None)
+                },
+                "token_type_ids is not input_ids' shape",
+            ),
             (
                 input(vec![vec![1, 2]], Some(vec![vec![1]])),
                 "not input_ids' shape",
