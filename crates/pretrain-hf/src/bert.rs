@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
 use crate::error::{HfError, Result};
-use crate::gpt2::field;
+use crate::gpt2::{field, one_of};
 use crate::mapping::{self, Source};
 
 /// The prefix of the encoder in `BertFor*` models.
@@ -28,22 +28,20 @@ const NOT_IN_CHECKPOINTS: &str = "(pretrain-only) ";
 /// refused naming the field. `path` names the file in messages.
 pub fn config_from_hf(config: &Value, path: &Path) -> Result<BertConfig> {
     let refuse = |name: &str, message: String| Err(HfError::config(path, name, message));
-    let model_type: String = field(config, "model_type", "bert".into(), path)?;
-    if model_type != "bert" {
-        return refuse(
-            "model_type",
-            format!("{model_type:?}: this import reads BERT checkpoints (\"bert\")"),
-        );
-    }
-    let activation: String = field(config, "hidden_act", "gelu".into(), path)?;
-    if activation != "gelu" {
-        return refuse(
-            "hidden_act",
-            format!(
-                "{activation:?} is not supported: the BERT here uses the exact GELU (\"gelu\")"
-            ),
-        );
-    }
+    one_of(
+        config,
+        "model_type",
+        &["bert"],
+        "this import reads BERT checkpoints",
+        path,
+    )?;
+    one_of(
+        config,
+        "hidden_act",
+        &["gelu"],
+        "the BERT here uses the exact GELU",
+        path,
+    )?;
     let positions: String = field(config, "position_embedding_type", "absolute".into(), path)?;
     if positions != "absolute" {
         return refuse(

@@ -41,30 +41,43 @@ pub(crate) fn field<T: DeserializeOwned>(
     }
 }
 
+/// A string `config.json` field that must be one of `supported` (the first is transformers'
+/// default); otherwise refused with `why`.
+pub(crate) fn one_of(
+    config: &Value,
+    name: &str,
+    supported: &[&str],
+    why: &str,
+    path: &Path,
+) -> Result<String> {
+    let value: String = field(config, name, supported[0].to_string(), path)?;
+    if supported.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err(HfError::config(
+            path,
+            name,
+            format!(
+                "{value:?} is not supported: {why} ({})",
+                supported.join(", ")
+            ),
+        ))
+    }
+}
+
 /// The [`GptConfig`] a GPT-2 `config.json` describes; a value [`Gpt`] cannot reproduce is
 /// refused naming the field. `path` names the file in messages.
 pub fn config_from_hf(config: &Value, path: &Path) -> Result<GptConfig> {
-    let model_type: String = field(config, "model_type", "gpt2".into(), path)?;
-    if model_type != "gpt2" {
-        return Err(HfError::config(
-            path,
-            "model_type",
-            format!("{model_type:?}: this import reads GPT-2 checkpoints (\"gpt2\")"),
-        ));
-    }
+    one_of(
+        config,
+        "model_type",
+        &["gpt2"],
+        "this import reads GPT-2 checkpoints",
+        path,
+    )?;
+    let why = "the GPT here uses the tanh-approximated GELU";
+    one_of(config, "activation_function", &TANH_GELU, why, path)?;
     let d_model: usize = field(config, "n_embd", 768, path)?;
-    let activation: String = field(config, "activation_function", "gelu_new".into(), path)?;
-    if !TANH_GELU.contains(&activation.as_str()) {
-        return Err(HfError::config(
-            path,
-            "activation_function",
-            format!(
-                "{activation:?} is not supported: the GPT here uses the tanh-approximated \
-                 GELU ({})",
-                TANH_GELU.join(", ")
-            ),
-        ));
-    }
     // Attention variants the GPT here does not implement.
     for (name, default, supported) in [
         ("scale_attn_weights", true, true),

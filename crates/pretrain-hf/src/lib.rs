@@ -6,7 +6,7 @@
 //! Each architecture has one module with its table of names and the config fields it reads;
 //! a config value the import cannot honour is refused naming the field, never ignored.
 //! Supported: GPT-2 ([`gpt2`]: `GPT2Model`, `GPT2LMHeadModel`, both ways) and BERT ([`bert`]:
-//! `BertModel`, `BertForMaskedLM` in, `BertForMaskedLM` out).
+//! `BertModel`, `BertForMaskedLM` in, `BertForMaskedLM` out) and ViT ([`vit`]: `ViTModel` in).
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -23,6 +23,7 @@ pub mod gpt2;
 mod mapping;
 #[cfg(test)]
 mod testing;
+pub mod vit;
 
 pub use checkpoint::{HfCheckpoint, HfTensor};
 pub use error::{HfError, Result};
