@@ -243,6 +243,14 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B
         })
         .filter(|(name, _)| !is_redundant(name))
         .collect();
+    let weights = dir.join(WEIGHTS_FILE);
+    let architecture = "BERT (BertModel or BertForMaskedLM)";
+    // The heads a checkpoint may lack: the pooler (d x d + d) and the MLM head (transform
+    // d x d + d, norm 2d, output bias vocab).
+    let d = config.hidden as u128;
+    let heads = (d * d + d) + (d * d + 3 * d + config.vocab_size as u128);
+    let required = config.num_params().saturating_sub(heads);
+    mapping::check_fits(required, &tensors, &weights, architecture)?;
     let model = config.init::<B>(device)?;
     let source = |name: &str| {
         let (hf, optional_head) = hf_name(name);
@@ -252,8 +260,6 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B
             optional_head,
         }
     };
-    let weights = dir.join(WEIGHTS_FILE);
-    let architecture = "BERT (BertModel or BertForMaskedLM)";
     let (model, initialized) =
         mapping::load_mapped(model, tensors, source, &weights, architecture)?;
     Ok(ImportedBert {

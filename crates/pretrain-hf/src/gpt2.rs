@@ -200,6 +200,8 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gp
         // Saved by some versions beside the embedding it is tied to.
         tensors.remove(LM_HEAD);
     }
+    let architecture = "GPT-2 (GPT2Model or GPT2LMHeadModel)";
+    mapping::check_fits(config.num_params(), &tensors, &weights, architecture)?;
     let model = config.init::<B>(device)?;
     let source = |name: &str| Source {
         name: hf_name(name),
@@ -207,7 +209,6 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gp
         transposed: name == LM_HEAD,
         optional_head: None,
     };
-    let architecture = "GPT-2 (GPT2Model or GPT2LMHeadModel)";
     let (model, _) = mapping::load_mapped(model, tensors, source, &weights, architecture)?;
     Ok((config, model))
 }
@@ -389,6 +390,12 @@ mod tests {
         let err = load_edited(|c, _| c["n_head"] = json!(5)).unwrap_err();
         assert!(
             err.contains("n_head") && err.contains("must divide d_model 12"),
+            "{err}"
+        );
+        // A few bytes of config asking for a model the weights could never fill.
+        let err = load_edited(|c, _| c["n_layer"] = json!(100_000)).unwrap_err();
+        assert!(
+            err.contains("of at least") && err.contains("but the weights hold 4428 values"),
             "{err}"
         );
         let err = load_edited(|c, _| c["attn_pdrop"] = json!(0.2)).unwrap_err();

@@ -23,6 +23,30 @@ pub(crate) struct Source {
     pub optional_head: Option<&'static str>,
 }
 
+/// Refuses, before the model is built, a config whose model is far larger than its weights:
+/// `required` parameters (those no checkpoint of the architecture may lack) above four times
+/// the values the `tensors` hold plus a million. A config.json of a few bytes must not make the
+/// import allocate a model its weights file could never fill; a model near the weights' size
+/// is built, and the tensors that differ are then named one by one.
+pub(crate) fn check_fits(
+    required: u128,
+    tensors: &BTreeMap<String, HfTensor>,
+    weights: &Path,
+    architecture: &str,
+) -> Result<()> {
+    let held: u128 = tensors.values().map(|t| t.values.len() as u128).sum();
+    if required > 4 * held + (1 << 20) {
+        return Err(HfError::file(
+            weights,
+            format!(
+                "config.json describes a {architecture} of at least {required} parameters, but \
+                 the weights hold {held} values"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The model's tensors by its own names.
 pub(crate) fn model_tensors<B: Backend, M: Module<B>>(
     model: &M,

@@ -144,6 +144,9 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedVit<B>
             !pooler
         })
         .collect();
+    let weights = dir.join(WEIGHTS_FILE);
+    let architecture = "ViT (ViTModel)";
+    mapping::check_fits(config.num_params(), &tensors, &weights, architecture)?;
     let model = config.init::<B>(device)?;
     let source = |name: &str| {
         let hf = hf_name(name);
@@ -155,8 +158,7 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedVit<B>
             optional_head: None,
         }
     };
-    let weights = dir.join(WEIGHTS_FILE);
-    let (model, _) = mapping::load_mapped(model, tensors, source, &weights, "ViT (ViTModel)")?;
+    let (model, _) = mapping::load_mapped(model, tensors, source, &weights, architecture)?;
     Ok(ImportedVit {
         config,
         model,
