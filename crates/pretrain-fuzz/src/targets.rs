@@ -108,6 +108,12 @@ pub const TARGETS: &[Target] = &[
         seeds: safetensors_seeds,
     },
     Target {
+        name: "hf-checkpoint",
+        what: "a Hugging Face checkpoint (config.json + model.safetensors) imported as GPT-2, BERT and ViT",
+        run: hf_checkpoint,
+        seeds: hf_checkpoint_seeds,
+    },
+    Target {
         name: "token-shards",
         what: "the manifest of a token shard folder",
         run: token_shards,
@@ -631,6 +637,39 @@ fn lora_classifier() -> Classifier<Flex> {
     )
     .expect("LoRA added");
     Classifier::new(encoder, 16, 3, &device)
+}
+
+/// The input of `hf-checkpoint`: config.json's length (4 bytes, little-endian), config.json,
+/// then model.safetensors.
+fn hf_checkpoint(data: &[u8]) {
+    let Some((length, rest)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let split = (u32::from_le_bytes(*length) as usize).min(rest.len());
+    let (config, weights) = rest.split_at(split);
+    scratch_file(pretrain_hf::checkpoint::CONFIG_FILE, config);
+    let path = scratch_file(pretrain_hf::checkpoint::WEIGHTS_FILE, weights);
+    let dir = path.parent().expect("a scratch folder");
+    let device = Default::default();
+    let _ = pretrain_hf::gpt2::load::<Flex>(dir, &device);
+    let _ = pretrain_hf::bert::load::<Flex>(dir, &device);
+    let _ = pretrain_hf::vit::load::<Flex>(dir, &device);
+}
+
+/// The transformers checkpoints the pretrain-hf tests use.
+fn hf_checkpoint_seeds() -> Vec<Vec<u8>> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pretrain-hf/fixtures");
+    ["gpt2-odd-heads", "bert-mlm-odd", "vit-odd"]
+        .iter()
+        .map(|name| {
+            let read = |file: &str| std::fs::read(fixtures.join(name).join(file)).expect("fixture");
+            let config = read(pretrain_hf::checkpoint::CONFIG_FILE);
+            let mut input = (config.len() as u32).to_le_bytes().to_vec();
+            input.extend(config);
+            input.extend(read(pretrain_hf::checkpoint::WEIGHTS_FILE));
+            input
+        })
+        .collect()
 }
 
 fn adapter(data: &[u8]) {
