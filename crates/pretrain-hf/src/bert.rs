@@ -234,13 +234,7 @@ pub struct ImportedBert<B: Backend> {
 pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B>> {
     let checkpoint = HfCheckpoint::read(dir)?;
     let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
-    let tensors: BTreeMap<String, HfTensor> = checkpoint
-        .tensors
-        .into_iter()
-        .map(|(name, t)| match name.strip_prefix(PREFIX) {
-            Some(body) => (body.to_string(), t),
-            None => (name, t),
-        })
+    let tensors: BTreeMap<String, HfTensor> = mapping::without_prefix(checkpoint.tensors, PREFIX)
         .filter(|(name, _)| !is_redundant(name))
         .collect();
     let weights = dir.join(WEIGHTS_FILE);

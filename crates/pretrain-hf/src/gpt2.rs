@@ -188,14 +188,10 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gp
     let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
     let weights = dir.join(WEIGHTS_FILE);
     // `GPT2LMHeadModel` prefixes the body; `GPT2Model` (and the original gpt2 files) do not.
-    let mut tensors: BTreeMap<String, HfTensor> = std::mem::take(&mut checkpoint.tensors)
-        .into_iter()
-        .map(|(name, t)| match name.strip_prefix(PREFIX) {
-            Some(body) => (body.to_string(), t),
-            None => (name, t),
-        })
-        .filter(|(name, _)| !is_mask_buffer(name))
-        .collect();
+    let mut tensors: BTreeMap<String, HfTensor> =
+        mapping::without_prefix(std::mem::take(&mut checkpoint.tensors), PREFIX)
+            .filter(|(name, _)| !is_mask_buffer(name))
+            .collect();
     if config.tie_embeddings {
         // Saved by some versions beside the embedding it is tied to.
         tensors.remove(LM_HEAD);

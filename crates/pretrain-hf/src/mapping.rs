@@ -23,6 +23,20 @@ pub(crate) struct Source {
     pub optional_head: Option<&'static str>,
 }
 
+/// `tensors` named as the bare model names them: `prefix` (where a task class such as
+/// `BertForMaskedLM` keeps the base model, `bert.`) removed; other names kept.
+pub(crate) fn without_prefix(
+    tensors: BTreeMap<String, HfTensor>,
+    prefix: &str,
+) -> impl Iterator<Item = (String, HfTensor)> {
+    tensors
+        .into_iter()
+        .map(move |(name, t)| match name.strip_prefix(prefix) {
+            Some(body) => (body.to_string(), t),
+            None => (name, t),
+        })
+}
+
 /// Refuses, before the model is built, a config whose model is far larger than its weights:
 /// `required` parameters (those no checkpoint of the architecture may lack) above four times
 /// the values the `tensors` hold plus a million. A config.json of a few bytes must not make the

@@ -129,13 +129,7 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedVit<B>
     let checkpoint = HfCheckpoint::read(dir)?;
     let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
     let mut not_imported = Vec::new();
-    let tensors: BTreeMap<String, HfTensor> = checkpoint
-        .tensors
-        .into_iter()
-        .map(|(name, t)| match name.strip_prefix(PREFIX) {
-            Some(body) => (body.to_string(), t),
-            None => (name, t),
-        })
+    let tensors: BTreeMap<String, HfTensor> = mapping::without_prefix(checkpoint.tensors, PREFIX)
         .filter(|(name, _)| {
             let pooler = name.starts_with("pooler.");
             if pooler {
