@@ -3,8 +3,9 @@
 `make DIR`: randomly initialized BERTs of unusual shapes saved with `save_pretrained`
 (config.json + model.safetensors) into DIR/<name>/, beside `inputs.json` (token ids, segment
 ids and an attention mask; the second row right-padded) and `expected.json` (per row, over its
-unpadded positions: the last hidden state, and the pooled output of a `BertModel` or the MLM
-logits of a `BertForMaskedLM`, computed in float64). The Rust tests in crates/pretrain-hf import
+unpadded positions: the last hidden state, and the pooled output of a `BertModel`, the MLM
+logits of a `BertForMaskedLM` or the class logits of a `BertForSequenceClassification`,
+computed in float64). The Rust tests in crates/pretrain-hf import
 each checkpoint and must match within 1e-4. Seeded: rerunning writes the same files.
 
 `check DIR [FIXTURE]`: loads an exported checkpoint (`pretrain export-hf` of a masked-LM run,
@@ -23,7 +24,7 @@ import sys
 
 import torch
 from fixture import perturb_and_save
-from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
 SHAPES = {
     # A masked-LM head, three heads of width 4, a feed-forward width of 20 (not 4 x 12).
@@ -50,6 +51,20 @@ SHAPES = {
             max_position_embeddings=10,
             type_vocab_size=3,
             layer_norm_eps=1e-7,
+        ),
+    ),
+    # A sequence classifier of three named classes on the pooled output.
+    "bert-cls-odd": (
+        BertForSequenceClassification,
+        dict(
+            vocab_size=37,
+            hidden_size=12,
+            num_hidden_layers=2,
+            num_attention_heads=3,
+            intermediate_size=20,
+            max_position_embeddings=16,
+            id2label={0: "bad", 1: "so-so", 2: "good"},
+            label2id={"bad": 0, "so-so": 1, "good": 2},
         ),
     ),
 }
@@ -95,6 +110,8 @@ def make(root):
             row = {"last_hidden_state": out_.hidden_states[-1][b, :n].tolist()}
             if cls is BertModel:
                 row["pooler_output"] = out_.pooler_output[b].tolist()
+            elif cls is BertForSequenceClassification:
+                row["logits"] = out_.logits[b].tolist()
             else:
                 row["logits"] = out_.logits[b, :n].tolist()
             rows.append(row)

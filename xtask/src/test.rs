@@ -1,7 +1,7 @@
 //! `cargo xtask test`: everything CI checks, installing missing system packages first.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
@@ -42,6 +42,14 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ("pretrain_mae", &["3", "target/examples/pretrain_mae"]),
     ("finetune_lora", &["3", "target/examples/finetune_lora"]),
     (
+        "finetune_hf_bert",
+        &[
+            "target/examples/hf-bert/checkpoint",
+            "10",
+            "target/examples/finetune_hf_bert",
+        ],
+    ),
+    (
         "embeddings",
         &[
             "target/examples/pretrain_mae/encoder.safetensors",
@@ -52,6 +60,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 
 fn run_examples(env: &[(String, PathBuf)]) -> Result<()> {
     let target = target_dir();
+    bert_checkpoint(&target, env)?;
     for (name, args) in EXAMPLES {
         println!("$ examples/{name} {}", args.join(" "));
         let mut command = Command::new(target.join("debug/examples").join(name));
@@ -59,6 +68,30 @@ fn run_examples(env: &[(String, PathBuf)]) -> Result<()> {
         run_command(&mut command, &format!("example {name} failed"))?;
     }
     Ok(())
+}
+
+/// The Hugging Face BERT checkpoint `finetune_hf_bert` reads: the masked-LM recipe 30 steps on
+/// the shipped e-mails, exported with `pretrain export-hf`.
+fn bert_checkpoint(target: &Path, env: &[(String, PathBuf)]) -> Result<()> {
+    let dir = Path::new("target/examples/hf-bert");
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let recipe = crate::hf_check::sample_recipe(dir, "mlm-text", crate::hf_check::MLM_SAMPLE)?;
+    let (run, checkpoint) = (dir.join("run"), dir.join("checkpoint"));
+    let arg = Path::new;
+    let pretrain = |args: &[&Path]| crate::hf_check::pretrain_cli(target, env, args);
+    pretrain(&[
+        arg("pretrain"),
+        &recipe,
+        arg("--steps"),
+        arg("30"),
+        arg("--quiet"),
+        arg("--out"),
+        &run,
+    ])?;
+    pretrain(&[arg("export-hf"), &run, arg("--out"), &checkpoint])
 }
 
 /// Cargo's target folder.

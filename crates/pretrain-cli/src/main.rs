@@ -97,6 +97,11 @@ enum Command {
         /// --steps may raise the steps, a different --seed is refused).
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// Start from the encoder of this run directory (trained here or made by import-hf)
+        /// instead of a random initialization; the recipe must have its model (pre-train with
+        /// that run's recipe.toml). Saved in the run's recipe as model.init_from.
+        #[arg(long, conflicts_with = "resume")]
+        init_from: Option<PathBuf>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -129,27 +134,53 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Write a causal-LM run's model as a Hugging Face GPT-2 checkpoint, a masked-LM run's as a
-    /// BERT one (config.json, model.safetensors, tokenizer.json), for transformers'
-    /// from_pretrained.
+    /// Write a run's model as a Hugging Face checkpoint for transformers' from_pretrained
+    /// (config.json, model.safetensors; tokenizer.json of a text run): a causal-LM run's as
+    /// GPT2LMHeadModel, a masked-LM run's as BertForMaskedLM, a masked-autoencoder run's as
+    /// ViTMAEForPreTraining (or its encoder as ViTModel).
     ExportHf {
         /// The run directory.
         run_dir: PathBuf,
         /// Folder of the checkpoint.
         #[arg(long)]
         out: PathBuf,
+        /// A masked-autoencoder run's ViT encoder alone, as a ViTModel without a pooler
+        /// (load it with add_pooling_layer=False).
+        #[arg(long)]
+        encoder_only: bool,
         /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
     },
-    /// A causal- or masked-LM run's outputs on token ids: last hidden states, pooled output
-    /// (GPT: the last token's; BERT: the pooler's) and logits of every unpadded position, as
-    /// JSON.
+    /// Make a run directory from a Hugging Face checkpoint (BERT, GPT-2, ViT, ViT-MAE): its
+    /// encoder weights, its tokenizer, and a recipe whose model is the checkpoint's, for
+    /// `finetune --from`, `embed`, `export-hf` and `generate`.
+    ImportHf {
+        /// The checkpoint folder (config.json, model.safetensors; for text tokenizer.json, or
+        /// GPT-2's vocab.json + merges.txt, or BERT's vocab.txt).
+        dir: PathBuf,
+        /// The run directory to make.
+        #[arg(long)]
+        out: PathBuf,
+        /// Built-in recipe name or recipe file whose data, objective and evaluations the run
+        /// takes (default: mlm-text for BERT, clm-shakespeare for GPT-2, mae-fashion-mnist for
+        /// ViT).
+        #[arg(long)]
+        recipe: Option<String>,
+        /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+    },
+    /// A run's outputs as JSON: a causal or masked LM's on token ids (last hidden states,
+    /// pooled output: GPT the last token's, BERT the pooler's, and logits of every unpadded
+    /// position); a masked autoencoder's on images (hidden states, class token, and with
+    /// masking noise the decoder's pixel predictions).
     Embed {
         /// The run directory.
         run_dir: PathBuf,
         /// JSON `{"input_ids": [[...]], "attention_mask": [[...]], "token_type_ids": [[...]]}`
-        /// (mask optional, right padding; segment ids for a BERT, optional).
+        /// (mask optional, right padding; segment ids for a BERT, optional), or for a masked
+        /// autoencoder `{"pixel_values": [[[[...]]]], "noise": [[...]]}` (noise optional).
         #[arg(long)]
         input: PathBuf,
         /// JSON file written: one object per row.
@@ -377,6 +408,7 @@ fn run(command: Command) -> Result<()> {
             seed,
             out,
             resume,
+            init_from,
             quiet,
         } => recipes::pretrain(
             recipe.as_deref(),
@@ -386,6 +418,7 @@ fn run(command: Command) -> Result<()> {
             seed,
             out,
             resume,
+            init_from,
             quiet,
         ),
         Command::Finetune {
@@ -410,11 +443,46 @@ fn run(command: Command) -> Result<()> {
         Command::ExportHf {
             run_dir,
             out,
+            encoder_only,
             backend,
         } => {
-            let architecture = pretrain_recipes::hf::run_export_hf(&run_dir, &out, backend)?;
+            let (architecture, files) =
+                pretrain_recipes::hf::run_export_hf(&run_dir, &out, encoder_only, backend)?;
             println!(
-                "wrote {}: config.json, model.safetensors, tokenizer.json ({architecture})",
+                "wrote {}: {} ({architecture})",
+                out.display(),
+                files.join(", ")
+            );
+            Ok(())
+        }
+        Command::ImportHf {
+            dir,
+            out,
+            recipe,
+            backend,
+        } => {
+            let name = match recipe {
+                Some(name) => name,
+                None => pretrain_recipes::hf_import::default_recipe(
+                    &pretrain_recipes::hf_import::model_type(&dir)?,
+                )
+                .to_string(),
+            };
+            let recipe = pretrain_recipes::Recipe::load(&name)?;
+            let summary = pretrain_recipes::hf_import::run_import_hf(&dir, &out, &recipe, backend)?;
+            println!(
+                "imported a {} into {} (recipe {}){}",
+                summary.architecture,
+                out.display(),
+                summary.recipe,
+                match summary.not_imported.is_empty() {
+                    true => String::new(),
+                    false => format!("; not imported: {}", summary.not_imported.join(", ")),
+                }
+            );
+            println!(
+                "fine-tune it with: pretrain finetune {} --from {}",
+                summary.recipe,
                 out.display()
             );
             Ok(())

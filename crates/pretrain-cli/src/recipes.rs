@@ -17,6 +17,7 @@ pub fn pretrain(
     seed: Option<u64>,
     out: Option<PathBuf>,
     resume: Option<PathBuf>,
+    init_from: Option<PathBuf>,
     quiet: bool,
 ) -> Result<()> {
     // A named recipe on a resume is compared with the saved one by `run_pretrain` (its steps
@@ -36,6 +37,9 @@ pub fn pretrain(
     }
     if let Some(steps) = steps {
         recipe.train.steps = steps;
+    }
+    if init_from.is_some() {
+        recipe.model.init_from = init_from;
     }
     let out = resume
         .clone()

@@ -957,6 +957,28 @@ fn a_causal_lm_run_exports_to_the_hugging_face_layout_and_embeds_token_ids() {
     assert!(line.contains("no segment embeddings"), "{line}");
     let line = refused(&export_hf(dir.path(), &dir.path().join("nothing")));
     assert!(line.contains("recipe.toml"), "{line}");
+
+    // Imported back as a run directory, the checkpoint generates what the run does.
+    let imported = dir.path().join("imported");
+    let output = import_hf(&export, &imported, std::path::Path::new("clm-moby-dick"));
+    assert!(succeeded(&output).contains("imported a GPT-2"));
+    let generate = |run: &std::path::Path| {
+        let output = pretrain()
+            .arg("generate")
+            .arg(run)
+            .args([
+                "--prompt",
+                "The whale",
+                "--max-tokens",
+                "12",
+                "--temperature",
+                "0",
+            ])
+            .output()
+            .unwrap();
+        succeeded(&output)
+    };
+    assert_eq!(generate(&imported), generate(&run));
 }
 
 #[test]
@@ -1002,4 +1024,339 @@ fn a_masked_lm_run_exports_as_a_bert_for_masked_lm_and_embeds_with_segments() {
         rows[0]["pooled"].as_array().unwrap().len(),
         imported.config.hidden
     );
+
+    // The export imported back as a run directory: the same outputs, and fine-tuning from it.
+    let again = dir.path().join("imported");
+    let output = import_hf(&export, &again, &recipe);
+    assert!(succeeded(&output).contains("imported a BERT"));
+    let out_again = dir.path().join("again.json");
+    succeeded(&embed_ids(&again, &input, &out_again));
+    let rows_again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_again).unwrap()).unwrap();
+    // The pooler is not exported (BertForMaskedLM has none): everything else is the run's.
+    for r in 0..2 {
+        for field in ["tokens", "last_hidden_state", "logits"] {
+            assert!(rows_again[r][field] == rows[r][field], "row {r} {field}");
+        }
+    }
+    let output = pretrain()
+        .arg("finetune")
+        .arg(&recipe)
+        .args([
+            "--strategy",
+            "knn",
+            "--labels-per-class",
+            "2",
+            "--seeds",
+            "1",
+        ])
+        .args(["--quiet", "--from"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(succeeded(&output).contains("knn"));
+
+    // Refused: a run directory that exists, a recipe of another objective, another model.
+    let line = refused(&import_hf(&export, &again, &recipe));
+    assert!(line.contains("already holds a run"), "{line}");
+    let line = refused(&import_hf(
+        &export,
+        &dir.path().join("other"),
+        std::path::Path::new("clm-moby-dick"),
+    ));
+    assert!(
+        line.contains("a bert checkpoint needs a mlm recipe"),
+        "{line}"
+    );
+    let config = export.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"bert\"", "\"roberta\"")).unwrap();
+    let line = refused(&import_hf(&export, &dir.path().join("other"), &recipe));
+    assert!(
+        line.contains("model_type \"roberta\" is not supported"),
+        "{line}"
+    );
+}
+
+/// `pretrain import-hf CHECKPOINT --out RUN --recipe RECIPE`.
+fn import_hf(
+    checkpoint: &std::path::Path,
+    run: &std::path::Path,
+    recipe: &std::path::Path,
+) -> std::process::Output {
+    pretrain()
+        .arg("import-hf")
+        .arg(checkpoint)
+        .arg("--out")
+        .arg(run)
+        .arg("--recipe")
+        .arg(recipe)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_masked_autoencoder_run_exports_as_a_vit_mae_and_embeds_images() {
+    use pretrain::burn::backend::Flex;
+    use pretrain::burn::tensor::{Tensor, TensorData};
+
+    let dir = tempfile::tempdir().unwrap();
+    // The MAE recipe on the shipped 100 Fashion-MNIST images, 16 per step.
+    let recipe = dir.path().join("mae-sample.toml");
+    let builtin = include_str!("../../../recipes/mae-fashion-mnist.toml");
+    assert!(
+        builtin.contains("dataset = \"fashion-mnist\"") && builtin.contains("batch_size = 256")
+    );
+    let sample = builtin
+        .replace(
+            "dataset = \"fashion-mnist\"",
+            "dataset = \"fashion-mnist-sample\"",
+        )
+        .replacen("batch_size = 256", "batch_size = 16", 1);
+    std::fs::write(&recipe, sample).unwrap();
+    let run = dir.path().join("run");
+    let output = pretrain()
+        .arg("pretrain")
+        .arg(&recipe)
+        .args(["--steps", "2", "--quiet", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    succeeded(&output);
+
+    // Two images of 28x28 and, for 16 patches of 7x7, the masking noise.
+    let pixels: Vec<f32> = (0..2 * 28 * 28)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let nested: Vec<Vec<Vec<Vec<f32>>>> = pixels
+        .chunks(28 * 28)
+        .map(|image| vec![image.chunks(28).map(<[f32]>::to_vec).collect()])
+        .collect();
+    let noise: Vec<Vec<f32>> = (0..2)
+        .map(|r| {
+            (0..16)
+                .map(|p| ((p * 7 + r * 3) % 16) as f32 / 16.0)
+                .collect()
+        })
+        .collect();
+    let embed = |input: serde_json::Value| {
+        let path = dir.path().join("images.json");
+        std::fs::write(&path, input.to_string()).unwrap();
+        let out = dir.path().join("out.json");
+        let output = embed_ids(&run, &path, &out);
+        let rows = output
+            .status
+            .success()
+            .then(|| serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap());
+        (output, rows)
+    };
+    let (output, masked) = embed(serde_json::json!({"pixel_values": nested, "noise": noise}));
+    succeeded(&output);
+    let masked: serde_json::Value = masked.unwrap();
+    // 16 x 0.25 = 4 patches kept, with the class token; 16 patches of 49 pixels predicted.
+    assert_eq!(masked[0]["tokens"], 5);
+    assert_eq!(masked[1]["logits"].as_array().unwrap().len(), 16);
+    assert_eq!(masked[1]["logits"][0].as_array().unwrap().len(), 49);
+
+    let flatten = |value: &serde_json::Value| -> Vec<f32> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter())
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let worst = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let device = Default::default();
+    let images = Tensor::<Flex, 4>::from_data(TensorData::new(pixels, [2, 1, 28, 28]), &device);
+
+    // The whole MAE, read back, predicts what `embed` wrote for the same noise.
+    let export = dir.path().join("vit-mae");
+    assert!(succeeded(&export_hf(&run, &export)).contains("ViTMAEForPreTraining"));
+    assert!(!export.join("tokenizer.json").exists());
+    let mae = pretrain::hf::vit_mae::load::<Flex>(&export, &device).unwrap();
+    assert_eq!(mae.training.mask_ratio, 0.75);
+    let noise_flat: Vec<f32> = noise.concat();
+    let (keep, restore) = pretrain::hf::vit_mae::masking_from_noise(&noise_flat, 16, 0.75);
+    let predicted: Vec<f32> = mae
+        .model
+        .forward(
+            images.clone(),
+            Tensor::from_data(TensorData::new(keep, [2, 4]), &device),
+            Tensor::from_data(TensorData::new(restore, [2, 16]), &device),
+        )
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let written: Vec<f32> = (0..2).flat_map(|r| flatten(&masked[r]["logits"])).collect();
+    assert!(worst(&predicted, &written) < 1e-5);
+
+    // The encoder alone, as a ViTModel, encodes every patch as `embed` without noise does.
+    let encoder = dir.path().join("vit");
+    let mut command = pretrain();
+    command
+        .arg("export-hf")
+        .arg(&run)
+        .arg("--out")
+        .arg(&encoder);
+    let output = command.arg("--encoder-only").output().unwrap();
+    assert!(succeeded(&output).contains("ViTModel"));
+    let vit = pretrain::hf::vit::load::<Flex>(&encoder, &device).unwrap();
+    let (output, full) = embed(serde_json::json!({"pixel_values": nested}));
+    succeeded(&output);
+    let full: serde_json::Value = full.unwrap();
+    assert_eq!(full[0]["tokens"], 17);
+    assert!(full[0].get("logits").is_none(), "{}", full[0]);
+    let hidden: Vec<f32> = vit
+        .model
+        .forward_tokens(images)
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let written: Vec<f32> = (0..2)
+        .flat_map(|r| flatten(&full[r]["last_hidden_state"]))
+        .collect();
+    assert!(worst(&hidden, &written) < 1e-5);
+
+    // Bad input: an image of another size, noise for other patches, --encoder-only elsewhere.
+    let narrow = vec![vec![vec![vec![0.0f32; 27]; 28]]];
+    let (output, _) = embed(serde_json::json!({ "pixel_values": narrow }));
+    let line = refused(&output);
+    assert!(
+        line.contains("pixel_values image 0 is not [1, 28, 28]"),
+        "{line}"
+    );
+    let short = vec![vec![0.5f32; 9]; 2];
+    let (output, _) = embed(serde_json::json!({"pixel_values": nested, "noise": short}));
+    assert!(refused(&output).contains("noise is not [2, 16]"));
+    let (output, _) = embed(serde_json::json!({"input_ids": [[1, 2]]}));
+    assert!(refused(&output).contains("is not pixel values as JSON"));
+
+    // The ViT, imported back as a run directory, gives the run's nearest-neighbour accuracy.
+    let imported = dir.path().join("imported");
+    let output = import_hf(&encoder, &imported, &recipe);
+    assert!(succeeded(&output).contains("imported a ViT"));
+    let knn = |run: &std::path::Path| -> serde_json::Value {
+        let output = pretrain()
+            .arg("finetune")
+            .arg(&recipe)
+            .args([
+                "--strategy",
+                "knn",
+                "--labels-per-class",
+                "2",
+                "--seeds",
+                "1",
+            ])
+            .args(["--quiet", "--from"])
+            .arg(run)
+            .output()
+            .unwrap();
+        succeeded(&output);
+        let report = std::fs::read_to_string(run.join("finetune/knn-2.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&report).unwrap()["accuracy_mean"].clone()
+    };
+    assert_eq!(knn(&imported), knn(&run));
+    let output = import_hf(&export, &dir.path().join("from-mae"), &recipe);
+    assert!(succeeded(&output).contains("not imported: decoder"));
+}
+
+#[test]
+fn pre_training_starts_from_another_run_with_init_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    let run = |args: &[&std::ffi::OsStr]| pretrain().args(args).output().unwrap();
+    let os = std::ffi::OsStr::new;
+    succeeded(&run(&[
+        os("pretrain"),
+        os("clm-moby-dick"),
+        os("--steps"),
+        os("40"),
+        os("--quiet"),
+        os("--out"),
+        first.as_os_str(),
+    ]));
+    let recipe = first.join("recipe.toml");
+    succeeded(&run(&[
+        os("pretrain"),
+        recipe.as_os_str(),
+        os("--init-from"),
+        first.as_os_str(),
+        os("--steps"),
+        os("2"),
+        os("--quiet"),
+        os("--out"),
+        second.as_os_str(),
+    ]));
+    let first_loss = |run: &std::path::Path| -> f64 {
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let line: serde_json::Value =
+            serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+        line["loss"].as_f64().unwrap()
+    };
+    // 40 steps took the loss well down; the second run starts where the first ended.
+    let (from_scratch, started) = (first_loss(&first), first_loss(&second));
+    assert!(started < from_scratch - 0.5, "{started} vs {from_scratch}");
+    assert_eq!(
+        std::fs::read(second.join("tokenizer.json")).unwrap(),
+        std::fs::read(first.join("tokenizer.json")).unwrap()
+    );
+    let saved = std::fs::read_to_string(second.join("recipe.toml")).unwrap();
+    assert!(saved.contains("init_from"), "{saved}");
+
+    // Refused: another objective, another model, a folder that is not a run.
+    let line = refused(&run(&[
+        os("pretrain"),
+        os("dae-digits"),
+        os("--init-from"),
+        first.as_os_str(),
+        os("--out"),
+        dir.path().join("dae").as_os_str(),
+    ]));
+    assert!(
+        line.contains("starts mlm, clm, mae and simmim runs, not dae"),
+        "{line}"
+    );
+    let nano = dir.path().join("nano.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    assert!(text.contains("preset = \"gpt-micro\""), "{text}");
+    std::fs::write(&nano, text.replace("gpt-micro", "gpt-nano")).unwrap();
+    let line = refused(&run(&[
+        os("pretrain"),
+        nano.as_os_str(),
+        os("--init-from"),
+        first.as_os_str(),
+        os("--out"),
+        dir.path().join("other").as_os_str(),
+    ]));
+    assert!(
+        line.contains("pre-train with that run's recipe.toml"),
+        "{line}"
+    );
+    // Same model, another tokenizer setting: the run would not keep what the recipe asks.
+    let line = refused(&run(&[
+        os("pretrain"),
+        os("clm-shakespeare"),
+        os("--init-from"),
+        first.as_os_str(),
+        os("--out"),
+        dir.path().join("other").as_os_str(),
+    ]));
+    assert!(line.contains("data.tokenizer: differs"), "{line}");
+    let line = refused(&run(&[
+        os("pretrain"),
+        recipe.as_os_str(),
+        os("--init-from"),
+        dir.path().as_os_str(),
+        os("--out"),
+        dir.path().join("none").as_os_str(),
+    ]));
+    assert!(line.contains("recipe.toml"), "{line}");
 }

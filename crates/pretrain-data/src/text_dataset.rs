@@ -58,7 +58,7 @@ struct ItemMasking {
 impl ItemMasking {
     /// Checks `masker` against `tokenizer` now, not in a loader worker.
     fn new(masker: TokenMasker, tokenizer: &TextTokenizer) -> Result<Self> {
-        let vocab = tokenizer.mask_vocab();
+        let vocab = tokenizer.mask_vocab()?;
         masker
             .check(&vocab)
             .map_err(|e| DataError::config("masker", e.to_string()))?;

@@ -1,7 +1,10 @@
 //! Subword tokenization with Hugging Face's `tokenizers` library, trained offline on a corpus.
 //!
 //! Trained tokenizers are saved in the standard `tokenizer.json` format, and any existing
-//! `tokenizer.json` (BERT, RoBERTa, ...) can be loaded as long as it has padding and mask tokens.
+//! `tokenizer.json` (BERT, RoBERTa, GPT-2, ...) can be loaded as long as it has a padding token
+//! (or GPT-2's end of text, which stands in for it); a Hugging Face checkpoint's older files
+//! (GPT-2's `vocab.json` + `merges.txt`, BERT's `vocab.txt`) are read by
+//! [`TextTokenizer::from_hf_dir`] into the tokenizer `transformers` builds from them.
 
 use std::path::{Path, PathBuf};
 
@@ -67,8 +70,8 @@ pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MAS
 pub struct SpecialIds {
     /// Padding.
     pub pad: u32,
-    /// Mask token for MLM.
-    pub mask: u32,
+    /// Mask token for MLM, when the tokenizer has one (a GPT-2 tokenizer has none).
+    pub mask: Option<u32>,
     /// Sequence start / classification token, when the tokenizer has one.
     pub cls: Option<u32>,
     /// Separator / end of sequence, when the tokenizer has one.
@@ -97,6 +100,44 @@ fn tok_err(path: Option<&Path>, e: impl std::fmt::Display) -> DataError {
     DataError::Tokenizer {
         path: path.map(Path::to_path_buf),
         message: e.to_string(),
+    }
+}
+
+/// GPT-2's only special token: the end of a text, which also pads.
+pub const GPT2_END_OF_TEXT: &str = "<|endoftext|>";
+
+/// `parse`'s result, its error or panic becoming `path`'s error: `tokenizers` panics on some
+/// malformed parts (a decoder that is not valid JSON, found by fuzzing) instead of returning
+/// its error.
+fn unpanicked<T, E: std::fmt::Display>(
+    path: &Path,
+    parse: impl FnOnce() -> std::result::Result<T, E>,
+) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)) {
+        Ok(result) => result.map_err(|e| tok_err(Some(path), e)),
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            Err(tok_err(Some(path), format!("malformed ({message})")))
+        }
+    }
+}
+
+/// Whether a BERT `tokenizer_config.json` (`path`, optional) lower-cases: its `do_lower_case`,
+/// true when absent as in `transformers`.
+fn hf_lowercase(path: &Path) -> Result<bool> {
+    if !path.is_file() {
+        return Ok(true);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| tok_err(Some(path), e))?;
+    match config.get("do_lower_case") {
+        None | Some(serde_json::Value::Null) => Ok(true),
+        Some(serde_json::Value::Bool(lower)) => Ok(*lower),
+        Some(other) => Err(tok_err(
+            Some(path),
+            format!("do_lower_case is {other}, not true or false"),
+        )),
     }
 }
 
@@ -255,35 +296,86 @@ impl TextTokenizer {
         Self::wrap(tokenizer, None)
     }
 
-    /// Loads a `tokenizer.json` (ours or any Hugging Face one with pad and mask tokens).
+    /// Loads a `tokenizer.json` (ours or any Hugging Face one with a padding token).
     pub fn from_file(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        // `tokenizers` panics on some malformed parts (a decoder that is not valid JSON, found
-        // by fuzzing) instead of returning its error: the panic becomes the file's error.
-        let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(&bytes));
-        let tokenizer = match parsed {
-            Ok(result) => result.map_err(|e| tok_err(Some(path), e))?,
-            Err(panic) => {
-                let message = panic_message(panic.as_ref());
-                return Err(tok_err(Some(path), format!("malformed ({message})")));
-            }
-        };
+        let tokenizer = unpanicked(path, || Tokenizer::from_bytes(&bytes))?;
         Self::wrap(tokenizer, Some(path.to_path_buf()))
+    }
+
+    /// The tokenizer of a Hugging Face checkpoint folder: its `tokenizer.json`, or else the
+    /// tokenizer `transformers` builds from GPT-2's `vocab.json` + `merges.txt` (byte-level
+    /// BPE, `<|endoftext|>` special) or from BERT's `vocab.txt` (WordPiece with BERT's
+    /// normalization, lower-cased unless `tokenizer_config.json` says `do_lower_case: false`,
+    /// `[CLS] .. [SEP]` added).
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        if json.is_file() {
+            return Self::from_file(&json);
+        }
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        let (vocab_str, merges_str) = (vocab.to_string_lossy(), merges.to_string_lossy());
+        if vocab.is_file() && merges.is_file() {
+            let bpe = unpanicked(&vocab, || BPE::from_file(&vocab_str, &merges_str).build())?;
+            let mut tokenizer = Tokenizer::new(bpe);
+            tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+            tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+            tokenizer.with_post_processor(Some(ByteLevel::new(true, false, true)));
+            tokenizer.add_special_tokens(&[AddedToken::from(GPT2_END_OF_TEXT, true)]);
+            return Self::wrap(tokenizer, Some(vocab));
+        }
+        let words = dir.join("vocab.txt");
+        if words.is_file() {
+            let lowercase = hf_lowercase(&dir.join("tokenizer_config.json"))?;
+            let words_str = words.to_string_lossy();
+            let wordpiece = unpanicked(&words, || {
+                WordPiece::from_file(&words_str)
+                    .unk_token("[UNK]".into())
+                    .build()
+            })?;
+            let mut tokenizer = Tokenizer::new(wordpiece);
+            tokenizer.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+            tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+            tokenizer.with_decoder(Some(WordPieceDecoder::default()));
+            let specials: Vec<AddedToken> = SPECIAL_TOKENS
+                .iter()
+                .filter(|t| tokenizer.token_to_id(t).is_some())
+                .map(|t| AddedToken::from(*t, true))
+                .collect();
+            tokenizer.add_special_tokens(&specials);
+            let id = |t: &str| {
+                tokenizer
+                    .token_to_id(t)
+                    .ok_or_else(|| tok_err(Some(&words), format!("has no {t} token")))
+            };
+            let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+            tokenizer.with_post_processor(Some(BertProcessing::new(
+                ("[SEP]".into(), sep),
+                ("[CLS]".into(), cls),
+            )));
+            return Self::wrap(tokenizer, Some(words));
+        }
+        Err(tok_err(
+            Some(dir),
+            "has no tokenizer: tokenizer.json, vocab.json + merges.txt (GPT-2) or vocab.txt \
+             (BERT)",
+        ))
     }
 
     fn wrap(inner: Tokenizer, source: Option<PathBuf>) -> Result<Self> {
         let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
-        let missing = |what: &str| {
-            tok_err(
-                source.as_deref(),
-                format!("no {what} token (looked for [PAD]/<pad> and [MASK]/<mask>)"),
-            )
-        };
+        // GPT-2 has one special token, the end of text, which also pads (as transformers'
+        // `pad_token = eos_token` does).
         let specials = SpecialIds {
-            pad: find(&["[PAD]", "<pad>"]).ok_or_else(|| missing("padding"))?,
-            mask: find(&["[MASK]", "<mask>"]).ok_or_else(|| missing("mask"))?,
+            pad: find(&["[PAD]", "<pad>", GPT2_END_OF_TEXT]).ok_or_else(|| {
+                tok_err(
+                    source.as_deref(),
+                    format!("no padding token (looked for [PAD], <pad> and {GPT2_END_OF_TEXT})"),
+                )
+            })?,
+            mask: find(&["[MASK]", "<mask>"]),
             cls: find(&["[CLS]", "<s>"]),
-            sep: find(&["[SEP]", "</s>"]),
+            sep: find(&["[SEP]", "</s>", GPT2_END_OF_TEXT]),
         };
         Ok(Self {
             inner,
@@ -316,8 +408,15 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// The facts the token masker needs: mask id, vocabulary size, ids never masked.
-    pub fn mask_vocab(&self) -> MaskVocab {
+    /// The facts the token masker needs: mask id, vocabulary size, ids never masked. A
+    /// tokenizer without a mask token (GPT-2's) is refused: masked language modeling needs one.
+    pub fn mask_vocab(&self) -> Result<MaskVocab> {
+        let mask = self.specials.mask.ok_or_else(|| {
+            tok_err(
+                self.source.as_deref(),
+                "no mask token ([MASK] or <mask>): masked language modeling needs one",
+            )
+        })?;
         let mut special_ids: Vec<u32> = self
             .inner
             .get_added_tokens_decoder()
@@ -325,14 +424,14 @@ impl TextTokenizer {
             .filter(|(_, t)| t.special)
             .map(|(id, _)| *id)
             .collect();
-        special_ids.extend([self.specials.pad, self.specials.mask]);
+        special_ids.extend([self.specials.pad, mask]);
         special_ids.sort_unstable();
         special_ids.dedup();
-        MaskVocab {
-            mask_id: self.specials.mask,
+        Ok(MaskVocab {
+            mask_id: mask,
             vocab_size: self.vocab_size() as u32,
             special_ids,
-        }
+        })
     }
 
     /// An encoder producing sequences of exactly `max_len` tokens (truncated, then padded).
@@ -458,7 +557,7 @@ mod tests {
             tok.vocab_size()
         );
         assert_eq!(tok.specials().pad, 0);
-        assert_eq!(tok.specials().mask, 4);
+        assert_eq!(tok.specials().mask, Some(4));
         let enc = tok.fixed_length(16).unwrap();
         let e = enc.encode("Call me Ishmael. Some years ago").unwrap();
         assert_eq!(e.ids.len(), 16);
@@ -490,8 +589,8 @@ mod tests {
                 .unwrap()[0],
             e
         );
-        assert_eq!(loaded.mask_vocab(), tok.mask_vocab());
-        assert_eq!(tok.mask_vocab().special_ids, vec![0, 1, 2, 3, 4]);
+        assert_eq!(loaded.mask_vocab().unwrap(), tok.mask_vocab().unwrap());
+        assert_eq!(tok.mask_vocab().unwrap().special_ids, vec![0, 1, 2, 3, 4]);
     }
 
     #[test]
@@ -544,23 +643,109 @@ mod tests {
         let tok = TextTokenizer::from_file(&path).unwrap();
         assert_eq!(
             (tok.specials().pad, tok.specials().mask, tok.specials().cls),
-            (0, 1, None)
+            (0, Some(1), None)
         );
         let e = tok.fixed_length(4).unwrap().encode("white whale").unwrap();
         assert_eq!(e.ids, vec![4, 3, 0, 0]);
 
         std::fs::write(&path, json.replace("<mask>", "<other>")).unwrap();
-        let err = TextTokenizer::from_file(&path).unwrap_err();
+        let err = TextTokenizer::from_file(&path)
+            .unwrap()
+            .mask_vocab()
+            .unwrap_err();
         assert!(
             err.to_string().contains("no mask token") && err.to_string().contains("tokenizer.json"),
             "{err}"
         );
+        std::fs::write(&path, json.replace("<pad>", "<other>")).unwrap();
+        let err = TextTokenizer::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("no padding token"), "{err}");
         std::fs::write(&path, "{ not json").unwrap();
         assert!(matches!(
             TextTokenizer::from_file(&path),
             Err(DataError::Tokenizer { .. })
         ));
         assert!(TextTokenizer::train(&[String::new()], &TokenizerTrainConfig::default()).is_err());
+    }
+
+    #[test]
+    fn hugging_face_tokenizer_files_encode_as_transformers_does() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hf-tokenizers");
+        let text = std::fs::read_to_string(root.join("expected.json")).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let texts: Vec<&str> = expected["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        for name in ["gpt2", "bert"] {
+            let want = |kind: &str| -> Vec<Vec<u32>> {
+                serde_json::from_value(expected[name][kind].clone()).unwrap()
+            };
+            for form in ["files", "json"] {
+                let folder = format!("{name}-{form}");
+                let tok = TextTokenizer::from_hf_dir(&root.join(&folder)).unwrap();
+                assert_eq!(
+                    tok.encode_plain_batch(&texts).unwrap(),
+                    want("plain"),
+                    "{folder}"
+                );
+                let special: Vec<Vec<u32>> = tok
+                    .inner
+                    .encode_batch(texts.clone(), true)
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.get_ids().to_vec())
+                    .collect();
+                assert_eq!(special, want("special"), "{folder}");
+            }
+        }
+        // GPT-2's end of text pads and separates; it has no mask token.
+        let gpt2 = TextTokenizer::from_hf_dir(&root.join("gpt2-files")).unwrap();
+        let end = gpt2.token_id(GPT2_END_OF_TEXT);
+        assert!(end.is_some());
+        let specials = gpt2.specials();
+        assert_eq!(
+            (Some(specials.pad), specials.sep, specials.mask),
+            (end, end, None)
+        );
+        let err = gpt2.mask_vocab().unwrap_err().to_string();
+        assert!(err.contains("vocab.json: no mask token"), "{err}");
+        let bert = TextTokenizer::from_hf_dir(&root.join("bert-files")).unwrap();
+        assert_eq!(bert.specials().mask, bert.token_id("[MASK]"));
+
+        // Bad folders: nothing to read, a damaged vocab.json, a do_lower_case that is no bool.
+        let dir = tempfile::tempdir().unwrap();
+        let err = TextTokenizer::from_hf_dir(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has no tokenizer: tokenizer.json"), "{err}");
+        std::fs::write(dir.path().join("vocab.json"), "{\"a\": ").unwrap();
+        std::fs::copy(
+            root.join("gpt2-files/merges.txt"),
+            dir.path().join("merges.txt"),
+        )
+        .unwrap();
+        let err = TextTokenizer::from_hf_dir(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vocab.json"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            root.join("bert-files/vocab.txt"),
+            dir.path().join("vocab.txt"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            r#"{"do_lower_case": 1}"#,
+        )
+        .unwrap();
+        let err = TextTokenizer::from_hf_dir(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("do_lower_case is 1"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! BERT (`BertModel`, `BertForMaskedLM`) to [`Bert`], and [`Bert`] to `BertForMaskedLM`.
+//! BERT (`BertModel`, `BertForMaskedLM`, `BertForSequenceClassification`) to [`Bert`] (and a
+//! [`LinearHead`] for the classifier), and [`Bert`] to `BertForMaskedLM`.
 //!
 //! Names differ module by module (a table in [`hf_name`]); every `nn.Linear` weight is
 //! transposed (`[out, in]` there, `[in, out]` here). `BertForMaskedLM` keeps the encoder under
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use pretrain_models::{Bert, BertConfig};
+use pretrain_models::{Bert, BertConfig, LinearHead};
 use serde_json::Value;
 
 use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
@@ -232,13 +233,21 @@ pub struct ImportedBert<B: Backend> {
 /// `device`: every encoder weight the config implies must be present with its shape, and no
 /// other tensor (a missing, misshapen or unexpected tensor is refused naming it).
 pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B>> {
-    let checkpoint = HfCheckpoint::read(dir)?;
+    load_encoder(HfCheckpoint::read(dir)?, device)
+}
+
+/// [`load`] on a checkpoint read (its classifier, if any, taken out).
+fn load_encoder<B: Backend>(
+    checkpoint: HfCheckpoint,
+    device: &B::Device,
+) -> Result<ImportedBert<B>> {
+    let dir = &checkpoint.dir;
     let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
     let tensors: BTreeMap<String, HfTensor> = mapping::without_prefix(checkpoint.tensors, PREFIX)
         .filter(|(name, _)| !is_redundant(name))
         .collect();
     let weights = dir.join(WEIGHTS_FILE);
-    let architecture = "BERT (BertModel or BertForMaskedLM)";
+    let architecture = "BERT (BertModel, BertForMaskedLM or BertForSequenceClassification)";
     // The heads a checkpoint may lack: the pooler (d x d + d) and the MLM head (transform
     // d x d + d, norm 2d, output bias vocab).
     let d = config.hidden as u128;
@@ -260,6 +269,91 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B
         config,
         model,
         initialized,
+    })
+}
+
+/// A `BertForSequenceClassification` checkpoint read: the encoder with its pooler, and the
+/// classifier on the pooled output (`head.forward(bert.model.pooled(hidden))` are its logits).
+pub struct ImportedBertClassifier<B: Backend> {
+    /// The encoder (its MLM head, which the checkpoint lacks, left initialized).
+    pub bert: ImportedBert<B>,
+    /// `classifier`: pooled output -> class logits.
+    pub head: LinearHead<B>,
+    /// Class names by index (`id2label`; `LABEL_i` when the config names none).
+    pub labels: Vec<String>,
+}
+
+/// Reads the `BertForSequenceClassification` checkpoint in `dir` on `device`: the encoder as
+/// [`load`] does (its pooler required: the classifier reads it) and the classifier, whose
+/// classes `id2label` names. A regression or multi-label head is refused (`problem_type`,
+/// `num_labels`): the fine-tuning here classifies one label per input.
+pub fn load_classifier<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<ImportedBertClassifier<B>> {
+    let mut checkpoint = HfCheckpoint::read(dir)?;
+    let path = dir.join(CONFIG_FILE);
+    let problem: Option<String> = field(&checkpoint.config, "problem_type", None, &path)?;
+    if let Some(problem) = problem.filter(|p| p != "single_label_classification") {
+        return Err(HfError::config(
+            &path,
+            "problem_type",
+            format!("{problem:?} is not supported: only single_label_classification"),
+        ));
+    }
+    let mut labels: BTreeMap<String, String> = field(
+        &checkpoint.config,
+        "id2label",
+        BTreeMap::from([
+            ("0".into(), "LABEL_0".into()),
+            ("1".into(), "LABEL_1".into()),
+        ]),
+        &path,
+    )?
+    .into_iter()
+    .collect();
+    let classes = labels.len();
+    if classes < 2 {
+        return Err(HfError::config(
+            &path,
+            "id2label",
+            format!("{classes} label (a regression head) is not supported: a classifier needs two"),
+        ));
+    }
+    let names: Vec<String> = (0..classes)
+        .map(|i| labels.remove(&i.to_string()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            HfError::config(
+                &path,
+                "id2label",
+                format!("is not numbered 0 to {}", classes - 1),
+            )
+        })?;
+    let head_tensors: BTreeMap<String, HfTensor> = ["classifier.weight", "classifier.bias"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), checkpoint.tensors.remove(name)?)))
+        .collect();
+    let bert = load_encoder::<B>(checkpoint, device)?;
+    let weights = dir.join(WEIGHTS_FILE);
+    if bert.initialized.contains(&POOLER) {
+        return Err(HfError::tensor(
+            &weights,
+            "bert.pooler.dense.weight",
+            "missing: the classifier reads the pooled output",
+        ));
+    }
+    let head = LinearHead::new(bert.config.hidden, classes, device)?;
+    let source = |name: &str| Source {
+        name: name.replacen("linear.", "classifier.", 1),
+        transposed: name.ends_with(".weight"),
+        optional_head: None,
+    };
+    let (head, _) = mapping::load_mapped(head, head_tensors, source, &weights, "BERT classifier")?;
+    Ok(ImportedBertClassifier {
+        bert,
+        head,
+        labels: names,
     })
 }
 
@@ -355,6 +449,54 @@ mod tests {
             ),
             (3, 32, 1e-7)
         );
+    }
+
+    #[test]
+    fn a_sequence_classifier_gives_transformers_logits() {
+        let dir = fixture("bert-cls-odd");
+        let imported = load_classifier::<B>(&dir, &Default::default()).unwrap();
+        assert_eq!(imported.labels, ["bad", "so-so", "good"]);
+        assert_eq!(imported.bert.initialized, ["MLM head"]);
+        let expected = json_file(&dir.join("expected.json"));
+        let got = outputs(&imported.bert.model, &json_file(&dir.join("inputs.json")));
+        for (row, (hidden, pooled, _)) in got.iter().enumerate() {
+            let pooled = Tensor::<B, 2>::from_data(
+                TensorData::new(pooled.clone(), [1, pooled.len()]),
+                &Default::default(),
+            );
+            let logits: Vec<f32> = imported.head.forward(pooled).into_data().to_vec().unwrap();
+            let want = &expected[row];
+            let h = max_diff(hidden, &flat(&want["last_hidden_state"]));
+            let o = max_diff(&logits, &flat(&want["logits"]));
+            assert!(h < 1e-4 && o < 1e-4, "row {row}: {h} {o}");
+        }
+        // The encoder alone reads too (the classifier listed as unexpected otherwise).
+        let err = load::<B>(&dir, &Default::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("tensor classifier.bias: unexpected"), "{err}");
+
+        let load_edited = |edit: &dyn Fn(&mut Value, &mut BTreeMap<String, HfTensor>)| {
+            crate::testing::load_edited("bert-cls-odd", edit, |dir| {
+                load_classifier::<B>(dir, &Default::default())
+            })
+            .unwrap_err()
+        };
+        let err = load_edited(&|c, _| c["problem_type"] = json!("regression"));
+        assert!(err.contains("field problem_type: \"regression\""), "{err}");
+        let err = load_edited(&|c, _| c["id2label"] = json!({"0": "only"}));
+        assert!(err.contains("field id2label: 1 label"), "{err}");
+        let err = load_edited(&|c, _| c["id2label"] = json!({"0": "a", "1": "b"}));
+        assert!(
+            err.contains("tensor classifier.bias: has shape [3], but config.json describes [2]"),
+            "{err}"
+        );
+        let err = load_edited(&|_, t| {
+            t.remove("bert.pooler.dense.bias");
+            t.remove("bert.pooler.dense.weight");
+        });
+        assert!(err.contains("bert.pooler.dense.weight: missing"), "{err}");
     }
 
     #[test]

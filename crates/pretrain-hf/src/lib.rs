@@ -5,8 +5,11 @@
 //!
 //! Each architecture has one module with its table of names and the config fields it reads;
 //! a config value the import cannot honour is refused naming the field, never ignored.
-//! Supported: GPT-2 ([`gpt2`]: `GPT2Model`, `GPT2LMHeadModel`, both ways) and BERT ([`bert`]:
-//! `BertModel`, `BertForMaskedLM` in, `BertForMaskedLM` out) and ViT ([`vit`]: `ViTModel` in).
+//! Supported: GPT-2 ([`gpt2`]: `GPT2Model`, `GPT2LMHeadModel`, both ways), BERT ([`bert`]:
+//! `BertModel`, `BertForMaskedLM`, `BertForSequenceClassification` in, `BertForMaskedLM` out),
+//! ViT ([`vit`]: `ViTModel` and a ViT-MAE's encoder in, `ViTModel` out) and ViT-MAE
+//! ([`vit_mae`]: `ViTMAEForPreTraining` both ways). Tokenizer files are read by
+//! `pretrain_data::tokenizer::TextTokenizer::from_hf_dir`.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -24,6 +27,7 @@ mod mapping;
 #[cfg(test)]
 mod testing;
 pub mod vit;
+pub mod vit_mae;
 
 pub use checkpoint::{HfCheckpoint, HfTensor};
 pub use error::{HfError, Result};

@@ -1,36 +1,54 @@
-//! ViT (`ViTModel`, the encoder of `ViTFor*` models under `vit.`) to [`Vit`].
+//! ViT (`ViTModel`, the encoder of `ViTFor*` models under `vit.`) to and from [`Vit`]; the
+//! encoder of a ViT-MAE (`ViTMAEModel`, or `ViTMAEForPreTraining` without its decoder) too.
 //!
 //! Names differ module by module (a table in [`hf_name`]); `nn.Linear` weights are transposed,
 //! the patch projection (`Conv2d`, `[out, in, k, k]` in both) is not. A `ViTModel`'s pooler
 //! (dense + tanh on the class token) has no counterpart in the ViT here: it is not imported,
-//! and the result says so.
+//! and the result says so; the export leaves it out (load it with `add_pooling_layer=False`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
+use pretrain_models::pos_embed::sincos_2d;
 use pretrain_models::{Pooling, PositionEmbedding, Vit, VitConfig};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
-use crate::checkpoint::{CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
+use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
 use crate::error::{HfError, Result};
 use crate::gpt2::{field, one_of};
 use crate::mapping::{self, Source};
 
-/// The prefix of the encoder in `ViTFor*` models.
-const PREFIX: &str = "vit.";
+/// The prefix of the encoder in `ViTFor*` and `ViTMAEForPreTraining` models.
+pub(crate) const PREFIX: &str = "vit.";
+/// The checkpoint's position table (learned in a ViT, the fixed sin-cos table in a ViT-MAE).
+const POSITIONS: &str = "embeddings.position_embeddings";
+/// Names a checkpoint holds that have no place in this workspace's models start so.
+pub(crate) const PRETRAIN_ONLY: &str = "(pretrain-only) ";
 
-/// The [`VitConfig`] a ViT `config.json` describes (learned positions, class-token pooling);
-/// a value [`Vit`] cannot reproduce is refused naming the field. `path` names the file.
-pub fn config_from_hf(config: &Value, path: &Path) -> Result<VitConfig> {
+/// The feed-forward width `intermediate` over `width` as the ratio a [`VitConfig`] or
+/// [`pretrain_models::MaeConfig`] takes; refused (naming `name`) when no ratio gives it back.
+pub(crate) fn mlp_ratio(width: usize, intermediate: usize, name: &str, path: &Path) -> Result<f64> {
+    let ratio = intermediate as f64 / width.max(1) as f64;
+    if (width as f64 * ratio).round() as usize != intermediate {
+        return Err(HfError::config(
+            path,
+            name,
+            format!("{intermediate} is not a width the blocks here build from {width}"),
+        ));
+    }
+    Ok(ratio)
+}
+
+/// The encoder fields a ViT and a ViT-MAE `config.json` share, as a [`VitConfig`] with
+/// `position` embeddings and class-token pooling; a value [`Vit`] cannot reproduce is refused
+/// naming the field.
+pub(crate) fn encoder_config(
+    config: &Value,
+    path: &Path,
+    position: PositionEmbedding,
+) -> Result<VitConfig> {
     let refuse = |name: &str, message: String| Err(HfError::config(path, name, message));
-    one_of(
-        config,
-        "model_type",
-        &["vit"],
-        "this import reads ViT checkpoints",
-        path,
-    )?;
     one_of(
         config,
         "hidden_act",
@@ -48,14 +66,7 @@ pub fn config_from_hf(config: &Value, path: &Path) -> Result<VitConfig> {
         }
     }
     let hidden: usize = field(config, "hidden_size", 768, path)?;
-    let intermediate: usize = field(config, "intermediate_size", 3_072, path)?;
-    let ratio = intermediate as f64 / hidden.max(1) as f64;
-    if (hidden as f64 * ratio).round() as usize != intermediate {
-        return refuse(
-            "intermediate_size",
-            format!("{intermediate} is not a width the ViT here builds from {hidden}"),
-        );
-    }
+    let intermediate = field(config, "intermediate_size", 3_072, path)?;
     Ok(VitConfig::new(
         field(config, "image_size", 224, path)?,
         field(config, "patch_size", 16, path)?,
@@ -64,26 +75,102 @@ pub fn config_from_hf(config: &Value, path: &Path) -> Result<VitConfig> {
         field(config, "num_hidden_layers", 12, path)?,
         field(config, "num_attention_heads", 12, path)?,
     )
-    .with_mlp_ratio(ratio)
-    .with_position(PositionEmbedding::Learned)
+    .with_mlp_ratio(mlp_ratio(hidden, intermediate, "intermediate_size", path)?)
+    .with_position(position)
     .with_pooling(Pooling::Cls)
     .with_norm_eps(field(config, "layer_norm_eps", 1e-12, path)?))
 }
 
-/// The checkpoint's name of one of [`Vit`]'s tensors (without `vit.`).
-fn hf_name(ours: &str) -> String {
-    let (module, leaf) = ours.rsplit_once('.').unwrap_or(("", ours));
-    let leaf = match leaf {
+/// The `config.json` fields of `config`'s encoder that a ViT and a ViT-MAE share.
+pub(crate) fn encoder_config_to_hf(config: &VitConfig) -> Map<String, Value> {
+    let fields = json!({
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.depth,
+        "num_attention_heads": config.n_heads,
+        "intermediate_size": config.mlp_width(),
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02,
+        "layer_norm_eps": config.norm_eps,
+        "image_size": config.image_size,
+        "patch_size": config.patch_size,
+        "num_channels": config.channels,
+        "qkv_bias": true,
+    });
+    let Value::Object(fields) = fields else {
+        unreachable!("a JSON object literal")
+    };
+    fields
+}
+
+/// The [`VitConfig`] a ViT `config.json` describes (`model_type` `vit`: learned positions;
+/// `vit_mae`: the fixed sin-cos positions), class-token pooling; a value [`Vit`] cannot
+/// reproduce is refused naming the field. `path` names the file.
+pub fn config_from_hf(config: &Value, path: &Path) -> Result<VitConfig> {
+    let kind = one_of(
+        config,
+        "model_type",
+        &["vit", "vit_mae"],
+        "this import reads ViT and ViT-MAE checkpoints",
+        path,
+    )?;
+    let position = match kind.as_str() {
+        "vit" => PositionEmbedding::Learned,
+        _ => PositionEmbedding::SinCos,
+    };
+    encoder_config(config, path, position)
+}
+
+/// The `config.json` of `config` as a `ViTModel`.
+pub fn config_to_hf(config: &VitConfig) -> Value {
+    let mut fields = encoder_config_to_hf(config);
+    fields.insert("architectures".into(), json!(["ViTModel"]));
+    fields.insert("model_type".into(), json!("vit"));
+    Value::Object(fields)
+}
+
+/// The checkpoint's name of a transformer block's module (`norm1`, `attn.query`, ...) inside
+/// a ViT layer, the same in a ViT-MAE's decoder layers; `None` for one it has no place for.
+pub(crate) fn block_part(module: &str) -> Option<&'static str> {
+    Some(match module {
+        "norm1" => "layernorm_before",
+        "attn.query" => "attention.attention.query",
+        "attn.key" => "attention.attention.key",
+        "attn.value" => "attention.attention.value",
+        "attn.output" => "attention.output.dense",
+        "norm2" => "layernorm_after",
+        "mlp.fc1" => "intermediate.dense",
+        "mlp.fc2" => "output.dense",
+        _ => return None,
+    })
+}
+
+/// PyTorch's name of a parameter leaf (`gamma`/`beta` of a burn layer norm are `weight`/`bias`).
+pub(crate) fn leaf_name(leaf: &str) -> &str {
+    match leaf {
         "gamma" => "weight",
         "beta" => "bias",
         other => other,
-    };
+    }
+}
+
+/// Whether one of this workspace's tensor names (`ours`) is a linear layer's weight, stored
+/// transposed in PyTorch (layer norms name theirs `gamma`, the patch projection is a conv).
+pub(crate) fn is_linear_weight(ours: &str) -> bool {
+    ours.ends_with(".weight") && !ours.contains("patch_embed.")
+}
+
+/// The checkpoint's name of one of [`Vit`]'s tensors (without `vit.`).
+pub(crate) fn hf_name(ours: &str) -> String {
+    let (module, leaf) = ours.rsplit_once('.').unwrap_or(("", ours));
+    let leaf = leaf_name(leaf);
     let module = match module {
         "" => {
             return match leaf {
                 "cls_token" => "embeddings.cls_token".into(),
-                "pos_embed" => "embeddings.position_embeddings".into(),
-                other => format!("(pretrain-only) {other}"),
+                "pos_embed" => POSITIONS.into(),
+                other => format!("{PRETRAIN_ONLY}{other}"),
             };
         }
         "patch_embed" => "embeddings.patch_embeddings.projection".into(),
@@ -91,25 +178,107 @@ fn hf_name(ours: &str) -> String {
         other => match other
             .strip_prefix("blocks.")
             .and_then(|r| r.split_once('.'))
+            .and_then(|(i, rest)| Some((i, block_part(rest)?)))
         {
-            Some((i, rest)) => {
-                let part = match rest {
-                    "norm1" => "layernorm_before",
-                    "attn.query" => "attention.attention.query",
-                    "attn.key" => "attention.attention.key",
-                    "attn.value" => "attention.attention.value",
-                    "attn.output" => "attention.output.dense",
-                    "norm2" => "layernorm_after",
-                    "mlp.fc1" => "intermediate.dense",
-                    "mlp.fc2" => "output.dense",
-                    other => return format!("(pretrain-only) blocks.{i}.{other}.{leaf}"),
-                };
-                format!("encoder.layer.{i}.{part}")
-            }
-            None => format!("(pretrain-only) {other}"),
+            Some((i, part)) => format!("encoder.layer.{i}.{part}"),
+            None => return format!("{PRETRAIN_ONLY}{ours}"),
         },
     };
     format!("{module}.{leaf}")
+}
+
+/// Removes the fixed sin-cos position table `name` (`[1, 1 + grid^2, dim]`, the class token's
+/// row zero) from `tensors`, refusing one that is missing, misshapen or holds other values:
+/// the MAE here computes that table rather than storing it (`weights` names the file).
+pub(crate) fn take_sincos(
+    tensors: &mut BTreeMap<String, HfTensor>,
+    name: &str,
+    grid: usize,
+    dim: usize,
+    weights: &Path,
+) -> Result<()> {
+    let tensor = tensors.remove(name).ok_or_else(|| {
+        HfError::tensor(
+            weights,
+            name,
+            "missing: a ViT-MAE stores its fixed positions",
+        )
+    })?;
+    let shape = vec![1, grid * grid + 1, dim];
+    if tensor.shape != shape {
+        return Err(HfError::tensor(
+            weights,
+            name,
+            format!(
+                "has shape {:?}, but config.json describes {shape:?}",
+                tensor.shape
+            ),
+        ));
+    }
+    let table = sincos_2d(grid, dim, true);
+    let worst = table
+        .iter()
+        .zip(&tensor.values)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    // A NaN is refused too.
+    if worst > 1e-5 || tensor.values.iter().any(|v| v.is_nan()) {
+        return Err(HfError::tensor(
+            weights,
+            name,
+            format!(
+                "is not the fixed 2-D sin-cos table of a ViT-MAE (largest difference {worst:.3e});                  the MAE here computes its positions, it does not learn them"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The sin-cos table `name` of a `grid` x `grid` MAE of width `dim`, as a ViT-MAE stores it.
+pub(crate) fn sincos_tensor(grid: usize, dim: usize) -> HfTensor {
+    HfTensor {
+        shape: vec![1, grid * grid + 1, dim],
+        values: sincos_2d(grid, dim, true),
+    }
+}
+
+/// `model`'s tensors named as a checkpoint holds them (through `hf_name`, linear weights
+/// transposed); a tensor with no place there (LoRA, adapters) is refused.
+pub(crate) fn hf_tensors<B: Backend, M: burn::module::Module<B>>(
+    model: &M,
+    hf_name: impl Fn(&str) -> String,
+    weights: &Path,
+) -> Result<BTreeMap<String, HfTensor>> {
+    let mut tensors = BTreeMap::new();
+    for (name, tensor) in mapping::model_tensors(model, weights)? {
+        let hf = hf_name(&name);
+        if hf.starts_with(PRETRAIN_ONLY) {
+            return Err(HfError::tensor(
+                weights,
+                &name,
+                "is a fine-tuning addition the Hugging Face model has no place for: merge LoRA \
+                 into the weights or remove the adapters before exporting",
+            ));
+        }
+        let tensor = match is_linear_weight(&name) {
+            true => tensor.transposed().expect("linear weights are matrices"),
+            false => tensor,
+        };
+        tensors.insert(hf, tensor);
+    }
+    Ok(tensors)
+}
+
+/// Writes `model` (built from `config`) to `dir` as a `ViTModel` checkpoint without a pooler
+/// (`ViTModel.from_pretrained(dir, add_pooling_layer=False)` loads it with no missing or
+/// unexpected keys): fixed sin-cos positions are written as the table they compute.
+pub fn save<B: Backend>(model: &Vit<B>, config: &VitConfig, dir: &Path) -> Result<()> {
+    let weights = dir.join(WEIGHTS_FILE);
+    let mut tensors = hf_tensors(model, hf_name, &weights)?;
+    tensors
+        .entry(POSITIONS.into())
+        .or_insert_with(|| sincos_tensor(config.grid(), config.d_model));
+    checkpoint::write(dir, &config_to_hf(config), &tensors)
 }
 
 /// A ViT checkpoint read into a [`Vit`].
@@ -118,39 +287,53 @@ pub struct ImportedVit<B: Backend> {
     pub config: VitConfig,
     /// The model.
     pub model: Vit<B>,
-    /// Checkpoint tensors not imported: a `ViTModel`'s pooler, which the ViT here lacks.
+    /// Checkpoint tensors not imported: a `ViTModel`'s pooler, a `ViTMAEForPreTraining`'s
+    /// decoder (see [`crate::vit_mae`] for the whole MAE).
     pub not_imported: Vec<String>,
 }
 
-/// Reads the ViT checkpoint in `dir` into a [`Vit`] on `device`: every weight the config
-/// implies must be present with its shape, and no other tensor but the pooler's (a missing,
+/// Reads the ViT or ViT-MAE checkpoint in `dir` into a [`Vit`] on `device`: every weight the
+/// config implies must be present with its shape, a ViT-MAE's positions must be the fixed
+/// sin-cos table, and no other tensor may be there but a pooler or a MAE decoder (a missing,
 /// misshapen or unexpected tensor is refused naming it).
 pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedVit<B>> {
     let checkpoint = HfCheckpoint::read(dir)?;
     let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    let mae = config.position == PositionEmbedding::SinCos;
     let mut not_imported = Vec::new();
-    let tensors: BTreeMap<String, HfTensor> = mapping::without_prefix(checkpoint.tensors, PREFIX)
+    let mut tensors: BTreeMap<String, HfTensor> = checkpoint
+        .tensors
+        .into_iter()
         .filter(|(name, _)| {
-            let pooler = name.starts_with("pooler.");
-            if pooler {
+            let other = name.starts_with("pooler.") || (mae && name.starts_with("decoder."));
+            if other {
                 not_imported.push(name.clone());
             }
-            !pooler
+            !other
         })
         .collect();
-    let weights = dir.join(WEIGHTS_FILE);
-    let architecture = "ViT (ViTModel)";
+    tensors = mapping::without_prefix(tensors, PREFIX).collect();
+    if mae {
+        take_sincos(
+            &mut tensors,
+            POSITIONS,
+            config.grid(),
+            config.d_model,
+            &weights,
+        )?;
+    }
+    let architecture = if mae {
+        "ViT-MAE encoder (ViTMAEModel)"
+    } else {
+        "ViT (ViTModel)"
+    };
     mapping::check_fits(config.num_params(), &tensors, &weights, architecture)?;
     let model = config.init::<B>(device)?;
-    let source = |name: &str| {
-        let hf = hf_name(name);
-        Source {
-            transposed: hf.ends_with(".weight")
-                && !hf.contains("layernorm")
-                && !hf.contains("patch_embeddings"),
-            name: hf,
-            optional_head: None,
-        }
+    let source = |name: &str| Source {
+        transposed: is_linear_weight(name),
+        name: hf_name(name),
+        optional_head: None,
     };
     let (model, _) = mapping::load_mapped(model, tensors, source, &weights, architecture)?;
     Ok(ImportedVit {

@@ -29,6 +29,9 @@ pub struct MaeConfig {
     /// Decoder attention heads.
     #[config(default = 4)]
     pub decoder_heads: usize,
+    /// Decoder feed-forward width as a multiple of `decoder_dim`.
+    #[config(default = 4.0)]
+    pub decoder_mlp_ratio: f64,
 }
 
 impl MaeConfig {
@@ -37,11 +40,16 @@ impl MaeConfig {
         Self::new(VitConfig::vit_tiny_28())
     }
 
+    /// Feed-forward width of a decoder block (`decoder_dim * decoder_mlp_ratio`, rounded).
+    pub fn decoder_mlp_width(&self) -> usize {
+        (self.decoder_dim as f64 * self.decoder_mlp_ratio).round() as usize
+    }
+
     fn decoder_block(&self) -> TransformerBlockConfig {
         TransformerBlockConfig::new(
             self.decoder_dim,
             self.decoder_heads,
-            self.decoder_dim.saturating_mul(4),
+            self.decoder_mlp_width(),
         )
         .with_init(InitScheme::XavierUniform)
         .with_norm_eps(self.encoder.norm_eps)

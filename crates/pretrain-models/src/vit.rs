@@ -109,14 +109,15 @@ impl VitConfig {
         self.patch_size * self.patch_size * self.channels
     }
 
+    /// Feed-forward width of a block (`d_model * mlp_ratio`, rounded).
+    pub fn mlp_width(&self) -> usize {
+        (self.d_model as f64 * self.mlp_ratio).round() as usize
+    }
+
     fn block(&self) -> TransformerBlockConfig {
-        TransformerBlockConfig::new(
-            self.d_model,
-            self.n_heads,
-            (self.d_model as f64 * self.mlp_ratio).round() as usize,
-        )
-        .with_init(self.init)
-        .with_norm_eps(self.norm_eps)
+        TransformerBlockConfig::new(self.d_model, self.n_heads, self.mlp_width())
+            .with_init(self.init)
+            .with_norm_eps(self.norm_eps)
     }
 
     /// Checks the configuration.

@@ -276,8 +276,10 @@ impl PretrainTexts {
     }
 }
 
-/// The unlabeled pre-training texts of `spec` and their tokenizer.
-pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
+/// The unlabeled pre-training texts of `spec` and their tokenizer: `given` (a run's, for
+/// `model.init_from`, which checks that `data.tokenizer` is that run's), or else one trained
+/// on the texts as `data.tokenizer` says.
+pub fn pretrain_texts(spec: &DataSpec, given: Option<TextTokenizer>) -> Result<PretrainTexts> {
     let texts = match &spec.source {
         None => builtin(spec)?.unlabeled_texts(spec.max_unlabeled.unwrap_or(usize::MAX))?,
         Some(DataSource::Shards { path }) => {
@@ -285,6 +287,13 @@ pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
                 return Err(RecipeError::field(
                     "data.tokenizer",
                     "token shards come with their tokenizer; leave data.tokenizer out",
+                ));
+            }
+            if given.is_some() {
+                return Err(RecipeError::field(
+                    "model.init_from",
+                    "token shards come with their own tokenizer, not the run's: start from a \
+                     run with text files as the source",
                 ));
             }
             let shards = TokenShards::open(path).map_err(in_field("data.source"))?;
@@ -297,8 +306,13 @@ pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
             texts
         }
     };
-    let corpus: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
-    let tokenizer = TextTokenizer::train(&corpus, &spec.tokenizer())?;
+    let tokenizer = match given {
+        Some(tokenizer) => tokenizer,
+        None => {
+            let corpus: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+            TextTokenizer::train(&corpus, &spec.tokenizer())?
+        }
+    };
     Ok(PretrainTexts::Texts {
         texts,
         tokenizer: Box::new(tokenizer),
@@ -311,7 +325,7 @@ pub fn pretrain_texts(spec: &DataSpec) -> Result<PretrainTexts> {
 pub fn tokenizer(spec: &DataSpec, run_dir: Option<&Path>) -> Result<TextTokenizer> {
     match run_dir {
         Some(dir) => Ok(TextTokenizer::from_file(&dir.join(TOKENIZER_FILE))?),
-        None => Ok(match pretrain_texts(spec)? {
+        None => Ok(match pretrain_texts(spec, None)? {
             PretrainTexts::Texts { tokenizer, .. } => *tokenizer,
             PretrainTexts::Shards(shards) => shards.tokenizer().clone(),
         }),

@@ -1,7 +1,8 @@
-//! `pretrain export-hf` and `pretrain embed` on a causal-LM run (GPT-2) or a masked-LM run
-//! (BERT): the model as a Hugging Face checkpoint (with the run's `tokenizer.json`), and its
-//! outputs on given token ids as JSON, which is also how `tools/hf/*.py check` compares
-//! `transformers` with this side.
+//! `pretrain export-hf` and `pretrain embed` on a causal-LM run (GPT-2), a masked-LM run
+//! (BERT) or a masked-autoencoder run (ViT-MAE, or its ViT encoder alone): the model as a
+//! Hugging Face checkpoint (with a text run's `tokenizer.json`), and its outputs on given token
+//! ids or images as JSON, which is also how `tools/hf/*.py check` compares `transformers` with
+//! this side.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,9 @@ use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::burn::tensor::{Int, Tensor, TensorData};
 use pretrain::data::tokenizer::TextTokenizer;
-use pretrain::models::{Bert, BertConfig, load_safetensors};
+use pretrain::hf::vit_mae::{MaeTraining, kept_patches, masking_from_noise};
+use pretrain::models::{Bert, BertConfig, Mae, load_safetensors};
+use pretrain::objectives::{MaeObjective, MaeObjectiveConfig};
 use pretrain::train::Precision;
 use serde::{Deserialize, Serialize};
 
@@ -36,17 +39,33 @@ pub struct EmbedInput {
     pub token_type_ids: Option<Vec<Vec<i64>>>,
 }
 
-/// One sequence's outputs, over its unpadded positions.
+/// Images to embed (`transformers`' names) for a masked-autoencoder run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEmbedInput {
+    /// `[batch][channels][height][width]` pixel values, as the run's data pipeline feeds them.
+    pub pixel_values: Vec<Vec<Vec<Vec<f32>>>>,
+    /// `[batch][patches]` masking noise: with it, the patches of lowest noise are kept (as
+    /// `ViTMAEForPreTraining`'s `noise` argument does) and the decoder's pixel predictions
+    /// come back as logits; without it, every patch is encoded.
+    #[serde(default)]
+    pub noise: Option<Vec<Vec<f32>>>,
+}
+
+/// One sequence's (or image's) outputs, over its unpadded positions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbedRow {
-    /// Unpadded tokens.
+    /// Unpadded tokens (for an image: the class token and the patches encoded).
     pub tokens: usize,
     /// `[tokens][d_model]` last hidden states.
     pub last_hidden_state: Vec<Vec<f32>>,
-    /// `[d_model]`: a GPT's last-token hidden state, a BERT's pooler output.
+    /// `[d_model]`: a GPT's last-token hidden state, a BERT's pooler output, a ViT's class
+    /// token.
     pub pooled: Vec<f32>,
-    /// `[tokens][vocab]` logits: next-token (GPT), masked-token (BERT).
-    pub logits: Vec<Vec<f32>>,
+    /// `[tokens][vocab]` logits: next-token (GPT), masked-token (BERT); a MAE's
+    /// `[patches][patch values]` pixel predictions when noise was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logits: Option<Vec<Vec<f32>>>,
 }
 
 /// A run whose model has a Hugging Face twin.
@@ -55,6 +74,54 @@ enum HfRun {
     Decoder(Box<DecoderRun>),
     /// A masked LM: BERT.
     Encoder(Box<EncoderRun>),
+    /// A masked autoencoder: ViT-MAE.
+    Mae(Box<MaeRun>),
+}
+
+/// A masked-autoencoder run opened: the objective's configuration as it ran and its latest
+/// checkpoint (the decoder is not in `encoder.safetensors`).
+struct MaeRun {
+    config: MaeObjectiveConfig,
+    weights: PathBuf,
+}
+
+impl MaeRun {
+    fn open(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(pretrain::train::checkpoint::RUN_CONFIG);
+        let text = std::fs::read_to_string(&path).map_err(|e| RecipeError::io(&path, e))?;
+        let config = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["objective"]["config"].clone()).ok())
+            .ok_or_else(|| {
+                RecipeError::io(
+                    &path,
+                    "has no masked-autoencoder configuration (objective.config)",
+                )
+            })?;
+        let latest = pretrain::train::checkpoint::latest(run_dir)?.ok_or_else(|| {
+            RecipeError::io(
+                run_dir,
+                "has no checkpoint: the MAE's decoder is only in its checkpoints",
+            )
+        })?;
+        Ok(Self {
+            config,
+            weights: latest.join(pretrain::train::checkpoint::WEIGHTS),
+        })
+    }
+
+    /// The trained encoder and decoder.
+    fn load<B: Backend>(&self, device: &B::Device) -> Result<Mae<B>> {
+        let objective: MaeObjective<B> = self.config.init(device)?;
+        Ok(load_safetensors(objective, &self.weights)?.model)
+    }
+
+    fn training(&self) -> MaeTraining {
+        MaeTraining {
+            mask_ratio: self.config.mask_ratio.into(),
+            norm_pix_loss: self.config.norm_pix_loss,
+        }
+    }
 }
 
 /// A masked-LM run opened.
@@ -78,14 +145,17 @@ impl HfRun {
     /// Opens a finished clm or mlm run; other runs are refused for `command`'s messages.
     fn open(run_dir: &Path, command: &'static str) -> Result<Self> {
         let recipe = recipe_of_run(run_dir)?;
+        if recipe.objective.kind == ObjectiveKind::Mae {
+            return Ok(Self::Mae(Box::new(MaeRun::open(run_dir)?)));
+        }
         if recipe.objective.kind != ObjectiveKind::Mlm {
             return match DecoderRun::open(run_dir, command) {
                 Ok(run) => Ok(Self::Decoder(Box::new(run))),
                 Err(_) => Err(RecipeError::option(
                     command,
                     format!(
-                        "{} is a {} run; {command} reads causal-LM (clm) and masked-LM (mlm) \
-                         runs",
+                        "{} is a {} run; {command} reads causal-LM (clm), masked-LM (mlm) and \
+                         masked-autoencoder (mae) runs",
                         run_dir.display(),
                         recipe.objective.kind
                     ),
@@ -106,38 +176,57 @@ impl HfRun {
         })))
     }
 
-    fn tokenizer(&self) -> &TextTokenizer {
+    /// A text run's tokenizer and the tokens a sequence may have.
+    fn text(&self) -> Option<(&TextTokenizer, usize)> {
         match self {
-            Self::Decoder(run) => &run.tokenizer,
-            Self::Encoder(run) => &run.tokenizer,
-        }
-    }
-
-    /// Tokens a sequence may have.
-    fn context(&self) -> usize {
-        match self {
-            Self::Decoder(run) => run.config.block_size,
-            Self::Encoder(run) => run.config.max_position,
+            Self::Decoder(run) => Some((&run.tokenizer, run.config.block_size)),
+            Self::Encoder(run) => Some((&run.tokenizer, run.config.max_position)),
+            Self::Mae(_) => None,
         }
     }
 }
 
 /// Writes the run in `run_dir` to `out` as a Hugging Face checkpoint (`config.json`,
-/// `model.safetensors`) with the run's `tokenizer.json`: a causal LM as `GPT2LMHeadModel`, a
-/// masked LM as `BertForMaskedLM`.
-pub fn run_export_hf(run_dir: &Path, out: &Path, backend: BackendKind) -> Result<String> {
+/// `model.safetensors`, and a text run's `tokenizer.json`): a causal LM as `GPT2LMHeadModel`,
+/// a masked LM as `BertForMaskedLM`, a masked autoencoder as `ViTMAEForPreTraining` or, with
+/// `encoder_only`, its encoder as `ViTModel` (without a pooler). Returns the architecture and
+/// the files written.
+pub fn run_export_hf(
+    run_dir: &Path,
+    out: &Path,
+    encoder_only: bool,
+    backend: BackendKind,
+) -> Result<(String, Vec<&'static str>)> {
     let run = HfRun::open(run_dir, "export-hf")?;
-    let architecture =
-        pretrain::dispatch_backend!(backend, Precision::F32, Export { run: &run, out })??;
-    let tokenizer = out.join(TOKENIZER_FILE);
-    std::fs::copy(run_dir.join(TOKENIZER_FILE), &tokenizer)
-        .map_err(|e| RecipeError::io(&tokenizer, e))?;
-    Ok(architecture)
+    if encoder_only && !matches!(run, HfRun::Mae(_)) {
+        return Err(RecipeError::option(
+            "--encoder-only",
+            "applies to masked-autoencoder (mae) runs",
+        ));
+    }
+    let job = Export {
+        run: &run,
+        out,
+        encoder_only,
+    };
+    let architecture = pretrain::dispatch_backend!(backend, Precision::F32, job)??;
+    let mut files = vec![
+        pretrain::hf::checkpoint::CONFIG_FILE,
+        pretrain::hf::checkpoint::WEIGHTS_FILE,
+    ];
+    if run.text().is_some() {
+        let tokenizer = out.join(TOKENIZER_FILE);
+        std::fs::copy(run_dir.join(TOKENIZER_FILE), &tokenizer)
+            .map_err(|e| RecipeError::io(&tokenizer, e))?;
+        files.push(TOKENIZER_FILE);
+    }
+    Ok((architecture, files))
 }
 
 struct Export<'a> {
     run: &'a HfRun,
     out: &'a Path,
+    encoder_only: bool,
 }
 
 impl BackendTask for Export<'_> {
@@ -157,6 +246,15 @@ impl BackendTask for Export<'_> {
                 pretrain::hf::bert::save(&model, &run.config, self.out)?;
                 Ok("BertForMaskedLM".into())
             }
+            HfRun::Mae(run) => {
+                let model = run.load::<B::InnerBackend>(&device)?;
+                if self.encoder_only {
+                    pretrain::hf::vit::save(&model.encoder, &run.config.model.encoder, self.out)?;
+                    return Ok("ViTModel".into());
+                }
+                pretrain::hf::vit_mae::save(&model, &run.config.model, run.training(), self.out)?;
+                Ok("ViTMAEForPreTraining".into())
+            }
         }
     }
 }
@@ -166,24 +264,81 @@ impl BackendTask for Export<'_> {
 pub fn run_embed(run_dir: &Path, input: &Path, out: &Path, backend: BackendKind) -> Result<()> {
     let run = HfRun::open(run_dir, "embed")?;
     let text = std::fs::read_to_string(input).map_err(|e| RecipeError::io(input, e))?;
-    let parsed: EmbedInput = serde_json::from_str(&text)
-        .map_err(|e| RecipeError::io(input, format!("is not token ids as JSON: {e}")))?;
-    let lengths = unpadded(&parsed, run.tokenizer().vocab_size(), run.context())
-        .map_err(|message| RecipeError::io(input, message))?;
-    if let (HfRun::Decoder(_), Some(_)) = (&run, &parsed.token_type_ids) {
-        return Err(RecipeError::io(
-            input,
-            "token_type_ids: the GPT here has no segment embeddings",
-        ));
-    }
-    let job = Embed {
-        run: &run,
-        input: &parsed,
-        lengths,
+    let embedded = match (&run, run.text()) {
+        (HfRun::Mae(mae), _) => {
+            let parsed: ImageEmbedInput = serde_json::from_str(&text)
+                .map_err(|e| RecipeError::io(input, format!("is not pixel values as JSON: {e}")))?;
+            let pixels =
+                image_batch(&parsed, mae).map_err(|message| RecipeError::io(input, message))?;
+            let job = ImageEmbed {
+                run: mae,
+                input: &parsed,
+                pixels,
+            };
+            pretrain::dispatch_backend!(backend, Precision::F32, job)??
+        }
+        (_, Some((tokenizer, context))) => {
+            let parsed: EmbedInput = serde_json::from_str(&text)
+                .map_err(|e| RecipeError::io(input, format!("is not token ids as JSON: {e}")))?;
+            let lengths = unpadded(&parsed, tokenizer.vocab_size(), context)
+                .map_err(|message| RecipeError::io(input, message))?;
+            if let (HfRun::Decoder(_), Some(_)) = (&run, &parsed.token_type_ids) {
+                return Err(RecipeError::io(
+                    input,
+                    "token_type_ids: the GPT here has no segment embeddings",
+                ));
+            }
+            let job = Embed {
+                run: &run,
+                input: &parsed,
+                lengths,
+            };
+            pretrain::dispatch_backend!(backend, Precision::F32, job)??
+        }
+        (_, None) => unreachable!("every run but a MAE's is a text run"),
     };
-    let embedded = pretrain::dispatch_backend!(backend, Precision::F32, job)??;
     let json = serde_json::to_string(&embedded).expect("outputs serialize");
     std::fs::write(out, json).map_err(|e| RecipeError::io(out, e))
+}
+
+/// The images of `input` as one row-major `[batch, channels, side, side]` buffer, checked
+/// against the MAE's input shape, and its noise (if any) against the patches.
+fn image_batch(input: &ImageEmbedInput, run: &MaeRun) -> std::result::Result<Vec<f32>, String> {
+    let vit = &run.config.model.encoder;
+    let want = [vit.channels, vit.image_size, vit.image_size];
+    if input.pixel_values.is_empty() {
+        return Err("pixel_values has no images".into());
+    }
+    let mut pixels = Vec::new();
+    for (i, image) in input.pixel_values.iter().enumerate() {
+        let rows = image.first().map_or(0, Vec::len);
+        let columns = image.first().and_then(|c| c.first()).map_or(0, Vec::len);
+        let ragged = image
+            .iter()
+            .any(|c| c.len() != rows || c.iter().any(|r| r.len() != columns));
+        if ragged || [image.len(), rows, columns] != want {
+            return Err(format!(
+                "pixel_values image {i} is not {want:?} (channels, height, width)"
+            ));
+        }
+        pixels.extend(image.iter().flatten().flatten());
+    }
+    if let Some(noise) = &input.noise {
+        let patches = vit.num_patches();
+        if noise.len() != input.pixel_values.len() || noise.iter().any(|r| r.len() != patches) {
+            return Err(format!(
+                "noise is not [{}, {patches}] (images, patches)",
+                input.pixel_values.len()
+            ));
+        }
+        if kept_patches(patches, run.training().mask_ratio) == 0 {
+            return Err(format!(
+                "mask ratio {} leaves no patch of {patches} visible",
+                run.config.mask_ratio
+            ));
+        }
+    }
+    Ok(pixels)
 }
 
 /// Each row's unpadded length, checked: ids in the vocabulary, at most `context` of them, at
@@ -283,11 +438,12 @@ impl BackendTask for Embed<'_> {
                 let logits = model.mlm_logits(hidden.clone());
                 (hidden, Some(pooled), logits)
             }
-        };
-        let matrix = |t: Tensor<B::InnerBackend, 3>, r: usize, n: usize| -> Result<Vec<Vec<f32>>> {
-            let width = t.dims()[2];
-            let values = to_vec(t.slice([r..r + 1, 0..n, 0..width]))?;
-            Ok(values.chunks(width).map(<[f32]>::to_vec).collect())
+            HfRun::Mae(_) => {
+                return Err(RecipeError::option(
+                    "embed",
+                    "a masked autoencoder embeds pixel values, not token ids",
+                ));
+            }
         };
         (0..b)
             .map(|r| {
@@ -303,12 +459,72 @@ impl BackendTask for Embed<'_> {
                 Ok(EmbedRow {
                     tokens: n,
                     pooled,
-                    logits: matrix(logits.clone(), r, n)?,
+                    logits: Some(matrix(logits.clone(), r, n)?),
                     last_hidden_state,
                 })
             })
             .collect()
     }
+}
+
+struct ImageEmbed<'a> {
+    run: &'a MaeRun,
+    input: &'a ImageEmbedInput,
+    /// `input`'s pixels, checked and flattened.
+    pixels: Vec<f32>,
+}
+
+impl BackendTask for ImageEmbed<'_> {
+    type Output = Result<Vec<EmbedRow>>;
+
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+        let model = self.run.load::<B::InnerBackend>(&device)?;
+        let vit = &self.run.config.model.encoder;
+        let b = self.input.pixel_values.len();
+        let shape = [b, vit.channels, vit.image_size, vit.image_size];
+        let images =
+            Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(self.pixels, shape), &device);
+        let (hidden, logits) = match &self.input.noise {
+            Some(noise) => {
+                let (patches, ratio) = (vit.num_patches(), self.run.training().mask_ratio);
+                let (keep, restore) = masking_from_noise(&noise.concat(), patches, ratio);
+                let kept = kept_patches(patches, ratio);
+                let ints = |values: Vec<i64>, width: usize| {
+                    Tensor::<B::InnerBackend, 2, Int>::from_data(
+                        TensorData::new(values, [b, width]),
+                        &device,
+                    )
+                };
+                let (latent, predicted) =
+                    model.forward_with_latent(images, ints(keep, kept), ints(restore, patches));
+                (latent, Some(predicted))
+            }
+            None => (model.encoder.forward_tokens(images), None),
+        };
+        let tokens = hidden.dims()[1];
+        (0..b)
+            .map(|r| {
+                let last_hidden_state = matrix(hidden.clone(), r, tokens)?;
+                let logits = match &logits {
+                    Some(predicted) => Some(matrix(predicted.clone(), r, predicted.dims()[1])?),
+                    None => None,
+                };
+                Ok(EmbedRow {
+                    tokens,
+                    pooled: last_hidden_state[0].clone(),
+                    logits,
+                    last_hidden_state,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Row `r`'s first `n` positions of `t` (`[batch, positions, width]`) as `[n][width]`.
+fn matrix<B: Backend>(t: Tensor<B, 3>, r: usize, n: usize) -> Result<Vec<Vec<f32>>> {
+    let width = t.dims()[2];
+    let values = to_vec(t.slice([r..r + 1, 0..n, 0..width]))?;
+    Ok(values.chunks(width).map(<[f32]>::to_vec).collect())
 }
 
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {

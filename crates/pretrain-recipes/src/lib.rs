@@ -11,6 +11,8 @@
 //! - [`generate`]: `run_generate`, text from a causal-LM run;
 //! - [`few_shot`]: `run_few_shot`, a causal-LM run prompted with labeled examples;
 //! - [`heldout`]: a causal LM's held-out bits per byte beside n-gram baselines;
+//! - [`hf`], [`hf_import`]: runs to and from Hugging Face checkpoints (`export-hf`, `embed`,
+//!   `import-hf`);
 //! - [`objective`]: the objective kinds a recipe may name;
 //! - [`models`], [`dataset`], [`data`]: the presets, the built-in data sets, and a recipe's
 //!   data (built-in sets or a user's own sources);
@@ -53,6 +55,7 @@ pub mod finetune;
 pub mod generate;
 pub mod heldout;
 pub mod hf;
+pub mod hf_import;
 pub mod models;
 pub mod objective;
 pub mod overrides;

@@ -8,7 +8,7 @@ use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::module::AutodiffModule;
-use pretrain::burn::tensor::backend::AutodiffBackend;
+use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::data::Named;
 use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
@@ -17,7 +17,8 @@ use pretrain::data::mask::MaskedImageBatcher;
 use pretrain::data::packed::{CausalBatcher, PackedWindows, pack_texts};
 use pretrain::data::shards::{PackedShards, TokenStream};
 use pretrain::data::text_dataset::{MlmDataset, MlmTokenDataset};
-use pretrain::models::{ImageEncoderConfig, MaeConfig};
+use pretrain::data::tokenizer::TextTokenizer;
+use pretrain::models::{ImageEncoderConfig, MaeConfig, load_safetensors};
 use pretrain::objectives::{
     BarlowTwinsConfig, ByolConfig, CausalLmConfig, DenoisingConfig, MaeObjectiveConfig,
     MaskedImageConfig, MlmConfig, MoCoConfig, SimClrConfig, SimMimConfig, SimSiamConfig,
@@ -116,6 +117,7 @@ impl BackendTask for Job<'_> {
         let Job { recipe, options } = self;
         let spec = &recipe.objective;
         check_objective_fields(spec)?;
+        check_init_from(recipe)?;
         if data::modality(&recipe.data)? == Modality::Texts {
             // Refused before the texts are read and the tokenizer trained.
             if !spec.kind.is_text() {
@@ -127,7 +129,11 @@ impl BackendTask for Job<'_> {
                     ),
                 ));
             }
-            let texts = data::pretrain_texts(&recipe.data)?;
+            let given = match &recipe.model.init_from {
+                Some(dir) => Some(TextTokenizer::from_file(&dir.join(data::TOKENIZER_FILE))?),
+                None => None,
+            };
+            let texts = data::pretrain_texts(&recipe.data, given)?;
             let recipe = &as_run(recipe, options, texts.len())?;
             texts
                 .tokenizer()
@@ -172,17 +178,15 @@ impl BackendTask for Job<'_> {
         let f = "objective.overrides";
         let seed = recipe.seed;
         // Masked-image objectives: the data masks the ViT's patches.
+        // `$encoder` is the objective's ViT, which `model.init_from` starts from that run's.
         macro_rules! masked {
-            ($config:expr) => {{
+            ($config:expr, $($encoder:ident).+) => {{
                 let config = apply(&$config, &spec.overrides, f)?;
                 let masked = config.masked_data(images, clean, seed)?;
-                run.train(
-                    config.init::<B>(&device)?,
-                    &config,
-                    masked,
-                    MaskedImageBatcher,
-                )
-                .map(|(summary, _)| summary)
+                let mut objective = config.init::<B>(&device)?;
+                objective.$($encoder).+ = init_from(recipe, objective.$($encoder).+)?;
+                run.train(objective, &config, masked, MaskedImageBatcher)
+                    .map(|(summary, _)| summary)
             }};
         }
         let model = models::resolve(&recipe.model, DataInputs::Images(shape))?;
@@ -212,8 +216,13 @@ impl BackendTask for Job<'_> {
             }};
         }
         match kind {
-            ObjectiveKind::Mae => masked!(MaeObjectiveConfig::new(MaeConfig::new(vit()?))),
-            ObjectiveKind::Simmim => masked!(SimMimConfig::new(vit()?)),
+            ObjectiveKind::Mae => {
+                masked!(
+                    MaeObjectiveConfig::new(MaeConfig::new(vit()?)),
+                    model.encoder
+                )
+            }
+            ObjectiveKind::Simmim => masked!(SimMimConfig::new(vit()?), encoder),
             ObjectiveKind::Dae => {
                 let ModelConfig::Autoencoder(ae) = model else {
                     return Err(needs(kind, "an autoencoder (mlp-ae-digits, conv-ae-28)"));
@@ -278,6 +287,69 @@ fn check_resumable(saved: &Recipe, asked: &Recipe, path: &Path) -> Result<()> {
             path: path.to_path_buf(),
             difference: format!("{}: saved {} vs asked {}", d.path, d.saved, d.now),
         }),
+    }
+}
+
+/// Refuses a `model.init_from` that cannot start this recipe: an objective other than mlm,
+/// clm, mae and simmim, a directory that is not a finished run, or a run of another model.
+fn check_init_from(recipe: &Recipe) -> Result<()> {
+    let Some(dir) = &recipe.model.init_from else {
+        return Ok(());
+    };
+    let field = "model.init_from";
+    let kind = recipe.objective.kind;
+    if !matches!(
+        kind,
+        ObjectiveKind::Mlm | ObjectiveKind::Clm | ObjectiveKind::Mae | ObjectiveKind::Simmim
+    ) {
+        return Err(RecipeError::field(
+            field,
+            format!("starts mlm, clm, mae and simmim runs, not {kind}"),
+        ));
+    }
+    let init = crate::recipe_of_run(dir)?;
+    if (init.model.preset, &init.model.overrides) != (recipe.model.preset, &recipe.model.overrides)
+    {
+        return Err(RecipeError::field(
+            field,
+            format!(
+                "{} holds a {} with overrides {}, not the recipe's {} with {}: pre-train with \
+                 that run's recipe.toml",
+                dir.display(),
+                init.model.preset,
+                init.model.overrides,
+                recipe.model.preset,
+                recipe.model.overrides
+            ),
+        ));
+    }
+    if init.data.tokenizer != recipe.data.tokenizer {
+        return Err(RecipeError::field(
+            "data.tokenizer",
+            format!(
+                "differs from {}'s, whose tokenizer a run started from it keeps",
+                dir.display()
+            ),
+        ));
+    }
+    let weights = encoder_weights(dir);
+    if !weights.is_file() {
+        return Err(RecipeError::io(
+            &weights,
+            "missing: that run has not finished",
+        ));
+    }
+    Ok(())
+}
+
+/// `module` with the weights of the run `model.init_from` names, if any.
+fn init_from<B: Backend, M: pretrain::burn::module::Module<B>>(
+    recipe: &Recipe,
+    module: M,
+) -> Result<M> {
+    match &recipe.model.init_from {
+        Some(dir) => Ok(load_safetensors(module, &encoder_weights(dir))?),
+        None => Ok(module),
     }
 }
 
@@ -406,7 +478,8 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
         )?;
         let masker = spec.mask.clone().unwrap_or_default();
         let seed = self.recipe.seed;
-        let objective = config.init::<B>(self.device)?;
+        let mut objective = config.init::<B>(self.device)?;
+        objective.model = init_from(self.recipe, objective.model)?;
         match texts {
             PretrainTexts::Texts { texts, .. } => {
                 let data = MlmDataset::new(
@@ -520,7 +593,8 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
         )?;
         let data = PackedWindows::new(stream.clone(), spans.train.clone(), block)
             .map_err(|e| RecipeError::field("data.max_tokens", e.to_string()))?;
-        let objective = config.init::<B>(self.device)?;
+        let mut objective = config.init::<B>(self.device)?;
+        objective.model = init_from(self.recipe, objective.model)?;
         let run_dir = self.options.out.clone();
         let (mut summary, objective) = self.train(objective, &config, data, CausalBatcher)?;
         if summary.finished && !spans.held.is_empty() {

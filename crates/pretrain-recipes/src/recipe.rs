@@ -1,7 +1,7 @@
 //! The recipe file: what to pre-train on, with which model, objective and training settings,
 //! and how to evaluate the result.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pretrain::data::augment::Pipeline;
 use pretrain::data::data_source::DataSource;
@@ -148,6 +148,12 @@ pub struct ModelSpec {
     /// Fields of the preset's configuration to change.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub overrides: serde_json::Value,
+    /// Start pre-training from the encoder of this run directory (one trained here, or a
+    /// Hugging Face checkpoint made a run by `import-hf`) instead of a random initialization:
+    /// its recipe must have this model, and a text run's tokenizer is used instead of training
+    /// one. Objectives `mlm`, `clm`, `mae` and `simmim` (a MAE's decoder starts fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 /// The objective: its kind and overrides of its preset configuration.
@@ -244,6 +250,9 @@ impl Recipe {
         ];
         for source in sources.into_iter().flatten() {
             source.resolve_paths(base);
+        }
+        if let Some(dir) = self.model.init_from.as_mut().filter(|d| d.is_relative()) {
+            *dir = base.join(&*dir);
         }
     }
 

@@ -359,7 +359,7 @@ fn inputs_of(recipe: &Recipe, measure: Measure) -> Result<(DataInputs, usize)> {
     Ok(match measure {
         Measure::HeldOutBitsPerByte => {
             // The tokenizer every run trains the same way: its vocabulary sizes the models.
-            let vocab_size = pretrain_recipes::data::pretrain_texts(&recipe.data)?
+            let vocab_size = pretrain_recipes::data::pretrain_texts(&recipe.data, None)?
                 .tokenizer()
                 .vocab_size();
             let max_tokens = recipe.data.max_tokens();

@@ -24,7 +24,11 @@ use pretrain_data::error::panic_message;
 use crate::error::{Result, TrainError, io_error};
 use crate::optimizer::EngineOptimizer;
 
-const WEIGHTS: &str = "weights.safetensors";
+/// A checkpoint's weights: the objective's module (model, heads, targets) as safetensors.
+pub const WEIGHTS: &str = "weights.safetensors";
+/// The run directory's record of the configuration it trains (`{"train": .., "objective":
+/// {"kind": .., "config": ..}}`), rewritten by every start or resume.
+pub const RUN_CONFIG: &str = "config.json";
 const OPTIMIZER: &str = "optimizer.bin";
 const STATE: &str = "state.json";
 const LATEST: &str = "latest";

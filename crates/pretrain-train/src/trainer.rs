@@ -327,7 +327,7 @@ where
         let mut state = state.unwrap_or_else(|| stepper.initial_state(objective_config.clone()));
         let full_config = serde_json::json!({ "train": config, "objective": objective_config });
         write_atomic(
-            &run_dir.join("config.json"),
+            &run_dir.join(crate::checkpoint::RUN_CONFIG),
             &serde_json::to_vec_pretty(&full_config).expect("config serializes"),
         )?;
         let metrics_path = run_dir.join("metrics.jsonl");
