@@ -5,6 +5,7 @@ feed-forward width of 20, 12x12 images of 4x4 patches, epsilon 1e-6) saved with
 `save_pretrained` into DIR/<name>/, beside `inputs.json` (two seeded images, and for the MAE
 the masking noise) and `expected.json` (computed in float64):
 - `vit-odd`: a `ViTModel` with its pooler; expected: the last hidden state of every token.
+- `vit-wide`: the same on images that are not square (12x16: 3 x 4 patches).
 - `vit-mae-odd`: a `ViTMAEForPreTraining` (decoder of width 8 with two heads and a
   feed-forward width of 12, half the patches masked, normalized pixel targets); its fixed
   position tables hold the 2-D sin-cos table transformers' `initialize_weights` computes (a
@@ -65,11 +66,11 @@ def images():
     return torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(12))
 
 
-def make_vit(root):
+def make_vit(root, name, shape, width=12):
     torch.manual_seed(20261202)
-    model = ViTModel(ViTConfig(**SHAPE)).eval()
-    out = perturb_and_save(model, root, "vit-odd")
-    pixels = images()
+    model = ViTModel(ViTConfig(**shape)).eval()
+    out = perturb_and_save(model, root, name)
+    pixels = torch.randn(2, 3, 12, width, generator=torch.Generator().manual_seed(12))
     (out / "inputs.json").write_text(json.dumps({"pixel_values": pixels.tolist()}))
     with torch.no_grad():
         hidden = model.double()(pixel_values=pixels.double()).last_hidden_state
@@ -140,7 +141,8 @@ def check(directory):
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "make":
-        make_vit(sys.argv[2])
+        make_vit(sys.argv[2], "vit-odd", SHAPE)
+        make_vit(sys.argv[2], "vit-wide", {**SHAPE, "image_size": [12, 16]}, width=16)
         make_mae(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "check":
         check(sys.argv[2])

@@ -67,8 +67,13 @@ pub(crate) fn encoder_config(
     }
     let hidden: usize = field(config, "hidden_size", 768, path)?;
     let intermediate = field(config, "intermediate_size", 3_072, path)?;
+    // A side, or `[height, width]`.
+    let [height, width] = match config.get("image_size") {
+        Some(Value::Array(_)) => field(config, "image_size", [224; 2], path)?,
+        _ => [field(config, "image_size", 224, path)?; 2],
+    };
     Ok(VitConfig::new(
-        field(config, "image_size", 224, path)?,
+        height,
         field(config, "patch_size", 16, path)?,
         field(config, "num_channels", 3, path)?,
         hidden,
@@ -78,7 +83,8 @@ pub(crate) fn encoder_config(
     .with_mlp_ratio(mlp_ratio(hidden, intermediate, "intermediate_size", path)?)
     .with_position(position)
     .with_pooling(Pooling::Cls)
-    .with_norm_eps(field(config, "layer_norm_eps", 1e-12, path)?))
+    .with_norm_eps(field(config, "layer_norm_eps", 1e-12, path)?)
+    .with_image_width((width != height).then_some(width)))
 }
 
 /// The `config.json` fields of `config`'s encoder that a ViT and a ViT-MAE share.
@@ -93,7 +99,10 @@ pub(crate) fn encoder_config_to_hf(config: &VitConfig) -> Map<String, Value> {
         "attention_probs_dropout_prob": 0.0,
         "initializer_range": 0.02,
         "layer_norm_eps": config.norm_eps,
-        "image_size": config.image_size,
+        "image_size": match config.image_width {
+            Some(width) => json!([config.image_size, width]),
+            None => json!(config.image_size),
+        },
         "patch_size": config.patch_size,
         "num_channels": config.channels,
         "qkv_bias": true,
@@ -187,13 +196,14 @@ pub(crate) fn hf_name(ours: &str) -> String {
     format!("{module}.{leaf}")
 }
 
-/// Removes the fixed sin-cos position table `name` (`[1, 1 + grid^2, dim]`, the class token's
-/// row zero) from `tensors`, refusing one that is missing, misshapen or holds other values:
-/// the MAE here computes that table rather than storing it (`weights` names the file).
+/// Removes the fixed sin-cos position table `name` (`[1, 1 + patches, dim]` for a `grid` of
+/// `[rows, columns]` patches, the class token's row zero) from `tensors`, refusing one that is
+/// missing, misshapen or holds other values: the MAE here computes that table rather than
+/// storing it (`weights` names the file).
 pub(crate) fn take_sincos(
     tensors: &mut BTreeMap<String, HfTensor>,
     name: &str,
-    grid: usize,
+    grid: [usize; 2],
     dim: usize,
     weights: &Path,
 ) -> Result<()> {
@@ -204,7 +214,10 @@ pub(crate) fn take_sincos(
             "missing: a ViT-MAE stores its fixed positions",
         )
     })?;
-    let shape = vec![1, grid * grid + 1, dim];
+    let HfTensor {
+        shape,
+        values: table,
+    } = sincos_tensor(grid, dim);
     if tensor.shape != shape {
         return Err(HfError::tensor(
             weights,
@@ -215,7 +228,6 @@ pub(crate) fn take_sincos(
             ),
         ));
     }
-    let table = sincos_2d(grid, dim, true);
     let worst = table
         .iter()
         .zip(&tensor.values)
@@ -227,17 +239,18 @@ pub(crate) fn take_sincos(
             weights,
             name,
             format!(
-                "is not the fixed 2-D sin-cos table of a ViT-MAE (largest difference {worst:.3e});                  the MAE here computes its positions, it does not learn them"
+                "is not the fixed 2-D sin-cos table of a ViT-MAE (largest difference {worst:.3e}); the MAE here computes its positions, it does not learn them"
             ),
         ));
     }
     Ok(())
 }
 
-/// The sin-cos table `name` of a `grid` x `grid` MAE of width `dim`, as a ViT-MAE stores it.
-pub(crate) fn sincos_tensor(grid: usize, dim: usize) -> HfTensor {
+/// The sin-cos table of a MAE of width `dim` on a `grid` of `[rows, columns]` patches, as a
+/// ViT-MAE stores it.
+pub(crate) fn sincos_tensor(grid: [usize; 2], dim: usize) -> HfTensor {
     HfTensor {
-        shape: vec![1, grid * grid + 1, dim],
+        shape: vec![1, grid[0] * grid[1] + 1, dim],
         values: sincos_2d(grid, dim, true),
     }
 }
@@ -354,6 +367,19 @@ mod tests {
 
     type B = Flex;
 
+    /// `model`'s last hidden states on fixture `dir`'s images of `[height, width]`, and their
+    /// largest difference from transformers'.
+    fn hidden_diff(model: &Vit<B>, dir: &Path, [height, width]: [usize; 2]) -> f32 {
+        let pixels = flat(&json_file(&dir.join("inputs.json"))["pixel_values"]);
+        let images = Tensor::<B, 4>::from_data(
+            TensorData::new(pixels, [2, 3, height, width]),
+            &Default::default(),
+        );
+        let hidden: Vec<f32> = model.forward_tokens(images).into_data().to_vec().unwrap();
+        let want = flat(&json_file(&dir.join("expected.json"))["last_hidden_state"]);
+        max_diff(&hidden, &want)
+    }
+
     #[test]
     fn a_transformers_checkpoint_gives_transformers_outputs() {
         let dir = fixture("vit-odd");
@@ -366,18 +392,30 @@ mod tests {
             (imported.config.mlp_ratio, imported.config.norm_eps),
             (20.0 / 12.0, 1e-6)
         );
-        let pixels = flat(&json_file(&dir.join("inputs.json"))["pixel_values"]);
-        let images =
-            Tensor::<B, 4>::from_data(TensorData::new(pixels, [2, 3, 12, 12]), &Default::default());
-        let hidden: Vec<f32> = imported
-            .model
-            .forward_tokens(images)
-            .into_data()
-            .to_vec()
-            .unwrap();
-        let want = flat(&json_file(&dir.join("expected.json"))["last_hidden_state"]);
-        let diff = max_diff(&hidden, &want);
+        let diff = hidden_diff(&imported.model, &dir, [12, 12]);
         assert!(diff < 1e-4, "{diff}");
+    }
+
+    #[test]
+    fn images_that_are_not_square_import_and_export() {
+        let dir = fixture("vit-wide");
+        let imported = load::<B>(&dir, &Default::default()).unwrap();
+        assert_eq!(imported.config.image_hw(), [12, 16]);
+        let diff = hidden_diff(&imported.model, &dir, [12, 16]);
+        assert!(diff < 1e-4, "{diff}");
+        // Written back (without the pooler) and read again: the same model.
+        let out = tempfile::tempdir().unwrap();
+        save(&imported.model, &imported.config, out.path()).unwrap();
+        let written = HfCheckpoint::read(out.path()).unwrap();
+        assert_eq!(written.config["image_size"], json!([12, 16]));
+        let original = HfCheckpoint::read(&dir).unwrap();
+        for (name, tensor) in &written.tensors {
+            assert_eq!(tensor, &original.tensors[name], "{name}");
+        }
+        assert_eq!(written.tensors.len() + 2, original.tensors.len());
+        let again = load::<B>(out.path(), &Default::default()).unwrap();
+        assert!(again.not_imported.is_empty());
+        assert_eq!(hidden_diff(&again.model, &dir, [12, 16]), diff);
     }
 
     #[test]
@@ -398,8 +436,8 @@ mod tests {
             err.contains("embeddings.position_embeddings: has shape [1, 10, 12], but config.json describes [1, 17, 12]"),
             "{err}"
         );
-        let err = load_edited(&|c, _| c["image_size"] = json!([12, 16]));
-        assert!(err.contains("field image_size: [12,16]"), "{err}");
+        let err = load_edited(&|c, _| c["image_size"] = json!([12, 16, 2]));
+        assert!(err.contains("field image_size: [12,16,2]"), "{err}");
         let err = load_edited(&|c, _| c["qkv_bias"] = json!(false));
         assert!(err.contains("field qkv_bias"), "{err}");
         let err = load_edited(&|c, _| c["hidden_dropout_prob"] = json!(0.1));

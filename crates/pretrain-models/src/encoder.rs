@@ -44,12 +44,13 @@ impl ImageEncoderConfig {
             Self::SmallCnn(cfg) => ("small CNN", cfg.channels),
             Self::ResNet(cfg) => ("ResNet", cfg.channels),
             Self::Vit(cfg) => {
+                let [height, width] = cfg.image_hw();
                 ensure(
-                    h == cfg.image_size && w == cfg.image_size,
+                    [h, w] == [height, width],
                     ModelError::config,
                     "ViT",
                     "image_size",
-                    || format!("is {} but the images are {h}x{w}", cfg.image_size),
+                    || format!("is {height}x{width} but the images are {h}x{w}"),
                 )?;
                 ("ViT", cfg.channels)
             }

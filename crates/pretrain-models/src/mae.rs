@@ -155,7 +155,8 @@ pub struct Mae<B: Backend> {
     pub decoder_norm: LayerNorm<B>,
     /// Per-token pixel prediction.
     pub decoder_pred: Linear<B>,
-    grid: usize,
+    /// Patches `[rows, columns]`.
+    grid: [usize; 2],
     patch_size: usize,
 }
 
@@ -215,9 +216,9 @@ impl<B: Backend> Mae<B> {
         self.patch_size
     }
 
-    /// Side of the (square) input image in pixels.
-    pub fn image_size(&self) -> usize {
-        self.grid * self.patch_size
+    /// Input `[height, width]` in pixels.
+    pub fn image_hw(&self) -> [usize; 2] {
+        self.grid.map(|patches| patches * self.patch_size)
     }
 }
 
@@ -232,18 +233,18 @@ pub fn patchify<B: Backend>(images: Tensor<B, 4>, patch: usize) -> Tensor<B, 3> 
         .reshape([b, gh * gw, patch * patch * c])
 }
 
-/// Inverse of [`patchify`] for `channels` channels and a square image.
+/// Inverse of [`patchify`] for `channels` channels and a grid of `[rows, columns]` patches.
 pub fn unpatchify<B: Backend>(
     patches: Tensor<B, 3>,
     patch: usize,
     channels: usize,
+    [rows, columns]: [usize; 2],
 ) -> Tensor<B, 4> {
-    let [b, n, _] = patches.dims();
-    let g = (n as f64).sqrt().round() as usize;
+    let [b, _, _] = patches.dims();
     patches
-        .reshape([b, g, g, patch, patch, channels])
-        .permute([0, 5, 1, 3, 2, 4]) // [b, c, gh, p, gw, p]
-        .reshape([b, channels, g * patch, g * patch])
+        .reshape([b, rows, columns, patch, patch, channels])
+        .permute([0, 5, 1, 3, 2, 4]) // [b, c, rows, p, columns, p]
+        .reshape([b, channels, rows * patch, columns * patch])
 }
 
 #[cfg(test)]
@@ -273,7 +274,7 @@ mod tests {
             .to_vec()
             .unwrap();
         assert_eq!(first, vec![0.0, 16.0, 1.0, 17.0, 4.0, 20.0, 5.0, 21.0]);
-        let back = unpatchify(p, 2, 2);
+        let back = unpatchify(p, 2, 2, [2, 2]);
         assert_eq!(back.into_data(), images.into_data());
     }
 

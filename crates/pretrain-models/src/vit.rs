@@ -37,9 +37,9 @@ pub enum Pooling {
 /// Configuration of a [`Vit`].
 #[derive(Config, Debug)]
 pub struct VitConfig {
-    /// Side of the (square) input image in pixels.
+    /// Height of the input image in pixels (its side when square).
     pub image_size: usize,
-    /// Side of a (square) patch; must divide `image_size`.
+    /// Side of a (square) patch; must divide the image's height and width.
     pub patch_size: usize,
     /// Input channels.
     pub channels: usize,
@@ -64,6 +64,10 @@ pub struct VitConfig {
     /// Layer-norm epsilon.
     #[config(default = 1e-6)]
     pub norm_eps: f64,
+    /// Width of the input image in pixels when it differs from `image_size`; `None` for a
+    /// square image.
+    #[config(default = "None")]
+    pub image_width: Option<usize>,
 }
 
 impl VitConfig {
@@ -94,14 +98,20 @@ impl VitConfig {
             .with_init(InitScheme::BERT)
     }
 
-    /// Patches per side.
-    pub fn grid(&self) -> usize {
-        self.image_size / self.patch_size.max(1)
+    /// Input `[height, width]` in pixels.
+    pub fn image_hw(&self) -> [usize; 2] {
+        [self.image_size, self.image_width.unwrap_or(self.image_size)]
+    }
+
+    /// Patches per column and per row: `[rows, columns]`.
+    pub fn grid(&self) -> [usize; 2] {
+        self.image_hw().map(|side| side / self.patch_size.max(1))
     }
 
     /// Number of patches.
     pub fn num_patches(&self) -> usize {
-        self.grid() * self.grid()
+        let [rows, columns] = self.grid();
+        rows * columns
     }
 
     /// Values of one flattened patch (`patch_size^2 * channels`).
@@ -123,15 +133,18 @@ impl VitConfig {
     /// Checks the configuration.
     pub fn validate(&self) -> Result<()> {
         let m = "ViT";
+        let [height, width] = self.image_hw();
         ensure(
-            self.patch_size > 0 && self.image_size.is_multiple_of(self.patch_size),
+            self.patch_size > 0
+                && height.is_multiple_of(self.patch_size)
+                && width.is_multiple_of(self.patch_size),
             ModelError::config,
             m,
             "patch_size",
             || {
                 format!(
-                    "{} must divide image_size {}",
-                    self.patch_size, self.image_size
+                    "{} must divide the image's height {height} and width {width}",
+                    self.patch_size
                 )
             },
         )?;
@@ -162,7 +175,8 @@ impl VitConfig {
         let d = self.d_model;
         let positions = match self.position {
             PositionEmbedding::Learned => {
-                size::sum([size::product(&[self.grid(), self.grid(), d]), d as u128])
+                let [rows, columns] = self.grid();
+                size::sum([size::product(&[rows, columns, d]), d as u128])
             }
             PositionEmbedding::SinCos => 0,
         };
@@ -237,7 +251,8 @@ pub struct Vit<B: Backend> {
     pub blocks: Vec<TransformerBlock<B>>,
     /// Final layer norm.
     pub norm: LayerNorm<B>,
-    grid: usize,
+    /// Patches `[rows, columns]`.
+    grid: [usize; 2],
     d_model: usize,
     mean_pool: bool,
 }
@@ -253,9 +268,9 @@ impl<B: Backend> Vit<B> {
         self.patch_embed.weight.dims()[2]
     }
 
-    /// Side of the (square) input image in pixels.
-    pub fn image_size(&self) -> usize {
-        self.grid * self.patch_size()
+    /// Input `[height, width]` in pixels.
+    pub fn image_hw(&self) -> [usize; 2] {
+        self.grid.map(|patches| patches * self.patch_size())
     }
 
     /// Position embeddings `[1, 1 + patches, d_model]` (CLS first).
@@ -366,15 +381,35 @@ mod tests {
     }
 
     #[test]
+    fn images_that_are_not_square() {
+        let dev = Default::default();
+        for position in [PositionEmbedding::SinCos, PositionEmbedding::Learned] {
+            let config = VitConfig::new(12, 4, 3, 16, 1, 2)
+                .with_image_width(Some(20))
+                .with_position(position);
+            assert_eq!((config.grid(), config.num_patches()), ([3, 5], 15));
+            let vit = config.init::<B>(&dev).unwrap();
+            assert_eq!(vit.image_hw(), [12, 20]);
+            assert_eq!(vit.positions(&dev).dims(), [1, 16, 16]);
+            let images = Tensor::<B, 4>::random([2, 3, 12, 20], Distribution::Default, &dev);
+            assert_eq!(vit.forward_tokens(images).dims(), [2, 16, 16]);
+        }
+    }
+
+    #[test]
     fn bad_configs_fail_at_init() {
         let dev = Default::default();
         let err = VitConfig::new(28, 5, 1, 32, 2, 4)
             .init::<B>(&dev)
             .unwrap_err();
         assert!(
-            err.to_string().contains("5 must divide image_size 28"),
+            err.to_string()
+                .contains("5 must divide the image's height 28 and width 28"),
             "{err}"
         );
+        let wide = VitConfig::new(28, 4, 1, 32, 2, 4).with_image_width(Some(30));
+        let err = wide.init::<B>(&dev).unwrap_err().to_string();
+        assert!(err.contains("height 28 and width 30"), "{err}");
         assert!(VitConfig::new(28, 4, 1, 32, 0, 4).init::<B>(&dev).is_err());
         assert!(VitConfig::new(28, 4, 1, 30, 2, 3).init::<B>(&dev).is_err());
     }

@@ -80,23 +80,23 @@ pub struct MaeObjective<B: Backend> {
     norm_pix_loss: bool,
 }
 
-/// Checks that images are `size x size` and masks cover `(size / patch)^2` patches.
+/// Checks that images are `[height, width]` and masks cover their patches.
 pub(crate) fn check_masked_batch<B: Backend>(
     batch: &MaskedImageBatch<B>,
     objective: &'static str,
-    size: usize,
+    [height, width]: [usize; 2],
     patch: usize,
 ) -> Result<()> {
     let [_, _, h, w] = batch.images.dims();
     ensure(
-        h == size && w == size,
+        [h, w] == [height, width],
         ObjectiveError::batch,
         objective,
         "images",
-        || format!("are {h}x{w}; the encoder takes {size}x{size}"),
+        || format!("are {h}x{w}; the encoder takes {height}x{width}"),
     )?;
     let n = batch.mask.hidden.dims()[1];
-    let expected = (size / patch) * (size / patch);
+    let expected = (height / patch) * (width / patch);
     ensure(
         n == expected,
         ObjectiveError::batch,
@@ -113,7 +113,7 @@ impl<B: AutodiffBackend> Objective<B> for MaeObjective<B> {
 
     fn forward_step(&self, batch: MaskedImageBatch<B>) -> Result<StepOutput<B, ()>> {
         let patch = self.model.patch_size();
-        check_masked_batch(&batch, "MAE", self.model.image_size(), patch)?;
+        check_masked_batch(&batch, "MAE", self.model.image_hw(), patch)?;
         let mask = batch.mask;
         let (latent, pred) =
             self.model

@@ -94,7 +94,7 @@ impl<B: AutodiffBackend> Objective<B> for SimMim<B> {
 
     fn forward_step(&self, batch: MaskedImageBatch<B>) -> Result<StepOutput<B, ()>> {
         let patch = self.encoder.patch_size();
-        check_masked_batch(&batch, "SimMIM", self.encoder.image_size(), patch)?;
+        check_masked_batch(&batch, "SimMIM", self.encoder.image_hw(), patch)?;
         let device = batch.images.device();
         let embedded = self.encoder.embed_patches(batch.images.clone()); // [b, n, d], positions in
         let [b, n, d] = embedded.dims();

@@ -305,7 +305,8 @@ pub fn run_embed(run_dir: &Path, input: &Path, out: &Path, backend: BackendKind)
 /// against the MAE's input shape, and its noise (if any) against the patches.
 fn image_batch(input: &ImageEmbedInput, run: &MaeRun) -> std::result::Result<Vec<f32>, String> {
     let vit = &run.config.model.encoder;
-    let want = [vit.channels, vit.image_size, vit.image_size];
+    let [height, width] = vit.image_hw();
+    let want = [vit.channels, height, width];
     if input.pixel_values.is_empty() {
         return Err("pixel_values has no images".into());
     }
@@ -481,7 +482,8 @@ impl BackendTask for ImageEmbed<'_> {
         let model = self.run.load::<B::InnerBackend>(&device)?;
         let vit = &self.run.config.model.encoder;
         let b = self.input.pixel_values.len();
-        let shape = [b, vit.channels, vit.image_size, vit.image_size];
+        let [height, width] = vit.image_hw();
+        let shape = [b, vit.channels, height, width];
         let images =
             Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(self.pixels, shape), &device);
         let (hidden, logits) = match &self.input.noise {
