@@ -13,9 +13,9 @@ use pretrain::data::tokenizer::TextTokenizer;
 use pretrain::data::{TextEncoding, TextItem};
 use pretrain::finetune::{
     Backbone, Classifier, FinetuneSettings, LabeledTask, LoraSettings, ToLabeled, Trainable,
-    into_merged, predict, prepare_classifier, train_classifier,
+    into_merged, prepare_classifier, train_classifier,
 };
-use pretrain_examples::Selected;
+use pretrain_examples::{Selected, accuracy, report_trainable};
 
 type Inner = <Selected as AutodiffBackend>::InnerBackend;
 
@@ -90,16 +90,7 @@ fn main() -> anyhow::Result<()> {
         &settings,
         &device,
     )?;
-    println!(
-        "trainable: {} of {} parameters ({:.1}%)",
-        params.trainable,
-        params.total,
-        100.0 * params.trainable_share()
-    );
-    anyhow::ensure!(
-        params.trainable > 0 && params.trainable < params.total / 2,
-        "LoRA should train a small share of the parameters"
-    );
+    report_trainable(&params)?;
     let batcher = ToLabeled(TextBatcher);
     let model = train_classifier(
         classifier,
@@ -110,13 +101,7 @@ fn main() -> anyhow::Result<()> {
         true,
         &device,
     )?;
-    let accuracy = |model: &Classifier<Inner>| -> anyhow::Result<f64> {
-        let predictions = predict(model, &task.test, &batcher, 64, &device)?;
-        let labels = pretrain::finetune::probe::labels_of(&task.test)?;
-        let right = predictions.iter().zip(&labels).filter(|(p, t)| p == t);
-        Ok(right.count() as f64 / labels.len() as f64)
-    };
-    let tuned = accuracy(&model)?;
+    let tuned = accuracy(&model, &task.test, &batcher, &device)?;
 
     // LoRA folded into the base weights and dropped: a plain BERT again, written as a
     // Hugging Face checkpoint with its tokenizer.
@@ -130,14 +115,14 @@ fn main() -> anyhow::Result<()> {
     let export = out.join("merged");
     pretrain::hf::bert::save(bert, &config, &export)?;
     tokenizer.save(&export.join("tokenizer.json"))?;
-    let merged_accuracy = accuracy(&merged)?;
+    let merged_accuracy = accuracy(&merged, &task.test, &batcher, &device)?;
 
     // The export read back (as transformers would read it) classifies as the merged model.
     let reread = Classifier {
         encoder: Backbone::Text(pretrain::hf::bert::load::<Inner>(&export, &device)?.model),
         head: merged.head.clone(),
     };
-    let reread_accuracy = accuracy(&reread)?;
+    let reread_accuracy = accuracy(&reread, &task.test, &batcher, &device)?;
     println!(
         "test accuracy {:.1}% with LoRA, {:.1}% merged, {:.1}% from the export in {}",
         100.0 * tuned,

@@ -9,10 +9,10 @@ use pretrain::burn::tensor::backend::Backend;
 use pretrain::data::batch::ImageBatcher;
 use pretrain::finetune::{
     Backbone, Classifier, FinetuneSettings, LabeledTask, LoraSettings, ToLabeled, Trainable,
-    merge_lora, predict, prepare_classifier, save_adapter, train_classifier,
+    merge_lora, prepare_classifier, save_adapter, train_classifier,
 };
 use pretrain::models::{ImageEncoder, VitConfig};
-use pretrain_examples::Selected;
+use pretrain_examples::{Selected, accuracy, report_trainable};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -56,17 +56,7 @@ fn main() -> anyhow::Result<()> {
         &settings,
         &device,
     )?;
-    println!(
-        "trainable: {} of {} parameters ({:.1}%)",
-        params.trainable,
-        params.total,
-        100.0 * params.trainable_share()
-    );
-    // What the output claims: only the LoRA updates and the head train.
-    anyhow::ensure!(
-        params.trainable > 0 && params.trainable < params.total / 2,
-        "LoRA should train a small share of the parameters"
-    );
+    report_trainable(&params)?;
     let batcher = ToLabeled(ImageBatcher::default());
     let model = train_classifier(
         classifier,
@@ -78,23 +68,13 @@ fn main() -> anyhow::Result<()> {
         &device,
     )?;
 
-    let accuracy = |model: &Classifier<_>| -> anyhow::Result<f64> {
-        let predictions = predict(model, &task.test, &batcher, 256, &device)?;
-        let labels = pretrain::finetune::probe::labels_of(&task.test)?;
-        Ok(predictions
-            .iter()
-            .zip(&labels)
-            .filter(|(p, t)| p == t)
-            .count() as f64
-            / labels.len() as f64)
-    };
-    let before = accuracy(&model)?;
+    let before = accuracy(&model, &task.test, &batcher, &device)?;
     save_adapter(&model, &out.join("adapter.safetensors"))?;
     let merged = Classifier {
         encoder: merge_lora(model.encoder.clone()),
         head: model.head.clone(),
     };
-    let after = accuracy(&merged)?;
+    let after = accuracy(&merged, &task.test, &batcher, &device)?;
     println!(
         "test accuracy {:.1}% (merged: {:.1}%); adapter saved to {}",
         100.0 * before,

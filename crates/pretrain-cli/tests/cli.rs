@@ -1039,22 +1039,23 @@ fn a_masked_lm_run_exports_as_a_bert_for_masked_lm_and_embeds_with_segments() {
             assert!(rows_again[r][field] == rows[r][field], "row {r} {field}");
         }
     }
+    assert!(succeeded(&knn_from(&recipe, &again)).contains("knn"));
+    // ... and pre-training continues from it, with its tokenizer.
+    let continued = dir.path().join("continued");
     let output = pretrain()
-        .arg("finetune")
-        .arg(&recipe)
-        .args([
-            "--strategy",
-            "knn",
-            "--labels-per-class",
-            "2",
-            "--seeds",
-            "1",
-        ])
-        .args(["--quiet", "--from"])
+        .arg("pretrain")
+        .arg(again.join("recipe.toml"))
+        .arg("--init-from")
         .arg(&again)
+        .args(["--steps", "2", "--quiet", "--out"])
+        .arg(&continued)
         .output()
         .unwrap();
-    assert!(succeeded(&output).contains("knn"));
+    succeeded(&output);
+    assert_eq!(
+        std::fs::read(continued.join("tokenizer.json")).unwrap(),
+        std::fs::read(again.join("tokenizer.json")).unwrap()
+    );
 
     // Refused: a run directory that exists, a recipe of another objective, another model.
     let line = refused(&import_hf(&export, &again, &recipe));
@@ -1076,6 +1077,25 @@ fn a_masked_lm_run_exports_as_a_bert_for_masked_lm_and_embeds_with_segments() {
         line.contains("model_type \"roberta\" is not supported"),
         "{line}"
     );
+}
+
+/// `pretrain finetune RECIPE --from RUN` by k-NN at 2 labels per class, one seed.
+fn knn_from(recipe: &std::path::Path, run: &std::path::Path) -> std::process::Output {
+    pretrain()
+        .arg("finetune")
+        .arg(recipe)
+        .args([
+            "--strategy",
+            "knn",
+            "--labels-per-class",
+            "2",
+            "--seeds",
+            "1",
+        ])
+        .args(["--quiet", "--from"])
+        .arg(run)
+        .output()
+        .unwrap()
 }
 
 /// `pretrain import-hf CHECKPOINT --out RUN --recipe RECIPE`.
@@ -1244,22 +1264,7 @@ fn a_masked_autoencoder_run_exports_as_a_vit_mae_and_embeds_images() {
     let output = import_hf(&encoder, &imported, &recipe);
     assert!(succeeded(&output).contains("imported a ViT"));
     let knn = |run: &std::path::Path| -> serde_json::Value {
-        let output = pretrain()
-            .arg("finetune")
-            .arg(&recipe)
-            .args([
-                "--strategy",
-                "knn",
-                "--labels-per-class",
-                "2",
-                "--seeds",
-                "1",
-            ])
-            .args(["--quiet", "--from"])
-            .arg(run)
-            .output()
-            .unwrap();
-        succeeded(&output);
+        succeeded(&knn_from(&recipe, run));
         let report = std::fs::read_to_string(run.join("finetune/knn-2.json")).unwrap();
         serde_json::from_str::<serde_json::Value>(&report).unwrap()["accuracy_mean"].clone()
     };
