@@ -1,4 +1,4 @@
-"""PyTorch side of `cargo xtask bench compare`: the same three training steps as
+"""PyTorch side of `cargo xtask bench compare`: the same four training steps as
 `pretrain bench step` (crates/pretrain-recipes/src/bench.rs), same shapes, on the CPU.
 
 Prints one JSON line with the keys of `pretrain bench step`:
@@ -12,7 +12,9 @@ post-norm layers of width 128, 2 heads, dropout 0.1, tied decoder, 15% of tokens
 only those projected onto the vocabulary),
 SimCLR with the small CNN (3x3 conv-BN-ReLU stages 32-64-128-256 with 2x2 max pooling, global
 average pooling, projector 256-256(BN, ReLU)-128, NT-Xent at temperature 0.2, two views of
-each image). Inputs are random tensors of the right shape: the arithmetic of a step does not
+each image), and GPT-mini causal language modeling (6 pre-norm layers of width 192, 6 heads,
+windows of 128 predicted tokens, vocabulary 8,192, tied output projection; PyTorch's fused
+causal attention). Inputs are random tensors of the right shape: the arithmetic of a step does not
 depend on pixel values. AdamW at lr 1e-4, as on the Rust side.
 """
 
@@ -118,6 +120,44 @@ class Bert(nn.Module):
         return F.cross_entropy(logits, targets[picked])
 
 
+class Gpt(nn.Module):
+    """GPT-mini as pretrain's `Gpt` builds it: learned positions, pre-norm blocks (LayerNorm eps
+    1e-5) with a fused q/k/v projection and causal attention, tanh-approximated GELU, a final
+    norm and an output projection tied to the token embedding; no dropout."""
+
+    def __init__(self, vocab=8192, dim=192, layers=6, heads=6, block=128):
+        super().__init__()
+        self.heads = heads
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(block, dim)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(dict(
+                ln_1=nn.LayerNorm(dim, eps=1e-5),
+                c_attn=nn.Linear(dim, 3 * dim),
+                c_proj=nn.Linear(dim, dim),
+                ln_2=nn.LayerNorm(dim, eps=1e-5),
+                c_fc=nn.Linear(dim, 4 * dim),
+                mlp_proj=nn.Linear(4 * dim, dim),
+            ))
+            for _ in range(layers)
+        )
+        self.ln_f = nn.LayerNorm(dim, eps=1e-5)
+
+    def loss(self, tokens):
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        b, s = inputs.shape
+        x = self.wte(inputs) + self.wpe(torch.arange(s))[None]
+        for blk in self.blocks:
+            q, k, v = blk["c_attn"](blk["ln_1"](x)).split(x.shape[-1], dim=-1)
+            q, k, v = (t.view(b, s, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + blk["c_proj"](a.transpose(1, 2).reshape(b, s, -1))
+            h = F.gelu(blk["c_fc"](blk["ln_2"](x)), approximate="tanh")
+            x = x + blk["mlp_proj"](h)
+        logits = self.ln_f(x) @ self.wte.weight.t()
+        return F.cross_entropy(logits.reshape(b * s, -1), targets.reshape(-1))
+
+
 class SimClr(nn.Module):
     def __init__(self, widths=(32, 64, 128, 256), temperature=0.2):
         super().__init__()
@@ -155,11 +195,18 @@ def workload(name, batch):
         chosen = torch.rand(batch, 128) < 0.15
         targets = torch.where(chosen, ids, torch.full_like(ids, -100))
         return model, lambda: model.loss(ids, targets)
+    if name == "gpt-mini-clm":
+        model = Gpt()
+        # A window of 128 predicted tokens is 129 tokens: inputs and their next tokens.
+        tokens = torch.randint(0, 8192, (batch, 129))
+        return model, lambda: model.loss(tokens)
     if name == "simclr-cnn":
         model = SimClr()
         v1, v2 = torch.rand(batch, 1, 28, 28), torch.rand(batch, 1, 28, 28)
         return model, lambda: model.loss(v1, v2)
-    raise SystemExit(f"unknown model {name!r}; valid: mae-vit-tiny, bert-tiny-mlm, simclr-cnn")
+    raise SystemExit(
+        f"unknown model {name!r}; valid: mae-vit-tiny, bert-tiny-mlm, simclr-cnn, gpt-mini-clm"
+    )
 
 
 def main():
@@ -172,7 +219,7 @@ def main():
     a = p.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
-    batch = a.batch or (32 if a.model == "bert-tiny-mlm" else 256)
+    batch = a.batch or (32 if a.model in ("bert-tiny-mlm", "gpt-mini-clm") else 256)
     model, loss_fn = workload(a.model, batch)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
