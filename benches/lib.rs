@@ -3,7 +3,7 @@
 //! The workloads the project measures its speed on, beside the criterion benchmarks of this
 //! folder (`cargo bench -p pretrain-benches`):
 //!
-//! - [`step`]: timed training steps of the three reference workloads through the engine's own
+//! - [`step`]: timed training steps of the four reference workloads through the engine's own
 //!   [`Stepper`](pretrain::train::Stepper) (`pretrain bench step`, `compare`);
 //! - [`fashion_mnist_images`]: the images the data-pipeline benchmarks read.
 

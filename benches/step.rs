@@ -1,8 +1,9 @@
 //! `pretrain bench step` (`cargo xtask bench step`): timed training steps (forward, backward, optimizer update, the
-//! objective's after-step hook) of the three reference workloads on any compiled backend. The
+//! objective's after-step hook) of the four reference workloads on any compiled backend. The
 //! batch is built once from the shipped real data and reused, so the numbers are the step
 //! alone; the data pipeline has its own benchmark (`benches/data_pipeline.rs`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use pretrain::backend::{BackendKind, BackendTask};
@@ -12,11 +13,14 @@ use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
 use pretrain::data::mask::MaskedImageBatcher;
+use pretrain::data::packed::{CausalBatcher, PackedWindows, pack_texts};
 use pretrain::data::text_dataset::MlmDataset;
-use pretrain::data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
+use pretrain::data::tokenizer::{TextTokenizer, TokenizerKind, TokenizerTrainConfig};
 use pretrain::data::{TextItem, samples};
-use pretrain::models::{BertConfig, ImageEncoderConfig, MaeConfig, SmallCnnConfig};
-use pretrain::objectives::{MaeObjectiveConfig, MaskedImageConfig, MlmConfig, SimClrConfig};
+use pretrain::models::{BertConfig, GptConfig, ImageEncoderConfig, MaeConfig, SmallCnnConfig};
+use pretrain::objectives::{
+    CausalLmConfig, MaeObjectiveConfig, MaskedImageConfig, MlmConfig, SimClrConfig,
+};
 use pretrain::train::{LrSchedule, Precision, Stepper, TrainConfig, TrainObjective};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +37,9 @@ pretrain::data::named_enum! {
         BertTinyMlm,
         /// SimCLR with the small CNN, two 28x28 views per image.
         SimclrCnn,
+        /// GPT-mini causal language modeling: windows of 128 predicted tokens, 8,192-token
+        /// byte-level BPE vocabulary.
+        GptMiniClm,
     }
 }
 
@@ -46,14 +53,14 @@ impl StepModel {
     pub fn default_batch(self) -> usize {
         match self {
             Self::MaeVitTiny | Self::SimclrCnn => 256,
-            Self::BertTinyMlm => 32,
+            Self::BertTinyMlm | Self::GptMiniClm => 32,
         }
     }
 }
 
-/// Tokens per BERT sequence.
+/// Tokens per BERT sequence, and predicted tokens per GPT window.
 pub const BERT_SEQUENCE: usize = 128;
-/// BERT vocabulary (the tokenizer is trained to this size on Moby Dick).
+/// BERT and GPT vocabulary (the tokenizers are trained to this size on Moby Dick).
 pub const BERT_VOCAB: usize = 8192;
 
 /// What to time.
@@ -257,6 +264,28 @@ pub fn prepare_step<B: AutodiffBackend>(
             let bert = BertConfig::bert_tiny(BERT_VOCAB).with_max_position(BERT_SEQUENCE);
             stepper(MlmConfig::new(bert).init::<B>(device)?, batch, device)
         }
+        StepModel::GptMiniClm => {
+            let docs = samples::moby_dick_paragraphs()?;
+            let tokenizer = TextTokenizer::train(
+                &docs,
+                &TokenizerTrainConfig {
+                    kind: TokenizerKind::ByteLevelBpe,
+                    vocab_size: BERT_VOCAB,
+                    ..Default::default()
+                },
+            )?;
+            let eot = tokenizer.specials().sep.unwrap_or_default();
+            let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
+            let stream = Arc::new(pack_texts(&tokenizer, &texts, eot)?);
+            let data = PackedWindows::new(stream.clone(), 0..stream.len(), BERT_SEQUENCE)?;
+            let batch = CausalBatcher.batch(cycled(&data, batch), device);
+            let gpt = GptConfig {
+                block_size: BERT_SEQUENCE,
+                ..GptConfig::gpt_mini(tokenizer.vocab_size())
+            };
+            // Every position's prediction counts, as on PyTorch's side.
+            stepper(CausalLmConfig::new(gpt).init::<B>(device)?, batch, device)
+        }
     })
 }
 
@@ -322,7 +351,7 @@ mod tests {
         pretrain::data::names::assert_serde_names::<StepModel>();
         let err = StepModel::parse("gpt-2").unwrap_err().to_string();
         assert!(
-            err.contains("mae-vit-tiny, bert-tiny-mlm, simclr-cnn"),
+            err.contains("mae-vit-tiny, bert-tiny-mlm, simclr-cnn, gpt-mini-clm"),
             "{err}"
         );
         let config = StepBenchConfig {

@@ -1,7 +1,8 @@
-//! Training-step benchmarks: forward, backward and AdamW update of the three reference
+//! Training-step benchmarks: forward, backward and AdamW update of the four reference
 //! workloads (MAE on ViT-tiny-28, batch 256, 75% masked; BERT-tiny MLM, batch 32 x 128 tokens,
-//! 8,192-token vocabulary; SimCLR with the small CNN, batch 256 x two views), and a transformer
-//! block's forward and backward alone. Flex backend, release build.
+//! 8,192-token vocabulary; SimCLR with the small CNN, batch 256 x two views; GPT-mini causal
+//! LM, batch 32 x 128 predicted tokens, 8,192-token vocabulary), and a transformer block's
+//! forward and backward alone. Flex backend, release build.
 //!
 //! `cargo bench -p pretrain-benches --bench training_step`
 //! (`cargo xtask bench step` prints the same measurement as one JSON line, on any backend.)

@@ -15,13 +15,13 @@ use pretrain_benches::step::{
 /// Options of one step benchmark.
 #[derive(clap::Args)]
 pub struct StepArgs {
-    /// mae-vit-tiny, bert-tiny-mlm or simclr-cnn.
+    /// mae-vit-tiny, bert-tiny-mlm, simclr-cnn or gpt-mini-clm.
     #[arg(long)]
     model: String,
     /// Backend: flex, ndarray, wgpu or cuda (must be compiled in).
     #[arg(long, default_value = "flex")]
     backend: BackendKind,
-    /// Batch size (default: 256 images, 32 sequences for BERT).
+    /// Batch size (default: 256 images, 32 sequences for BERT and GPT).
     #[arg(long)]
     batch: Option<usize>,
     /// Timed steps.
