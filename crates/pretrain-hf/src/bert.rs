@@ -16,14 +16,12 @@ use serde_json::Value;
 use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
 use crate::error::{HfError, Result};
 use crate::gpt2::{field, one_of};
-use crate::mapping::{self, Source};
+use crate::mapping::{self, PRETRAIN_ONLY, Source};
 
 /// The prefix of the encoder in `BertFor*` models.
 const PREFIX: &str = "bert.";
 /// The pooler's head name.
 const POOLER: &str = "pooler";
-/// How [`hf_name`] marks a tensor no checkpoint has (a LoRA update, an adapter).
-const NOT_IN_CHECKPOINTS: &str = "(pretrain-only) ";
 
 /// The [`BertConfig`] a BERT `config.json` describes; a value [`Bert`] cannot reproduce is
 /// refused naming the field. `path` names the file in messages.
@@ -127,7 +125,7 @@ fn hf_name(ours: &str) -> (String, Option<&'static str>) {
         {
             Some((i, part)) => (format!("encoder.layer.{i}.{part}"), None),
             // Not in the table (a LoRA update, an adapter): no checkpoint has it.
-            None => (format!("{NOT_IN_CHECKPOINTS}{other}"), None),
+            None => (format!("{PRETRAIN_ONLY}{other}"), None),
         },
     };
     (format!("{module}.{leaf}"), head)
@@ -195,13 +193,8 @@ pub fn save<B: Backend>(model: &Bert<B>, config: &BertConfig, dir: &Path) -> Res
     let mut tensors = BTreeMap::new();
     for (name, tensor) in mapping::model_tensors(model, &weights)? {
         let (hf, head) = hf_name(&name);
-        if hf.starts_with(NOT_IN_CHECKPOINTS) {
-            return Err(HfError::tensor(
-                &weights,
-                &name,
-                "is a fine-tuning addition BERT has no place for: merge LoRA into the weights \
-                 or remove the adapters before exporting",
-            ));
+        if hf.starts_with(PRETRAIN_ONLY) {
+            return Err(mapping::fine_tuning_addition(&weights, &name, "BERT"));
         }
         if head == Some(POOLER) {
             continue;

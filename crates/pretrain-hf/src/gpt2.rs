@@ -224,12 +224,7 @@ pub fn save<B: Backend>(
     let mut tensors = BTreeMap::new();
     for (name, tensor) in mapping::model_tensors(model, &weights)? {
         if name.contains(".lora.") || name.contains("_adapter.") {
-            return Err(HfError::tensor(
-                &weights,
-                &name,
-                "is a fine-tuning addition GPT-2 has no place for: merge LoRA into the \
-                 weights or remove the adapters before exporting",
-            ));
+            return Err(mapping::fine_tuning_addition(&weights, &name, "GPT-2"));
         }
         let (hf, tensor) = if name == LM_HEAD {
             let transposed = tensor.transposed().expect("the output layer is a matrix");

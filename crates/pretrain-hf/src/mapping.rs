@@ -13,6 +13,23 @@ use pretrain_models::store;
 use crate::checkpoint::{self, HfTensor};
 use crate::error::{HfError, Result};
 
+/// How a name table marks one of this workspace's tensors that no checkpoint has (a LoRA
+/// update, an adapter).
+pub(crate) const PRETRAIN_ONLY: &str = "(pretrain-only) ";
+
+/// The refusal to export `name`, a fine-tuning addition `architecture` has no place for
+/// (`weights` names the file being written).
+pub(crate) fn fine_tuning_addition(weights: &Path, name: &str, architecture: &str) -> HfError {
+    HfError::tensor(
+        weights,
+        name,
+        format!(
+            "is a fine-tuning addition {architecture} has no place for: merge LoRA into the \
+             weights or remove the adapters before exporting"
+        ),
+    )
+}
+
 /// Where one of the model's tensors is in the checkpoint.
 pub(crate) struct Source {
     /// The checkpoint's name.

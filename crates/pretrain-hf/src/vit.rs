@@ -17,14 +17,12 @@ use serde_json::{Map, Value, json};
 use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, HfTensor, WEIGHTS_FILE};
 use crate::error::{HfError, Result};
 use crate::gpt2::{field, one_of};
-use crate::mapping::{self, Source};
+use crate::mapping::{self, PRETRAIN_ONLY, Source};
 
 /// The prefix of the encoder in `ViTFor*` and `ViTMAEForPreTraining` models.
 pub(crate) const PREFIX: &str = "vit.";
 /// The checkpoint's position table (learned in a ViT, the fixed sin-cos table in a ViT-MAE).
 const POSITIONS: &str = "embeddings.position_embeddings";
-/// Names a checkpoint holds that have no place in this workspace's models start so.
-pub(crate) const PRETRAIN_ONLY: &str = "(pretrain-only) ";
 
 /// The feed-forward width `intermediate` over `width` as the ratio a [`VitConfig`] or
 /// [`pretrain_models::MaeConfig`] takes; refused (naming `name`) when no ratio gives it back.
@@ -255,23 +253,19 @@ pub(crate) fn sincos_tensor(grid: [usize; 2], dim: usize) -> HfTensor {
     }
 }
 
-/// `model`'s tensors named as a checkpoint holds them (through `hf_name`, linear weights
-/// transposed); a tensor with no place there (LoRA, adapters) is refused.
+/// `model`'s tensors named as a checkpoint of `architecture` holds them (through `hf_name`,
+/// linear weights transposed); a tensor with no place there (LoRA, adapters) is refused.
 pub(crate) fn hf_tensors<B: Backend, M: burn::module::Module<B>>(
     model: &M,
     hf_name: impl Fn(&str) -> String,
+    architecture: &str,
     weights: &Path,
 ) -> Result<BTreeMap<String, HfTensor>> {
     let mut tensors = BTreeMap::new();
     for (name, tensor) in mapping::model_tensors(model, weights)? {
         let hf = hf_name(&name);
         if hf.starts_with(PRETRAIN_ONLY) {
-            return Err(HfError::tensor(
-                weights,
-                &name,
-                "is a fine-tuning addition the Hugging Face model has no place for: merge LoRA \
-                 into the weights or remove the adapters before exporting",
-            ));
+            return Err(mapping::fine_tuning_addition(weights, &name, architecture));
         }
         let tensor = match is_linear_weight(&name) {
             true => tensor.transposed().expect("linear weights are matrices"),
@@ -287,7 +281,7 @@ pub(crate) fn hf_tensors<B: Backend, M: burn::module::Module<B>>(
 /// unexpected keys): fixed sin-cos positions are written as the table they compute.
 pub fn save<B: Backend>(model: &Vit<B>, config: &VitConfig, dir: &Path) -> Result<()> {
     let weights = dir.join(WEIGHTS_FILE);
-    let mut tensors = hf_tensors(model, hf_name, &weights)?;
+    let mut tensors = hf_tensors(model, hf_name, "ViTModel", &weights)?;
     tensors
         .entry(POSITIONS.into())
         .or_insert_with(|| sincos_tensor(config.grid(), config.d_model));
@@ -394,6 +388,26 @@ mod tests {
         );
         let diff = hidden_diff(&imported.model, &dir, [12, 12]);
         assert!(diff < 1e-4, "{diff}");
+    }
+
+    #[test]
+    fn a_model_carrying_lora_is_refused_on_export() {
+        let mut imported = load::<B>(&fixture("vit-odd"), &Default::default()).unwrap();
+        let config = pretrain_models::LoraConfig::new().with_rank(2);
+        imported.model.blocks[1]
+            .attn
+            .query
+            .add_lora(&config, &Default::default())
+            .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = save(&imported.model, &imported.config, out.path())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("tensor blocks.1.attn.query.lora.") && err.contains("merge LoRA"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use crate::checkpoint::{self, CONFIG_FILE, HfCheckpoint, WEIGHTS_FILE};
 use crate::error::Result;
 use crate::gpt2::{field, one_of};
+use crate::mapping::PRETRAIN_ONLY;
 use crate::mapping::{self, Source};
-use crate::vit::{self, PREFIX, PRETRAIN_ONLY};
+use crate::vit::{self, PREFIX};
 
 /// The decoder's prefix.
 const DECODER: &str = "decoder.";
@@ -145,7 +146,7 @@ pub fn save<B: Backend>(
     dir: &Path,
 ) -> Result<()> {
     let weights = dir.join(WEIGHTS_FILE);
-    let mut tensors = vit::hf_tensors(model, hf_name, &weights)?;
+    let mut tensors = vit::hf_tensors(model, hf_name, "ViTMAEForPreTraining", &weights)?;
     let encoder = &config.encoder;
     tensors
         .entry(format!("{PREFIX}{}", vit::hf_name("pos_embed")))
