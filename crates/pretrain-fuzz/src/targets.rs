@@ -97,7 +97,7 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "tokenizer",
-        what: "tokenizer.json (ours or Hugging Face's)",
+        what: "tokenizer.json (ours or Hugging Face's); GPT-2's vocab.json + merges.txt and BERT's vocab.txt",
         run: tokenizer,
         seeds: tokenizer_seeds,
     },
@@ -109,7 +109,7 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "hf-checkpoint",
-        what: "a Hugging Face checkpoint (config.json + model.safetensors) imported as GPT-2, BERT and ViT",
+        what: "a Hugging Face checkpoint (config.json + model.safetensors) imported as GPT-2, BERT, a BERT classifier, ViT and ViT-MAE",
         run: hf_checkpoint,
         seeds: hf_checkpoint_seeds,
     },
@@ -174,12 +174,15 @@ thread_local! {
     static SCRATCH: RefCell<Option<tempfile::TempDir>> = const { RefCell::new(None) };
 }
 
-/// Writes `data` to `name` in this thread's scratch folder.
+/// Writes `data` to `name` (a file, or `folder/file`) in this thread's scratch folder.
 fn scratch_file(name: &str, data: &[u8]) -> PathBuf {
     SCRATCH.with(|cell| {
         let mut slot = cell.borrow_mut();
         let dir = slot.get_or_insert_with(|| tempfile::tempdir().expect("a scratch folder"));
         let path = dir.path().join(name);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).expect("scratch folder made");
+        }
         std::fs::write(&path, data).expect("scratch file written");
         path
     })
@@ -384,6 +387,20 @@ fn recipe_seeds() -> Vec<Vec<u8>> {
 }
 
 fn tokenizer(data: &[u8]) {
+    // The same bytes as a checkpoint folder's older files: vocab.json and merges.txt (split at
+    // the first NUL byte), and vocab.txt.
+    let (vocab, merges) = match data.iter().position(|&b| b == 0) {
+        Some(nul) => (&data[..nul], &data[nul + 1..]),
+        None => (data, &[][..]),
+    };
+    scratch_file("gpt2/vocab.json", vocab);
+    let gpt2 = scratch_file("gpt2/merges.txt", merges);
+    let bert = scratch_file("bert/vocab.txt", data);
+    for dir in [gpt2.parent(), bert.parent()].into_iter().flatten() {
+        if let Ok(tokenizer) = TextTokenizer::from_hf_dir(dir) {
+            let _ = tokenizer.encode_plain_batch(&["Call me Ishmael."]);
+        }
+    }
     let path = scratch_file("tokenizer.json", data);
     if let Ok(tokenizer) = TextTokenizer::from_file(&path) {
         let ids = tokenizer.encode_plain_batch(&["Call me Ishmael."]);
@@ -414,7 +431,20 @@ fn tokenizer_seeds() -> Vec<Vec<u8>> {
             tokenizer.save(&path).expect("saved");
             std::fs::read(path).expect("read back")
         })
+        .chain(hf_tokenizer_file_seeds())
         .collect()
+}
+
+/// The transformers tokenizer files of the pretrain-data tests: GPT-2's vocab.json, a NUL and
+/// merges.txt; BERT's vocab.txt.
+fn hf_tokenizer_file_seeds() -> Vec<Vec<u8>> {
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../pretrain-data/fixtures/hf-tokenizers");
+    let read = |file: &str| std::fs::read(fixtures.join(file)).expect("fixture");
+    let mut gpt2 = read("gpt2-files/vocab.json");
+    gpt2.push(0);
+    gpt2.extend(read("gpt2-files/merges.txt"));
+    vec![gpt2, read("bert-files/vocab.txt")]
 }
 
 fn small_gpt() -> Gpt<Flex> {
@@ -653,23 +683,32 @@ fn hf_checkpoint(data: &[u8]) {
     let device = Default::default();
     let _ = pretrain_hf::gpt2::load::<Flex>(dir, &device);
     let _ = pretrain_hf::bert::load::<Flex>(dir, &device);
+    let _ = pretrain_hf::bert::load_classifier::<Flex>(dir, &device);
     let _ = pretrain_hf::vit::load::<Flex>(dir, &device);
+    let _ = pretrain_hf::vit_mae::load::<Flex>(dir, &device);
 }
 
 /// The transformers checkpoints the pretrain-hf tests use.
 fn hf_checkpoint_seeds() -> Vec<Vec<u8>> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pretrain-hf/fixtures");
-    ["gpt2-odd-heads", "bert-mlm-odd", "vit-odd"]
-        .iter()
-        .map(|name| {
-            let read = |file: &str| std::fs::read(fixtures.join(name).join(file)).expect("fixture");
-            let config = read(pretrain_hf::checkpoint::CONFIG_FILE);
-            let mut input = (config.len() as u32).to_le_bytes().to_vec();
-            input.extend(config);
-            input.extend(read(pretrain_hf::checkpoint::WEIGHTS_FILE));
-            input
-        })
-        .collect()
+    [
+        "gpt2-odd-heads",
+        "bert-mlm-odd",
+        "bert-cls-odd",
+        "vit-odd",
+        "vit-wide",
+        "vit-mae-odd",
+    ]
+    .iter()
+    .map(|name| {
+        let read = |file: &str| std::fs::read(fixtures.join(name).join(file)).expect("fixture");
+        let config = read(pretrain_hf::checkpoint::CONFIG_FILE);
+        let mut input = (config.len() as u32).to_le_bytes().to_vec();
+        input.extend(config);
+        input.extend(read(pretrain_hf::checkpoint::WEIGHTS_FILE));
+        input
+    })
+    .collect()
 }
 
 fn adapter(data: &[u8]) {
