@@ -117,6 +117,7 @@ pub fn run_import_hf(
         dir,
         out,
         recipe,
+        kind: &kind,
         tokenizer: tokenizer.as_ref(),
     };
     let (summary, run_recipe) = pretrain::dispatch_backend!(backend, Precision::F32, job)??;
@@ -158,6 +159,8 @@ struct Import<'a> {
     dir: &'a Path,
     out: &'a Path,
     recipe: &'a Recipe,
+    /// The checkpoint's `model_type`.
+    kind: &'a str,
     tokenizer: Option<&'a TextTokenizer>,
 }
 
@@ -171,6 +174,7 @@ impl BackendTask for Import<'_> {
             dir,
             out,
             recipe,
+            kind,
             tokenizer,
         } = self;
         let weights = encoder_weights(out);
@@ -184,7 +188,7 @@ impl BackendTask for Import<'_> {
         // Text runs keep the checkpoint's tokenizer: none is trained.
         run.data.tokenizer = None;
         let (architecture, not_imported) = match tokenizer {
-            Some(tokenizer) if model_type(dir)? == "gpt2" => {
+            Some(tokenizer) if kind == "gpt2" => {
                 let (config, model) = pretrain::hf::gpt2::load::<I<B>>(dir, &device)?;
                 check_vocabulary(tokenizer, config.vocab_size, dir)?;
                 save_safetensors(&model, &weights)?;
