@@ -3,13 +3,13 @@
 //! batch is built once from the shipped real data and reused, so the numbers are the step
 //! alone; the data pipeline has its own benchmark (`benches/data_pipeline.rs`).
 
+use pretrain::models::FusedAutodiffBackend;
 use std::sync::Arc;
 use std::time::Instant;
 
 use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
-use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
 use pretrain::data::mask::MaskedImageBatcher;
@@ -197,7 +197,7 @@ struct StepTask<'a> {
 impl BackendTask for StepTask<'_> {
     type Output = Result<Vec<f64>>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let StepTask { config, batch } = self;
         let mut step = prepare_step::<B>(config.model, batch, 0, &device)?;
         let mut times = Vec::with_capacity(config.steps);
@@ -225,7 +225,7 @@ fn cycled<I, D: Dataset<I>>(data: &D, n: usize) -> Vec<I> {
 /// shipped real data (Fashion-MNIST sample, Moby Dick); each call of the returned closure is
 /// one training step (forward, backward, update at lr 1e-4, after-step hook) with the device
 /// synchronized at its end (GPU backends run asynchronously).
-pub fn prepare_step<B: AutodiffBackend>(
+pub fn prepare_step<B: FusedAutodiffBackend>(
     model: StepModel,
     batch: usize,
     seed: u64,
@@ -291,7 +291,7 @@ pub fn prepare_step<B: AutodiffBackend>(
 
 /// Steps of the engine's own [`Stepper`] (so the benchmark times what training runs: guards,
 /// clipping, multipliers, after-step hooks) with AdamW at lr 1e-4, always on `batch`.
-fn stepper<B: AutodiffBackend, O: TrainObjective<B> + 'static>(
+fn stepper<B: FusedAutodiffBackend, O: TrainObjective<B> + 'static>(
     objective: O,
     batch: O::Batch,
     device: &B::Device,

@@ -4,9 +4,9 @@
 pretrain::selected_backend!();
 
 use pretrain::burn::data::dataloader::batcher::Batcher;
-use pretrain::burn::tensor::backend::Backend;
 use pretrain::data::Labeled;
 use pretrain::finetune::{Classifier, LabeledBatch, ParamCount, predict};
+use pretrain::models::FusedBackend;
 
 /// Prints how many parameters a parameter-efficient setup trains, and checks what that claims:
 /// some do, and fewer than half.
@@ -32,7 +32,7 @@ pub fn accuracy<B, I, T>(
     device: &B::Device,
 ) -> anyhow::Result<f64>
 where
-    B: Backend,
+    B: FusedBackend,
     I: Labeled + Clone,
     T: Batcher<B, I, LabeledBatch<B>>,
 {

@@ -4,13 +4,13 @@
 use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::tensor::Tensor;
-use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::data::ImageItem;
 use pretrain::data::batch::ImageBatcher;
 use pretrain::finetune::{
     Features, FinetuneReport, FrozenFeatures, Inputs, LabeledBatch, Strategy, StrategySettings,
     ToLabeled, evaluate_frozen,
 };
+use pretrain::models::{FusedAutodiffBackend, FusedBackend};
 use pretrain::train::Precision;
 use pretrain_recipes::Result;
 use pretrain_recipes::data;
@@ -42,7 +42,7 @@ struct RawPixels<'a> {
 impl BackendTask for RawPixels<'_> {
     type Output = Result<Vec<FinetuneReport>>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let task = data::load(self.recipe)?;
         let batcher = ToLabeled(ImageBatcher {
             normalize: data::normalization(&self.recipe.data)?,
@@ -73,7 +73,7 @@ impl BackendTask for RawPixels<'_> {
     }
 }
 
-fn pixels<B: Backend>(
+fn pixels<B: FusedBackend>(
     items: &[ImageItem],
     batcher: &ToLabeled<ImageBatcher>,
     device: &B::Device,

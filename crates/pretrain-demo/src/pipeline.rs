@@ -2,12 +2,12 @@
 //! augmentation, few-label subsets, tokenizer training and MLM masking — with measured
 //! throughput.
 
+use pretrain::models::{FusedAutodiffBackend, FusedBackend};
 use std::sync::Arc;
 use std::time::Instant;
 
 use pretrain::burn::data::dataloader::DataLoaderBuilder;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
-use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::Serialize;
 
 use pretrain::backend::{BackendKind, BackendTask};
@@ -81,7 +81,7 @@ struct DataDemo(DataDemoConfig);
 impl BackendTask for DataDemo {
     type Output = Result<DataDemoReport, DataError>;
 
-    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output {
         let config = self.0;
         let (image_source, mut images) = load_fashion_mnist(config.full_dataset)?;
         if let Some(max) = config.max_images {
@@ -185,7 +185,7 @@ fn load_fashion_mnist(full: bool) -> Result<(String, Vec<ImageItem>), DataError>
 
 /// Decodes, augments (two SimCLR views) and batches every image once; returns
 /// `(images, batches, images per second)`.
-fn two_view_throughput<B: Backend>(
+fn two_view_throughput<B: FusedBackend>(
     images: Vec<ImageItem>,
     config: &DataDemoConfig,
     device: &B::Device,
@@ -209,7 +209,7 @@ fn two_view_throughput<B: Backend>(
     Ok((n, batches, n as f64 / start.elapsed().as_secs_f64()))
 }
 
-fn selected_share<B: Backend>(batch: &TextBatch<B>) -> f64 {
+fn selected_share<B: FusedBackend>(batch: &TextBatch<B>) -> f64 {
     let targets: Vec<i64> = batch
         .mlm_targets
         .clone()

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use pretrain_data::ImageItem;
 use pretrain_data::batch::{ImageBatch, ImageBatcher, TextBatch, TextBatcher, TokenizedItem};
+use pretrain_models::FusedBackend;
 use pretrain_models::{AdaptableBlock, Autoencoder, Bert, Gpt, ImageEncoder, TransformerStack};
 
 use crate::error::{FinetuneError, Result};
@@ -49,7 +50,7 @@ pub struct LabeledBatch<B: Backend> {
     pub labels: Option<Tensor<B, 1, Int>>,
 }
 
-impl<B: Backend> From<ImageBatch<B>> for LabeledBatch<B> {
+impl<B: FusedBackend> From<ImageBatch<B>> for LabeledBatch<B> {
     fn from(batch: ImageBatch<B>) -> Self {
         Self {
             inputs: Inputs::Images(batch.images),
@@ -58,7 +59,7 @@ impl<B: Backend> From<ImageBatch<B>> for LabeledBatch<B> {
     }
 }
 
-impl<B: Backend> From<TextBatch<B>> for LabeledBatch<B> {
+impl<B: FusedBackend> From<TextBatch<B>> for LabeledBatch<B> {
     fn from(batch: TextBatch<B>) -> Self {
         Self {
             inputs: Inputs::Tokens {
@@ -75,21 +76,21 @@ impl<B: Backend> From<TextBatch<B>> for LabeledBatch<B> {
 #[derive(Debug, Clone, Default)]
 pub struct ToLabeled<T>(pub T);
 
-impl<B: Backend> Batcher<B, ImageItem, LabeledBatch<B>> for ToLabeled<ImageBatcher> {
+impl<B: FusedBackend> Batcher<B, ImageItem, LabeledBatch<B>> for ToLabeled<ImageBatcher> {
     fn batch(&self, items: Vec<ImageItem>, device: &B::Device) -> LabeledBatch<B> {
         let batch: ImageBatch<B> = self.0.batch(items, device);
         batch.into()
     }
 }
 
-impl<B: Backend> Batcher<B, TokenizedItem, LabeledBatch<B>> for ToLabeled<TextBatcher> {
+impl<B: FusedBackend> Batcher<B, TokenizedItem, LabeledBatch<B>> for ToLabeled<TextBatcher> {
     fn batch(&self, items: Vec<TokenizedItem>, device: &B::Device) -> LabeledBatch<B> {
         let batch: TextBatch<B> = self.0.batch(items, device);
         batch.into()
     }
 }
 
-impl<B: Backend> Backbone<B> {
+impl<B: FusedBackend> Backbone<B> {
     /// Architecture name, for messages and reports.
     pub fn architecture(&self) -> &'static str {
         match self {
@@ -184,7 +185,10 @@ impl<B: Backend> Backbone<B> {
 
 /// Mean over the non-padded positions: `hidden` `[b, s, d]`, `padding` `[b, s]` (true at
 /// padding) -> `[b, d]`.
-fn mean_unpadded<B: Backend>(hidden: Tensor<B, 3>, padding: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
+fn mean_unpadded<B: FusedBackend>(
+    hidden: Tensor<B, 3>,
+    padding: Tensor<B, 2, Bool>,
+) -> Tensor<B, 2> {
     let [b, s, d] = hidden.dims();
     let keep = padding
         .slice([0..b, 0..s])

@@ -5,10 +5,11 @@
 use burn::module::{Module, ParamId};
 use burn::nn::Linear;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use pretrain_models::InitScheme;
 use pretrain_models::layers::linear;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_objectives::ops::accuracy;
 use pretrain_objectives::{Metrics, Objective, ObjectiveError, StepOutput};
 
@@ -29,7 +30,7 @@ pub struct Classifier<B: Backend> {
     pub head: Linear<B>,
 }
 
-impl<B: Backend> Classifier<B> {
+impl<B: FusedBackend> Classifier<B> {
     /// Puts a fresh head for `num_classes` classes on `encoder`, whose features are
     /// `feature_dim` wide.
     pub fn new(
@@ -58,7 +59,7 @@ impl<B: Backend> Classifier<B> {
 
 /// Mean cross-entropy with label smoothing `epsilon` (targets `(1 - epsilon)` on the class and
 /// `epsilon / classes` spread over all classes, as PyTorch's `label_smoothing`): `[1]`.
-pub fn smoothed_cross_entropy<B: Backend>(
+pub fn smoothed_cross_entropy<B: FusedBackend>(
     logits: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
     epsilon: f64,
@@ -83,7 +84,7 @@ pub struct ClassificationTask<B: Backend> {
     layer_decay: f64,
 }
 
-impl<B: Backend> ClassificationTask<B> {
+impl<B: FusedBackend> ClassificationTask<B> {
     /// `label_smoothing` in `[0, 1)`; `layer_decay` in `(0, 1]` (1 = one learning rate).
     pub fn new(model: Classifier<B>, label_smoothing: f64, layer_decay: f64) -> Self {
         Self {
@@ -94,7 +95,7 @@ impl<B: Backend> ClassificationTask<B> {
     }
 }
 
-impl<B: AutodiffBackend> Objective<B> for ClassificationTask<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for ClassificationTask<B> {
     type Batch = LabeledBatch<B>;
     type Carry = ();
     type Encoder = Backbone<B>;

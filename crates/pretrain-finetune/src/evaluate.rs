@@ -1,12 +1,13 @@
 //! Running a strategy over labeled subsets (`k` labels per class, several seeds) and
 //! measuring it on the test split.
 
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use std::path::Path;
 use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use pretrain_data::split::k_per_class;
 use pretrain_data::{Labeled, Named};
 use serde::{Deserialize, Serialize};
@@ -128,7 +129,7 @@ pub struct FrozenFeatures<B: Backend> {
     pub encoder_params: usize,
 }
 
-impl<B: Backend> FrozenFeatures<B> {
+impl<B: FusedBackend> FrozenFeatures<B> {
     /// Runs `encoder` over both splits of `task`.
     pub fn extract<I, T>(
         encoder: &Backbone<B>,
@@ -152,7 +153,7 @@ impl<B: Backend> FrozenFeatures<B> {
 
 /// Evaluates a frozen-feature strategy (`linear-probe`, `knn`) with `labels_per_class` labels
 /// per class for each seed; with every label (`None`) once, under the first seed.
-pub fn evaluate_frozen<B: Backend, I: Labeled>(
+pub fn evaluate_frozen<B: FusedBackend, I: Labeled>(
     strategy: Strategy,
     features: &FrozenFeatures<B>,
     task: &LabeledTask<I>,
@@ -244,7 +245,7 @@ pub fn predict<B, I, T>(
     device: &B::Device,
 ) -> Result<Vec<usize>>
 where
-    B: Backend,
+    B: FusedBackend,
     I: Clone,
     T: Batcher<B, I, LabeledBatch<B>>,
 {
@@ -274,7 +275,7 @@ pub fn evaluate_finetune<B, I, T>(
     device: &B::Device,
 ) -> Result<FinetuneReport>
 where
-    B: AutodiffBackend,
+    B: FusedAutodiffBackend,
     I: Labeled + Clone + Send + Sync + std::fmt::Debug + 'static,
     T: Batcher<B, I, LabeledBatch<B>>
         + Batcher<B::InnerBackend, I, LabeledBatch<B::InnerBackend>>

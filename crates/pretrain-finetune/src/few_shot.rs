@@ -7,12 +7,12 @@
 //! and query alike) is cut to the same number of leading tokens, so a row of the report says how
 //! much of each text the model saw.
 
+use pretrain_models::FusedBackend;
 use std::time::Instant;
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use pretrain_data::TextItem;
 use pretrain_data::rng::item_rng;
@@ -156,7 +156,7 @@ struct Candidate {
 
 /// Scores `task`'s test texts by prompting `model` with `k` of its training texts for each `k`
 /// of `config.shots` (module docs). The same queries are scored in every row.
-pub fn evaluate_few_shot<B: Backend>(
+pub fn evaluate_few_shot<B: FusedBackend>(
     model: &Gpt<B>,
     tokenizer: &TextTokenizer,
     task: &LabeledTask<TextItem>,
@@ -337,7 +337,7 @@ fn argmax(values: &[f64]) -> usize {
 }
 
 /// Log-likelihood (nats) of each candidate's verbalizer tokens given the tokens before them.
-fn score<B: Backend>(model: &Gpt<B>, candidates: &[Candidate], batch_size: usize) -> Vec<f64> {
+fn score<B: FusedBackend>(model: &Gpt<B>, candidates: &[Candidate], batch_size: usize) -> Vec<f64> {
     let device = model.devices()[0].clone();
     let mut scores = Vec::with_capacity(candidates.len());
     for batch in candidates.chunks(batch_size) {

@@ -1,13 +1,13 @@
 //! Supervised fine-tuning through the pre-training engine: full, partial (frozen lower
 //! blocks), adapters and LoRA, each one way of choosing what trains.
 
+use pretrain_models::FusedAutodiffBackend;
 use std::collections::HashSet;
 use std::path::Path;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::InMemDataset;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use pretrain_data::Labeled;
 use pretrain_train::{LrSchedule, OptimizerConfig, Pretrainer, RunOptions, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -125,7 +125,7 @@ impl FinetuneSettings {
 
 /// Builds the classifier a strategy trains: the head for `num_classes`, LoRA or adapters when
 /// asked for, drop-path, and the frozen parameters. Returns it with its parameter counts.
-pub fn prepare_classifier<B: AutodiffBackend>(
+pub fn prepare_classifier<B: FusedAutodiffBackend>(
     encoder: Backbone<B>,
     feature_dim: usize,
     num_classes: usize,
@@ -155,7 +155,7 @@ pub fn prepare_classifier<B: AutodiffBackend>(
     Ok((classifier, count))
 }
 
-fn freeze_lower<B: AutodiffBackend>(
+fn freeze_lower<B: FusedAutodiffBackend>(
     classifier: Classifier<B>,
     spec: &FreezeSpec,
 ) -> Result<Classifier<B>> {
@@ -207,7 +207,7 @@ pub fn train_classifier<B, I, T>(
     device: &B::Device,
 ) -> Result<Classifier<B::InnerBackend>>
 where
-    B: AutodiffBackend,
+    B: FusedAutodiffBackend,
     I: Labeled + Clone + Send + Sync + std::fmt::Debug + 'static,
     T: Batcher<B, I, LabeledBatch<B>> + 'static,
 {

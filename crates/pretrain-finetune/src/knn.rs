@@ -3,7 +3,7 @@
 //! for their class with weight `exp(similarity / temperature)`.
 
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
+use pretrain_models::FusedBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
@@ -54,7 +54,7 @@ impl KnnConfig {
 
 /// Predicts the class of each `test` row (`[m, d]`) from `train` (`[n, d]`) and its labels.
 /// With fewer than `k` training rows every row votes. Ties go to the lower class index.
-pub fn knn_predict<B: Backend>(
+pub fn knn_predict<B: FusedBackend>(
     train: &Tensor<B, 2>,
     train_labels: &[usize],
     test: Tensor<B, 2>,

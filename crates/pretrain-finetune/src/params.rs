@@ -5,8 +5,8 @@
 //! same names the safetensors checkpoints use.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
+use pretrain_models::FusedBackend;
 use pretrain_models::path::PathStack;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ struct Freezer<F> {
     freeze: F,
 }
 
-impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Freezer<F> {
+impl<B: FusedBackend, F: Fn(&str) -> bool> ModuleMapper<B> for Freezer<F> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -39,7 +39,7 @@ impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Freezer<F> {
 
 /// Stops gradients to every float parameter whose path satisfies `freeze`; the optimizer then
 /// leaves them untouched.
-pub fn freeze_where<B: Backend, M: Module<B>>(module: M, freeze: impl Fn(&str) -> bool) -> M {
+pub fn freeze_where<B: FusedBackend, M: Module<B>>(module: M, freeze: impl Fn(&str) -> bool) -> M {
     module.map(&mut Freezer {
         path: PathStack::default(),
         freeze,
@@ -70,7 +70,7 @@ struct Counter {
     count: ParamCount,
 }
 
-impl<B: Backend> ModuleVisitor<B> for Counter {
+impl<B: FusedBackend> ModuleVisitor<B> for Counter {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let n = param.shape().num_elements();
         self.count.total += n;
@@ -89,7 +89,7 @@ impl<B: Backend> ModuleVisitor<B> for Counter {
 }
 
 /// Counts the parameters of `module` (on an autodiff backend, where "trainable" is meaningful).
-pub fn count_params<B: Backend, M: Module<B>>(module: &M) -> ParamCount {
+pub fn count_params<B: FusedBackend, M: Module<B>>(module: &M) -> ParamCount {
     let mut counter = Counter {
         count: ParamCount {
             trainable: 0,
@@ -134,7 +134,7 @@ impl DepthVisitor {
     }
 }
 
-impl<B: Backend> ModuleVisitor<B> for DepthVisitor {
+impl<B: FusedBackend> ModuleVisitor<B> for DepthVisitor {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -153,7 +153,7 @@ impl<B: Backend> ModuleVisitor<B> for DepthVisitor {
 /// Every float parameter with its path and [`Depth`], in module order. Parameters are visited
 /// in field order, so anything before the first block is an embedding and anything after the
 /// blocks (a wrapper's head included) is on top.
-pub fn param_depths<B: Backend, M: Module<B>>(module: &M) -> Vec<(ParamId, String, Depth)> {
+pub fn param_depths<B: FusedBackend, M: Module<B>>(module: &M) -> Vec<(ParamId, String, Depth)> {
     let mut visitor = DepthVisitor {
         path: PathStack::default(),
         seen_block: false,

@@ -1,9 +1,9 @@
 //! Parameter-efficient fine-tuning: LoRA on chosen projections and bottleneck adapters in the
 //! transformer blocks, with merging, unmerging and adapter-only checkpoints.
 
+use pretrain_models::FusedBackend;
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use pretrain_data::Named;
 use pretrain_models::store::{load_safetensors_where, save_safetensors_where};
 use pretrain_models::{AdaptableBlock, AdapterConfig, LoraConfig, Projection, ProjectionRole};
@@ -58,7 +58,7 @@ impl Default for AdapterSettings {
 
 /// Adds fresh LoRA updates (identity at init) to the `targets` of every block; a layer that
 /// serves several targets (GPT's `c_attn`) gets one update.
-pub fn add_lora<B: Backend>(
+pub fn add_lora<B: FusedBackend>(
     mut encoder: Backbone<B>,
     settings: &LoraSettings,
     device: &B::Device,
@@ -84,7 +84,7 @@ pub fn add_lora<B: Backend>(
 
 /// Calls `f` once on each distinct layer serving one of `roles` in `block` (layers are told
 /// apart by address: a fused one comes back for several roles).
-fn for_each_layer<B: Backend, E>(
+fn for_each_layer<B: FusedBackend, E>(
     block: &mut dyn AdaptableBlock<B>,
     roles: &[LoraTarget],
     mut f: impl FnMut(&mut Projection<B>) -> Result<(), E>,
@@ -103,7 +103,7 @@ fn for_each_layer<B: Backend, E>(
 
 /// Inserts fresh adapters (identity at init) after the attention and MLP sublayers of every
 /// block.
-pub fn add_adapters<B: Backend>(
+pub fn add_adapters<B: FusedBackend>(
     mut encoder: Backbone<B>,
     settings: &AdapterSettings,
     device: &B::Device,
@@ -115,7 +115,7 @@ pub fn add_adapters<B: Backend>(
     Ok(encoder)
 }
 
-fn map_projections<B: Backend>(
+fn map_projections<B: FusedBackend>(
     mut encoder: Backbone<B>,
     f: impl Fn(&mut Projection<B>),
 ) -> Backbone<B> {
@@ -132,17 +132,17 @@ fn map_projections<B: Backend>(
 
 /// Folds every LoRA update into its base weight (faster inference); reversible with
 /// [`unmerge_lora`].
-pub fn merge_lora<B: Backend>(encoder: Backbone<B>) -> Backbone<B> {
+pub fn merge_lora<B: FusedBackend>(encoder: Backbone<B>) -> Backbone<B> {
     map_projections(encoder, Projection::merge_lora)
 }
 
 /// Takes merged LoRA updates back out of the base weights.
-pub fn unmerge_lora<B: Backend>(encoder: Backbone<B>) -> Backbone<B> {
+pub fn unmerge_lora<B: FusedBackend>(encoder: Backbone<B>) -> Backbone<B> {
     map_projections(encoder, Projection::unmerge_lora)
 }
 
 /// Merges and drops every LoRA update: the plain architecture, loadable without LoRA.
-pub fn into_merged<B: Backend>(encoder: Backbone<B>) -> Backbone<B> {
+pub fn into_merged<B: FusedBackend>(encoder: Backbone<B>) -> Backbone<B> {
     map_projections(encoder, Projection::drop_lora_merged)
 }
 
@@ -154,14 +154,14 @@ pub fn is_adapter_tensor(path: &str, _container: &str) -> bool {
 
 /// Saves only the LoRA updates, adapters and head of `model`: a small file that, with the
 /// pre-trained base, restores the fine-tuned model.
-pub fn save_adapter<B: Backend>(model: &Classifier<B>, path: &Path) -> Result<()> {
+pub fn save_adapter<B: FusedBackend>(model: &Classifier<B>, path: &Path) -> Result<()> {
     Ok(save_safetensors_where(model, path, is_adapter_tensor)?)
 }
 
 /// Loads an adapter file onto `model` (a base with the same LoRA/adapter layout, e.g. built by
 /// [`add_lora`] on a fresh copy of the pre-trained encoder). Every adapter tensor of the model
 /// must be in the file and the file must hold nothing else.
-pub fn load_adapter<B: Backend>(model: Classifier<B>, path: &Path) -> Result<Classifier<B>> {
+pub fn load_adapter<B: FusedBackend>(model: Classifier<B>, path: &Path) -> Result<Classifier<B>> {
     Ok(load_safetensors_where(model, path, is_adapter_tensor)?)
 }
 

@@ -6,6 +6,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pretrain_data::Labeled;
+use pretrain_models::FusedBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::{Backbone, LabeledBatch};
@@ -20,7 +21,7 @@ pub struct Features<B: Backend> {
     pub labels: Vec<usize>,
 }
 
-impl<B: Backend> Features<B> {
+impl<B: FusedBackend> Features<B> {
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -75,7 +76,7 @@ pub fn extract_features<B, I, T>(
     device: &B::Device,
 ) -> Result<Features<B>>
 where
-    B: Backend,
+    B: FusedBackend,
     I: Labeled + Clone,
     T: Batcher<B, I, LabeledBatch<B>>,
 {
@@ -105,7 +106,7 @@ pub struct Standardizer<B: Backend> {
     std: Tensor<B, 2>,
 }
 
-impl<B: Backend> Standardizer<B> {
+impl<B: FusedBackend> Standardizer<B> {
     /// Mean and standard deviation of each column of `x` (`[n, d]`); constant columns are
     /// left unscaled.
     pub fn fit(x: &Tensor<B, 2>) -> Self {
@@ -181,7 +182,7 @@ impl LinearProbeConfig {
     /// (ties go to the larger penalty), or `weight_decay` when the grid is empty, the set is
     /// larger than `cv_max_examples` or a class has fewer than `cv_folds` examples.
     /// Each fold is standardized with its own training rows.
-    pub fn select_weight_decay<B: Backend>(
+    pub fn select_weight_decay<B: FusedBackend>(
         &self,
         x: &Tensor<B, 2>,
         labels: &[usize],
@@ -257,7 +258,7 @@ pub struct LogisticRegression<B: Backend> {
     pub bias: Tensor<B, 1>,
 }
 
-fn one_hot<B: Backend>(labels: &[usize], classes: usize, device: &B::Device) -> Tensor<B, 2> {
+fn one_hot<B: FusedBackend>(labels: &[usize], classes: usize, device: &B::Device) -> Tensor<B, 2> {
     let mut data = vec![0f32; labels.len() * classes];
     for (row, &label) in labels.iter().enumerate() {
         data[row * classes + label] = 1.0;
@@ -266,7 +267,7 @@ fn one_hot<B: Backend>(labels: &[usize], classes: usize, device: &B::Device) -> 
 }
 
 /// Largest eigenvalue of `x^T x / n` by power iteration.
-fn gram_spectral_norm<B: Backend>(x: &Tensor<B, 2>) -> f64 {
+fn gram_spectral_norm<B: FusedBackend>(x: &Tensor<B, 2>) -> f64 {
     let [n, d] = x.dims();
     let mut v = Tensor::<B, 2>::ones([d, 1], &x.device()).div_scalar((d as f64).sqrt());
     let mut eigen = 0.0;
@@ -283,7 +284,7 @@ fn gram_spectral_norm<B: Backend>(x: &Tensor<B, 2>) -> f64 {
     eigen
 }
 
-impl<B: Backend> LogisticRegression<B> {
+impl<B: FusedBackend> LogisticRegression<B> {
     /// Fits on `x` (`[n, d]`, standardized) and `labels` with Nesterov's accelerated gradient
     /// for strongly convex problems: step `1 / L` with `L` the loss's smoothness bound
     /// (`(|X|^2 / n + 1) / 2 + weight_decay`, the `+ 1` for the bias) and momentum
@@ -342,7 +343,7 @@ impl<B: Backend> LogisticRegression<B> {
 }
 
 /// Arg-max of each row, as host indices.
-pub fn argmax_rows<B: Backend>(scores: Tensor<B, 2>) -> Vec<usize> {
+pub fn argmax_rows<B: FusedBackend>(scores: Tensor<B, 2>) -> Vec<usize> {
     let n = scores.dims()[0];
     scores
         .argmax(1)

@@ -1,6 +1,7 @@
 //! Shared fixtures of this crate's tests: scikit-learn's digits (shipped) as 8x8 images and
 //! small seeded encoders.
 
+use pretrain_models::FusedBackend;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -65,14 +66,14 @@ pub fn cnn_config() -> ImageEncoderConfig {
     ImageEncoderConfig::SmallCnn(SmallCnnConfig::new(1, vec![16, 32]))
 }
 
-pub fn backbone<Be: Backend>(config: &ImageEncoderConfig) -> Backbone<Be> {
+pub fn backbone<Be: FusedBackend>(config: &ImageEncoderConfig) -> Backbone<Be> {
     Backbone::Image(config.init(&Default::default()).expect("valid config"))
 }
 
 /// Every float parameter's values by path.
-pub fn snapshot<Be: Backend, M: Module<Be>>(module: &M) -> BTreeMap<String, Vec<f32>> {
+pub fn snapshot<Be: FusedBackend, M: Module<Be>>(module: &M) -> BTreeMap<String, Vec<f32>> {
     struct Collect<'a>(&'a mut BTreeMap<String, Vec<f32>>, PathStack);
-    impl<Be: Backend> ModuleVisitor<Be> for Collect<'_> {
+    impl<Be: FusedBackend> ModuleVisitor<Be> for Collect<'_> {
         fn enter_module(&mut self, name: &str, container: &str) {
             self.1.enter(name, container);
         }

@@ -6,6 +6,7 @@
 //! `bert.` and has no pooler; `BertModel` has the pooler and no MLM head: the head a checkpoint
 //! lacks stays at its initialization and is reported.
 
+use pretrain_models::FusedBackend;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -187,7 +188,7 @@ fn is_linear_weight(hf: &str) -> bool {
 /// `config.json` and `model.safetensors`. The pooler is left out (`BertForMaskedLM` has none,
 /// and masked-LM pre-training does not train it); a model carrying LoRA updates or adapters is
 /// refused (merge or remove them first).
-pub fn save<B: Backend>(model: &Bert<B>, config: &BertConfig, dir: &Path) -> Result<()> {
+pub fn save<B: FusedBackend>(model: &Bert<B>, config: &BertConfig, dir: &Path) -> Result<()> {
     let hf_config = config_to_hf(config)?;
     let weights = dir.join(WEIGHTS_FILE);
     let mut tensors = BTreeMap::new();
@@ -225,12 +226,12 @@ pub struct ImportedBert<B: Backend> {
 /// Reads the BERT checkpoint in `dir` (`BertModel` or `BertForMaskedLM`) into a [`Bert`] on
 /// `device`: every encoder weight the config implies must be present with its shape, and no
 /// other tensor (a missing, misshapen or unexpected tensor is refused naming it).
-pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B>> {
+pub fn load<B: FusedBackend>(dir: &Path, device: &B::Device) -> Result<ImportedBert<B>> {
     load_encoder(HfCheckpoint::read(dir)?, device)
 }
 
 /// [`load`] on a checkpoint read (its classifier, if any, taken out).
-fn load_encoder<B: Backend>(
+fn load_encoder<B: FusedBackend>(
     checkpoint: HfCheckpoint,
     device: &B::Device,
 ) -> Result<ImportedBert<B>> {
@@ -280,7 +281,7 @@ pub struct ImportedBertClassifier<B: Backend> {
 /// [`load`] does (its pooler required: the classifier reads it) and the classifier, whose
 /// classes `id2label` names. A regression or multi-label head is refused (`problem_type`,
 /// `num_labels`): the fine-tuning here classifies one label per input.
-pub fn load_classifier<B: Backend>(
+pub fn load_classifier<B: FusedBackend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<ImportedBertClassifier<B>> {

@@ -7,10 +7,10 @@
 //! `h.N.attn.masked_bias`, skipped), and an untied `lm_head` (`nn.Linear`, `[vocab, d]`,
 //! transposed).
 
+use pretrain_models::FusedBackend;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use pretrain_models::{Gpt, GptConfig, GptPositions};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -183,7 +183,7 @@ fn is_mask_buffer(name: &str) -> bool {
 /// Reads the GPT-2 checkpoint in `dir` into a [`Gpt`] on `device`: every weight the config
 /// implies must be present with its shape, and no other tensor (a missing, misshapen or
 /// unexpected tensor is refused naming it).
-pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gpt<B>)> {
+pub fn load<B: FusedBackend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gpt<B>)> {
     let mut checkpoint = HfCheckpoint::read(dir)?;
     let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
     let weights = dir.join(WEIGHTS_FILE);
@@ -213,7 +213,7 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<(GptConfig, Gp
 /// `config.json` and `model.safetensors`; `end_of_text` is the tokenizer's end-of-text id, if
 /// it has one. A model carrying LoRA updates or adapters is refused (merge or remove them
 /// first).
-pub fn save<B: Backend>(
+pub fn save<B: FusedBackend>(
     model: &Gpt<B>,
     config: &GptConfig,
     end_of_text: Option<u32>,

@@ -3,11 +3,11 @@
 //! checkpoint's architecture lacks, left at its initialization and reported), and every tensor
 //! of the checkpoint must be used.
 
+use pretrain_models::FusedBackend;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 use pretrain_models::store;
 
 use crate::checkpoint::{self, HfTensor};
@@ -79,7 +79,7 @@ pub(crate) fn check_fits(
 }
 
 /// The model's tensors by its own names.
-pub(crate) fn model_tensors<B: Backend, M: Module<B>>(
+pub(crate) fn model_tensors<B: FusedBackend, M: Module<B>>(
     model: &M,
     path: &Path,
 ) -> Result<BTreeMap<String, HfTensor>> {
@@ -89,7 +89,7 @@ pub(crate) fn model_tensors<B: Backend, M: Module<B>>(
 /// `model` with its tensors taken from `tensors` (by `source`, which maps each of the model's
 /// names), and the heads left at their initialization because the checkpoint has none of
 /// their tensors. `weights` and `architecture` name the file and the model in messages.
-pub(crate) fn load_mapped<B: Backend, M: Module<B>>(
+pub(crate) fn load_mapped<B: FusedBackend, M: Module<B>>(
     model: M,
     mut tensors: BTreeMap<String, HfTensor>,
     source: impl Fn(&str) -> Source,

@@ -6,6 +6,7 @@
 //! (dense + tanh on the class token) has no counterpart in the ViT here: it is not imported,
 //! and the result says so; the export leaves it out (load it with `add_pooling_layer=False`).
 
+use pretrain_models::FusedBackend;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -255,7 +256,7 @@ pub(crate) fn sincos_tensor(grid: [usize; 2], dim: usize) -> HfTensor {
 
 /// `model`'s tensors named as a checkpoint of `architecture` holds them (through `hf_name`,
 /// linear weights transposed); a tensor with no place there (LoRA, adapters) is refused.
-pub(crate) fn hf_tensors<B: Backend, M: burn::module::Module<B>>(
+pub(crate) fn hf_tensors<B: FusedBackend, M: burn::module::Module<B>>(
     model: &M,
     hf_name: impl Fn(&str) -> String,
     architecture: &str,
@@ -279,7 +280,7 @@ pub(crate) fn hf_tensors<B: Backend, M: burn::module::Module<B>>(
 /// Writes `model` (built from `config`) to `dir` as a `ViTModel` checkpoint without a pooler
 /// (`ViTModel.from_pretrained(dir, add_pooling_layer=False)` loads it with no missing or
 /// unexpected keys): fixed sin-cos positions are written as the table they compute.
-pub fn save<B: Backend>(model: &Vit<B>, config: &VitConfig, dir: &Path) -> Result<()> {
+pub fn save<B: FusedBackend>(model: &Vit<B>, config: &VitConfig, dir: &Path) -> Result<()> {
     let weights = dir.join(WEIGHTS_FILE);
     let mut tensors = hf_tensors(model, hf_name, "ViTModel", &weights)?;
     tensors
@@ -303,7 +304,7 @@ pub struct ImportedVit<B: Backend> {
 /// config implies must be present with its shape, a ViT-MAE's positions must be the fixed
 /// sin-cos table, and no other tensor may be there but a pooler or a MAE decoder (a missing,
 /// misshapen or unexpected tensor is refused naming it).
-pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedVit<B>> {
+pub fn load<B: FusedBackend>(dir: &Path, device: &B::Device) -> Result<ImportedVit<B>> {
     let checkpoint = HfCheckpoint::read(dir)?;
     let config = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
     let weights = dir.join(WEIGHTS_FILE);

@@ -5,6 +5,7 @@
 //! Both position tables are the fixed 2-D sin-cos table, which the MAE here computes: an import
 //! checks them, an export writes them.
 
+use pretrain_models::FusedBackend;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -139,7 +140,7 @@ fn hf_name(ours: &str) -> String {
 /// Writes `model` (built from `config`, trained with `training`) to `dir` as a
 /// `ViTMAEForPreTraining` checkpoint: `config.json` and `model.safetensors`, the fixed
 /// position tables included. A model carrying LoRA updates or adapters is refused.
-pub fn save<B: Backend>(
+pub fn save<B: FusedBackend>(
     model: &Mae<B>,
     config: &MaeConfig,
     training: MaeTraining,
@@ -173,7 +174,7 @@ pub struct ImportedMae<B: Backend> {
 /// fixed sin-cos table, and no other tensor may be there (a missing, misshapen or unexpected
 /// tensor is refused naming it; a `ViTMAEModel`, which has no decoder, is read by
 /// [`crate::vit::load`]).
-pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<ImportedMae<B>> {
+pub fn load<B: FusedBackend>(dir: &Path, device: &B::Device) -> Result<ImportedMae<B>> {
     let checkpoint = HfCheckpoint::read(dir)?;
     let (config, training) = config_from_hf(&checkpoint.config, &dir.join(CONFIG_FILE))?;
     let weights = dir.join(WEIGHTS_FILE);

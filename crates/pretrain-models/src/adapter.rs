@@ -2,6 +2,7 @@
 //! transformer sublayer. The up-projection starts at zero, so a fresh adapter is the identity
 //! and fine-tuning starts from the pre-trained function.
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Gelu, Linear};
@@ -34,7 +35,7 @@ impl AdapterConfig {
     }
 
     /// An adapter for `d_model`-wide tokens.
-    pub fn init<B: Backend>(&self, d_model: usize, device: &B::Device) -> Result<Adapter<B>> {
+    pub fn init<B: FusedBackend>(&self, d_model: usize, device: &B::Device) -> Result<Adapter<B>> {
         ensure(
             self.bottleneck > 0,
             ModelError::config,
@@ -61,7 +62,7 @@ pub struct Adapter<B: Backend> {
     activation: Gelu,
 }
 
-impl<B: Backend> Adapter<B> {
+impl<B: FusedBackend> Adapter<B> {
     /// `[..., d_model] -> [..., d_model]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         x.clone()

@@ -2,6 +2,7 @@
 //! to any of them. Weight names match burn's `MultiHeadAttention` (`query`, `key`, `value`,
 //! `output`).
 
+use crate::fused::FusedBackend;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
@@ -30,7 +31,7 @@ pub struct SelfAttention<B: Backend> {
     n_heads: usize,
 }
 
-impl<B: Backend> SelfAttention<B> {
+impl<B: FusedBackend> SelfAttention<B> {
     /// Projections initialized by `init`, the output one scaled by `residual_scale`; dropout on
     /// the attention weights. `n_heads` must divide `d_model` (checked by the block config).
     pub fn new(
@@ -75,7 +76,7 @@ impl<B: Backend> SelfAttention<B> {
 }
 
 /// `[batch, seq, heads * d_head] -> [batch, heads, seq, d_head]`.
-pub(crate) fn split_heads<B: Backend>(x: Tensor<B, 3>, n_heads: usize) -> Tensor<B, 4> {
+pub(crate) fn split_heads<B: FusedBackend>(x: Tensor<B, 3>, n_heads: usize) -> Tensor<B, 4> {
     let [batch, seq, d_model] = x.dims();
     x.reshape([batch, seq, n_heads, d_model / n_heads])
         .swap_dims(1, 2)
@@ -85,7 +86,7 @@ pub(crate) fn split_heads<B: Backend>(x: Tensor<B, 3>, n_heads: usize) -> Tensor
 /// `[batch, heads, keys, d_head]`, with scores set to [`MASKED_SCORE`] where `masked`
 /// (broadcast to `[batch, heads, seq, keys]`) is true and `dropout` on the weights; returns the
 /// heads merged, `[batch, seq, heads * d_head]`.
-pub(crate) fn attend<B: Backend>(
+pub(crate) fn attend<B: FusedBackend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,

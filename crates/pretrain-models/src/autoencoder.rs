@@ -2,6 +2,7 @@
 //! denoising variant is the same model trained on corrupted inputs (corruption is the
 //! objective's job).
 
+use crate::fused::{FusedBackend, conv2d_module};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -49,7 +50,7 @@ impl MlpAutoencoderConfig {
     }
 
     /// Builds the model.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MlpAutoencoder<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<MlpAutoencoder<B>> {
         let m = "MLP autoencoder";
         ensure(
             self.input_dim > 0 && self.latent_dim > 0,
@@ -94,7 +95,11 @@ pub struct MlpAutoencoder<B: Backend> {
     activation: Relu,
 }
 
-fn stack<B: Backend>(layers: &[Linear<B>], activation: &Relu, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
+fn stack<B: FusedBackend>(
+    layers: &[Linear<B>],
+    activation: &Relu,
+    mut x: Tensor<B, 2>,
+) -> Tensor<B, 2> {
     for (i, layer) in layers.iter().enumerate() {
         x = layer.forward(x);
         if i + 1 < layers.len() {
@@ -104,7 +109,7 @@ fn stack<B: Backend>(layers: &[Linear<B>], activation: &Relu, mut x: Tensor<B, 2
     x
 }
 
-impl<B: Backend> MlpAutoencoder<B> {
+impl<B: FusedBackend> MlpAutoencoder<B> {
     /// `[batch, input] -> [batch, latent]` (linear bottleneck).
     pub fn encode(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         stack(&self.encoder, &self.activation, x)
@@ -171,7 +176,7 @@ impl ConvAutoencoderConfig {
     }
 
     /// Builds the model.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ConvAutoencoder<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<ConvAutoencoder<B>> {
         let m = "conv autoencoder";
         ensure(
             !self.widths.is_empty() && self.widths.iter().all(|&w| w > 0),
@@ -254,12 +259,12 @@ pub struct ConvAutoencoder<B: Backend> {
     deepest: usize,
 }
 
-impl<B: Backend> ConvAutoencoder<B> {
+impl<B: FusedBackend> ConvAutoencoder<B> {
     /// `[batch, channels, h, w] -> [batch, latent]`.
     pub fn encode(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = images;
         for conv in &self.encoder {
-            x = self.activation.forward(conv.forward(x));
+            x = self.activation.forward(conv2d_module(conv, x));
         }
         let [b, c, h, w] = x.dims();
         self.to_latent.forward(x.reshape([b, c * h * w]))

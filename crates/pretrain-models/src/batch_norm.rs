@@ -8,6 +8,7 @@
 //! SimCLR step, `benches/NOTES.md`); a per-row factor takes their vectorized path instead.
 //! The running variance is the unbiased batch variance, as in PyTorch.
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param, RunningState};
 use burn::tensor::Tensor;
@@ -28,7 +29,7 @@ pub struct BatchNormConfig {
 
 impl BatchNormConfig {
     /// Builds the layer: `gamma` ones, `beta` zeros, running mean 0 and variance 1.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> BatchNorm<B> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> BatchNorm<B> {
         let n = self.num_features;
         BatchNorm {
             // Lazy like burn's parameters: nothing runs on the device until first use.
@@ -60,7 +61,7 @@ pub struct BatchNorm<B: Backend> {
     pub epsilon: f64,
 }
 
-impl<B: Backend> BatchNorm<B> {
+impl<B: FusedBackend> BatchNorm<B> {
     /// `[batch, channels, ...] -> [batch, channels, ...]`.
     ///
     /// # Panics
@@ -139,7 +140,7 @@ impl<B: Backend> BatchNorm<B> {
 }
 
 /// `[channels] -> [batch, channels, 1]`, materialized (not a stride-0 view over the batch).
-fn per_sample<B: Backend>(per_channel: Tensor<B, 1>, batch: usize) -> Tensor<B, 3> {
+fn per_sample<B: FusedBackend>(per_channel: Tensor<B, 1>, batch: usize) -> Tensor<B, 3> {
     let [channels] = per_channel.dims();
     per_channel.reshape([1, channels, 1]).repeat_dim(0, batch)
 }

@@ -1,6 +1,7 @@
 //! BERT-style transformer encoder with a masked-language-modeling head tied to the token
 //! embeddings, and a pooled output for classification.
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{
@@ -118,7 +119,7 @@ impl BertConfig {
     }
 
     /// Builds the encoder; invalid configurations are refused here.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Bert<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<Bert<B>> {
         let m = "BERT";
         ensure(
             self.vocab_size > 0,
@@ -222,7 +223,7 @@ pub struct Bert<B: Backend> {
     max_position: usize,
 }
 
-impl<B: Backend> Bert<B> {
+impl<B: FusedBackend> Bert<B> {
     /// Hidden states: `input_ids` `[batch, seq]`, `padding` `[batch, seq]` (true at padding),
     /// optional `token_types` `[batch, seq]` -> `[batch, seq, hidden]`. Sequences longer than
     /// `max_position` are truncated to it.
@@ -285,7 +286,7 @@ impl<B: Backend> Bert<B> {
     }
 }
 
-impl<B: Backend> TransformerStack<B> for Bert<B> {
+impl<B: FusedBackend> TransformerStack<B> for Bert<B> {
     fn blocks_mut(&mut self) -> &mut Vec<TransformerBlock<B>> {
         &mut self.layers
     }

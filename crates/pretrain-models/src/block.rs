@@ -1,5 +1,6 @@
 //! The transformer block shared by the ViT and the BERT-style encoder.
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
@@ -103,7 +104,7 @@ impl TransformerBlockConfig {
     }
 
     /// Builds the block.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<TransformerBlock<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<TransformerBlock<B>> {
         self.validate()?;
         size::check("transformer block", self.num_params())?;
         let d = self.d_model;
@@ -134,7 +135,7 @@ impl TransformerBlockConfig {
     }
 }
 
-impl<B: Backend> TransformerBlock<B> {
+impl<B: FusedBackend> TransformerBlock<B> {
     /// `[batch, seq, d_model] -> [batch, seq, d_model]`; `padding` (`[batch, seq]`, true at
     /// padding) keeps attention off padded positions.
     pub fn forward(&self, x: Tensor<B, 3>, padding: Option<Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
@@ -208,7 +209,7 @@ pretrain_data::named_enum! {
 
 /// A transformer block parameter-efficient fine-tuning can edit: its projections (for LoRA)
 /// and adapters after its sublayers.
-pub trait AdaptableBlock<B: Backend> {
+pub trait AdaptableBlock<B: FusedBackend> {
     /// The layer doing `role`'s work; a fused layer serves several roles (GPT's `c_attn` is
     /// the query, key and value projection).
     fn projection_mut(&mut self, role: ProjectionRole) -> &mut Projection<B>;
@@ -218,7 +219,7 @@ pub trait AdaptableBlock<B: Backend> {
     fn add_adapters(&mut self, config: &AdapterConfig, device: &B::Device) -> Result<()>;
 }
 
-impl<B: Backend> AdaptableBlock<B> for TransformerBlock<B> {
+impl<B: FusedBackend> AdaptableBlock<B> for TransformerBlock<B> {
     fn projection_mut(&mut self, role: ProjectionRole) -> &mut Projection<B> {
         match role {
             ProjectionRole::Query => &mut self.attn.query,
@@ -237,7 +238,7 @@ impl<B: Backend> AdaptableBlock<B> for TransformerBlock<B> {
 
 /// A model built on a stack of [`TransformerBlock`]s (ViT, BERT), so fine-tuning can reach
 /// into them (adapters, LoRA, drop-path, freezing) without knowing the architecture.
-pub trait TransformerStack<B: Backend> {
+pub trait TransformerStack<B: FusedBackend> {
     /// The blocks, input side first.
     fn blocks_mut(&mut self) -> &mut Vec<TransformerBlock<B>>;
 

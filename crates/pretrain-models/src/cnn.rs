@@ -1,6 +1,7 @@
 //! Convolutional encoders for contrastive learning on small images: a small CNN that trains in
 //! minutes on a CPU, and ResNet-18 with a CIFAR stem.
 
+use crate::fused::{FusedBackend, conv2d_module};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -15,7 +16,12 @@ use crate::drop_path::{DropPath, linear_drop_path_rates};
 use crate::error::{ModelError, Result, ensure};
 use crate::size;
 
-fn conv3x3<B: Backend>(c_in: usize, c_out: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
+fn conv3x3<B: FusedBackend>(
+    c_in: usize,
+    c_out: usize,
+    stride: usize,
+    device: &B::Device,
+) -> Conv2d<B> {
     // He-initialized (burn's conv default is Kaiming uniform), no bias before batch norm.
     Conv2dConfig::new([c_in, c_out], [3, 3])
         .with_stride([stride, stride])
@@ -32,7 +38,7 @@ const MATMUL_CONV_MAX_CHANNELS: usize = 4;
 /// with the nine shifted copies of the input (im2col): the same result, but its weight gradient
 /// is a batched matmul, whereas the CPU backends compute a convolution's weight gradient as a
 /// convolution with the batch as channels, which runs on one thread for a one-channel input.
-fn conv_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+fn conv_forward<B: FusedBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [batch, c_in, h, w] = x.dims();
     let plain = conv.kernel_size == [3, 3]
         && conv.stride == [1, 1]
@@ -40,7 +46,7 @@ fn conv_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         && conv.groups == 1
         && conv.padding == PaddingConfig2d::Explicit(1, 1, 1, 1);
     if !plain || c_in > MATMUL_CONV_MAX_CHANNELS {
-        return conv.forward(x);
+        return conv2d_module(conv, x);
     }
     let weight = conv.weight.val(); // [c_out, c_in, 3, 3]
     let c_out = weight.dims()[0];
@@ -66,7 +72,7 @@ fn conv_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// Global average pooling `[batch, c, h, w] -> [batch, c]`.
-fn global_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+fn global_pool<B: FusedBackend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
     let [b, c, h, w] = x.dims();
     x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
 }
@@ -99,7 +105,7 @@ impl SmallCnnConfig {
     }
 
     /// Builds the encoder.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SmallCnn<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<SmallCnn<B>> {
         ensure(
             !self.widths.is_empty() && self.widths.iter().all(|&w| w > 0),
             ModelError::config,
@@ -145,7 +151,7 @@ pub struct SmallCnn<B: Backend> {
     activation: Relu,
 }
 
-impl<B: Backend> SmallCnn<B> {
+impl<B: FusedBackend> SmallCnn<B> {
     /// `[batch, channels, h, w] -> [batch, widths.last]`.
     pub fn forward_features(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = images;
@@ -214,7 +220,7 @@ impl ResNetConfig {
     }
 
     /// Builds the encoder.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ResNet<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<ResNet<B>> {
         ensure(
             !self.blocks.is_empty() && self.blocks.len() == self.widths.len(),
             ModelError::config,
@@ -270,7 +276,7 @@ pub struct BasicBlock<B: Backend> {
     drop_path: DropPath,
 }
 
-impl<B: Backend> BasicBlock<B> {
+impl<B: FusedBackend> BasicBlock<B> {
     fn new(c_in: usize, c_out: usize, stride: usize, device: &B::Device) -> Self {
         let downsample = (stride != 1 || c_in != c_out).then(|| {
             (
@@ -294,15 +300,15 @@ impl<B: Backend> BasicBlock<B> {
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let shortcut = match &self.downsample {
-            Some((conv, bn)) => bn.forward(conv.forward(x.clone())),
+            Some((conv, bn)) => bn.forward(conv2d_module(conv, x.clone())),
             None => x.clone(),
         };
         let y = self
             .activation
-            .forward(self.bn1.forward(self.conv1.forward(x)));
+            .forward(self.bn1.forward(conv2d_module(&self.conv1, x)));
         let residual = self
             .drop_path
-            .forward(self.bn2.forward(self.conv2.forward(y)));
+            .forward(self.bn2.forward(conv2d_module(&self.conv2, y)));
         self.activation.forward(residual + shortcut)
     }
 }
@@ -319,7 +325,7 @@ pub struct ResNet<B: Backend> {
     activation: Relu,
 }
 
-impl<B: Backend> ResNet<B> {
+impl<B: FusedBackend> ResNet<B> {
     /// `[batch, channels, h, w] -> [batch, widths.last]`.
     pub fn forward_features(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = self

@@ -1,8 +1,8 @@
 //! Stochastic depth ("drop path", Huang et al., 2016): during training each sample's residual
 //! branch is dropped with probability `prob` and the kept ones scaled by `1 / (1 - prob)`.
 
+use crate::fused::FusedBackend;
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
 /// The stochastic-depth rate of each of `blocks` blocks: rising linearly from 0 at the first
@@ -32,7 +32,7 @@ impl DropPath {
     }
 
     /// `[batch, ...] -> [batch, ...]`.
-    pub fn forward<B: Backend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+    pub fn forward<B: FusedBackend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         if self.prob == 0.0 || !B::ad_enabled(&x.device()) {
             return x;
         }

@@ -2,6 +2,7 @@
 //! and recipes handle "an image encoder" or "an autoencoder" without a type parameter per
 //! architecture (one monomorphization instead of one per model).
 
+use crate::fused::FusedBackend;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -70,7 +71,7 @@ impl ImageEncoderConfig {
     }
 
     /// Builds the encoder, refusing invalid configurations.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ImageEncoder<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<ImageEncoder<B>> {
         Ok(match self {
             Self::SmallCnn(c) => ImageEncoder::SmallCnn(c.init(device)?),
             Self::ResNet(c) => ImageEncoder::ResNet(c.init(device)?),
@@ -92,7 +93,7 @@ pub enum ImageEncoder<B: Backend> {
     Vit(Vit<B>),
 }
 
-impl<B: Backend> ImageEncoder<B> {
+impl<B: FusedBackend> ImageEncoder<B> {
     /// The transformer blocks, for encoders built on them (the ViT); `None` for CNNs.
     pub fn as_transformer_mut(&mut self) -> Option<&mut dyn TransformerStack<B>> {
         match self {
@@ -191,7 +192,7 @@ impl AutoencoderConfig {
     }
 
     /// Builds the autoencoder.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Autoencoder<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<Autoencoder<B>> {
         Ok(match self {
             Self::Mlp(c) => Autoencoder::Mlp(c.init(device)?),
             Self::Conv(c) => Autoencoder::Conv(c.init(device)?),
@@ -210,7 +211,7 @@ pub enum Autoencoder<B: Backend> {
     Conv(ConvAutoencoder<B>),
 }
 
-impl<B: Backend> Autoencoder<B> {
+impl<B: FusedBackend> Autoencoder<B> {
     /// The code: `[batch, channels, h, w] -> [batch, latent]`.
     pub fn encode(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         match self {

@@ -2,8 +2,8 @@
 //! time; greedy, temperature, top-k and top-p (nucleus) sampling from a seeded generator, so a
 //! seed gives the same text every time.
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -109,7 +109,7 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut StdRng) -
 /// returns `false` to stop (an end-of-text token, a stop string). Returns the generated
 /// tokens. Once the context is full, each step recomputes the last `block_size` positions
 /// (a sliding window) instead of using the cache.
-pub fn generate<B: Backend>(
+pub fn generate<B: FusedBackend>(
     model: &Gpt<B>,
     prompt: &[u32],
     max_tokens: usize,

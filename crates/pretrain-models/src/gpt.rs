@@ -6,6 +6,7 @@
 //! `h.3.mlp.c_proj.bias`, `ln_f`), and burn's `Linear` stores weights as `[in, out]`, the layout
 //! of GPT-2's `Conv1D`, so checkpoints map one to one.
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm};
@@ -179,7 +180,7 @@ impl GptConfig {
 
     /// Builds the model with GPT-2's initialization: `N(0, 0.02)` weights and embeddings, zero
     /// biases, the projections writing into the residual stream scaled by `1 / sqrt(2 n_layer)`.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpt<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<Gpt<B>> {
         self.validate()?;
         let d = self.d_model;
         let residual_scale = 1.0 / (2.0 * self.n_layer as f64).sqrt();
@@ -243,7 +244,7 @@ pub struct KvCache<B: Backend> {
     len: usize,
 }
 
-impl<B: Backend> KvCache<B> {
+impl<B: FusedBackend> KvCache<B> {
     /// An empty cache for `model`.
     pub fn new(model: &Gpt<B>) -> Self {
         Self {
@@ -322,7 +323,7 @@ pub struct GptMlp<B: Backend> {
     dropout: Dropout,
 }
 
-impl<B: Backend> Gpt<B> {
+impl<B: FusedBackend> Gpt<B> {
     /// Parameters of the token and position embeddings; the others are the "non-embedding"
     /// parameters scaling laws count.
     pub fn embedding_params(&self) -> usize {
@@ -413,7 +414,7 @@ impl<B: Backend> Gpt<B> {
     }
 }
 
-impl<B: Backend> GptBlock<B> {
+impl<B: FusedBackend> GptBlock<B> {
     /// `[batch, seq, d_model] -> [batch, seq, d_model]` for positions `offset..offset + seq`.
     fn forward(
         &self,
@@ -434,7 +435,7 @@ impl<B: Backend> GptBlock<B> {
     }
 }
 
-impl<B: Backend> AdaptableBlock<B> for GptBlock<B> {
+impl<B: FusedBackend> AdaptableBlock<B> for GptBlock<B> {
     fn projection_mut(&mut self, role: ProjectionRole) -> &mut Projection<B> {
         match role {
             ProjectionRole::Query | ProjectionRole::Key | ProjectionRole::Value => {
@@ -454,7 +455,7 @@ impl<B: Backend> AdaptableBlock<B> for GptBlock<B> {
     }
 }
 
-impl<B: Backend> GptMlp<B> {
+impl<B: FusedBackend> GptMlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         // GPT-2's GELU is the tanh approximation ("gelu_new"): imported GPT-2 weights then give
         // the reference logits.
@@ -463,7 +464,7 @@ impl<B: Backend> GptMlp<B> {
     }
 }
 
-impl<B: Backend> CausalSelfAttention<B> {
+impl<B: FusedBackend> CausalSelfAttention<B> {
     /// `[batch, seq, d_model] -> [batch, seq, d_model]`; each position attends to itself, the
     /// positions before it in `x`, and the `past` keys and values (which it extends).
     fn forward(
@@ -513,7 +514,7 @@ impl<B: Backend> CausalSelfAttention<B> {
 
 /// RoPE's cosines and sines for positions `offset..offset + seq`: `[1, 1, seq, d_head]` each,
 /// frequencies `10000^(-2i / d_head)` repeated over the two halves (the rotate-half layout).
-fn rope_tables<B: Backend>(
+fn rope_tables<B: FusedBackend>(
     offset: usize,
     seq: usize,
     d_head: usize,
@@ -535,7 +536,7 @@ fn rope_tables<B: Backend>(
 }
 
 /// `x * cos + rotate_half(x) * sin`, `rotate_half([a, b]) = [-b, a]` over the last axis.
-fn rotate<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 4>, sin: Tensor<B, 4>) -> Tensor<B, 4> {
+fn rotate<B: FusedBackend>(x: Tensor<B, 4>, cos: Tensor<B, 4>, sin: Tensor<B, 4>) -> Tensor<B, 4> {
     let mut halves = x.clone().chunk(2, 3).into_iter();
     let (a, b) = (
         halves.next().expect("two halves"),

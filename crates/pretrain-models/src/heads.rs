@@ -2,6 +2,7 @@
 //! (BYOL, SimSiam) and linear classifiers. The MLM head lives with the BERT encoder, whose
 //! embeddings it shares.
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, Relu};
@@ -77,7 +78,7 @@ impl MlpHeadConfig {
     }
 
     /// Builds the head.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MlpHead<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<MlpHead<B>> {
         ensure(
             self.input > 0 && self.output > 0 && self.hidden.iter().all(|&h| h > 0),
             ModelError::config,
@@ -124,7 +125,7 @@ pub struct MlpHead<B: Backend> {
     activation: Relu,
 }
 
-impl<B: Backend> MlpHead<B> {
+impl<B: FusedBackend> MlpHead<B> {
     /// `[batch, input] -> [batch, output]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
@@ -152,7 +153,7 @@ pub struct LinearHead<B: Backend> {
     pub linear: Linear<B>,
 }
 
-impl<B: Backend> LinearHead<B> {
+impl<B: FusedBackend> LinearHead<B> {
     /// A `features -> classes` head with zero weights.
     pub fn new(features: usize, classes: usize, device: &B::Device) -> Result<Self> {
         ensure(

@@ -6,8 +6,8 @@
 //!
 //! [`init_seeded`] builds a module reproducibly from a seeded generator.
 
+use crate::fused::FusedBackend;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,7 @@ impl InitScheme {
     pub const GPT2: InitScheme = InitScheme::Normal { std: 0.02 };
 
     /// A `[fan_in, fan_out]` weight (burn's `Linear` layout) initialized with this scheme.
-    pub fn init_weight<B: Backend>(
+    pub fn init_weight<B: FusedBackend>(
         &self,
         fan_in: usize,
         fan_out: usize,
@@ -54,7 +54,7 @@ impl InitScheme {
 
     /// The values of [`InitScheme::init_weight`] as a plain (untracked) tensor, to reshape or
     /// scale before it becomes a parameter.
-    pub fn sample<B: Backend>(
+    pub fn sample<B: FusedBackend>(
         &self,
         fan_in: usize,
         fan_out: usize,
@@ -84,7 +84,7 @@ impl InitScheme {
 ///
 /// Implemented by redrawing out-of-range values (as PyTorch's `trunc_normal_` does in effect),
 /// a few rounds of masked replacement; the last round clamps the rare leftovers.
-pub fn truncated_normal<B: Backend, const D: usize>(
+pub fn truncated_normal<B: FusedBackend, const D: usize>(
     shape: [usize; D],
     std: f64,
     device: &B::Device,
@@ -101,14 +101,14 @@ pub fn truncated_normal<B: Backend, const D: usize>(
 
 /// Draws every lazily initialized parameter of `module` now (burn initializes parameters on
 /// first use), so initialization happens at a known point of the random stream.
-pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
+pub fn materialize<B: FusedBackend, M: Module<B>>(module: &M) {
     module.visit(&mut Materialize);
 }
 
 /// Forces lazy parameter initialization.
 struct Materialize;
 
-impl<B: Backend> ModuleVisitor<B> for Materialize {
+impl<B: FusedBackend> ModuleVisitor<B> for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         param.val();
     }
@@ -121,7 +121,7 @@ impl<B: Backend> ModuleVisitor<B> for Materialize {
 /// burn's backends keep one generator per device (the CPU ones one per process); random ops
 /// that do not go through this function, such as dropout running concurrently, can still take
 /// from the stream between the seed and the draws.
-pub fn init_seeded<B: Backend, M: Module<B>>(
+pub fn init_seeded<B: FusedBackend, M: Module<B>>(
     device: &B::Device,
     seed: u64,
     build: impl FnOnce() -> M,
@@ -137,6 +137,7 @@ pub fn init_seeded<B: Backend, M: Module<B>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::backend::Backend;
 
     use crate::testing::TestBackend as B;
 

@@ -1,6 +1,7 @@
 //! Small building blocks shared by the models: initialized linear layers and the transformer
 //! feed-forward network.
 
+use crate::fused::FusedBackend;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Gelu, Linear, LinearConfig};
 use burn::tensor::Tensor;
@@ -18,7 +19,7 @@ pub(crate) fn stack_widths(input: usize, hidden: &[usize], output: usize) -> Vec
 }
 
 /// A linear layer `d_in -> d_out` whose weight follows `init` and whose bias starts at zero.
-pub fn linear<B: Backend>(
+pub fn linear<B: FusedBackend>(
     d_in: usize,
     d_out: usize,
     init: InitScheme,
@@ -29,7 +30,7 @@ pub fn linear<B: Backend>(
 }
 
 /// [`linear`] with the initial weight multiplied by `scale` (GPT-2's residual-output scaling).
-pub fn scaled_linear<B: Backend>(
+pub fn scaled_linear<B: FusedBackend>(
     d_in: usize,
     d_out: usize,
     init: InitScheme,
@@ -63,7 +64,7 @@ pub struct Mlp<B: Backend> {
     activation: Gelu,
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: FusedBackend> Mlp<B> {
     /// Builds the two layers with `init`, the second scaled by `residual_scale`.
     pub fn new(
         d_model: usize,

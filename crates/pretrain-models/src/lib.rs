@@ -1,6 +1,6 @@
 //! # pretrain-models
 //!
-//! The model zoo, generic over `B: Backend`, each model a serde `Config` with named presets and
+//! The model zoo, generic over `B: FusedBackend` (burn's `Backend` plus [`fused`] operations), each model a serde `Config` with named presets and
 //! an `init` that refuses invalid configurations:
 //!
 //! - [`autoencoder`]: MLP and convolutional autoencoders (`encode` gives the representation);
@@ -16,6 +16,8 @@
 //! - [`ngram`]: unigram, bigram and Kneser-Ney trigram baselines of language models;
 //! - [`block`]: the pre/post-norm transformer block both use, with [`attention`], optional
 //!   [`adapter`]s, [`lora`] updates on its [`projection`]s and [`drop_path`];
+//! - [`fused`]: the fused operations the models call ([`FusedBackend`], burn's backend
+//!   extension pattern: generic defaults, Flex kernels, autodiff backward passes);
 //! - [`init`]: explicit initialization schemes;
 //! - [`store`]: safetensors save/load with names mirroring the module tree;
 //! - [`summary`]: parameter counts; [`path`]: dotted parameter paths.
@@ -32,6 +34,7 @@ pub mod cnn;
 pub mod drop_path;
 pub mod encoder;
 pub mod error;
+pub mod fused;
 pub mod generate;
 pub mod gpt;
 pub mod heads;
@@ -62,6 +65,7 @@ pub use cnn::{ResNet, ResNetConfig, SmallCnn, SmallCnnConfig};
 pub use drop_path::{DropPath, linear_drop_path_rates};
 pub use encoder::{Autoencoder, AutoencoderConfig, ImageEncoder, ImageEncoderConfig};
 pub use error::{ModelError, Result};
+pub use fused::{FusedAutodiffBackend, FusedBackend};
 pub use generate::{SamplingConfig, generate, sample_token};
 pub use gpt::{Gpt, GptConfig, GptPositions, KvCache};
 pub use heads::{LinearHead, MlpHead, MlpHeadConfig};

@@ -2,6 +2,7 @@
 //! linear layer, with `scaling = alpha / rank`. `A` starts Kaiming-uniform and `B` at zero, so a
 //! fresh LoRA leaves the layer's output unchanged (the PEFT convention).
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig};
@@ -48,7 +49,7 @@ impl LoraConfig {
     }
 
     /// A LoRA update for a `d_in -> d_out` layer.
-    pub fn init<B: Backend>(
+    pub fn init<B: FusedBackend>(
         &self,
         d_in: usize,
         d_out: usize,
@@ -94,7 +95,7 @@ pub struct Lora<B: Backend> {
     merged: bool,
 }
 
-impl<B: Backend> Lora<B> {
+impl<B: FusedBackend> Lora<B> {
     /// The update's contribution: `[..., d_in] -> [..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let x = self.dropout.forward(x);

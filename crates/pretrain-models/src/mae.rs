@@ -1,6 +1,7 @@
 //! Masked autoencoder (MAE): a ViT encoder that sees only the visible patches and a light
 //! decoder that fills in mask tokens and predicts the pixels of every patch.
 
+use crate::fused::FusedBackend;
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
@@ -104,7 +105,7 @@ impl MaeConfig {
     }
 
     /// Builds encoder and decoder (MAE initialization: Xavier linear layers, N(0, 0.02) tokens).
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mae<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<Mae<B>> {
         self.validate()?;
         let encoder = self.encoder.init(device)?;
         let block = self.decoder_block();
@@ -160,7 +161,7 @@ pub struct Mae<B: Backend> {
     patch_size: usize,
 }
 
-impl<B: Backend> Mae<B> {
+impl<B: FusedBackend> Mae<B> {
     /// Predicts every patch from the visible ones.
     ///
     /// `images`: `[batch, channels, h, w]`; `keep`: `[batch, n_keep]` visible patch indices;
@@ -224,7 +225,7 @@ impl<B: Backend> Mae<B> {
 
 /// `[batch, channels, h, w] -> [batch, patches, patch * patch * channels]`, patches row-major,
 /// each flattened as (row, column, channel) like the reference MAE.
-pub fn patchify<B: Backend>(images: Tensor<B, 4>, patch: usize) -> Tensor<B, 3> {
+pub fn patchify<B: FusedBackend>(images: Tensor<B, 4>, patch: usize) -> Tensor<B, 3> {
     let [b, c, h, w] = images.dims();
     let (gh, gw) = (h / patch, w / patch);
     images
@@ -234,7 +235,7 @@ pub fn patchify<B: Backend>(images: Tensor<B, 4>, patch: usize) -> Tensor<B, 3> 
 }
 
 /// Inverse of [`patchify`] for `channels` channels and a grid of `[rows, columns]` patches.
-pub fn unpatchify<B: Backend>(
+pub fn unpatchify<B: FusedBackend>(
     patches: Tensor<B, 3>,
     patch: usize,
     channels: usize,

@@ -1,6 +1,6 @@
 //! Fixed 2-D sine-cosine position embeddings (MAE, MoCo v3).
 
-use burn::tensor::backend::Backend;
+use crate::fused::FusedBackend;
 use burn::tensor::{Tensor, TensorData};
 
 /// Embeddings `[1 + rows * columns, dim]` (`with_cls`) or `[rows * columns, dim]` for a patch
@@ -29,7 +29,7 @@ pub fn sincos_2d([rows, columns]: [usize; 2], dim: usize, with_cls: bool) -> Vec
 }
 
 /// [`sincos_2d`] as a `[1, tokens, dim]` tensor.
-pub fn sincos_2d_tensor<B: Backend>(
+pub fn sincos_2d_tensor<B: FusedBackend>(
     grid: [usize; 2],
     dim: usize,
     with_cls: bool,

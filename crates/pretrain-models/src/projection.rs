@@ -2,6 +2,7 @@
 //! `bias: [d_out]`) plus an optional [`Lora`] update, so fine-tuning can add, merge and remove
 //! LoRA without changing the base weights' names.
 
+use crate::fused::FusedBackend;
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
@@ -23,7 +24,7 @@ pub struct Projection<B: Backend> {
     pub lora: Option<Lora<B>>,
 }
 
-impl<B: Backend> From<Linear<B>> for Projection<B> {
+impl<B: FusedBackend> From<Linear<B>> for Projection<B> {
     fn from(linear: Linear<B>) -> Self {
         Self {
             weight: linear.weight,
@@ -33,7 +34,7 @@ impl<B: Backend> From<Linear<B>> for Projection<B> {
     }
 }
 
-impl<B: Backend> Projection<B> {
+impl<B: FusedBackend> Projection<B> {
     /// A layer initialized by `init`, its weight multiplied by `scale`, bias zero.
     pub fn new(
         d_in: usize,

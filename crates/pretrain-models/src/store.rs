@@ -1,11 +1,11 @@
 //! Saving and loading weights as safetensors, named after the module tree
 //! (`blocks.0.attn.query.weight`), so checkpoints move between backends and ecosystems.
 
+use crate::fused::FusedBackend;
 use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 use burn::tensor::cast::ToElement;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 
@@ -24,19 +24,19 @@ fn checkpoint_error(path: &Path, message: impl Into<String>) -> ModelError {
 /// burn keeps a running statistic's newest update per thread until it is synchronized, and
 /// visitors and mappers see the value without it; recording a clone synchronizes the shared
 /// state. Call before reading or rewriting running statistics (saving, EMA updates).
-pub fn sync_running_stats<B: Backend, M: Module<B>>(model: &M) {
+pub fn sync_running_stats<B: FusedBackend, M: Module<B>>(model: &M) {
     drop(model.clone().into_record());
 }
 
 /// Writes every parameter of `model` to `path` (safetensors), atomically: a temporary file
 /// beside it is renamed over `path` once complete.
-pub fn save_safetensors<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<()> {
+pub fn save_safetensors<B: FusedBackend, M: Module<B>>(model: &M, path: &Path) -> Result<()> {
     save(model, path, None)
 }
 
 /// The safetensors bytes [`save_safetensors`] would write to `path` (named in messages), for a
 /// caller that writes (and checksums) them itself.
-pub fn safetensors_bytes<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<Vec<u8>> {
+pub fn safetensors_bytes<B: FusedBackend, M: Module<B>>(model: &M, path: &Path) -> Result<Vec<u8>> {
     sync_running_stats(model);
     let mut store = SafetensorsStore::from_bytes(None);
     model
@@ -49,7 +49,7 @@ pub fn safetensors_bytes<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Re
 
 /// [`save_safetensors`] restricted to the tensors whose path satisfies `keep` (`keep(path,
 /// container_path)`), e.g. only the LoRA updates and head of a fine-tuned model.
-pub fn save_safetensors_where<B: Backend, M: Module<B>>(
+pub fn save_safetensors_where<B: FusedBackend, M: Module<B>>(
     model: &M,
     path: &Path,
     keep: fn(&str, &str) -> bool,
@@ -57,7 +57,7 @@ pub fn save_safetensors_where<B: Backend, M: Module<B>>(
     save(model, path, Some(keep))
 }
 
-fn save<B: Backend, M: Module<B>>(
+fn save<B: FusedBackend, M: Module<B>>(
     model: &M,
     path: &Path,
     keep: Option<fn(&str, &str) -> bool>,
@@ -80,13 +80,13 @@ fn save<B: Backend, M: Module<B>>(
 
 /// Loads `path` into `model`, requiring an exact match: every parameter present with its
 /// shape, and no tensor left over. The error names the file and the first mismatches.
-pub fn load_safetensors<B: Backend, M: Module<B>>(model: M, path: &Path) -> Result<M> {
+pub fn load_safetensors<B: FusedBackend, M: Module<B>>(model: M, path: &Path) -> Result<M> {
     load(model, path, None)
 }
 
 /// Loads the tensors of `model` whose path satisfies `keep` from `path` (written by
 /// [`save_safetensors_where`]); every such tensor must be in the file, and nothing else.
-pub fn load_safetensors_where<B: Backend, M: Module<B>>(
+pub fn load_safetensors_where<B: FusedBackend, M: Module<B>>(
     model: M,
     path: &Path,
     keep: fn(&str, &str) -> bool,
@@ -96,7 +96,7 @@ pub fn load_safetensors_where<B: Backend, M: Module<B>>(
 
 /// [`load_safetensors`] from the bytes of a safetensors file already read (and checked) by
 /// the caller; `path` names it in messages.
-pub fn load_safetensors_bytes<B: Backend, M: Module<B>>(
+pub fn load_safetensors_bytes<B: FusedBackend, M: Module<B>>(
     model: M,
     bytes: Vec<u8>,
     path: &Path,
@@ -105,7 +105,7 @@ pub fn load_safetensors_bytes<B: Backend, M: Module<B>>(
     load_from(model, SafetensorsStore::from_bytes(Some(bytes)), path, None)
 }
 
-fn load<B: Backend, M: Module<B>>(
+fn load<B: FusedBackend, M: Module<B>>(
     model: M,
     path: &Path,
     keep: Option<fn(&str, &str) -> bool>,
@@ -149,7 +149,7 @@ fn check_float_tensors(bytes: &[u8], path: &Path) -> Result<()> {
     }
 }
 
-fn load_from<B: Backend, M: Module<B>>(
+fn load_from<B: FusedBackend, M: Module<B>>(
     mut model: M,
     store: SafetensorsStore,
     path: &Path,
@@ -212,12 +212,12 @@ fn load_from<B: Backend, M: Module<B>>(
 
 /// The path of the first parameter of `model` holding a NaN or an infinity, if any: such a
 /// file is damaged or comes from a diverged run, and training on it would only spread NaNs.
-pub fn first_non_finite<B: Backend, M: Module<B>>(model: &M) -> Option<String> {
+pub fn first_non_finite<B: FusedBackend, M: Module<B>>(model: &M) -> Option<String> {
     struct Finder {
         path: PathStack,
         found: Option<String>,
     }
-    impl<B: Backend> ModuleVisitor<B> for Finder {
+    impl<B: FusedBackend> ModuleVisitor<B> for Finder {
         fn enter_module(&mut self, name: &str, container_type: &str) {
             self.path.enter(name, container_type);
         }

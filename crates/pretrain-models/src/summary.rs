@@ -1,7 +1,7 @@
 //! Parameter counts and a one-line summary per model.
 
+use crate::fused::FusedBackend;
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 
 use crate::error::Result;
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
 const GPT2_VOCAB: usize = 50257;
 
 /// Number of scalar parameters of `model` (burn counts batch-norm running statistics too).
-pub fn num_params<B: Backend, M: Module<B>>(model: &M) -> usize {
+pub fn num_params<B: FusedBackend, M: Module<B>>(model: &M) -> usize {
     model.num_params()
 }
 
@@ -31,12 +31,12 @@ fn grouped(n: usize) -> String {
 }
 
 /// `"<name>: 1,234,567 parameters"`.
-pub fn summary<B: Backend, M: Module<B>>(name: &str, model: &M) -> String {
+pub fn summary<B: FusedBackend, M: Module<B>>(name: &str, model: &M) -> String {
     format!("{name}: {} parameters", grouped(num_params(model)))
 }
 
 /// `"<name>: 1,234,567 parameters, 456,789 non-embedding"` for a GPT.
-pub fn gpt_summary<B: Backend>(name: &str, model: &Gpt<B>) -> String {
+pub fn gpt_summary<B: FusedBackend>(name: &str, model: &Gpt<B>) -> String {
     let total = num_params(model);
     format!(
         "{name}: {} parameters, {} non-embedding",
@@ -47,7 +47,7 @@ pub fn gpt_summary<B: Backend>(name: &str, model: &Gpt<B>) -> String {
 
 /// One summary line per named preset (BERT presets with the 30,522-token BERT vocabulary, GPT
 /// presets with GPT-2's 50,257 tokens).
-pub fn preset_summaries<B: Backend>(device: &B::Device) -> Result<Vec<String>> {
+pub fn preset_summaries<B: FusedBackend>(device: &B::Device) -> Result<Vec<String>> {
     Ok(vec![
         summary("vit_tiny_28", &VitConfig::vit_tiny_28().init::<B>(device)?),
         summary(

@@ -1,10 +1,10 @@
 //! Test helpers shared by the model tests: real batches from the shipped data, "a few steps
 //! reduce the loss", and save/load round trips.
 
+use crate::fused::FusedBackend;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pretrain_data::batch::ImageBatcher;
 use pretrain_data::mask::{PatchMask, PatchMaskBatch};
@@ -21,7 +21,7 @@ pub type TestAutodiff = burn::backend::Autodiff<TestBackend>;
 pub use TestAutodiff as Ad;
 
 /// The first `n` shipped Fashion-MNIST images, `[n, 1, 28, 28]` in [0, 1].
-pub fn fashion<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
+pub fn fashion<B: FusedBackend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
     let items = samples::fashion_mnist().unwrap();
     ImageBatcher::default()
         .batch(items[..n].to_vec(), device)
@@ -29,7 +29,7 @@ pub fn fashion<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
 }
 
 /// The first `n` digits rows scaled to [0, 1], `[n, 64]`.
-pub fn digits<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 2> {
+pub fn digits<B: FusedBackend>(n: usize, device: &B::Device) -> Tensor<B, 2> {
     let rows = samples::digits().unwrap();
     let data: Vec<f32> = rows
         .iter()
@@ -41,7 +41,7 @@ pub fn digits<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 2> {
 
 /// `n` Moby Dick paragraphs tokenized to `len` ids with a small WordPiece vocabulary; returns
 /// the ids and the vocabulary size.
-pub fn moby_dick_ids<B: Backend>(
+pub fn moby_dick_ids<B: FusedBackend>(
     n: usize,
     len: usize,
     device: &B::Device,
@@ -99,7 +99,7 @@ pub fn assert_trains<M: AutodiffModule<Ad>>(
 
 /// Saves `model`, loads the file into `fresh` (same config, other weights) and checks `output`
 /// is identical.
-pub fn assert_round_trip<B: Backend, M: Module<B>, const D: usize>(
+pub fn assert_round_trip<B: FusedBackend, M: Module<B>, const D: usize>(
     model: &M,
     fresh: M,
     output: impl Fn(&M) -> Tensor<B, D>,
@@ -117,7 +117,7 @@ pub fn assert_round_trip<B: Backend, M: Module<B>, const D: usize>(
 }
 
 /// The same mask for `batch` images: patches in `kept` (of `n`) visible, the rest hidden.
-pub fn fixed_mask<B: Backend>(
+pub fn fixed_mask<B: FusedBackend>(
     kept: &[usize],
     n: usize,
     batch: usize,

@@ -1,5 +1,6 @@
 //! Vision transformer (ViT): patch embedding, CLS token, position embeddings, pre-norm blocks.
 
+use crate::fused::{FusedBackend, conv2d_module};
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -190,7 +191,7 @@ impl VitConfig {
     }
 
     /// Builds the model; invalid configurations are refused here.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Vit<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<Vit<B>> {
         self.validate()?;
         size::check("ViT", self.num_params())?;
         let block = self.block();
@@ -257,7 +258,7 @@ pub struct Vit<B: Backend> {
     mean_pool: bool,
 }
 
-impl<B: Backend> Vit<B> {
+impl<B: FusedBackend> Vit<B> {
     /// Token width.
     pub fn d_model(&self) -> usize {
         self.d_model
@@ -284,7 +285,7 @@ impl<B: Backend> Vit<B> {
     /// Patch tokens with positions: `[batch, channels, h, w] -> [batch, patches, d_model]`.
     pub fn embed_patches(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
         let device = images.device();
-        let x = self.patch_embed.forward(images); // [batch, d_model, grid, grid]
+        let x = conv2d_module(&self.patch_embed, images); // [batch, d_model, grid, grid]
         let [b, d, gh, gw] = x.dims();
         let x = x.reshape([b, d, gh * gw]).swap_dims(1, 2); // [batch, patches, d_model]
         let pos = self.positions(&device);
@@ -334,7 +335,7 @@ impl<B: Backend> Vit<B> {
     }
 }
 
-impl<B: Backend> TransformerStack<B> for Vit<B> {
+impl<B: FusedBackend> TransformerStack<B> for Vit<B> {
     fn blocks_mut(&mut self) -> &mut Vec<TransformerBlock<B>> {
         &mut self.blocks
     }

@@ -4,8 +4,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use pretrain_data::batch::MultiViewBatch;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
 use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
@@ -22,7 +23,7 @@ pub struct BarlowTwinsTerms<B: Backend> {
     pub off_diagonal: Tensor<B, 1>,
 }
 
-impl<B: Backend> BarlowTwinsTerms<B> {
+impl<B: FusedBackend> BarlowTwinsTerms<B> {
     /// `on_diagonal + lambda * off_diagonal`.
     pub fn loss(&self, lambda: f64) -> Tensor<B, 1> {
         self.on_diagonal.clone() + self.off_diagonal.clone() * lambda
@@ -31,13 +32,16 @@ impl<B: Backend> BarlowTwinsTerms<B> {
 
 /// Columns standardized over the batch like `BatchNorm1d(affine=False)` in training mode
 /// (biased variance, eps 1e-5): `[n, d] -> [n, d]`.
-fn batch_standardize<B: Backend>(z: Tensor<B, 2>) -> Tensor<B, 2> {
+fn batch_standardize<B: FusedBackend>(z: Tensor<B, 2>) -> Tensor<B, 2> {
     let (var, mean) = z.clone().var_mean_bias(0);
     (z - mean) / var.add_scalar(1e-5).sqrt()
 }
 
 /// Barlow Twins terms of paired embeddings `[n, d]`: `C = bn(z1)^T bn(z2) / n`.
-pub fn barlow_twins_terms<B: Backend>(z1: Tensor<B, 2>, z2: Tensor<B, 2>) -> BarlowTwinsTerms<B> {
+pub fn barlow_twins_terms<B: FusedBackend>(
+    z1: Tensor<B, 2>,
+    z2: Tensor<B, 2>,
+) -> BarlowTwinsTerms<B> {
     let n = z1.dims()[0];
     let c = batch_standardize(z1)
         .transpose()
@@ -76,7 +80,7 @@ impl BarlowTwinsConfig {
     }
 
     /// Builds the objective.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<BarlowTwins<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<BarlowTwins<B>> {
         ensure(
             self.lambda >= 0.0,
             ObjectiveError::config,
@@ -99,7 +103,7 @@ pub struct BarlowTwins<B: Backend> {
     lambda: f64,
 }
 
-impl<B: AutodiffBackend> Objective<B> for BarlowTwins<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for BarlowTwins<B> {
     type Batch = MultiViewBatch<B>;
     type Carry = ();
     type Encoder = ImageEncoder<B>;

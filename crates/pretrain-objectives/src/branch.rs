@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use pretrain_data::batch::MultiViewBatch;
+use pretrain_models::FusedBackend;
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
 use crate::error::{ObjectiveError, Result, ensure};
@@ -18,7 +19,7 @@ pub struct ProjectedEncoder<B: Backend> {
     pub projector: MlpHead<B>,
 }
 
-impl<B: Backend> ProjectedEncoder<B> {
+impl<B: FusedBackend> ProjectedEncoder<B> {
     /// Builds the branch.
     pub fn new(
         objective: &'static str,
@@ -66,7 +67,7 @@ impl<B: Backend> ProjectedEncoder<B> {
 
 /// The first two views of `batch`, which must have at least two of equal shape and batch size
 /// of at least 2 (the contrastive and variance terms need it).
-pub(crate) fn two_views<B: Backend>(
+pub(crate) fn two_views<B: FusedBackend>(
     batch: MultiViewBatch<B>,
     objective: &'static str,
 ) -> Result<(Tensor<B, 4>, Tensor<B, 4>)> {
@@ -98,7 +99,7 @@ pub(crate) fn two_views<B: Backend>(
 /// Loss plus the monitors every joint-embedding objective reports on its two embeddings:
 /// `embedding_std` (collapse: near 0 when collapsed, about `1/sqrt(dim)` when spread) and
 /// `positive_similarity` (mean cosine of the two views).
-pub(crate) fn pair_metrics<B: Backend>(
+pub(crate) fn pair_metrics<B: FusedBackend>(
     loss: &Tensor<B, 1>,
     z1: &Tensor<B, 2>,
     z2: &Tensor<B, 2>,

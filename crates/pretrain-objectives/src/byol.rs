@@ -4,8 +4,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use pretrain_data::batch::MultiViewBatch;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
 use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
@@ -15,7 +16,7 @@ use crate::ops::cosine_similarity;
 use crate::target::{MomentumSchedule, ema_update, momentum_target};
 
 /// BYOL's regression loss `mean(2 - 2 cos(p, z))` with `z` detached, `[1]`.
-pub fn byol_loss<B: Backend>(p: Tensor<B, 2>, z: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn byol_loss<B: FusedBackend>(p: Tensor<B, 2>, z: Tensor<B, 2>) -> Tensor<B, 1> {
     cosine_similarity(p, z.detach())
         .mean()
         .mul_scalar(-2.0)
@@ -44,7 +45,7 @@ impl ByolConfig {
     }
 
     /// Builds the objective; the target starts as a copy of the online branch.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Byol<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<Byol<B>> {
         ensure(
             self.momentum.is_valid(),
             ObjectiveError::config,
@@ -76,7 +77,7 @@ pub struct Byol<B: Backend> {
     momentum: MomentumSchedule,
 }
 
-impl<B: AutodiffBackend> Objective<B> for Byol<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for Byol<B> {
     type Batch = MultiViewBatch<B>;
     type Carry = ();
     type Encoder = ImageEncoder<B>;

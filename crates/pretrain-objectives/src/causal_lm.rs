@@ -2,13 +2,14 @@
 //! perplexity and, given the corpus's bytes per token, bits per byte (which does not depend on
 //! the tokenizer, so models with different vocabularies and n-gram baselines compare).
 
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use std::f64::consts::LN_2;
 
 use burn::config::Config;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor};
 use pretrain_data::packed::{CausalBatch, CausalBatcher, TokenWindow};
 use pretrain_models::{Gpt, GptConfig};
@@ -19,7 +20,7 @@ use crate::objective::{Objective, StepOutput};
 use crate::ops::cross_entropy;
 
 /// Mean next-token cross-entropy in nats: `logits` `[b, s, vocab]`, `targets` `[b, s]` -> `[1]`.
-pub fn next_token_cross_entropy<B: Backend>(
+pub fn next_token_cross_entropy<B: FusedBackend>(
     logits: Tensor<B, 3>,
     targets: Tensor<B, 2, Int>,
 ) -> Tensor<B, 1> {
@@ -35,7 +36,7 @@ pub fn bits_per_byte(nats_per_token: f64, bytes_per_token: f64) -> f64 {
 
 /// Mean next-token loss (nats per token) of `model` over every window of `windows`, in
 /// batches of `batch` (no gradients: pass the inference model, e.g. `objective.model.valid()`).
-pub fn mean_nats<B: Backend>(
+pub fn mean_nats<B: FusedBackend>(
     model: &Gpt<B>,
     windows: &dyn Dataset<TokenWindow>,
     batch: usize,
@@ -82,7 +83,7 @@ pub struct CausalLmConfig {
 
 impl CausalLmConfig {
     /// Builds the objective.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
         let boundary = match (self.mask_document_boundaries, self.end_of_text) {
             (false, _) => -1,
             (true, Some(id)) if (id as usize) < self.model.vocab_size => i64::from(id),
@@ -118,7 +119,7 @@ pub struct CausalLm<B: Backend> {
     boundary: i64,
 }
 
-impl<B: AutodiffBackend> Objective<B> for CausalLm<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for CausalLm<B> {
     type Batch = CausalBatch<B>;
     type Carry = ();
     type Encoder = Gpt<B>;

@@ -5,11 +5,12 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::relu;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
 use pretrain_data::augment::{AugmentOp, MaskingNoise, MultiView, Pipeline};
 use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{Autoencoder, AutoencoderConfig};
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ObjectiveError, Result, ensure};
@@ -30,7 +31,7 @@ pub enum ReconstructionLoss {
 /// Mean reconstruction loss of `output` against `target` (same shape), `[1]`. For
 /// [`ReconstructionLoss::Bce`], `output` holds logits and the numerically stable form
 /// `max(x, 0) - x t + ln(1 + e^-|x|)` is used (PyTorch's `BCEWithLogitsLoss`).
-pub fn reconstruction_loss<B: Backend, const D: usize>(
+pub fn reconstruction_loss<B: FusedBackend, const D: usize>(
     output: Tensor<B, D>,
     target: Tensor<B, D>,
     kind: ReconstructionLoss,
@@ -72,7 +73,7 @@ impl DenoisingConfig {
     }
 
     /// Builds the objective.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Denoising<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<Denoising<B>> {
         Ok(Denoising {
             model: self.model.init(device)?,
             loss: self.loss,
@@ -89,7 +90,7 @@ pub struct Denoising<B: Backend> {
     loss: ReconstructionLoss,
 }
 
-impl<B: AutodiffBackend> Objective<B> for Denoising<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for Denoising<B> {
     type Batch = MultiViewBatch<B>;
     type Carry = ();
     type Encoder = Autoencoder<B>;

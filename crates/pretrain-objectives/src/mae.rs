@@ -4,8 +4,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use pretrain_data::mask::MaskedImageBatch;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{Mae, MaeConfig, Vit, VitConfig, patchify};
 
 use crate::error::{ObjectiveError, Result, ensure};
@@ -15,14 +16,14 @@ use crate::objective::{Objective, StepOutput};
 
 /// Per-patch normalized pixels (MAE's `norm_pix_loss` target): each patch minus its mean,
 /// divided by `sqrt(unbiased variance + 1e-6)`: `[b, n, p] -> [b, n, p]`.
-pub fn normalize_patches<B: Backend>(patches: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn normalize_patches<B: FusedBackend>(patches: Tensor<B, 3>) -> Tensor<B, 3> {
     let (var, mean) = patches.clone().var_mean(2);
     (patches - mean) / var.add_scalar(1e-6).sqrt()
 }
 
 /// Mean over hidden patches of the per-patch mean squared error: `pred`, `target`
 /// `[b, n, p]`, `hidden` `[b, n]` (1 hidden, 0 visible) -> `[1]`.
-pub fn masked_patch_mse<B: Backend>(
+pub fn masked_patch_mse<B: FusedBackend>(
     pred: Tensor<B, 3>,
     target: Tensor<B, 3>,
     hidden: Tensor<B, 2>,
@@ -57,7 +58,7 @@ impl MaskedImageConfig for MaeObjectiveConfig {
 
 impl MaeObjectiveConfig {
     /// Builds the objective.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MaeObjective<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<MaeObjective<B>> {
         ensure(
             (0.0..1.0).contains(&self.mask_ratio),
             ObjectiveError::config,
@@ -81,7 +82,7 @@ pub struct MaeObjective<B: Backend> {
 }
 
 /// Checks that images are `[height, width]` and masks cover their patches.
-pub(crate) fn check_masked_batch<B: Backend>(
+pub(crate) fn check_masked_batch<B: FusedBackend>(
     batch: &MaskedImageBatch<B>,
     objective: &'static str,
     [height, width]: [usize; 2],
@@ -106,7 +107,7 @@ pub(crate) fn check_masked_batch<B: Backend>(
     )
 }
 
-impl<B: AutodiffBackend> Objective<B> for MaeObjective<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for MaeObjective<B> {
     type Batch = MaskedImageBatch<B>;
     type Carry = ();
     type Encoder = Vit<B>;

@@ -3,10 +3,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pretrain_data::batch::TextBatch;
 use pretrain_models::{Bert, BertConfig};
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::monitor::loss_and_collapse_metrics;
@@ -15,7 +16,7 @@ use crate::ops::{accuracy, cross_entropy};
 
 /// Mean cross-entropy over positions whose target is a token id (negative targets, such as
 /// `IGNORE_INDEX`, are skipped): `logits` `[b, s, vocab]`, `targets` `[b, s]` -> `[1]`.
-pub fn masked_token_cross_entropy<B: Backend>(
+pub fn masked_token_cross_entropy<B: FusedBackend>(
     logits: Tensor<B, 3>,
     targets: Tensor<B, 2, Int>,
 ) -> Tensor<B, 1> {
@@ -23,7 +24,7 @@ pub fn masked_token_cross_entropy<B: Backend>(
     cross_entropy(logits, targets)
 }
 
-fn flatten_tokens<B: Backend>(
+fn flatten_tokens<B: FusedBackend>(
     logits: Tensor<B, 3>,
     targets: Tensor<B, 2, Int>,
 ) -> (Tensor<B, 2>, Tensor<B, 1, Int>) {
@@ -41,7 +42,7 @@ pub struct MlmConfig {
 
 impl MlmConfig {
     /// Builds the objective.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mlm<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<Mlm<B>> {
         Ok(Mlm {
             vocab_size: self.model.vocab_size,
             model: self.model.init(device)?,
@@ -57,7 +58,7 @@ pub struct Mlm<B: Backend> {
     vocab_size: usize,
 }
 
-impl<B: AutodiffBackend> Objective<B> for Mlm<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for Mlm<B> {
     type Batch = TextBatch<B>;
     type Carry = ();
     type Encoder = Bert<B>;

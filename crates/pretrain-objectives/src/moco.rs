@@ -3,9 +3,10 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 use pretrain_data::batch::MultiViewBatch;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
 use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
@@ -17,7 +18,7 @@ use crate::target::{MomentumSchedule, ema_update, momentum_target};
 /// InfoNCE logits of queries `q` `[n, d]` against their keys `k` `[n, d]` (positives, column 0)
 /// and the `queue` `[size, d]` of negatives, all L2-normalized inside; divided by `temperature`:
 /// `[n, 1 + size]`, the positive at index 0.
-pub fn info_nce_logits<B: Backend>(
+pub fn info_nce_logits<B: FusedBackend>(
     q: Tensor<B, 2>,
     k: Tensor<B, 2>,
     queue: Tensor<B, 2>,
@@ -31,7 +32,7 @@ pub fn info_nce_logits<B: Backend>(
 
 /// InfoNCE loss with a queue of negatives (MoCo): cross-entropy of [`info_nce_logits`] with
 /// the positive as target, `[1]`.
-pub fn info_nce<B: Backend>(
+pub fn info_nce<B: FusedBackend>(
     q: Tensor<B, 2>,
     k: Tensor<B, 2>,
     queue: Tensor<B, 2>,
@@ -75,7 +76,7 @@ impl MoCoConfig {
     }
 
     /// Builds the objective; the queue starts as random unit vectors.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MoCo<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<MoCo<B>> {
         ensure(
             self.temperature > 0.0,
             ObjectiveError::config,
@@ -127,7 +128,7 @@ pub struct MoCo<B: Backend> {
     momentum: MomentumSchedule,
 }
 
-impl<B: AutodiffBackend> Objective<B> for MoCo<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for MoCo<B> {
     type Batch = MultiViewBatch<B>;
     /// The keys of this step, enqueued after the optimizer step.
     type Carry = Tensor<B::InnerBackend, 2>;
@@ -184,6 +185,7 @@ impl<B: AutodiffBackend> Objective<B> for MoCo<B> {
 mod tests {
     use super::*;
     use crate::testing::Ad;
+    use burn::tensor::backend::AutodiffBackend;
     use pretrain_models::SmallCnnConfig;
 
     #[test]

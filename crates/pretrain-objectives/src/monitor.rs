@@ -1,14 +1,14 @@
 //! Collapse monitors: statistics of a batch of embeddings that reveal a collapsed
 //! representation (every input mapped to the same or a low-dimensional point).
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
+use pretrain_models::FusedBackend;
 
 use crate::objective::Metrics;
 
 /// `loss` and the collapse monitor `embedding_std` of `embedding` (one row per sample or
 /// token), both detached: the metrics every objective reports.
-pub(crate) fn loss_and_collapse_metrics<B: Backend>(
+pub(crate) fn loss_and_collapse_metrics<B: FusedBackend>(
     loss: &Tensor<B, 1>,
     embedding: Tensor<B, 2>,
 ) -> Metrics {
@@ -25,7 +25,7 @@ pub(crate) fn loss_and_collapse_metrics<B: Backend>(
 ///
 /// For `d`-dimensional embeddings spread uniformly on the sphere this is close to
 /// `1 / sqrt(d)`; a collapsed encoder gives 0 (SimSiam's collapse indicator).
-pub fn normalized_embedding_std<B: Backend>(embeddings: Tensor<B, 2>) -> f32 {
+pub fn normalized_embedding_std<B: FusedBackend>(embeddings: Tensor<B, 2>) -> f32 {
     // [batch, dim]
     crate::ops::l2_normalize(embeddings)
         .var(0)
@@ -40,7 +40,7 @@ pub fn normalized_embedding_std<B: Backend>(embeddings: Tensor<B, 2>) -> f32 {
 ///
 /// The eigenvalues come from a few sweeps of the cyclic Jacobi method on the host, which is
 /// exact enough for a monitor and avoids a linear-algebra dependency.
-pub fn effective_rank<B: Backend>(embeddings: Tensor<B, 2>) -> f32 {
+pub fn effective_rank<B: FusedBackend>(embeddings: Tensor<B, 2>) -> f32 {
     let [n, d] = embeddings.dims();
     let centered = embeddings.clone() - embeddings.mean_dim(0);
     let cov = centered.clone().transpose().matmul(centered) / (n.max(2) - 1) as f64;
@@ -103,6 +103,7 @@ fn jacobi_eigenvalues(a: &mut [f64], d: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::backend::Backend;
     use burn::tensor::{Distribution, TensorData};
 
     use crate::testing::TestBackend as B;

@@ -1,8 +1,9 @@
 //! The contract between objectives and the training engine.
 
 use burn::module::{AutodiffModule, Module, ParamId};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 
 use crate::error::Result;
 
@@ -20,7 +21,7 @@ impl Metrics {
     }
 
     /// Adds the value of a one-element tensor (synchronizes with the device).
-    pub fn push_tensor<B: Backend>(&mut self, name: &'static str, value: Tensor<B, 1>) {
+    pub fn push_tensor<B: FusedBackend>(&mut self, name: &'static str, value: Tensor<B, 1>) {
         self.push(name, value.into_scalar().elem::<f64>());
     }
 
@@ -72,7 +73,7 @@ pub struct StepOutput<B: Backend, C> {
 /// The engine runs, per step: `forward_step`, backward, the optimizer step on the whole module
 /// (parameters that received no gradient, such as momentum targets and queues, are left alone),
 /// then `after_optimizer_step`, where target networks and queues are updated.
-pub trait Objective<B: AutodiffBackend>: AutodiffModule<B> {
+pub trait Objective<B: FusedAutodiffBackend>: AutodiffModule<B> {
     /// The batch type, from one of `pretrain-data`'s batchers.
     type Batch;
     /// What `forward_step` hands to `after_optimizer_step`; `()` for most objectives.

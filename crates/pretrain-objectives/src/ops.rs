@@ -2,20 +2,20 @@
 //! (`F.normalize`, `F.cross_entropy` with `ignore_index`, `F.cosine_similarity`).
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
+use pretrain_models::FusedBackend;
 
 /// Rows scaled to unit L2 norm, `x / max(||x||, 1e-12)` like `F.normalize`: `[n, d] -> [n, d]`.
 ///
 /// The clamp comes before the square root so a zero row (a dead ReLU layer can produce one)
 /// gets a zero gradient instead of `inf * 0 = NaN`.
-pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+pub fn l2_normalize<B: FusedBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).clamp_min(1e-24).sqrt(); // [n, 1]
     x / norm
 }
 
 /// Row-wise cosine similarity of `a` and `b`: `[n, d], [n, d] -> [n]`.
-pub fn cosine_similarity<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn cosine_similarity<B: FusedBackend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
     let n = a.dims()[0];
     (l2_normalize(a) * l2_normalize(b)).sum_dim(1).reshape([n])
 }
@@ -23,7 +23,10 @@ pub fn cosine_similarity<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor
 /// Mean cross-entropy of `logits` `[n, classes]` against `targets` `[n]`, skipping rows whose
 /// target is negative (`ignore_index = -100` and any other negative); returns `[1]`, zero
 /// when every row is skipped.
-pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+pub fn cross_entropy<B: FusedBackend>(
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+) -> Tensor<B, 1> {
     let n = targets.dims()[0];
     let counted = targets.clone().greater_equal_elem(0); // [n]
     let weight = counted.float(); // [n]
@@ -34,7 +37,7 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int
 }
 
 /// Share of the counted rows (target >= 0) whose arg-max equals the target: `[1]`.
-pub fn accuracy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+pub fn accuracy<B: FusedBackend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
     let n = targets.dims()[0];
     let counted = targets.clone().greater_equal_elem(0).float();
     let hits = logits
@@ -47,20 +50,20 @@ pub fn accuracy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) ->
 }
 
 /// `[n, n]` boolean identity: true on the diagonal.
-pub fn eye_mask<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 2, Bool> {
+pub fn eye_mask<B: FusedBackend>(n: usize, device: &B::Device) -> Tensor<B, 2, Bool> {
     let data: Vec<bool> = (0..n * n).map(|i| i / n == i % n).collect();
     Tensor::from_data(TensorData::new(data, [n, n]), device)
 }
 
 /// Diagonal of a square matrix: `[d, d] -> [d]`.
-pub fn diagonal<B: Backend>(m: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn diagonal<B: FusedBackend>(m: Tensor<B, 2>) -> Tensor<B, 1> {
     let d = m.dims()[0];
     let eye = eye_mask::<B>(d, &m.device()).float();
     (m * eye).sum_dim(1).reshape([d])
 }
 
 /// Sum of squares of the off-diagonal entries of a square matrix: `[1]`.
-pub fn off_diagonal_square_sum<B: Backend>(m: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn off_diagonal_square_sum<B: FusedBackend>(m: Tensor<B, 2>) -> Tensor<B, 1> {
     let total = m.clone().powi_scalar(2).sum();
     total - diagonal(m).powi_scalar(2).sum()
 }

@@ -13,8 +13,8 @@
 //! document-boundary masking, and the token embedding's gradient: the `Gpt` loaded with those
 //! weights must match them to 1e-5.
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use pretrain_models::FusedBackend;
 use serde_json::Value;
 
 use crate::testing::Ad;
@@ -148,7 +148,7 @@ impl Case<'_> {
     }
 }
 
-fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+fn scalar<B: FusedBackend>(t: Tensor<B, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
 

@@ -3,9 +3,10 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use pretrain_data::batch::MultiViewBatch;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
 use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
@@ -16,13 +17,17 @@ use crate::ops::{accuracy, cross_entropy, eye_mask, l2_normalize};
 /// NT-Xent loss of paired embeddings `z1`, `z2` (`[n, d]` each, row `i` of both from the same
 /// image): each of the `2n` embeddings must pick its partner among the other `2n - 1`
 /// by cosine similarity divided by `temperature`. Returns the mean over the `2n` rows, `[1]`.
-pub fn nt_xent<B: Backend>(z1: Tensor<B, 2>, z2: Tensor<B, 2>, temperature: f64) -> Tensor<B, 1> {
+pub fn nt_xent<B: FusedBackend>(
+    z1: Tensor<B, 2>,
+    z2: Tensor<B, 2>,
+    temperature: f64,
+) -> Tensor<B, 1> {
     let (logits, targets) = nt_xent_logits(z1, z2, temperature);
     cross_entropy(logits, targets)
 }
 
 /// The `[2n, 2n]` similarity logits (self-similarity masked out) and each row's partner index.
-fn nt_xent_logits<B: Backend>(
+fn nt_xent_logits<B: FusedBackend>(
     z1: Tensor<B, 2>,
     z2: Tensor<B, 2>,
     temperature: f64,
@@ -59,7 +64,7 @@ impl SimClrConfig {
     }
 
     /// Builds the objective.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SimClr<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<SimClr<B>> {
         ensure(
             self.temperature > 0.0,
             ObjectiveError::config,
@@ -82,7 +87,7 @@ pub struct SimClr<B: Backend> {
     temperature: f64,
 }
 
-impl<B: AutodiffBackend> Objective<B> for SimClr<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for SimClr<B> {
     type Batch = MultiViewBatch<B>;
     type Carry = ();
     type Encoder = ImageEncoder<B>;

@@ -5,9 +5,10 @@ use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use pretrain_data::mask::MaskedImageBatch;
 use pretrain_models::layers::linear;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{InitScheme, Vit, VitConfig, patchify, truncated_normal};
 
 use crate::error::{ObjectiveError, Result, ensure};
@@ -18,7 +19,7 @@ use crate::objective::{Objective, StepOutput};
 
 /// Mean over hidden patches of the per-patch mean absolute error: `pred`, `target`
 /// `[b, n, p]`, `hidden` `[b, n]` -> `[1]` (SimMIM's L1 on masked pixels).
-pub fn masked_patch_l1<B: Backend>(
+pub fn masked_patch_l1<B: FusedBackend>(
     pred: Tensor<B, 3>,
     target: Tensor<B, 3>,
     hidden: Tensor<B, 2>,
@@ -50,7 +51,7 @@ impl MaskedImageConfig for SimMimConfig {
 
 impl SimMimConfig {
     /// Builds the objective (mask token N(0, 0.02), Xavier linear head).
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SimMim<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<SimMim<B>> {
         ensure(
             (0.0..1.0).contains(&self.mask_ratio),
             ObjectiveError::config,
@@ -87,7 +88,7 @@ pub struct SimMim<B: Backend> {
     pub decoder: Linear<B>,
 }
 
-impl<B: AutodiffBackend> Objective<B> for SimMim<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for SimMim<B> {
     type Batch = MaskedImageBatch<B>;
     type Carry = ();
     type Encoder = Vit<B>;

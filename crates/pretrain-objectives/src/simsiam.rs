@@ -4,8 +4,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use pretrain_data::batch::MultiViewBatch;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
 use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
@@ -14,7 +15,7 @@ use crate::objective::{Objective, StepOutput};
 use crate::ops::cosine_similarity;
 
 /// Negative cosine similarity `-mean(cos(p, z))` with `z` detached (the stop-gradient), `[1]`.
-pub fn negative_cosine<B: Backend>(p: Tensor<B, 2>, z: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn negative_cosine<B: FusedBackend>(p: Tensor<B, 2>, z: Tensor<B, 2>) -> Tensor<B, 1> {
     cosine_similarity(p, z.detach()).mean().neg()
 }
 
@@ -42,7 +43,7 @@ impl SimSiamConfig {
     }
 
     /// Builds the objective.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SimSiam<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<SimSiam<B>> {
         Ok(SimSiam {
             branch: ProjectedEncoder::new("SimSiam", &self.encoder, &self.projector, device)?,
             predictor: MlpHeadConfig::predictor(self.projector.output, self.predictor_hidden)
@@ -60,7 +61,7 @@ pub struct SimSiam<B: Backend> {
     pub predictor: MlpHead<B>,
 }
 
-impl<B: AutodiffBackend> Objective<B> for SimSiam<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for SimSiam<B> {
     type Batch = MultiViewBatch<B>;
     type Carry = ();
     type Encoder = ImageEncoder<B>;

@@ -5,6 +5,7 @@ use burn::config::Config;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use pretrain_models::FusedBackend;
 
 use pretrain_models::sync_running_stats;
 
@@ -38,7 +39,7 @@ impl MomentumSchedule {
 /// Turns `target`, a separately built module of `online`'s architecture, into `online`'s
 /// momentum target: `online`'s values, its own parameter ids and running statistics (a clone
 /// would share the statistics' storage with `online`), and no gradient tracking.
-pub fn momentum_target<B: Backend, M: Module<B>>(target: M, online: &M) -> M {
+pub fn momentum_target<B: FusedBackend, M: Module<B>>(target: M, online: &M) -> M {
     ema_update(target, online, 0.0).no_grad()
 }
 
@@ -46,7 +47,7 @@ pub fn momentum_target<B: Backend, M: Module<B>>(target: M, online: &M) -> M {
 /// statistic (timm's `ModelEmaV2` convention), computed without gradient tracking.
 ///
 /// `target` must have `online`'s architecture (see [`momentum_target`]).
-pub fn ema_update<B: Backend, M: Module<B>>(target: M, online: &M, momentum: f64) -> M {
+pub fn ema_update<B: FusedBackend, M: Module<B>>(target: M, online: &M, momentum: f64) -> M {
     // A pending running-statistic update would otherwise be read stale here, and would
     // overwrite the averaged value at the target's next forward pass.
     sync_running_stats(online);
@@ -63,7 +64,7 @@ pub fn ema_update<B: Backend, M: Module<B>>(target: M, online: &M, momentum: f64
 /// Flattened parameter values in visiting order.
 struct CollectValues<B: Backend>(Vec<Tensor<B, 1>>);
 
-impl<B: Backend> ModuleVisitor<B> for CollectValues<B> {
+impl<B: FusedBackend> ModuleVisitor<B> for CollectValues<B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let value = param.val().detach();
         let n = value.shape().num_elements();
@@ -76,7 +77,7 @@ struct Ema<B: Backend, I: Iterator<Item = Tensor<B, 1>>> {
     momentum: f64,
 }
 
-impl<B: Backend, I: Iterator<Item = Tensor<B, 1>>> ModuleMapper<B> for Ema<B, I> {
+impl<B: FusedBackend, I: Iterator<Item = Tensor<B, 1>>> ModuleMapper<B> for Ema<B, I> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let online = self
             .online
@@ -98,7 +99,7 @@ mod tests {
 
     use crate::testing::TestAutodiff as Ad;
 
-    fn weight<B: Backend>(l: &Linear<B>) -> Vec<f32> {
+    fn weight<B: FusedBackend>(l: &Linear<B>) -> Vec<f32> {
         l.weight.val().into_data().to_vec().unwrap()
     }
 

@@ -5,8 +5,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use pretrain_data::batch::MultiViewBatch;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
 use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
@@ -39,7 +40,7 @@ pub struct VicRegTerms<B: Backend> {
     pub covariance: Tensor<B, 1>,
 }
 
-impl<B: Backend> VicRegTerms<B> {
+impl<B: FusedBackend> VicRegTerms<B> {
     /// Weighted sum.
     pub fn loss(&self, weights: &VicRegWeights) -> Tensor<B, 1> {
         self.invariance.clone() * weights.invariance
@@ -50,7 +51,7 @@ impl<B: Backend> VicRegTerms<B> {
 
 /// VICReg terms of paired embeddings `[n, d]` (unbiased variance and covariance, as the
 /// reference implementation).
-pub fn vicreg_terms<B: Backend>(z1: Tensor<B, 2>, z2: Tensor<B, 2>) -> VicRegTerms<B> {
+pub fn vicreg_terms<B: FusedBackend>(z1: Tensor<B, 2>, z2: Tensor<B, 2>) -> VicRegTerms<B> {
     let [n, d] = z1.dims();
     let invariance = (z1.clone() - z2.clone()).powi_scalar(2).mean();
     let std_hinge =
@@ -89,7 +90,7 @@ impl VicRegConfig {
     }
 
     /// Builds the objective.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<VicReg<B>> {
+    pub fn init<B: FusedBackend>(&self, device: &B::Device) -> Result<VicReg<B>> {
         let w = &self.weights;
         ensure(
             w.invariance >= 0.0 && w.variance >= 0.0 && w.covariance >= 0.0,
@@ -113,7 +114,7 @@ pub struct VicReg<B: Backend> {
     weights: VicRegWeights,
 }
 
-impl<B: AutodiffBackend> Objective<B> for VicReg<B> {
+impl<B: FusedAutodiffBackend> Objective<B> for VicReg<B> {
     type Batch = MultiViewBatch<B>;
     type Carry = ();
     type Encoder = ImageEncoder<B>;

@@ -1,10 +1,10 @@
 //! Few-shot prompting of a causal-LM run: the `[few_shot]` section of its recipe, run by
 //! `pretrain finetune --from <run>` and the demo.
 
+use pretrain::models::FusedAutodiffBackend;
 use std::path::Path;
 
 use pretrain::backend::{BackendKind, BackendTask};
-use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::data::data_source::DataSource;
 use pretrain::finetune::{FewShotConfig, FewShotReport, evaluate_few_shot};
 use pretrain::train::Precision;
@@ -127,7 +127,7 @@ struct Job<'a> {
 impl BackendTask for Job<'_> {
     type Output = Result<FewShotReport>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let model = self.run.load::<B::InnerBackend>(&device)?;
         evaluate_few_shot(&model, &self.run.tokenizer, self.task, &self.config)
             .map_err(|e| RecipeError::field("few_shot", e.to_string()))

@@ -1,11 +1,11 @@
 //! `finetune <recipe> --from DIR`: evaluates the encoder a pre-training run wrote with the
 //! recipe's (or the command line's) strategies, label budgets and seeds.
 
+use pretrain::models::{FusedAutodiffBackend, FusedBackend};
 use std::path::{Path, PathBuf};
 
 use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
-use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::data::Labeled;
 use pretrain::data::batch::{ImageBatcher, TextBatcher};
 use pretrain::finetune::{
@@ -89,7 +89,7 @@ struct Job<'a> {
 
 /// The encoder of `recipe`: loaded from `weights` when given, else freshly initialized. It is
 /// fitted to `inputs` (image shape; text vocabulary and length from the run's tokenizer).
-pub fn load_backbone<B: Backend>(
+pub fn load_backbone<B: FusedBackend>(
     recipe: &Recipe,
     inputs: DataInputs,
     weights: Option<&Path>,
@@ -140,7 +140,7 @@ pub fn load_backbone<B: Backend>(
 impl BackendTask for Job<'_> {
     type Output = Result<Vec<FinetuneReport>>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let spec = &self.recipe.data;
         if data::modality(spec)? == Modality::Texts {
             let texts = data::load_text(self.recipe)?;
@@ -180,7 +180,7 @@ impl Job<'_> {
         device: &B::Device,
     ) -> Result<Vec<FinetuneReport>>
     where
-        B: AutodiffBackend,
+        B: FusedAutodiffBackend,
         I: Labeled + Clone + Send + Sync + std::fmt::Debug + 'static,
         T: Batcher<B, I, LabeledBatch<B>>
             + Batcher<B::InnerBackend, I, LabeledBatch<B::InnerBackend>>

@@ -1,9 +1,9 @@
 //! `pretrain generate <run-dir>`: text from a causal-LM run's decoder and tokenizer.
 
+use pretrain::models::{FusedAutodiffBackend, FusedBackend};
 use std::path::{Path, PathBuf};
 
 use pretrain::backend::{BackendKind, BackendTask};
-use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::data::tokenizer::TextTokenizer;
 use pretrain::models::{Gpt, GptConfig, SamplingConfig, generate, load_safetensors};
 use pretrain::train::Precision;
@@ -86,7 +86,7 @@ impl DecoderRun {
 
     /// The trained decoder. A tokenizer of another vocabulary than the weights' fails here,
     /// naming the shapes.
-    pub fn load<B: Backend>(&self, device: &B::Device) -> Result<Gpt<B>> {
+    pub fn load<B: FusedBackend>(&self, device: &B::Device) -> Result<Gpt<B>> {
         let model = self.config.init::<B>(device)?;
         load_safetensors(model, &self.weights).map_err(|e| {
             RecipeError::io(
@@ -148,7 +148,7 @@ struct Job<'a> {
 impl BackendTask for Job<'_> {
     type Output = Result<Generated>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let Job {
             run,
             options,

@@ -1,11 +1,11 @@
 //! Held-out evaluation of a causal LM: bits per byte on the held-out documents, beside n-gram
 //! baselines fitted on the same training tokens (unigram, add-k bigram, Kneser-Ney trigram).
 
+use pretrain::models::FusedBackend;
 use std::ops::Range;
 use std::sync::Arc;
 
 use pretrain::burn::data::dataset::Dataset;
-use pretrain::burn::tensor::backend::Backend;
 use pretrain::data::Named;
 use pretrain::data::packed::PackedWindows;
 use pretrain::data::shards::TokenStream;
@@ -50,7 +50,7 @@ impl HeldOutReport {
 
 /// Evaluates `model` on the `held` range of `stream` (windows of `block`), and the n-gram
 /// baselines fitted on the `train` range, all in bits per byte at `bytes_per_token`.
-pub fn evaluate_heldout<B: Backend, S: TokenStream + 'static>(
+pub fn evaluate_heldout<B: FusedBackend, S: TokenStream + 'static>(
     model: &Gpt<B>,
     stream: Arc<S>,
     train: Range<usize>,

@@ -4,10 +4,10 @@
 //! ids or images as JSON, which is also how `tools/hf/*.py check` compares `transformers` with
 //! this side.
 
+use pretrain::models::{FusedAutodiffBackend, FusedBackend};
 use std::path::{Path, PathBuf};
 
 use pretrain::backend::{BackendKind, BackendTask};
-use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::burn::tensor::{Int, Tensor, TensorData};
 use pretrain::data::tokenizer::TextTokenizer;
 use pretrain::hf::vit_mae::{MaeTraining, kept_patches, masking_from_noise};
@@ -111,7 +111,7 @@ impl MaeRun {
     }
 
     /// The trained encoder and decoder.
-    fn load<B: Backend>(&self, device: &B::Device) -> Result<Mae<B>> {
+    fn load<B: FusedBackend>(&self, device: &B::Device) -> Result<Mae<B>> {
         let objective: MaeObjective<B> = self.config.init(device)?;
         Ok(load_safetensors(objective, &self.weights)?.model)
     }
@@ -133,7 +133,7 @@ struct EncoderRun {
 
 impl EncoderRun {
     /// The trained encoder.
-    fn load<B: Backend>(&self, device: &B::Device) -> Result<Bert<B>> {
+    fn load<B: FusedBackend>(&self, device: &B::Device) -> Result<Bert<B>> {
         Ok(load_safetensors(
             self.config.init::<B>(device)?,
             &self.weights,
@@ -233,7 +233,7 @@ impl BackendTask for Export<'_> {
     /// The architecture written.
     type Output = Result<String>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         match self.run {
             HfRun::Decoder(run) => {
                 let model = run.load::<B::InnerBackend>(&device)?;
@@ -410,7 +410,7 @@ struct Embed<'a> {
 impl BackendTask for Embed<'_> {
     type Output = Result<Vec<EmbedRow>>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let (b, s) = (self.input.input_ids.len(), self.input.input_ids[0].len());
         let ints = |rows: &Vec<Vec<i64>>| {
             Tensor::<B::InnerBackend, 2, Int>::from_data(
@@ -478,7 +478,7 @@ struct ImageEmbed<'a> {
 impl BackendTask for ImageEmbed<'_> {
     type Output = Result<Vec<EmbedRow>>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let model = self.run.load::<B::InnerBackend>(&device)?;
         let vit = &self.run.config.model.encoder;
         let b = self.input.pixel_values.len();
@@ -523,13 +523,13 @@ impl BackendTask for ImageEmbed<'_> {
 }
 
 /// Row `r`'s first `n` positions of `t` (`[batch, positions, width]`) as `[n][width]`.
-fn matrix<B: Backend>(t: Tensor<B, 3>, r: usize, n: usize) -> Result<Vec<Vec<f32>>> {
+fn matrix<B: FusedBackend>(t: Tensor<B, 3>, r: usize, n: usize) -> Result<Vec<Vec<f32>>> {
     let width = t.dims()[2];
     let values = to_vec(t.slice([r..r + 1, 0..n, 0..width]))?;
     Ok(values.chunks(width).map(<[f32]>::to_vec).collect())
 }
 
-fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+fn to_vec<B: FusedBackend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .to_vec()

@@ -6,6 +6,7 @@
 //! checkpoint's configuration as preset overrides), the encoder weights and, for text, the
 //! checkpoint's tokenizer.
 
+use pretrain::models::FusedAutodiffBackend;
 use std::path::Path;
 
 use pretrain::backend::{BackendKind, BackendTask};
@@ -168,7 +169,7 @@ impl BackendTask for Import<'_> {
     /// The summary and the run's recipe.
     type Output = Result<(ImportSummary, Recipe)>;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         type I<B> = <B as AutodiffBackend>::InnerBackend;
         let Import {
             dir,

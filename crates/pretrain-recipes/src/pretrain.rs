@@ -1,5 +1,6 @@
 //! `pretrain <recipe>`: builds the recipe's data, model and objective and runs the engine.
 
+use pretrain::models::{FusedAutodiffBackend, FusedBackend};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,6 @@ use pretrain::backend::{BackendKind, BackendTask};
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::module::AutodiffModule;
-use pretrain::burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain::data::Named;
 use pretrain::data::augment::{AugmentOp, AugmentedDataset, MultiView, Pipeline};
 use pretrain::data::batch::{TextBatcher, ViewsBatcher};
@@ -113,7 +113,7 @@ struct Job<'a> {
 impl BackendTask for Job<'_> {
     type Output = Result<PretrainSummary>;
 
-    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output {
         let Job { recipe, options } = self;
         let spec = &recipe.objective;
         check_objective_fields(spec)?;
@@ -343,7 +343,7 @@ fn check_init_from(recipe: &Recipe) -> Result<()> {
 }
 
 /// `module` with the weights of the run `model.init_from` names, if any.
-fn init_from<B: Backend, M: pretrain::burn::module::Module<B>>(
+fn init_from<B: FusedBackend, M: pretrain::burn::module::Module<B>>(
     recipe: &Recipe,
     module: M,
 ) -> Result<M> {
@@ -452,7 +452,7 @@ struct Runner<'a, D> {
 
 impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
     /// Masked language modeling (the only text objective) on `texts`.
-    fn texts<B: AutodiffBackend<Device = Dev>>(
+    fn texts<B: FusedAutodiffBackend<Device = Dev>>(
         self,
         texts: PretrainTexts,
     ) -> Result<PretrainSummary> {
@@ -504,7 +504,7 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
     /// Causal language modeling on `texts`, packed (documents joined by `[SEP]` as the
     /// end-of-text token) into windows of `data.max_tokens` predicted tokens; the last
     /// `data.holdout` of the documents are held out and evaluated after training.
-    fn causal<B: AutodiffBackend<Device = Dev>>(
+    fn causal<B: FusedAutodiffBackend<Device = Dev>>(
         self,
         texts: PretrainTexts,
     ) -> Result<PretrainSummary> {
@@ -565,7 +565,7 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
         }
     }
 
-    fn packed<B: AutodiffBackend<Device = Dev>, S: TokenStream + 'static>(
+    fn packed<B: FusedAutodiffBackend<Device = Dev>, S: TokenStream + 'static>(
         self,
         stream: Arc<S>,
         spans: StreamSpans,
@@ -625,7 +625,7 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
         batcher: T,
     ) -> Result<(PretrainSummary, O)>
     where
-        B: AutodiffBackend<Device = Dev>,
+        B: FusedAutodiffBackend<Device = Dev>,
         O: TrainObjective<B>,
         C: Serialize,
         I: Send + 'static,

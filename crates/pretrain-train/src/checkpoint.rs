@@ -7,13 +7,13 @@
 //! SHA-256 of the other files, so a truncated or altered file is refused by name before any
 //! decoder reads it.
 
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param, ParamId};
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use pretrain_models::{load_safetensors_bytes, safetensors_bytes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -98,9 +98,9 @@ fn read_verified(path: &Path, digest: Option<&FileDigest>) -> Result<Vec<u8>> {
 /// Gives every parameter an id from its position in the module tree, so the same architecture
 /// gets the same ids in every process and a saved optimizer state (keyed by id) finds its
 /// parameters again after a resume.
-pub fn positional_ids<B: Backend, M: Module<B>>(module: M) -> M {
+pub fn positional_ids<B: FusedBackend, M: Module<B>>(module: M) -> M {
     struct Positional(u64);
-    impl<B: Backend> ModuleMapper<B> for Positional {
+    impl<B: FusedBackend> ModuleMapper<B> for Positional {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
             let (_, value, mapper) = param.consume();
             self.0 += 1;
@@ -127,7 +127,7 @@ fn sync_file(path: &Path) -> Result<()> {
 
 /// Writes a checkpoint of `objective`, `optimizer` and `state`, points `latest` at it and
 /// deletes all but the newest `keep` checkpoints. Returns its folder.
-pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
+pub fn save<B: FusedAutodiffBackend, M: AutodiffModule<B>>(
     run_dir: &Path,
     objective: &M,
     optimizer: &EngineOptimizer<B, M>,
@@ -161,7 +161,7 @@ pub fn save<B: AutodiffBackend, M: AutodiffModule<B>>(
     })
 }
 
-fn save_into<B: AutodiffBackend, M: AutodiffModule<B>>(
+fn save_into<B: FusedAutodiffBackend, M: AutodiffModule<B>>(
     run_dir: &Path,
     objective: &M,
     optimizer: &EngineOptimizer<B, M>,
@@ -208,7 +208,7 @@ fn save_into<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 /// Writes the weights, optimizer state and `state.json` (with the digests of the other two)
 /// into `tmp`, each synced.
-fn write_files<B: AutodiffBackend, M: AutodiffModule<B>>(
+fn write_files<B: FusedAutodiffBackend, M: AutodiffModule<B>>(
     tmp: &Path,
     objective: &M,
     optimizer: &EngineOptimizer<B, M>,
@@ -306,7 +306,7 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>> {
 
 /// Loads the checkpoint in `dir` into `objective` and `optimizer`, refusing one written for
 /// objective configuration (`config`) or whose files are damaged.
-pub fn load<B: AutodiffBackend, M: AutodiffModule<B>>(
+pub fn load<B: FusedAutodiffBackend, M: AutodiffModule<B>>(
     dir: &Path,
     objective: M,
     optimizer: EngineOptimizer<B, M>,

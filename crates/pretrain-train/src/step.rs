@@ -4,11 +4,11 @@
 //! guard, clipping, the optimizer update with per-parameter learning-rate multipliers, and the
 //! objective's after-step hook (EMA targets, queues).
 
+use pretrain_models::FusedAutodiffBackend;
 use std::collections::HashMap;
 
 use burn::module::ParamId;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::AutodiffBackend;
 use pretrain_objectives::{Metrics, Objective, TrainProgress};
 
 use crate::checkpoint::TrainState;
@@ -52,14 +52,14 @@ pub struct StepReport {
 }
 
 /// Takes optimizer steps of an objective `O` as configured by a [`TrainConfig`].
-pub struct Stepper<B: AutodiffBackend, O: Objective<B>> {
+pub struct Stepper<B: FusedAutodiffBackend, O: Objective<B>> {
     config: TrainConfig,
     optimizer: EngineOptimizer<B, O>,
     peak_lr: f64,
     lr_multipliers: HashMap<ParamId, f64>,
 }
 
-impl<B: AutodiffBackend, O: Objective<B>> Stepper<B, O> {
+impl<B: FusedAutodiffBackend, O: Objective<B>> Stepper<B, O> {
     /// A stepper for `objective` with `optimizer` (fresh from `config.optimizer.build`, or
     /// restored from a checkpoint).
     pub fn new(config: &TrainConfig, objective: &O, optimizer: EngineOptimizer<B, O>) -> Self {

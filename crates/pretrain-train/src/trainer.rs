@@ -2,6 +2,7 @@
 //! accumulation and clipping, EMA/queue updates after each optimizer step, a non-finite guard,
 //! periodic atomic checkpoints, exact resume, per-step metrics and a progress bar.
 
+use pretrain_models::FusedAutodiffBackend;
 use std::io::Write;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -192,9 +193,9 @@ struct StepRecord<'a> {
 
 /// What the engine needs of an objective: an [`Objective`] whose batches cross threads (the
 /// loader prepares them in the background).
-pub trait TrainObjective<B: AutodiffBackend>: Objective<B, Batch: Send + 'static> {}
+pub trait TrainObjective<B: FusedAutodiffBackend>: Objective<B, Batch: Send + 'static> {}
 
-impl<B: AutodiffBackend, O: Objective<B, Batch: Send + 'static>> TrainObjective<B> for O {}
+impl<B: FusedAutodiffBackend, O: Objective<B, Batch: Send + 'static>> TrainObjective<B> for O {}
 
 /// What the engine needs of a dataset: burn's [`Dataset`] with a per-epoch seed (augmentations
 /// and masks drawn anew each epoch), owned by the loader thread.
@@ -228,7 +229,7 @@ pub struct Pretrainer<B: AutodiffBackend, O, I, D, T> {
 
 impl<B, O, I, D, T> Pretrainer<B, O, I, D, T>
 where
-    B: AutodiffBackend,
+    B: FusedAutodiffBackend,
     O: TrainObjective<B>,
     I: Send + 'static,
     D: TrainData<I>,

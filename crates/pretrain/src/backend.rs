@@ -1,12 +1,12 @@
 //! Backend selection: which burn backends were compiled in, parsing a `--backend` value, and
 //! running generic code on the chosen one.
 //!
-//! Library code is generic over `B: Backend` / `B: AutodiffBackend`; only binaries pick a
+//! Library code is generic over `B: FusedBackend` / `B: FusedAutodiffBackend`; only binaries pick a
 //! concrete backend, through [`BackendKind`] and [`run_on`] (or the [`Selected`] alias).
 
+use pretrain_models::FusedAutodiffBackend;
 use std::str::FromStr;
 
-use burn::tensor::backend::AutodiffBackend;
 use pretrain_data::Named;
 use pretrain_train::Precision;
 use strum::VariantArray;
@@ -189,7 +189,7 @@ pub trait BackendTask {
     type Output;
 
     /// Runs the task on backend `B` and its default `device`.
-    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output;
+    fn run<B: FusedAutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Self::Output;
 }
 
 /// Runs `task` on backend `kind` (with autodiff) and its default device.
@@ -323,7 +323,11 @@ mod tests {
     impl BackendTask for SoftmaxMatmul {
         type Output = (Vec<f32>, Vec<f32>);
 
-        fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+        fn run<B: FusedAutodiffBackend>(
+            self,
+            _kind: BackendKind,
+            device: B::Device,
+        ) -> Self::Output {
             let a: Vec<f32> = (0..64)
                 .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
                 .collect();

@@ -2,10 +2,10 @@
 //! Flex, saved as safetensors, loaded on NdArray and wgpu (Mesa's software Vulkan in CI), and run
 //! on the same real images and tokens.
 
+use pretrain::models::FusedBackend;
 use std::path::Path;
 
 use pretrain::burn::data::dataloader::batcher::Batcher;
-use pretrain::burn::tensor::backend::Backend;
 use pretrain::burn::tensor::{Int, Tensor, TensorData};
 use pretrain::data::batch::ImageBatcher;
 use pretrain::data::mask::{PatchMask, PatchMaskBatch};
@@ -17,7 +17,7 @@ use pretrain::models::{
 
 type Flex = pretrain::burn::backend::Flex;
 
-fn images<B: Backend>(device: &B::Device) -> Tensor<B, 4> {
+fn images<B: FusedBackend>(device: &B::Device) -> Tensor<B, 4> {
     let items = samples::fashion_mnist().unwrap();
     ImageBatcher::default()
         .batch(items[..4].to_vec(), device)
@@ -32,7 +32,7 @@ fn mae_config() -> MaeConfig {
 }
 
 /// Keep patches 0, 5, 10 and 15 of 16 in every image: `(keep, restore)`.
-fn mae_mask<B: Backend>(device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+fn mae_mask<B: FusedBackend>(device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
     let hidden: Vec<bool> = (0..16).map(|p| ![0, 5, 10, 15].contains(&p)).collect();
     let batch =
         PatchMaskBatch::from_masks(&vec![PatchMask::from_hidden(&hidden); 4], device).unwrap();
@@ -44,13 +44,13 @@ fn gpt_config(positions: GptPositions) -> GptConfig {
     GptConfig::new(41, 16, 2, 4, 32).with_positions(positions)
 }
 
-fn tokens<B: Backend>(device: &B::Device) -> Tensor<B, 2, Int> {
+fn tokens<B: FusedBackend>(device: &B::Device) -> Tensor<B, 2, Int> {
     let ids: Vec<i64> = (0..2 * 12).map(|i| (i * 7 % 40) + 1).collect();
     Tensor::from_data(TensorData::new(ids, [2, 12]), device)
 }
 
 /// Outputs of every model on backend `B`, with weights read from `dir`.
-fn outputs<B: Backend>(dir: &Path, device: &B::Device) -> Vec<Vec<f32>> {
+fn outputs<B: FusedBackend>(dir: &Path, device: &B::Device) -> Vec<Vec<f32>> {
     let to_vec = |t: Tensor<B, 2>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
     let vit = load_safetensors(
         VitConfig::new(28, 7, 1, 32, 2, 4)

@@ -8,11 +8,11 @@ use pretrain::burn::backend::Autodiff;
 use pretrain::burn::data::dataloader::batcher::Batcher;
 use pretrain::burn::data::dataset::{Dataset, InMemDataset};
 use pretrain::burn::optim::GradientsParams;
-use pretrain::burn::tensor::backend::AutodiffBackend;
 use pretrain::burn::tensor::{ElementConversion, Tensor, TensorData};
 use pretrain::data::augment::{AugmentedDataset, MultiView, Normalize, Pipeline};
 use pretrain::data::batch::ViewsBatcher;
 use pretrain::data::samples;
+use pretrain::models::FusedAutodiffBackend;
 use pretrain::models::init::init_seeded;
 use pretrain::models::{
     AutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig, SmallCnnConfig,
@@ -22,7 +22,7 @@ use pretrain::train::{OptimizerConfig, Precision, Pretrainer, RunOptions, TrainC
 
 const FIXTURE: &str = include_str!("../../pretrain-objectives/fixtures/reference_losses.json");
 
-fn fixture_input<B: AutodiffBackend>(
+fn fixture_input<B: FusedAutodiffBackend>(
     case: &serde_json::Value,
     name: &str,
 ) -> (Tensor<B, 2>, Vec<f64>) {
@@ -43,7 +43,7 @@ fn fixture_input<B: AutodiffBackend>(
     (tensor, values(&case["grads"][name]))
 }
 
-fn check_backend<B: AutodiffBackend>(backend: &str) {
+fn check_backend<B: FusedAutodiffBackend>(backend: &str) {
     let fixture: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
     let case = &fixture["cases"][0];
     assert_eq!(case["name"], "nt_xent");
@@ -153,7 +153,7 @@ impl DenoisingRun {
 impl BackendTask for DenoisingRun {
     type Output = TrainOutcomeSummary;
 
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
+    fn run<B: FusedAutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Self::Output {
         let config = DenoisingConfig::new(AutoencoderConfig::Mlp(MlpAutoencoderConfig::new(
             784,
             vec![128],

@@ -1,0 +1,69 @@
+//! `Autodiff<B>` implements [`FusedBackend`] with hand-written backward passes that call the
+//! inner backend's fused gradients.
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+
+use super::FusedBackend;
+
+/// Backward pass of [`FusedBackend::fused_conv2d`]: the input gradient is burn's (a transposed
+/// convolution), the weight gradient the inner backend's fused one.
+#[derive(Debug)]
+struct FusedConv2dBackward;
+
+impl<B: FusedBackend> Backward<B, 2> for FusedConv2dBackward {
+    type State = (NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+        if let Some(node) = node_x {
+            let grad_x =
+                B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+            grads.register::<B>(node.id, grad_x);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(
+                node.id,
+                B::fused_conv2d_weight_grad(x, weight, grad, options),
+            );
+        }
+    }
+}
+
+impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match FusedConv2dBackward
+            .prepare::<C>([x.node.clone(), weight.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let output = B::fused_conv2d(x.primitive, weight.primitive, options.clone());
+                prep.finish((x_state, weight_state, options), output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::fused_conv2d(x.primitive, weight.primitive, options))
+            }
+        }
+    }
+}

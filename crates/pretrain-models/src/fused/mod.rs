@@ -1,0 +1,288 @@
+//! Fused operations through burn's backend-extension pattern.
+//!
+//! [`FusedBackend`] extends burn's `Backend` with operations whose CPU speed burn 0.21's own
+//! kernels limit. Every method has a generic default built from burn's operations (what wgpu,
+//! CUDA and NdArray run, unchanged); Flex overrides some with multi-threaded kernels on its f32
+//! storage ([`flex`]), and `Autodiff<B>` implements them with hand-written backward passes that
+//! call the inner backend's fused gradients ([`autodiff`]). Models call the tensor-level
+//! functions here ([`conv2d`], [`conv2d_module`]), never the trait methods.
+//!
+//! Model code is therefore bound by `B: FusedBackend` (and training code by
+//! [`FusedAutodiffBackend`]) instead of `B: Backend`. The backends this workspace builds with
+//! implement it; another backend needs one line here (`impl FusedBackend for MyBackend {}`, every
+//! method keeping its default).
+
+mod autodiff;
+#[cfg(feature = "flex")]
+mod flex;
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// A burn backend with the fused operations the models call (see the module documentation).
+pub trait FusedBackend: Backend {
+    /// 2-D convolution without bias: `x` `[batch, c_in, h, w]`, `weight`
+    /// `[c_out, c_in / groups, kh, kw]` -> `[batch, c_out, h', w']`.
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, None, options)
+    }
+
+    /// The gradient of [`FusedBackend::fused_conv2d`] with respect to `weight`, given the
+    /// gradient of its output. The default is burn's: a convolution of the input by the output
+    /// gradient, which burn's CPU backends run on one thread per (batch-as-channel) plane.
+    fn fused_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+}
+
+/// An autodiff backend whose inner backend is fused too: what training code is bound by, so a
+/// model moved to the inner backend (`valid()`) keeps its fused operations.
+pub trait FusedAutodiffBackend: AutodiffBackend<InnerBackend: FusedBackend> + FusedBackend {}
+
+impl<B> FusedAutodiffBackend for B
+where
+    B: AutodiffBackend + FusedBackend,
+    B::InnerBackend: FusedBackend,
+{
+}
+
+/// Backends that run every fused operation as its generic default.
+macro_rules! generic_defaults {
+    ($($(#[$cfg:meta])* $backend:ty;)*) => {
+        $($(#[$cfg])* impl FusedBackend for $backend {})*
+    };
+}
+
+generic_defaults! {
+    #[cfg(feature = "ndarray")] burn::backend::NdArray;
+    #[cfg(feature = "wgpu")] burn::backend::Wgpu;
+    #[cfg(feature = "wgpu")] burn::backend::Wgpu<burn::tensor::f16>;
+    #[cfg(feature = "cuda")] burn::backend::Cuda;
+    #[cfg(feature = "cuda")] burn::backend::Cuda<burn::tensor::f16>;
+    #[cfg(feature = "cuda")] burn::backend::Cuda<burn::tensor::bf16>;
+}
+
+/// 2-D convolution through [`FusedBackend::fused_conv2d`]: `x` `[batch, c_in, h, w]`, `weight`
+/// `[c_out, c_in / groups, kh, kw]`, `bias` `[c_out]` -> `[batch, c_out, h', w']`.
+///
+/// # Panics
+/// When the shapes disagree (as burn's `conv2d` does): models build matching weights, and the
+/// data readers check the input's channels.
+pub fn conv2d<B: FusedBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
+    let [_, c_in, h, w] = x.dims();
+    let [c_out, c_in_per_group, kh, kw] = weight.dims();
+    assert!(
+        c_in == c_in_per_group * options.groups,
+        "conv2d: input has {c_in} channels, the weight [{c_out}, {c_in_per_group}, {kh}, {kw}] \
+         with {} groups expects {}",
+        options.groups,
+        c_in_per_group * options.groups
+    );
+    let extent = |size: usize, k: usize, i: usize| {
+        size + 2 * options.padding[i] >= options.dilation[i] * (k - 1) + 1
+    };
+    assert!(
+        extent(h, kh, 0) && extent(w, kw, 1),
+        "conv2d: the {h}x{w} input (padding {:?}) is smaller than the {kh}x{kw} kernel (dilation \
+         {:?})",
+        options.padding,
+        options.dilation
+    );
+    let y = Tensor::from_primitive(TensorPrimitive::Float(B::fused_conv2d(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        options,
+    )));
+    match bias {
+        Some(bias) => y + bias.reshape([1, c_out, 1, 1]),
+        None => y,
+    }
+}
+
+/// `conv` applied to `x` through [`conv2d`] (`[batch, c_in, h, w] -> [batch, c_out, h', w']`);
+/// padding other than none or symmetric explicit falls back to burn's module.
+pub fn conv2d_module<B: FusedBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return conv.forward(x),
+    };
+    conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|bias| bias.val()),
+        ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex, NdArray};
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Distribution, TensorData};
+
+    /// Forward output and the input, weight and bias gradients of `loss = sum(conv(x) * up)`,
+    /// through the fused op (`fused`) or burn's own convolution.
+    fn conv_and_grads<B: FusedAutodiffBackend>(
+        data: [&TensorData; 4],
+        options: ConvOptions<2>,
+        fused: bool,
+    ) -> [TensorData; 4] {
+        let dev = Default::default();
+        let [x, weight, bias, upstream] = data;
+        let x = Tensor::<B, 4>::from_data(x.clone(), &dev).require_grad();
+        let weight = Tensor::<B, 4>::from_data(weight.clone(), &dev).require_grad();
+        let bias = Tensor::<B, 1>::from_data(bias.clone(), &dev).require_grad();
+        let up = Tensor::<B, 4>::from_data(upstream.clone(), &dev);
+        let y = if fused {
+            conv2d(x.clone(), weight.clone(), Some(bias.clone()), options)
+        } else {
+            burn::tensor::module::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options)
+        };
+        let grads = (y.clone() * up).sum().backward();
+        [
+            y.into_data(),
+            x.grad(&grads).unwrap().into_data(),
+            weight.grad(&grads).unwrap().into_data(),
+            bias.grad(&grads).unwrap().into_data(),
+        ]
+    }
+
+    fn max_rel_err(a: &TensorData, b: &TensorData) -> f32 {
+        let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(scale > 0.0);
+        err / scale
+    }
+
+    #[test]
+    fn fused_conv_equals_burns_convolution_forward_and_every_gradient() {
+        let random = |shape: [usize; 4]| {
+            Tensor::<Flex, 4>::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+                .into_data()
+        };
+        // (batch, c_in, c_out, h, w, kernel, stride, padding, dilation, groups)
+        let cases = [
+            (4, 1, 8, 9, 7, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+            (3, 5, 6, 11, 8, [3, 2], [2, 1], [0, 2], [1, 1], 1),
+            (2, 3, 4, 12, 12, [4, 4], [4, 4], [0, 0], [1, 1], 1),
+            (2, 4, 5, 10, 9, [3, 3], [1, 2], [2, 1], [2, 2], 1),
+            // Grouped: Flex falls back to burn's weight gradient.
+            (2, 4, 6, 7, 7, [3, 3], [1, 1], [1, 1], [1, 1], 2),
+        ];
+        for (batch, c_in, c_out, h, w, kernel, stride, padding, dilation, groups) in cases {
+            let options = ConvOptions::new(stride, padding, dilation, groups);
+            let x = random([batch, c_in, h, w]);
+            let weight = random([c_out, c_in / groups, kernel[0], kernel[1]]);
+            let bias = TensorData::new((0..c_out).map(|i| i as f32 * 0.1).collect(), [c_out]);
+            let out = |size: usize, i: usize| {
+                (size + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) / stride[i] + 1
+            };
+            let upstream = random([batch, c_out, out(h, 0), out(w, 1)]);
+            let data = [&x, &weight, &bias, &upstream];
+            let reference = conv_and_grads::<Autodiff<Flex>>(data, options.clone(), false);
+            for fused in [
+                conv_and_grads::<Autodiff<Flex>>(data, options.clone(), true),
+                conv_and_grads::<Autodiff<NdArray>>(data, options.clone(), true),
+            ] {
+                for (what, (a, b)) in ["output", "dx", "dw", "dbias"]
+                    .iter()
+                    .zip(fused.iter().zip(&reference))
+                {
+                    let err = max_rel_err(a, b);
+                    assert!(
+                        err < 1e-5,
+                        "{what} of {kernel:?}/{stride:?}/{groups}: {err}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_gradient_matches_finite_differences() {
+        // The loss sum(conv(x, w) * up) is linear in w, so a central difference is exact up to
+        // rounding: a check independent of burn's own convolution gradient.
+        type Ad = Autodiff<Flex>;
+        let dev = Default::default();
+        let options = ConvOptions::new([2, 1], [1, 0], [1, 1], 1);
+        let x = Tensor::<Ad, 4>::random([3, 2, 9, 6], Distribution::Normal(0.0, 1.0), &dev);
+        let w = Tensor::<Ad, 4>::random([4, 2, 3, 3], Distribution::Normal(0.0, 1.0), &dev);
+        let up = Tensor::<Ad, 4>::random([3, 4, 5, 4], Distribution::Normal(0.0, 1.0), &dev);
+        let loss =
+            |w: Tensor<Ad, 4>| (conv2d(x.clone(), w, None, options.clone()) * up.clone()).sum();
+        let w_param = w.clone().require_grad();
+        let grads = loss(w_param.clone()).backward();
+        let grad = w_param
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let base = w.clone().inner().into_data().to_vec::<f32>().unwrap();
+        for index in [0, 7, 29, 71] {
+            let nudged = |delta: f32| {
+                let mut values = base.clone();
+                values[index] += delta;
+                let w = Tensor::<Ad, 4>::from_data(TensorData::new(values, [4, 2, 3, 3]), &dev);
+                loss(w).into_scalar()
+            };
+            let numeric = (nudged(0.5) - nudged(-0.5)) / 1.0;
+            assert!(
+                (numeric - grad[index]).abs() <= 1e-3 * grad[index].abs().max(1.0),
+                "weight {index}: {numeric} vs {}",
+                grad[index]
+            );
+        }
+    }
+
+    #[test]
+    fn module_path_equals_burns_module_with_same_and_explicit_padding() {
+        type Ad = Autodiff<Flex>;
+        let dev = Default::default();
+        let x = Tensor::<Ad, 4>::random([2, 3, 8, 8], Distribution::Default, &dev);
+        for padding in [PaddingConfig2d::Same, PaddingConfig2d::Explicit(1, 1, 1, 1)] {
+            let conv = Conv2dConfig::new([3, 4], [3, 3])
+                .with_padding(padding)
+                .init::<Ad>(&dev);
+            let err = (conv2d_module(&conv, x.clone()) - conv.forward(x.clone()))
+                .abs()
+                .max()
+                .into_scalar();
+            assert!(err < 1e-5, "{err}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "input has 3 channels, the weight [4, 2, 3, 3]")]
+    fn a_channel_mismatch_panics_like_burns_convolution() {
+        let dev = Default::default();
+        let x = Tensor::<Flex, 4>::zeros([2, 3, 8, 8], &dev);
+        let weight = Tensor::<Flex, 4>::zeros([4, 2, 3, 3], &dev);
+        conv2d(x, weight, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+    }
+}
