@@ -9,7 +9,6 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{PaddingConfig2d, Relu};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::PadMode;
 
 use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::drop_path::{DropPath, linear_drop_path_rates};
@@ -28,47 +27,6 @@ fn conv3x3<B: FusedBackend>(
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .with_bias(false)
         .init(device)
-}
-
-/// Input channels up to which [`conv_forward`] takes the matmul path.
-const MATMUL_CONV_MAX_CHANNELS: usize = 4;
-
-/// `conv` applied to `x` (`[batch, c_in, h, w] -> [batch, c_out, h', w']`). A stride-1,
-/// padding-1 3x3 convolution on few input channels (the stem) runs as one matmul of the weight
-/// with the nine shifted copies of the input (im2col): the same result, but its weight gradient
-/// is a batched matmul, whereas the CPU backends compute a convolution's weight gradient as a
-/// convolution with the batch as channels, which runs on one thread for a one-channel input.
-fn conv_forward<B: FusedBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [batch, c_in, h, w] = x.dims();
-    let plain = conv.kernel_size == [3, 3]
-        && conv.stride == [1, 1]
-        && conv.dilation == [1, 1]
-        && conv.groups == 1
-        && conv.padding == PaddingConfig2d::Explicit(1, 1, 1, 1);
-    if !plain || c_in > MATMUL_CONV_MAX_CHANNELS {
-        return conv2d_module(conv, x);
-    }
-    let weight = conv.weight.val(); // [c_out, c_in, 3, 3]
-    let c_out = weight.dims()[0];
-    let padded = x.pad([(0, 0), (0, 0), (1, 1), (1, 1)], PadMode::Constant(0.0));
-    let shifted = (0..9)
-        .map(|k| {
-            let (dy, dx) = (k / 3, k % 3);
-            padded
-                .clone()
-                .slice([0..batch, 0..c_in, dy..dy + h, dx..dx + w])
-        })
-        .collect();
-    // [batch, c_in, 9, h, w]: the kernel offsets in the weight's (c_in, kh, kw) order.
-    let columns: Tensor<B, 5> = Tensor::stack(shifted, 2);
-    let y = weight
-        .reshape([1, c_out, c_in * 9])
-        .matmul(columns.reshape([batch, c_in * 9, h * w]))
-        .reshape([batch, c_out, h, w]);
-    match &conv.bias {
-        Some(bias) => y + bias.val().reshape([1, c_out, 1, 1]),
-        None => y,
-    }
 }
 
 /// Global average pooling `[batch, c, h, w] -> [batch, c]`.
@@ -159,7 +117,9 @@ impl<B: FusedBackend> SmallCnn<B> {
             if i > 0 {
                 x = self.pool.forward(x);
             }
-            x = self.activation.forward(norm.forward(conv_forward(conv, x)));
+            x = self
+                .activation
+                .forward(norm.forward(conv2d_module(conv, x)));
         }
         global_pool(x)
     }
@@ -330,7 +290,7 @@ impl<B: FusedBackend> ResNet<B> {
     pub fn forward_features(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = self
             .activation
-            .forward(self.stem_norm.forward(conv_forward(&self.stem, images)));
+            .forward(self.stem_norm.forward(conv2d_module(&self.stem, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }
@@ -354,36 +314,6 @@ mod tests {
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
-
-    #[test]
-    fn matmul_stem_convolution_equals_the_convolution_with_its_gradients() {
-        use crate::testing::TestAutodiff as Ad;
-        let dev = Default::default();
-        let max = |t: Tensor<B, 4>| t.abs().max().into_scalar();
-        for (c_in, bias) in [(1, false), (3, true)] {
-            let conv = Conv2dConfig::new([c_in, 8], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_bias(bias)
-                .init::<Ad>(&dev);
-            let x = Tensor::<Ad, 4>::random([4, c_in, 9, 7], Distribution::Default, &dev)
-                .require_grad();
-            let upstream = Tensor::<Ad, 4>::random([4, 8, 9, 7], Distribution::Default, &dev);
-            let run = |matmul: bool| {
-                let y = if matmul {
-                    conv_forward(&conv, x.clone())
-                } else {
-                    conv.forward(x.clone())
-                };
-                let grads = (y.clone() * upstream.clone()).sum().backward();
-                let weight_grad = conv.weight.grad(&grads).unwrap();
-                (y.inner(), x.grad(&grads).unwrap(), weight_grad)
-            };
-            let ((y, dx, dw), (y_ref, dx_ref, dw_ref)) = (run(true), run(false));
-            assert!(max(y.clone() - y_ref.clone()) < 1e-5 && max(y_ref) > 0.1);
-            assert!(max(dx - dx_ref) < 1e-4);
-            assert!(max(dw - dw_ref) < 1e-3);
-        }
-    }
 
     #[test]
     fn shapes_and_resnet18_parameter_count() {

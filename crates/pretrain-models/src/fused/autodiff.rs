@@ -11,8 +11,8 @@ use burn::tensor::ops::{ConvOptions, FloatTensor};
 
 use super::FusedBackend;
 
-/// Backward pass of [`FusedBackend::fused_conv2d`]: the input gradient is burn's (a transposed
-/// convolution), the weight gradient the inner backend's fused one.
+/// Backward pass of [`FusedBackend::fused_conv2d`]: the inner backend's fused input and weight
+/// gradients.
 #[derive(Debug)]
 struct FusedConv2dBackward;
 
@@ -32,7 +32,7 @@ impl<B: FusedBackend> Backward<B, 2> for FusedConv2dBackward {
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
         if let Some(node) = node_x {
             let grad_x =
-                B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+                B::fused_conv2d_x_grad(x.clone(), weight.clone(), grad.clone(), options.clone());
             grads.register::<B>(node.id, grad_x);
         }
         if let Some(node) = node_weight {

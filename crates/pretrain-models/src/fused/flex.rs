@@ -8,22 +8,22 @@ use rayon::prelude::*;
 
 use super::FusedBackend;
 
-/// Floats of the im2col matrix built at once (16 MiB): the weight gradient accumulates over
-/// chunks of images so its memory does not grow with the batch.
+/// Floats of the im2col matrix built at once (16 MiB): the gradients are computed over chunks
+/// of images so their memory does not grow with the batch.
 const IM2COL_CHUNK_FLOATS: usize = 4 << 20;
 
 impl FusedBackend for Flex {
-    /// im2col + one gemm per chunk of images (`dW = dY [c_out, n*l] x cols [n*l, c_in*kh*kw]`),
-    /// both multi-threaded. burn-flex 0.21 computes this gradient as a convolution with batch
-    /// and channels swapped, which is single-threaded per plane and was most of the small CNN's
-    /// training step (benches/NOTES.md, 2026-12-01).
+    /// im2col + one gemm per chunk of images (`dW = dY [c_out, n*l] x cols^T`), both
+    /// multi-threaded. burn-flex 0.21 computes this gradient as a convolution with batch and
+    /// channels swapped, single-threaded per plane: most of the small CNN's training step
+    /// (benches/NOTES.md, 2026-12-01).
     fn fused_conv2d_weight_grad(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 || options.groups != 1 {
+        if !f32_ungrouped(&x, &output_grad, &options) {
             return Flex::conv2d_weight_backward(x, weight, output_grad, options);
         }
         conv2d_weight_grad_f32(
@@ -34,6 +34,31 @@ impl FusedBackend for Flex {
             IM2COL_CHUNK_FLOATS,
         )
     }
+
+    /// One gemm per chunk of images (`cols = W^T x dY`) and a multi-threaded col2im, in place of
+    /// burn-flex's transposed convolution.
+    fn fused_conv2d_x_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        if !f32_ungrouped(&x, &output_grad, &options) || weight.dtype() != DType::F32 {
+            return Flex::conv2d_x_backward(x, weight, output_grad, options);
+        }
+        conv2d_x_grad_f32(
+            x.shape(),
+            &weight,
+            &output_grad,
+            &options,
+            IM2COL_CHUNK_FLOATS,
+        )
+    }
+}
+
+/// Whether the kernels here apply: f32 tensors, one group.
+fn f32_ungrouped(x: &FlexTensor, output_grad: &FlexTensor, options: &ConvOptions<2>) -> bool {
+    x.dtype() == DType::F32 && output_grad.dtype() == DType::F32 && options.groups == 1
 }
 
 /// Geometry of one 2-D convolution, in the terms im2col needs.
@@ -48,44 +73,143 @@ struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// Columns of the im2col matrix: one per (input channel, kernel row, kernel column).
-    fn columns(&self) -> usize {
+    fn new(input: &Shape, weight: &Shape, output: &Shape, options: &ConvOptions<2>) -> Self {
+        let [_, channels, h, w] = input.dims();
+        let [_, _, kh, kw] = weight.dims();
+        let [_, _, oh, ow] = output.dims();
+        Self {
+            channels,
+            input: [h, w],
+            kernel: [kh, kw],
+            output: [oh, ow],
+            stride: options.stride,
+            padding: options.padding,
+            dilation: options.dilation,
+        }
+    }
+
+    /// Kernel taps: one per (input channel, kernel row, kernel column), the rows of the
+    /// transposed im2col matrix.
+    fn taps(&self) -> usize {
         self.channels * self.kernel[0] * self.kernel[1]
     }
 
-    /// Output pixels of one image: the im2col rows it contributes.
-    fn rows(&self) -> usize {
+    /// Output pixels of one image: its columns in the transposed im2col matrix.
+    fn pixels(&self) -> usize {
         self.output[0] * self.output[1]
     }
 
-    /// Writes the im2col rows of one image (`image`: `[channels, h, w]`) into `rows`
-    /// (`[oh * ow, channels * kh * kw]`, row-major; zero where the kernel reads padding).
-    fn im2col(&self, image: &[f32], rows: &mut [f32]) {
-        let [h, w] = self.input;
+    fn image_len(&self) -> usize {
+        self.channels * self.input[0] * self.input[1]
+    }
+
+    /// Images per chunk so that a chunk's im2col matrix holds at most `chunk_floats` (at least
+    /// one image).
+    fn chunk(&self, batch: usize, chunk_floats: usize) -> usize {
+        (chunk_floats / (self.taps() * self.pixels()).max(1)).clamp(1, batch.max(1))
+    }
+
+    /// Output positions along axis `axis` (0: rows, 1: columns) whose kernel offset `k` reads
+    /// inside the input, and the input position the first of them reads: position `o` of the
+    /// range reads `first + (o - range.start) * stride`.
+    fn valid(&self, axis: usize, k: usize) -> (std::ops::Range<usize>, usize) {
+        let (stride, pad) = (self.stride[axis], self.padding[axis]);
+        let offset = k * self.dilation[axis];
+        // o * stride + offset - pad must lie in [0, input).
+        let start = pad.saturating_sub(offset).div_ceil(stride);
+        let end = (self.input[axis] + pad)
+            .checked_sub(offset)
+            .map_or(0, |limit| limit.div_ceil(stride))
+            .min(self.output[axis]);
+        let start = start.min(end);
+        (start..end, (start * stride + offset).saturating_sub(pad))
+    }
+
+    /// The channel and kernel offsets of tap (im2col row) `tap`.
+    fn tap(&self, tap: usize) -> (usize, [usize; 2]) {
         let [kh, kw] = self.kernel;
-        let columns = self.columns();
-        for oy in 0..self.output[0] {
-            for ox in 0..self.output[1] {
-                let row = &mut rows[(oy * self.output[1] + ox) * columns..][..columns];
-                for (c, plane) in image.chunks_exact(h * w).enumerate() {
-                    for ky in 0..kh {
-                        let iy = (oy * self.stride[0] + ky * self.dilation[0])
-                            .checked_sub(self.padding[0])
-                            .filter(|&iy| iy < h);
-                        for kx in 0..kw {
-                            let ix = (ox * self.stride[1] + kx * self.dilation[1])
-                                .checked_sub(self.padding[1])
-                                .filter(|&ix| ix < w);
-                            row[(c * kh + ky) * kw + kx] = match (iy, ix) {
-                                (Some(iy), Some(ix)) => plane[iy * w + ix],
-                                _ => 0.0,
-                            };
-                        }
+        (tap / (kh * kw), [(tap / kw) % kh, tap % kw])
+    }
+
+    /// Fills row `tap` of the transposed im2col matrix of `images` (`[n, channels, h, w]`):
+    /// `row` is `[n * oh * ow]`, zero where the tap reads padding.
+    fn im2col_row(&self, images: &[f32], tap: usize, row: &mut [f32]) {
+        let (c, [ky, kx]) = self.tap(tap);
+        let [h, w] = self.input;
+        let ow = self.output[1];
+        let (rows, first_row) = self.valid(0, ky);
+        let (columns, first_column) = self.valid(1, kx);
+        let sx = self.stride[1];
+        for (image, out) in images
+            .chunks_exact(self.image_len())
+            .zip(row.chunks_exact_mut(self.pixels()))
+        {
+            out.fill(0.0);
+            let plane = &image[c * h * w..][..h * w];
+            for (oy, iy) in rows.clone().zip((first_row..).step_by(self.stride[0])) {
+                let dst = &mut out[oy * ow..][columns.clone()];
+                let src = &plane[iy * w + first_column..];
+                if sx == 1 {
+                    dst.copy_from_slice(&src[..dst.len()]);
+                } else {
+                    for (d, s) in dst.iter_mut().zip(src.iter().step_by(sx)) {
+                        *d = *s;
                     }
                 }
             }
         }
     }
+
+    /// Adds image `index`'s columns of the transposed im2col gradient `cols` (`[taps, n * oh *
+    /// ow]`) back onto the pixels they read (`image_grad`: `[channels, h, w]`).
+    fn col2im(&self, cols: &[f32], n: usize, index: usize, image_grad: &mut [f32]) {
+        let [h, w] = self.input;
+        let ow = self.output[1];
+        let pixels = self.pixels();
+        let sx = self.stride[1];
+        for tap in 0..self.taps() {
+            let (c, [ky, kx]) = self.tap(tap);
+            let (rows, first_row) = self.valid(0, ky);
+            let (columns, first_column) = self.valid(1, kx);
+            let plane = &mut image_grad[c * h * w..][..h * w];
+            let column = &cols[(tap * n + index) * pixels..][..pixels];
+            for (oy, iy) in rows.zip((first_row..).step_by(self.stride[0])) {
+                let src = &column[oy * ow..][columns.clone()];
+                let dst = &mut plane[iy * w + first_column..];
+                if sx == 1 {
+                    for (d, s) in dst[..src.len()].iter_mut().zip(src) {
+                        *d += *s;
+                    }
+                } else {
+                    for (d, s) in dst.iter_mut().step_by(sx).zip(src) {
+                        *d += *s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows `[c_out, n * oh * ow]` of images `start..start + n` of the output gradient
+/// (`grads`: `[batch, c_out, oh * ow]`, contiguous), in the transposed im2col matrix's column
+/// order: a multi-threaded copy of contiguous runs (a strided `reshape` copies element by
+/// element on one thread).
+fn output_grad_rows(
+    grads: &[f32],
+    c_out: usize,
+    pixels: usize,
+    start: usize,
+    n: usize,
+) -> FlexTensor {
+    let mut rows = vec![0.0f32; c_out * n * pixels];
+    rows.par_chunks_mut(n * pixels)
+        .enumerate()
+        .for_each(|(o, row)| {
+            for (i, run) in row.chunks_exact_mut(pixels).enumerate() {
+                run.copy_from_slice(&grads[((start + i) * c_out + o) * pixels..][..pixels]);
+            }
+        });
+    FlexTensor::from_data(TensorData::new(rows, [c_out, n * pixels]))
 }
 
 /// The f32 weight gradient (`[c_out, c_in, kh, kw]`) of an ungrouped convolution, building at
@@ -98,35 +222,26 @@ fn conv2d_weight_grad_f32(
     chunk_floats: usize,
 ) -> FlexTensor {
     let x = x.to_contiguous();
-    let [batch, channels, h, w] = x.shape().dims();
-    let [c_out, _, kh, kw] = weight_shape.dims();
-    let [_, _, oh, ow] = output_grad.shape().dims();
-    let geometry = ConvGeometry {
-        channels,
-        input: [h, w],
-        kernel: [kh, kw],
-        output: [oh, ow],
-        stride: options.stride,
-        padding: options.padding,
-        dilation: options.dilation,
-    };
+    let output_grad = output_grad.to_contiguous();
+    let geometry = ConvGeometry::new(&x.shape(), &weight_shape, &output_grad.shape(), options);
+    let grads: &[f32] = output_grad.as_slice().expect("a contiguous f32 tensor");
+    let c_out = weight_shape.dims::<4>()[0];
     let images: &[f32] = x.as_slice().expect("a contiguous f32 tensor");
-    let (rows, columns) = (geometry.rows(), geometry.columns());
-    let chunk = (chunk_floats / (rows * columns).max(1)).clamp(1, batch.max(1));
+    let batch = x.shape().dims::<4>()[0];
+    let chunk = geometry.chunk(batch, chunk_floats);
     let mut grad: Option<FlexTensor> = None;
     for start in (0..batch).step_by(chunk) {
         let n = chunk.min(batch - start);
-        let mut cols = vec![0.0f32; n * rows * columns];
-        cols.par_chunks_mut(rows * columns)
-            .zip(images[start * channels * h * w..].par_chunks(channels * h * w))
-            .for_each(|(rows, image)| geometry.im2col(image, rows));
-        let cols = FlexTensor::from_data(TensorData::new(cols, [n * rows, columns]));
-        // [n, c_out, oh, ow] -> [c_out, n * oh * ow], rows in the im2col matrix's order.
-        let dy = output_grad
-            .narrow(0, start, n)
-            .permute(&[1, 0, 2, 3])
-            .reshape(Shape::new([c_out, n * rows]));
-        let part = Flex::float_matmul(dy, cols); // [c_out, c_in * kh * kw]
+        let width = n * geometry.pixels();
+        let mut cols = vec![0.0f32; geometry.taps() * width];
+        let chunk_images = &images[start * geometry.image_len()..][..n * geometry.image_len()];
+        cols.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(tap, row)| geometry.im2col_row(chunk_images, tap, row));
+        let cols = FlexTensor::from_data(TensorData::new(cols, [geometry.taps(), width]));
+        // [c_out, n*l] x [n*l, taps]
+        let rows = output_grad_rows(grads, c_out, geometry.pixels(), start, n);
+        let part = Flex::float_matmul(rows, cols.transpose(0, 1));
         grad = Some(match grad {
             Some(sum) => Flex::float_add(sum, part),
             None => part,
@@ -136,6 +251,45 @@ fn conv2d_weight_grad_f32(
         Some(grad) => grad.reshape(weight_shape),
         None => Flex::float_zeros(weight_shape, &Default::default(), DType::F32.into()),
     }
+}
+
+/// The f32 input gradient (`input_shape`) of an ungrouped convolution, chunked like
+/// [`conv2d_weight_grad_f32`].
+fn conv2d_x_grad_f32(
+    input_shape: Shape,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    options: &ConvOptions<2>,
+    chunk_floats: usize,
+) -> FlexTensor {
+    let output_grad = output_grad.to_contiguous();
+    let geometry = ConvGeometry::new(&input_shape, &weight.shape(), &output_grad.shape(), options);
+    let grads: &[f32] = output_grad.as_slice().expect("a contiguous f32 tensor");
+    let [batch, ..] = input_shape.dims::<4>();
+    let c_out = weight.shape().dims::<4>()[0];
+    // [taps, c_out]
+    let weight_t = weight
+        .reshape(Shape::new([c_out, geometry.taps()]))
+        .transpose(0, 1)
+        .to_contiguous();
+    let mut grad = vec![0.0f32; batch * geometry.image_len()];
+    let chunk = geometry.chunk(batch, chunk_floats);
+    for (index, chunk_grad) in grad.chunks_mut(chunk * geometry.image_len()).enumerate() {
+        let (start, n) = (
+            index * chunk,
+            chunk_grad.len() / geometry.image_len().max(1),
+        );
+        // [taps, c_out] x [c_out, n*l]
+        let rows = output_grad_rows(grads, c_out, geometry.pixels(), start, n);
+        let cols = Flex::float_matmul(weight_t.clone(), rows);
+        let cols = cols.to_contiguous();
+        let cols: &[f32] = cols.as_slice().expect("a contiguous f32 tensor");
+        chunk_grad
+            .par_chunks_mut(geometry.image_len())
+            .enumerate()
+            .for_each(|(i, image_grad)| geometry.col2im(cols, n, i, image_grad));
+    }
+    FlexTensor::from_data(TensorData::new(grad, input_shape))
 }
 
 #[cfg(test)]
@@ -149,8 +303,12 @@ mod tests {
         t.into_primitive().tensor()
     }
 
+    fn tensor(t: FlexTensor) -> T4 {
+        T4::from_primitive(TensorPrimitive::Float(t))
+    }
+
     #[test]
-    fn weight_gradient_equals_burns_on_odd_shapes_strides_and_chunks() {
+    fn gradients_equal_burns_on_odd_shapes_strides_layouts_and_chunks() {
         let dev = Default::default();
         // (batch, c_in, c_out, h, w, kernel, stride, padding, dilation)
         let cases = [
@@ -169,38 +327,49 @@ mod tests {
             );
             let y = burn::tensor::module::conv2d(x.clone(), weight.clone(), None, options.clone());
             let dy = y.random_like(Distribution::Normal(0.0, 1.0));
-            let reference =
-                T4::from_primitive(TensorPrimitive::Float(Flex::conv2d_weight_backward(
-                    primitive(x.clone()),
-                    primitive(weight.clone()),
-                    primitive(dy.clone()),
-                    options.clone(),
-                )));
-            // Non-contiguous input and output gradient (channels-last storage seen as NCHW);
-            // chunks of one image, two images, and the whole batch.
-            let channels_last = |t: T4| {
-                T4::from_data(t.permute([0, 2, 3, 1]).into_data(), &dev).permute([0, 3, 1, 2])
+            let args = || {
+                let [x, w, dy] = [&x, &weight, &dy].map(|t| primitive(t.clone()));
+                (x, w, dy, options.clone())
             };
-            let (x_strided, dy_strided) = (channels_last(x.clone()), channels_last(dy.clone()));
-            assert!(!primitive(x_strided.clone()).is_contiguous());
-            for chunk_floats in [
-                1,
-                2 * y.dims()[2] * y.dims()[3] * c_in * kernel[0] * kernel[1],
-                usize::MAX,
-            ] {
-                let grad = T4::from_primitive(TensorPrimitive::Float(conv2d_weight_grad_f32(
-                    &primitive(x_strided.clone()),
+            let (a, b, c, d) = args();
+            let weight_ref = tensor(Flex::conv2d_weight_backward(a, b, c, d));
+            let (a, b, c, d) = args();
+            let x_ref = tensor(Flex::conv2d_x_backward(a, b, c, d));
+            // Non-contiguous input, weight and output gradient (channels-last storage seen as
+            // NCHW); chunks of one image, two images, and the whole batch.
+            let channels_last = |t: T4| {
+                primitive(
+                    T4::from_data(t.permute([0, 2, 3, 1]).into_data(), &dev).permute([0, 3, 1, 2]),
+                )
+            };
+            let [x_s, w_s, dy_s] = [&x, &weight, &dy].map(|t| channels_last(t.clone()));
+            assert!(!x_s.is_contiguous() && !dy_s.is_contiguous());
+            let per_image = y.dims()[2] * y.dims()[3] * c_in * kernel[0] * kernel[1];
+            for chunk_floats in [1, 2 * per_image, usize::MAX] {
+                let weight_grad = tensor(conv2d_weight_grad_f32(
+                    &x_s,
                     weight.shape(),
-                    &primitive(dy_strided.clone()),
+                    &dy_s,
                     &options,
                     chunk_floats,
-                )));
-                let scale = reference.clone().abs().max().into_scalar();
-                let err = (grad - reference.clone()).abs().max().into_scalar();
-                assert!(
-                    scale > 0.1 && err <= 1e-5 * scale,
-                    "case {kernel:?} {stride:?}: {err} of {scale}"
-                );
+                ));
+                let x_grad = tensor(conv2d_x_grad_f32(
+                    x.shape(),
+                    &w_s,
+                    &dy_s,
+                    &options,
+                    chunk_floats,
+                ));
+                for (what, got, want) in
+                    [("weight", weight_grad, &weight_ref), ("x", x_grad, &x_ref)]
+                {
+                    let scale = want.clone().abs().max().into_scalar();
+                    let err = (got - want.clone()).abs().max().into_scalar();
+                    assert!(
+                        scale > 0.1 && err <= 1e-5 * scale,
+                        "{what} gradient, kernel {kernel:?} stride {stride:?}: {err} of {scale}"
+                    );
+                }
             }
         }
     }

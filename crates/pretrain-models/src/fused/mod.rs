@@ -45,6 +45,17 @@ pub trait FusedBackend: Backend {
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
+
+    /// The gradient of [`FusedBackend::fused_conv2d`] with respect to `x`, given the gradient
+    /// of its output. The default is burn's transposed convolution.
+    fn fused_conv2d_x_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, weight, output_grad, options)
+    }
 }
 
 /// An autodiff backend whose inner backend is fused too: what training code is bound by, so a
@@ -96,7 +107,7 @@ pub fn conv2d<B: FusedBackend>(
         c_in_per_group * options.groups
     );
     let extent = |size: usize, k: usize, i: usize| {
-        size + 2 * options.padding[i] >= options.dilation[i] * (k - 1) + 1
+        size + 2 * options.padding[i] > options.dilation[i] * (k - 1)
     };
     assert!(
         extent(h, kh, 0) && extent(w, kw, 1),

@@ -1,0 +1,85 @@
+//! Fused operations against burn's defaults (`pretrain::models::fused`), Flex backend, release
+//! build: each convolution of the SimCLR small CNN (batch 512 = 256 x two views), forward and
+//! backward through `Autodiff<Flex>`, and its weight and input gradients alone.
+//!
+//! `cargo bench -p pretrain-benches --bench fused_ops`
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use pretrain::burn::backend::{Autodiff, Flex};
+use pretrain::burn::tensor::module::conv2d as burn_conv2d;
+use pretrain::burn::tensor::ops::{ConvOptions, ModuleOps};
+use pretrain::burn::tensor::{Distribution, Tensor, TensorPrimitive};
+use pretrain::models::FusedBackend;
+use pretrain::models::fused::conv2d;
+
+type Ad = Autodiff<Flex>;
+
+/// The `pretrain` binary's allocator: the kernels allocate their outputs and im2col buffers per
+/// call, and the system allocator's page faults would be most of what a benchmark measured.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The small CNN's 3x3 convolutions: (input channels, output channels, side).
+const LAYERS: [(usize, usize, usize); 4] = [(1, 32, 28), (32, 64, 14), (64, 128, 7), (128, 256, 3)];
+const BATCH: usize = 512;
+
+fn convolutions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv2d_3x3");
+    group.sample_size(10);
+    let device = Default::default();
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    for (c_in, c_out, side) in LAYERS {
+        let name = format!("{c_in}to{c_out}_{side}x{side}_batch{BATCH}");
+        let x = Tensor::<Ad, 4>::random([BATCH, c_in, side, side], Distribution::Default, &device);
+        let weight = Tensor::<Ad, 4>::random([c_out, c_in, 3, 3], Distribution::Default, &device);
+        let up =
+            Tensor::<Ad, 4>::random([BATCH, c_out, side, side], Distribution::Default, &device);
+        for fused in [false, true] {
+            let label = if fused { "fused" } else { "default" };
+            group.bench_function(format!("{name}/forward_backward/{label}"), |b| {
+                b.iter(|| {
+                    let (x, w) = (x.clone().require_grad(), weight.clone().require_grad());
+                    let y = if fused {
+                        conv2d(x.clone(), w.clone(), None, options.clone())
+                    } else {
+                        burn_conv2d(x.clone(), w.clone(), None, options.clone())
+                    };
+                    let grads = (y * up.clone()).sum().backward();
+                    (x.grad(&grads), w.grad(&grads))
+                })
+            });
+        }
+        let [x, weight, up] =
+            [x.inner(), weight.inner(), up.inner()].map(|t| t.into_primitive().tensor());
+        for fused in [false, true] {
+            let label = if fused { "fused" } else { "default" };
+            for input in [false, true] {
+                let what = if input { "x_grad" } else { "weight_grad" };
+                group.bench_function(format!("{name}/{what}/{label}"), |b| {
+                    b.iter(|| {
+                        let args = (x.clone(), weight.clone(), up.clone(), options.clone());
+                        let grad = match (fused, input) {
+                            (true, false) => {
+                                Flex::fused_conv2d_weight_grad(args.0, args.1, args.2, args.3)
+                            }
+                            (true, true) => {
+                                Flex::fused_conv2d_x_grad(args.0, args.1, args.2, args.3)
+                            }
+                            (false, false) => {
+                                Flex::conv2d_weight_backward(args.0, args.1, args.2, args.3)
+                            }
+                            (false, true) => {
+                                Flex::conv2d_x_backward(args.0, args.1, args.2, args.3)
+                            }
+                        };
+                        Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(grad))
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, convolutions);
+criterion_main!(benches);
