@@ -1,16 +1,20 @@
 //! Fused operations against burn's defaults (`pretrain::models::fused`), Flex backend, release
 //! build: each convolution of the SimCLR small CNN (batch 512 = 256 x two views), forward and
-//! backward through `Autodiff<Flex>`, and its weight and input gradients alone.
+//! backward through `Autodiff<Flex>`, and its weight and input gradients alone; GELU (exact, at
+//! ViT-tiny's MLP width; tanh, at GPT-mini's) and layer normalization (ViT-tiny's width),
+//! forward and backward.
 //!
 //! `cargo bench -p pretrain-benches --bench fused_ops`
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pretrain::burn::backend::{Autodiff, Flex};
+use pretrain::burn::nn::LayerNormConfig;
+use pretrain::burn::tensor::activation;
 use pretrain::burn::tensor::module::conv2d as burn_conv2d;
 use pretrain::burn::tensor::ops::{ConvOptions, ModuleOps};
 use pretrain::burn::tensor::{Distribution, Tensor, TensorPrimitive};
 use pretrain::models::FusedBackend;
-use pretrain::models::fused::conv2d;
+use pretrain::models::fused::{self, conv2d};
 
 type Ad = Autodiff<Flex>;
 
@@ -81,5 +85,43 @@ fn convolutions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, convolutions);
+fn element_wise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("element_wise");
+    group.sample_size(10);
+    let device = Default::default();
+    // ViT-tiny-28's MLP hidden activations (batch 64 x 50 tokens x 512) and GPT-mini's (32 x
+    // 128 tokens x 1024).
+    let vit = Tensor::<Ad, 3>::random([64, 50, 512], Distribution::Normal(0.0, 1.0), &device);
+    let gpt = Tensor::<Ad, 3>::random([32, 128, 1024], Distribution::Normal(0.0, 1.0), &device);
+    let forward_backward = |x: &Tensor<Ad, 3>, f: &dyn Fn(Tensor<Ad, 3>) -> Tensor<Ad, 3>| {
+        let x = x.clone().require_grad();
+        let grads = f(x.clone()).sum().backward();
+        x.grad(&grads)
+    };
+    group.bench_function("gelu_64x50x512/default", |b| {
+        b.iter(|| forward_backward(&vit, &|x| activation::gelu(x)))
+    });
+    group.bench_function("gelu_64x50x512/fused", |b| {
+        b.iter(|| forward_backward(&vit, &|x| fused::gelu(x)))
+    });
+    group.bench_function("gelu_tanh_32x128x1024/default", |b| {
+        b.iter(|| forward_backward(&gpt, &|x| activation::gelu_approximate(x)))
+    });
+    group.bench_function("gelu_tanh_32x128x1024/fused", |b| {
+        b.iter(|| forward_backward(&gpt, &|x| fused::gelu_tanh(x)))
+    });
+    // ViT-tiny-28's block input: 64 x 50 tokens x 128.
+    let x = Tensor::<Ad, 3>::random([64, 50, 128], Distribution::Normal(0.0, 1.0), &device);
+    let burns = LayerNormConfig::new(128).init::<Ad>(&device);
+    let ours = pretrain::models::norm::LayerNormConfig::new(128).init::<Ad>(&device);
+    group.bench_function("layer_norm_64x50x128/default", |b| {
+        b.iter(|| forward_backward(&x, &|x| burns.forward(x)))
+    });
+    group.bench_function("layer_norm_64x50x128/fused", |b| {
+        b.iter(|| forward_backward(&x, &|x| ours.forward(x)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, convolutions, element_wise);
 criterion_main!(benches);

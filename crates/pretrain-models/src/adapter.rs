@@ -2,10 +2,10 @@
 //! transformer sublayer. The up-projection starts at zero, so a fresh adapter is the identity
 //! and fine-tuning starts from the pre-trained function.
 
-use crate::fused::FusedBackend;
+use crate::fused::{FusedBackend, gelu};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Gelu, Linear};
+use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -47,7 +47,6 @@ impl AdapterConfig {
         Ok(Adapter {
             down: linear(d_model, self.bottleneck, self.init, true, device),
             up: linear(self.bottleneck, d_model, InitScheme::Zeros, true, device),
-            activation: Gelu::new(),
         })
     }
 }
@@ -59,15 +58,11 @@ pub struct Adapter<B: Backend> {
     pub down: Linear<B>,
     /// `bottleneck -> d_model`, zero at init.
     pub up: Linear<B>,
-    activation: Gelu,
 }
 
 impl<B: FusedBackend> Adapter<B> {
     /// `[..., d_model] -> [..., d_model]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        x.clone()
-            + self
-                .up
-                .forward(self.activation.forward(self.down.forward(x)))
+        x.clone() + self.up.forward(gelu(self.down.forward(x)))
     }
 }

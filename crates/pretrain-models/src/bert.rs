@@ -1,12 +1,11 @@
 //! BERT-style transformer encoder with a masked-language-modeling head tied to the token
 //! embeddings, and a pooled output for classification.
 
-use crate::fused::FusedBackend;
+use crate::fused::{FusedBackend, gelu};
+use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
-use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gelu, LayerNorm, LayerNormConfig, Linear,
-};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear};
 use burn::tensor::activation::tanh;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
@@ -169,7 +168,6 @@ impl BertConfig {
             pooler: linear(self.hidden, self.hidden, self.init, true, device),
             mlm: MlmHead {
                 transform: linear(self.hidden, self.hidden, self.init, true, device),
-                activation: Gelu::new(),
                 norm: norm(),
                 bias: Param::initialized(
                     ParamId::new(),
@@ -200,7 +198,6 @@ pub struct BertEmbeddings<B: Backend> {
 pub struct MlmHead<B: Backend> {
     /// Dense transform.
     pub transform: Linear<B>,
-    activation: Gelu,
     /// Layer norm.
     pub norm: LayerNorm<B>,
     /// Output bias `[vocab]`.
@@ -272,11 +269,10 @@ impl<B: FusedBackend> Bert<B> {
     /// Vocabulary logits `[batch, seq, hidden] -> [batch, seq, vocab]`, decoder tied to the token
     /// embeddings.
     pub fn mlm_logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = self.mlm.norm.forward(
-            self.mlm
-                .activation
-                .forward(self.mlm.transform.forward(hidden)),
-        );
+        let h = self
+            .mlm
+            .norm
+            .forward(gelu(self.mlm.transform.forward(hidden)));
         let [b, s, d] = h.dims();
         let words = self.embeddings.word.weight.val(); // [vocab, hidden]
         let v = words.dims()[0];

@@ -1,9 +1,10 @@
 //! The transformer block shared by the ViT and the BERT-style encoder.
 
 use crate::fused::FusedBackend;
+use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 

@@ -6,12 +6,11 @@
 //! `h.3.mlp.c_proj.bias`, `ln_f`), and burn's `Linear` stores weights as `[in, out]`, the layout
 //! of GPT-2's `Conv1D`, so checkpoints map one to one.
 
-use crate::fused::FusedBackend;
+use crate::fused::{FusedBackend, gelu_tanh};
+use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm};
-use burn::nn::{LayerNormConfig, Linear};
-use burn::tensor::activation::gelu_approximate;
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -460,7 +459,7 @@ impl<B: FusedBackend> GptMlp<B> {
         // GPT-2's GELU is the tanh approximation ("gelu_new"): imported GPT-2 weights then give
         // the reference logits.
         self.dropout
-            .forward(self.c_proj.forward(gelu_approximate(self.c_fc.forward(x))))
+            .forward(self.c_proj.forward(gelu_tanh(self.c_fc.forward(x))))
     }
 }
 

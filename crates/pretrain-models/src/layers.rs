@@ -1,9 +1,9 @@
 //! Small building blocks shared by the models: initialized linear layers and the transformer
 //! feed-forward network.
 
-use crate::fused::FusedBackend;
+use crate::fused::{FusedBackend, gelu};
 use burn::module::{Module, Param, ParamId};
-use burn::nn::{Gelu, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -61,7 +61,6 @@ pub struct Mlp<B: Backend> {
     pub fc1: Projection<B>,
     /// `d_ff -> d_model`.
     pub fc2: Projection<B>,
-    activation: Gelu,
 }
 
 impl<B: FusedBackend> Mlp<B> {
@@ -76,13 +75,11 @@ impl<B: FusedBackend> Mlp<B> {
         Self {
             fc1: Projection::new(d_model, d_ff, init, 1.0, device),
             fc2: Projection::new(d_ff, d_model, init, residual_scale, device),
-            activation: Gelu::new(),
         }
     }
 
     /// `[..., d_model] -> [..., d_model]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.fc2
-            .forward(self.activation.forward(self.fc1.forward(x)))
+        self.fc2.forward(gelu(self.fc1.forward(x)))
     }
 }

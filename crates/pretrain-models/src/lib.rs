@@ -18,6 +18,7 @@
 //!   [`adapter`]s, [`lora`] updates on its [`projection`]s and [`drop_path`];
 //! - [`fused`]: the fused operations the models call ([`FusedBackend`], burn's backend
 //!   extension pattern: generic defaults, Flex kernels, autodiff backward passes);
+//! - [`norm`]: layer normalization through the fused operation, burn's parameter names;
 //! - [`init`]: explicit initialization schemes;
 //! - [`store`]: safetensors save/load with names mirroring the module tree;
 //! - [`summary`]: parameter counts; [`path`]: dotted parameter paths.
@@ -43,6 +44,7 @@ pub mod layers;
 pub mod lora;
 pub mod mae;
 pub mod ngram;
+pub mod norm;
 pub mod path;
 pub mod pos_embed;
 pub mod projection;

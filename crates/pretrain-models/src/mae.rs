@@ -2,9 +2,10 @@
 //! decoder that fills in mask tokens and predicts the pixels of every patch.
 
 use crate::fused::FusedBackend;
+use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 

@@ -1,10 +1,10 @@
 //! Vision transformer (ViT): patch embedding, CLS token, position embeddings, pre-norm blocks.
 
 use crate::fused::{FusedBackend, conv2d_module};
+use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};

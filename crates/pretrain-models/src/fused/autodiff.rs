@@ -66,4 +66,99 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             }
         }
     }
+
+    fn fused_gelu(x: FloatTensor<Self>, tanh: bool) -> FloatTensor<Self> {
+        match FusedGeluBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                prep.finish((x_state, tanh), B::fused_gelu(x.primitive, tanh))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_gelu(x.primitive, tanh)),
+        }
+    }
+
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        match FusedLayerNormBackward
+            .prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let output =
+                    B::fused_layer_norm(x.primitive, gamma.primitive, beta.primitive, epsilon);
+                prep.finish((x_state, gamma_state, epsilon), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_layer_norm(
+                x.primitive,
+                gamma.primitive,
+                beta.primitive,
+                epsilon,
+            )),
+        }
+    }
+}
+
+/// Backward pass of [`FusedBackend::fused_gelu`]: the inner backend's fused derivative.
+#[derive(Debug)]
+struct FusedGeluBackward;
+
+impl<B: FusedBackend> Backward<B, 1> for FusedGeluBackward {
+    type State = (NodeId, bool);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, tanh) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::fused_gelu_backward(x, grad, tanh));
+        }
+    }
+}
+
+/// Backward pass of [`FusedBackend::fused_layer_norm`]: the inner backend's fused gradients.
+#[derive(Debug)]
+struct FusedLayerNormBackward;
+
+impl<B: FusedBackend> Backward<B, 3> for FusedLayerNormBackward {
+    type State = (NodeId, NodeId, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+        let [grad_x, grad_gamma, grad_beta] = B::fused_layer_norm_backward(x, gamma, grad, epsilon);
+        for (node, grad) in [
+            (node_x, grad_x),
+            (node_gamma, grad_gamma),
+            (node_beta, grad_beta),
+        ] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
 }

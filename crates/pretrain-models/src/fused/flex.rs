@@ -4,9 +4,10 @@ use burn::backend::Flex;
 use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps, ModuleOps};
 use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
 use burn_flex::FlexTensor;
+use burn_flex::ops::unary::erf_f32;
 use rayon::prelude::*;
 
-use super::FusedBackend;
+use super::{FusedBackend, gelu_backward_default, gelu_default, layer_norm_backward_default};
 
 /// Floats of the im2col matrix built at once (16 MiB): the gradients are computed over chunks
 /// of images so their memory does not grow with the batch.
@@ -53,6 +54,174 @@ impl FusedBackend for Flex {
             &options,
             IM2COL_CHUNK_FLOATS,
         )
+    }
+
+    /// Multi-threaded, one pass (burn's tanh approximation is seven single-threaded passes).
+    fn fused_gelu(x: FloatTensor<Self>, tanh: bool) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 {
+            return gelu_default::<Flex>(x, tanh);
+        }
+        map_f32(&x, |v| gelu_f32(v, tanh))
+    }
+
+    fn fused_gelu_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        tanh: bool,
+    ) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+            return gelu_backward_default::<Flex>(x, output_grad, tanh);
+        }
+        zip_map_f32(&x, &output_grad, |x, g| g * gelu_derivative_f32(x, tanh))
+    }
+
+    /// One pass over the rows, multi-threaded (burn's autodiff decomposes layer normalization
+    /// into about fifteen element-wise operations and reductions).
+    fn fused_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> [FloatTensor<Self>; 3] {
+        if [&x, &gamma, &output_grad]
+            .iter()
+            .any(|t| t.dtype() != DType::F32)
+        {
+            return layer_norm_backward_default::<Flex>(x, gamma, output_grad, epsilon);
+        }
+        layer_norm_backward_f32(&x, &gamma, &output_grad, epsilon)
+    }
+}
+
+/// Rows per task of the layer-norm backward.
+const LAYER_NORM_ROWS: usize = 64;
+
+/// The input, `gamma` and `beta` gradients of an f32 layer normalization over the last dimension.
+fn layer_norm_backward_f32(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    output_grad: &FlexTensor,
+    epsilon: f64,
+) -> [FlexTensor; 3] {
+    let shape = x.shape();
+    let (x, gamma, output_grad) = (
+        x.to_contiguous(),
+        gamma.to_contiguous(),
+        output_grad.to_contiguous(),
+    );
+    let xs: &[f32] = x.as_slice().expect("a contiguous f32 tensor");
+    let gamma: &[f32] = gamma.as_slice().expect("a contiguous f32 tensor");
+    let dys: &[f32] = output_grad.as_slice().expect("a contiguous f32 tensor");
+    let d = gamma.len();
+    let mut dx = vec![0.0f32; xs.len()];
+    let task = d * LAYER_NORM_ROWS;
+    let zeros = || (vec![0.0f32; d], vec![0.0f32; d]);
+    let (dgamma, dbeta) = dx
+        .par_chunks_mut(task)
+        .zip(xs.par_chunks(task).zip(dys.par_chunks(task)))
+        .map(|(dx, (x, dy))| {
+            let (mut dgamma, mut dbeta) = zeros();
+            let rows = dx
+                .chunks_exact_mut(d)
+                .zip(x.chunks_exact(d))
+                .zip(dy.chunks_exact(d));
+            for ((dx, x), dy) in rows {
+                // Row statistics in f64, as burn-flex's forward computes them.
+                let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64;
+                let var = x
+                    .iter()
+                    .map(|&v| (f64::from(v) - mean).powi(2))
+                    .sum::<f64>()
+                    / d as f64;
+                let (mean, rstd) = (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32);
+                let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
+                for j in 0..d {
+                    let xhat = (x[j] - mean) * rstd;
+                    let g = dy[j] * gamma[j];
+                    sum_g += g;
+                    sum_gx += g * xhat;
+                    dgamma[j] += dy[j] * xhat;
+                    dbeta[j] += dy[j];
+                }
+                let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
+                for j in 0..d {
+                    let xhat = (x[j] - mean) * rstd;
+                    dx[j] = rstd * (dy[j] * gamma[j] - mean_g - xhat * mean_gx);
+                }
+            }
+            (dgamma, dbeta)
+        })
+        .reduce(zeros, |(mut g, mut b), (g2, b2)| {
+            g.iter_mut().zip(g2).for_each(|(a, v)| *a += v);
+            b.iter_mut().zip(b2).for_each(|(a, v)| *a += v);
+            (g, b)
+        });
+    [
+        FlexTensor::from_data(TensorData::new(dx, shape)),
+        FlexTensor::from_data(TensorData::new(dgamma, [d])),
+        FlexTensor::from_data(TensorData::new(dbeta, [d])),
+    ]
+}
+
+/// Elements per task of the element-wise kernels.
+const ELEMENTWISE_CHUNK: usize = 1 << 14;
+
+/// `f(x)` of every element of an f32 tensor, multi-threaded (burn-flex 0.21's unary operations
+/// run on one thread).
+fn map_f32(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
+    let x = x.to_contiguous();
+    let values: &[f32] = x.as_slice().expect("a contiguous f32 tensor");
+    let mut out = vec![0.0f32; values.len()];
+    out.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(values.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(out, values)| {
+            for (o, &v) in out.iter_mut().zip(values) {
+                *o = f(v);
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, x.shape()))
+}
+
+/// `f(x, g)` of every pair of elements of two f32 tensors of one shape, multi-threaded.
+fn zip_map_f32(x: &FlexTensor, g: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync) -> FlexTensor {
+    let (x, g) = (x.to_contiguous(), g.to_contiguous());
+    let xs: &[f32] = x.as_slice().expect("a contiguous f32 tensor");
+    let gs: &[f32] = g.as_slice().expect("a contiguous f32 tensor");
+    let mut out = vec![0.0f32; xs.len()];
+    out.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(
+            xs.par_chunks(ELEMENTWISE_CHUNK)
+                .zip(gs.par_chunks(ELEMENTWISE_CHUNK)),
+        )
+        .for_each(|(out, (xs, gs))| {
+            for ((o, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
+                *o = f(x, g);
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, x.shape()))
+}
+
+/// `sqrt(2 / pi)` and the cubic coefficient of the tanh GELU, and `1 / sqrt(2)`, in f32.
+const TANH_SCALE: f32 = 0.797_884_6;
+const TANH_CUBIC: f32 = 0.044_715;
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// `1 / sqrt(2 pi)`, the standard normal density's constant.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+fn gelu_f32(x: f32, tanh: bool) -> f32 {
+    if tanh {
+        0.5 * x * (1.0 + (TANH_SCALE * (x + TANH_CUBIC * x * x * x)).tanh())
+    } else {
+        0.5 * x * (1.0 + erf_f32(x * FRAC_1_SQRT_2))
+    }
+}
+
+fn gelu_derivative_f32(x: f32, tanh: bool) -> f32 {
+    if tanh {
+        let t = (TANH_SCALE * (x + TANH_CUBIC * x * x * x)).tanh();
+        0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * TANH_SCALE * (1.0 + 3.0 * TANH_CUBIC * x * x)
+    } else {
+        0.5 * (1.0 + erf_f32(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
     }
 }
 

@@ -20,7 +20,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
 
 /// A burn backend with the fused operations the models call (see the module documentation).
 pub trait FusedBackend: Backend {
@@ -56,6 +56,126 @@ pub trait FusedBackend: Backend {
     ) -> FloatTensor<Self> {
         Self::conv2d_x_backward(x, weight, output_grad, options)
     }
+
+    /// GELU, exact (`0.5 x (1 + erf(x / sqrt 2))`) or, with `tanh`, GPT-2's tanh approximation
+    /// (`0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`). The defaults are burn's `gelu`
+    /// and the approximation written out in burn's operations.
+    fn fused_gelu(x: FloatTensor<Self>, tanh: bool) -> FloatTensor<Self> {
+        gelu_default::<Self>(x, tanh)
+    }
+
+    /// The gradient of [`FusedBackend::fused_gelu`] with respect to `x`, given the gradient of
+    /// its output (`output_grad * gelu'(x)`).
+    fn fused_gelu_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        tanh: bool,
+    ) -> FloatTensor<Self> {
+        gelu_backward_default::<Self>(x, output_grad, tanh)
+    }
+
+    /// Layer normalization over the last dimension: `(x - mean) / sqrt(var + epsilon) * gamma +
+    /// beta`, `gamma` and `beta` `[d]`. The default is burn's `layer_norm`.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+
+    /// The gradients of [`FusedBackend::fused_layer_norm`] with respect to `x`, `gamma` and
+    /// `beta`, given the gradient of its output. The default is the closed form written in
+    /// burn's operations.
+    fn fused_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> [FloatTensor<Self>; 3] {
+        layer_norm_backward_default::<Self>(x, gamma, output_grad, epsilon)
+    }
+}
+
+/// [`FusedBackend::fused_layer_norm_backward`]'s default: with `xhat` the normalized input,
+/// `g = dy * gamma` and means over the last dimension, `dx = rstd * (g - mean(g) - xhat *
+/// mean(g * xhat))`, `dgamma = sum(dy * xhat)`, `dbeta = sum(dy)` over the other dimensions.
+fn layer_norm_backward_default<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    epsilon: f64,
+) -> [FloatTensor<B>; 3] {
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / d.max(1);
+    let as_rows = |t: FloatTensor<B>| {
+        Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(B::float_reshape(
+            t,
+            Shape::new([rows, d]),
+        )))
+    };
+    let (x, dy) = (as_rows(x), as_rows(output_grad));
+    let gamma = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(gamma)).reshape([1, d]);
+    let centered = x.clone() - x.mean_dim(1);
+    let rstd = (centered.clone().powi_scalar(2).mean_dim(1) + epsilon)
+        .sqrt()
+        .recip();
+    let xhat = centered * rstd.clone();
+    let g = dy.clone() * gamma;
+    let dx =
+        (g.clone() - g.clone().mean_dim(1) - xhat.clone() * (g * xhat.clone()).mean_dim(1)) * rstd;
+    let dgamma = (dy.clone() * xhat).sum_dim(0).reshape([d]);
+    let dbeta = dy.sum_dim(0).reshape([d]);
+    [
+        B::float_reshape(dx.into_primitive().tensor(), shape),
+        dgamma.into_primitive().tensor(),
+        dbeta.into_primitive().tensor(),
+    ]
+}
+
+/// [`FusedBackend::fused_gelu`]'s default.
+fn gelu_default<B: Backend>(x: FloatTensor<B>, tanh: bool) -> FloatTensor<B> {
+    if !tanh {
+        return B::gelu(x);
+    }
+    let shape = x.shape();
+    let x = flat::<B>(x);
+    let inner = (x.clone() + x.clone().powi_scalar(3) * GELU_TANH_CUBIC) * GELU_TANH_SCALE;
+    let y = x * 0.5 * (inner.tanh() + 1.0);
+    B::float_reshape(y.into_primitive().tensor(), shape)
+}
+
+/// [`FusedBackend::fused_gelu_backward`]'s default.
+fn gelu_backward_default<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    tanh: bool,
+) -> FloatTensor<B> {
+    if !tanh {
+        return B::gelu_backward(x, output_grad);
+    }
+    let shape = x.shape();
+    let (x, grad) = (flat::<B>(x), flat::<B>(output_grad));
+    let x2 = x.clone().powi_scalar(2);
+    let t = ((x2.clone() * GELU_TANH_CUBIC + 1.0) * x.clone() * GELU_TANH_SCALE).tanh();
+    let slope = (x2 * (3.0 * GELU_TANH_CUBIC) + 1.0) * GELU_TANH_SCALE;
+    let derivative =
+        (t.clone() + 1.0) * 0.5 + x * 0.5 * (t.clone() * t).neg().add_scalar(1.0) * slope;
+    B::float_reshape((derivative * grad).into_primitive().tensor(), shape)
+}
+
+/// `sqrt(2 / pi)`, the scale inside GPT-2's tanh GELU.
+const GELU_TANH_SCALE: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of GPT-2's tanh GELU.
+const GELU_TANH_CUBIC: f64 = 0.044_715;
+
+/// A primitive as a one-dimensional tensor (any rank flattened), for defaults written with burn's
+/// tensor API.
+fn flat<B: Backend>(x: FloatTensor<B>) -> Tensor<B, 1> {
+    let n = x.shape().num_elements();
+    Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(B::float_reshape(x, Shape::new([n]))))
 }
 
 /// An autodiff backend whose inner backend is fused too: what training code is bound by, so a
@@ -125,6 +245,40 @@ pub fn conv2d<B: FusedBackend>(
         Some(bias) => y + bias.reshape([1, c_out, 1, 1]),
         None => y,
     }
+}
+
+/// Exact GELU through [`FusedBackend::fused_gelu`] (any shape).
+pub fn gelu<B: FusedBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    gelu_with(x, false)
+}
+
+/// GPT-2's tanh-approximated GELU ("gelu_new") through [`FusedBackend::fused_gelu`].
+pub fn gelu_tanh<B: FusedBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    gelu_with(x, true)
+}
+
+fn gelu_with<B: FusedBackend, const D: usize>(x: Tensor<B, D>, tanh: bool) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::fused_gelu(
+        x.into_primitive().tensor(),
+        tanh,
+    )))
+}
+
+/// Layer normalization over the last dimension through [`FusedBackend::fused_layer_norm`]:
+/// `x` `[..., d]`, `gamma` and `beta` `[d]`.
+pub fn layer_norm<B: FusedBackend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Option<Tensor<B, 1>>,
+    epsilon: f64,
+) -> Tensor<B, D> {
+    let beta = beta.unwrap_or_else(|| gamma.zeros_like());
+    Tensor::from_primitive(TensorPrimitive::Float(B::fused_layer_norm(
+        x.into_primitive().tensor(),
+        gamma.into_primitive().tensor(),
+        beta.into_primitive().tensor(),
+        epsilon,
+    )))
 }
 
 /// `conv` applied to `x` through [`conv2d`] (`[batch, c_in, h, w] -> [batch, c_out, h', w']`);
@@ -285,6 +439,125 @@ mod tests {
                 .max()
                 .into_scalar();
             assert!(err < 1e-5, "{err}");
+        }
+    }
+
+    /// `gelu(x)` and `d sum(gelu(x) * up) / dx` on backend `B`, fused or burn's.
+    fn gelu_and_grad<B: FusedAutodiffBackend>(
+        x: &TensorData,
+        up: &TensorData,
+        tanh: bool,
+        fused: bool,
+    ) -> [TensorData; 2] {
+        let dev = Default::default();
+        // A transposed (non-contiguous) view of the stored values.
+        let x = Tensor::<B, 2>::from_data(x.clone(), &dev).require_grad();
+        let xt = x.clone().transpose();
+        let up = Tensor::<B, 2>::from_data(up.clone(), &dev);
+        let y = match (fused, tanh) {
+            (true, true) => gelu_tanh(xt),
+            (true, false) => gelu(xt),
+            (false, true) => burn::tensor::activation::gelu_approximate(xt),
+            (false, false) => burn::tensor::activation::gelu(xt),
+        };
+        let grads = (y.clone() * up).sum().backward();
+        [y.into_data(), x.grad(&grads).unwrap().into_data()]
+    }
+
+    #[test]
+    fn fused_gelu_equals_burns_exact_and_tanh_gelu_and_their_gradients() {
+        // 3 x 7001 values: more than one kernel chunk, odd sized; wide range of inputs.
+        let dev = Default::default();
+        let x = (Tensor::<Flex, 2>::random([3, 7001], Distribution::Normal(0.0, 1.0), &dev) * 3.0)
+            .into_data();
+        let up =
+            Tensor::<Flex, 2>::random([7001, 3], Distribution::Normal(0.0, 1.0), &dev).into_data();
+        for tanh in [false, true] {
+            // Each backend against burn's GELU on the same backend (NdArray's exact GELU
+            // derivative differs from Flex's by 7e-4 relative).
+            for (backend, fused, reference) in [
+                (
+                    "flex",
+                    gelu_and_grad::<Autodiff<Flex>>(&x, &up, tanh, true),
+                    gelu_and_grad::<Autodiff<Flex>>(&x, &up, tanh, false),
+                ),
+                (
+                    "ndarray",
+                    gelu_and_grad::<Autodiff<NdArray>>(&x, &up, tanh, true),
+                    gelu_and_grad::<Autodiff<NdArray>>(&x, &up, tanh, false),
+                ),
+            ] {
+                for (what, (a, b)) in ["output", "gradient"]
+                    .iter()
+                    .zip(fused.iter().zip(&reference))
+                {
+                    let err = max_rel_err(a, b);
+                    assert!(err < 1e-5, "{backend} {what} (tanh: {tanh}): {err}");
+                }
+            }
+        }
+    }
+
+    /// Layer norm of `x` (`[rows, d]` seen through a transpose) and its three gradients.
+    fn layer_norm_and_grads<B: FusedAutodiffBackend>(
+        data: [&TensorData; 4],
+        fused: bool,
+    ) -> [TensorData; 4] {
+        let dev = Default::default();
+        let [x, gamma, beta, up] = data;
+        let x = Tensor::<B, 3>::from_data(x.clone(), &dev).require_grad();
+        let gamma = Tensor::<B, 1>::from_data(gamma.clone(), &dev).require_grad();
+        let beta = Tensor::<B, 1>::from_data(beta.clone(), &dev).require_grad();
+        let xt = x.clone().swap_dims(1, 2);
+        let y = if fused {
+            layer_norm(xt, gamma.clone(), Some(beta.clone()), 1e-5)
+        } else {
+            let [_, _, d] = xt.dims();
+            let mean = xt.clone().mean_dim(2);
+            let centered = xt - mean;
+            let var = centered.clone().powi_scalar(2).mean_dim(2);
+            centered / (var + 1e-5).sqrt() * gamma.clone().reshape([1, 1, d])
+                + beta.clone().reshape([1, 1, d])
+        };
+        let up = Tensor::<B, 3>::from_data(up.clone(), &dev);
+        let grads = (y.clone() * up).sum().backward();
+        [
+            y.into_data(),
+            x.grad(&grads).unwrap().into_data(),
+            gamma.grad(&grads).unwrap().into_data(),
+            beta.grad(&grads).unwrap().into_data(),
+        ]
+    }
+
+    #[test]
+    fn fused_layer_norm_equals_the_decomposed_one_with_every_gradient() {
+        let dev = Default::default();
+        // [batch, d, seq] stored, normalized over d after a transpose: 3 x 150 rows of 37, more
+        // than one kernel task of rows.
+        let random = |shape: &[usize], mean: f64| {
+            let n: usize = shape.iter().product();
+            let values = Tensor::<Flex, 1>::random([n], Distribution::Normal(mean, 2.0), &dev)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            TensorData::new(values, shape.to_vec())
+        };
+        let x = random(&[3, 37, 150], 1.0);
+        let (gamma, beta) = (random(&[37], 1.0), random(&[37], 0.0));
+        let up = random(&[3, 150, 37], 0.0);
+        let data = [&x, &gamma, &beta, &up];
+        let reference = layer_norm_and_grads::<Autodiff<Flex>>(data, false);
+        for fused in [
+            layer_norm_and_grads::<Autodiff<Flex>>(data, true),
+            layer_norm_and_grads::<Autodiff<NdArray>>(data, true),
+        ] {
+            for (what, (a, b)) in ["output", "dx", "dgamma", "dbeta"]
+                .iter()
+                .zip(fused.iter().zip(&reference))
+            {
+                let err = max_rel_err(a, b);
+                assert!(err < 1e-4, "{what}: {err}");
+            }
         }
     }
 
