@@ -1,8 +1,8 @@
 //! Backend selection: which burn backends were compiled in, parsing a `--backend` value, and
 //! running generic code on the chosen one.
 //!
-//! Library code is generic over `B: FusedBackend` / `B: FusedAutodiffBackend`; only binaries pick a
-//! concrete backend, through [`BackendKind`] and [`run_on`] (or the [`Selected`] alias).
+//! Library code is generic over `B: FusedBackend` / `B: FusedAutodiffBackend` (burn's backend
+//! traits plus `pretrain_models::fused`); only binaries pick a concrete backend, through [`BackendKind`] and [`run_on`] (or the [`Selected`] alias).
 
 use pretrain_models::FusedAutodiffBackend;
 use std::str::FromStr;
