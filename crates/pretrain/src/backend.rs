@@ -2,7 +2,8 @@
 //! running generic code on the chosen one.
 //!
 //! Library code is generic over `B: FusedBackend` / `B: FusedAutodiffBackend` (burn's backend
-//! traits plus `pretrain_models::fused`); only binaries pick a concrete backend, through [`BackendKind`] and [`run_on`] (or the [`Selected`] alias).
+//! traits plus `pretrain_models::fused`); only binaries pick a concrete backend, through
+//! [`BackendKind`] and [`run_on`] (or the [`Selected`] alias).
 
 use pretrain_models::FusedAutodiffBackend;
 use std::str::FromStr;
