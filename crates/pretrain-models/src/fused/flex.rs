@@ -151,7 +151,12 @@ fn layer_norm_backward_f32(
             }
             (dgamma, dbeta)
         })
-        .reduce(zeros, |(mut g, mut b), (g2, b2)| {
+        // Partial sums collected in task order and added in that order: a parallel reduce
+        // would combine them in whatever order the threads finish, and training must be
+        // deterministic (exact resume, seeded tests).
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(zeros(), |(mut g, mut b), (g2, b2)| {
             g.iter_mut().zip(g2).for_each(|(a, v)| *a += v);
             b.iter_mut().zip(b2).for_each(|(a, v)| *a += v);
             (g, b)
