@@ -71,6 +71,9 @@ fn every_target_survives_its_seeds_regressions_and_mutations() {
         .unwrap_or(3_000);
     // Generous for a debug build on a shared 2-core machine; libFuzzer runs (release) use 1 s.
     let limit = Duration::from_secs(10);
+    // Targets panic inside libraries that the smoke run catches and reports by message; the
+    // default hook would print each with a backtrace, burying the one line that matters in CI.
+    std::panic::set_hook(Box::new(|_| {}));
     let crashes_dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fuzz-crashes");
     for (i, target) in TARGETS.iter().enumerate() {
@@ -82,6 +85,8 @@ fn every_target_survives_its_seeds_regressions_and_mutations() {
                 report.slowest.as_secs_f64() * 1e3
             ),
             Err(crash) => {
+                // The default hook again, so that this panic prints.
+                drop(std::panic::take_hook());
                 std::fs::create_dir_all(&crashes_dir).unwrap();
                 let path = crashes_dir.join(format!("{}-{}", crash.target, crash.input.len()));
                 std::fs::write(&path, &crash.input).unwrap();

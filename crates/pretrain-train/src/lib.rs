@@ -19,6 +19,7 @@ pub mod error;
 pub mod grads;
 pub mod interrupt;
 pub mod loader;
+pub mod msgpack;
 pub mod optimizer;
 pub mod precision;
 pub mod schedule;

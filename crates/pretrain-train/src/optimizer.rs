@@ -15,6 +15,7 @@ use burn::tensor::{Bool, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::grads::split_by_multiplier;
+use crate::msgpack::check_bounded;
 
 /// Smallest Adam epsilon accepted for f16 training.
 pub const F16_MIN_EPSILON: f32 = 1e-4;
@@ -373,7 +374,8 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> std::fmt::Debug for EngineOptimiz
 /// The optimizer state's format: named MessagePack. burn's bincode recorder sizes buffers by
 /// the lengths a file declares (a damaged or hostile `optimizer.bin` of 10 KB asked for 32 GiB,
 /// found by fuzzing) and panics on malformed input; MessagePack through serde allocates no more
-/// than the input holds and reports errors.
+/// than the input holds and reports errors, once [`check_bounded`] has refused declared
+/// lengths beyond the bytes (some types reserve a declared length whole).
 type Bytes = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> EngineOptimizer<B, M> {
@@ -418,6 +420,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> EngineOptimizer<B, M> {
 
     /// Restores the state written by [`EngineOptimizer::to_bytes`] for the same optimizer kind.
     pub fn load_bytes(self, bytes: Vec<u8>, device: &B::Device) -> Result<Self, String> {
+        check_bounded(&bytes).map_err(|e| format!("not a bounded MessagePack value: {e}"))?;
         let recorder = Bytes::default();
         Ok(match self {
             Self::Adam(o) => {
