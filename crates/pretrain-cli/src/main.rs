@@ -105,6 +105,15 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        parallel: recipes::ParallelArgs,
+    },
+    /// burn-collective's global orchestrator for a multi-host data-parallel run (start it
+    /// first, then `pretrain pretrain ... --node-rank R` on each host); runs until Ctrl-C.
+    Orchestrator {
+        /// Port to listen on (all interfaces).
+        #[arg(long)]
+        port: u16,
     },
     /// Evaluate the encoder of a pre-training run (or, without --from, a random one).
     Finetune {
@@ -297,6 +306,11 @@ fn main() -> ExitCode {
     if !backtrace {
         // A bug still reaches the user as one line, not a panic report.
         std::panic::set_hook(Box::new(|info| {
+            // burn-collective's runtime threads panic when a data-parallel peer goes away; the
+            // worker then reports the failed all-reduce itself, in one line.
+            if std::thread::current().name() == Some("tokio-rt-worker") {
+                return;
+            }
             let info = info.to_string().replace('\n', " ");
             eprintln!("error: internal error (a bug; please report it): {info}");
         }));
@@ -410,6 +424,7 @@ fn run(command: Command) -> Result<()> {
             resume,
             init_from,
             quiet,
+            parallel,
         } => recipes::pretrain(
             recipe.as_deref(),
             backend,
@@ -420,7 +435,13 @@ fn run(command: Command) -> Result<()> {
             resume,
             init_from,
             quiet,
+            &parallel,
         ),
+        Command::Orchestrator { port } => {
+            Ok(pretrain::train::launch::run_orchestrator(port, || {
+                eprintln!("orchestrator listening on port {port} (Ctrl-C stops it)")
+            })?)
+        }
         Command::Finetune {
             recipe,
             from,

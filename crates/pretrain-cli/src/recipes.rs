@@ -8,6 +8,60 @@ use pretrain_demo::DemoConfig;
 use pretrain_recipes::few_shot::FEW_SHOT_FILE;
 use pretrain_recipes::{FinetuneOptions, ObjectiveKind, PretrainOptions, Recipe, recipe_of_run};
 
+/// Data-parallel options of `pretrain pretrain`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ParallelArgs {
+    /// Data-parallel worker processes on this machine (started and watched by this command,
+    /// with an orchestrator on loopback); the recipe's batch size is split among them.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..), conflicts_with = "node_rank")]
+    pub workers: Option<u64>,
+    /// Compute threads per worker (default: cores / workers).
+    #[arg(long, requires = "workers")]
+    pub threads_per_worker: Option<usize>,
+    /// This host's rank in a multi-host run, 0..nodes (rank 0 writes the run directory).
+    #[arg(long, requires_all = ["nodes", "orchestrator", "node_address"])]
+    pub node_rank: Option<usize>,
+    /// Hosts in the multi-host run.
+    #[arg(long, requires = "node_rank")]
+    pub nodes: Option<usize>,
+    /// The orchestrator's address, ws://HOST:PORT (`pretrain orchestrator --port PORT`).
+    #[arg(long, requires = "node_rank")]
+    pub orchestrator: Option<String>,
+    /// This host's address as the others reach it, ws://HOST:PORT (the port serves tensors).
+    #[arg(long, requires = "node_rank")]
+    pub node_address: Option<String>,
+    /// Seconds a worker waits for the others in one all-reduce before it stops the run (a
+    /// peer died or cannot be reached); must cover rank 0 writing a checkpoint.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub collective_timeout: u64,
+}
+
+/// `--workers N`: this same command line, minus `--workers`, as N worker processes.
+fn launch_workers(workers: usize, threads: Option<usize>) -> Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    let mut worker_args = Vec::new();
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if text == "--workers" || text == "--threads-per-worker" {
+            args.next();
+        } else if !(text.starts_with("--workers=") || text.starts_with("--threads-per-worker=")) {
+            worker_args.push(arg);
+        }
+    }
+    // Ctrl-C reaches the workers (they stop after the same step, with a checkpoint); this
+    // process must outlive them to stop the orchestrator, so it only notes the signal.
+    pretrain::train::stop_on_ctrl_c().context("installing the Ctrl-C handler")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let launch = pretrain::train::launch::LocalWorkers {
+        workers,
+        program: std::env::current_exe().context("locating this program")?,
+        worker_args,
+        orchestrator_args: vec!["orchestrator".into()],
+        threads_per_worker: threads.unwrap_or((cores / workers).max(1)),
+    };
+    Ok(launch.run()?)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn pretrain(
     name: Option<&str>,
@@ -19,7 +73,24 @@ pub fn pretrain(
     resume: Option<PathBuf>,
     init_from: Option<PathBuf>,
     quiet: bool,
+    parallel: &ParallelArgs,
 ) -> Result<()> {
+    if let Some(workers) = parallel.workers {
+        return launch_workers(workers as usize, parallel.threads_per_worker);
+    }
+    let parallel = match (
+        parallel.node_rank,
+        parallel.nodes,
+        &parallel.orchestrator,
+        &parallel.node_address,
+    ) {
+        (Some(rank), Some(nodes), Some(orchestrator), Some(address)) => Some(
+            pretrain::train::DataParallel::node(rank, nodes, orchestrator, address)?
+                .with_timeout(std::time::Duration::from_secs(parallel.collective_timeout)),
+        ),
+        _ => None,
+    };
+    let leader = parallel.as_ref().is_none_or(|p| p.is_leader());
     // A named recipe on a resume is compared with the saved one by `run_pretrain` (its steps
     // are the saved run's unless --steps says otherwise).
     let mut recipe = match (&resume, name) {
@@ -52,8 +123,12 @@ pub fn pretrain(
         stop: Some(pretrain::train::stop_on_ctrl_c().context("installing the Ctrl-C handler")?),
         epochs,
         stop_after: None,
+        parallel,
     };
     let summary = pretrain_recipes::run_pretrain(&recipe, kind, &options)?;
+    if !leader {
+        return Ok(());
+    }
     println!(
         "{}: {} steps on {} in {:.1} s, loss {:.4} -> {:.4}{}; run directory {}",
         summary.recipe,

@@ -1365,3 +1365,247 @@ fn pre_training_starts_from_another_run_with_init_from() {
     ]));
     assert!(line.contains("recipe.toml"), "{line}");
 }
+
+/// A TCP port free on loopback right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The losses of `run`'s metrics.jsonl, in step order.
+fn losses(run: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn two_data_parallel_workers_on_loopback_train_as_one_worker_does() {
+    let single = tempfile::tempdir().unwrap();
+    let pair = tempfile::tempdir().unwrap();
+    let run = |dir: &std::path::Path, extra: &[&str]| {
+        pretrain()
+            .args(["pretrain", "dae-digits", "--steps", "6", "--quiet"])
+            .args(extra)
+            .arg("--out")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    succeeded(&run(single.path(), &[]));
+    // Two processes of one half-batch each, meeting at an orchestrator on loopback.
+    let stdout = succeeded(&run(
+        pair.path(),
+        &["--workers", "2", "--collective-timeout", "60"],
+    ));
+    // Rank 0 alone reports and writes the run directory.
+    assert_eq!(
+        stdout.matches("dae-digits: 6 steps on flex").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(pair.path().join("encoder.safetensors").is_file());
+    let (one, two) = (losses(single.path()), losses(pair.path()));
+    assert_eq!(one.len(), 6);
+    assert_eq!(two.len(), 6);
+    for (step, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert!((a - b).abs() <= 1e-5 * a.abs(), "step {step}: {a} vs {b}");
+    }
+}
+
+/// dae-digits with a million steps and a checkpoint every 5, written into `dir`: a run that
+/// is still going when a test kills one of its workers.
+fn endless_dae_recipe(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("dae.toml");
+    let recipe = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../recipes/dae-digits.toml"
+    ))
+    .unwrap()
+    .replace("steps = 300", "steps = 1000000")
+    .replace("checkpoint_every = 100", "checkpoint_every = 5");
+    std::fs::write(&path, recipe).unwrap();
+    path
+}
+
+/// A child process killed when the test ends, passing or not.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn nodes_started_by_hand_train_and_a_dead_peer_stops_the_other_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = endless_dae_recipe(dir.path());
+    let run = dir.path().join("run");
+    // The multi-host steps of the README, on loopback: the orchestrator, then each node.
+    let port = free_port();
+    let _orchestrator = Reaped(
+        pretrain()
+            .args(["orchestrator", "--port", &port.to_string()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the orchestrator did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let node = |rank: usize| {
+        pretrain()
+            .arg("pretrain")
+            .arg(&recipe)
+            .args(["--quiet", "--collective-timeout", "10", "--out"])
+            .arg(&run)
+            .args(["--node-rank", &rank.to_string(), "--nodes", "2"])
+            .arg("--orchestrator")
+            .arg(format!("ws://127.0.0.1:{port}"))
+            .arg("--node-address")
+            .arg(format!("ws://127.0.0.1:{}", free_port()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut survivor = Reaped(node(0));
+    let mut victim = Reaped(node(1));
+    while !run.join("checkpoints/latest").is_file() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no checkpoint after two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    victim.0.kill().unwrap();
+    let killed = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = survivor.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(killed.elapsed().as_secs() < 60, "the survivor still waits");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let waited = killed.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut survivor.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = refused(&std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: stderr.into_bytes(),
+    });
+    // Either burn-collective reports the lost peer, or the watchdog gives up waiting for it.
+    assert!(stderr.contains("data-parallel worker 0"), "{stderr}");
+    assert!(
+        waited.as_secs() < 10 + 10,
+        "stopped {waited:?} after the kill"
+    );
+}
+
+#[test]
+fn a_killed_worker_stops_the_run_naming_it_and_the_checkpoint_resumes() {
+    use pretrain::train::launch::{LaunchError, LocalWorkers};
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = endless_dae_recipe(dir.path());
+    let run = dir.path().join("run");
+    let exe = env!("CARGO_BIN_EXE_pretrain");
+    // Each worker is `sh -c SCRIPT sh NODE_ARGS...`: worker 1 is killed (SIGKILL) 8 s in.
+    let script = format!(
+        "if [ \"$2\" = 1 ]; then (sleep 8; kill -9 $$) & fi; \
+         exec '{exe}' pretrain '{}' --quiet --out '{}' \"$@\"",
+        recipe.display(),
+        run.display()
+    );
+    let launch = LocalWorkers {
+        workers: 2,
+        program: "sh".into(),
+        worker_args: vec!["-c".into(), script.into(), "sh".into()],
+        orchestrator_args: vec![
+            "-c".into(),
+            format!("exec '{exe}' orchestrator \"$@\"").into(),
+            "sh".into(),
+        ],
+        threads_per_worker: 1,
+    };
+    let started = std::time::Instant::now();
+    let error = launch.run().unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(error, LaunchError::WorkerFailed { rank: 1, .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("worker 1 was killed by signal 9"),
+        "{error}"
+    );
+    assert!(took.as_secs() < 8 + 30, "stopped after {took:?}");
+    // The newest checkpoint is whole: one worker resumes it for 3 more steps.
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let done: usize = latest.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(done >= 5, "{latest}");
+    let target = (done + 3).to_string();
+    let output = pretrain()
+        .args(["pretrain", "--quiet", "--steps", &target, "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&output);
+    assert!(stdout.contains(&format!("{target} steps")), "{stdout}");
+}
+
+#[test]
+fn data_parallel_setup_errors_are_one_line() {
+    let run = tempfile::tempdir().unwrap();
+    let node = |rank: &str, orchestrator: u16, address: u16| {
+        pretrain()
+            .args(["pretrain", "dae-digits", "--steps", "2", "--quiet"])
+            .args(["--node-rank", rank, "--nodes", "2", "--orchestrator"])
+            .arg(format!("ws://127.0.0.1:{orchestrator}"))
+            .arg("--node-address")
+            .arg(format!("ws://127.0.0.1:{address}"))
+            .arg("--out")
+            .arg(run.path())
+            .output()
+            .unwrap()
+    };
+    let stderr = refused(&node("2", free_port(), free_port()));
+    assert!(stderr.contains("rank 2 is not in 0..2"), "{stderr}");
+    let stderr = refused(&node("0", free_port(), free_port()));
+    assert!(
+        stderr.contains("cannot be reached") && stderr.contains("pretrain orchestrator --port"),
+        "{stderr}"
+    );
+    let taken = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let stderr = refused(&node("0", free_port(), port));
+    assert!(
+        stderr.contains(&format!("port {port} cannot be used")),
+        "{stderr}"
+    );
+    let stderr = refused(
+        &pretrain()
+            .args(["orchestrator", "--port", &port.to_string()])
+            .output()
+            .unwrap(),
+    );
+    assert!(stderr.contains(&format!("port {port}")), "{stderr}");
+}

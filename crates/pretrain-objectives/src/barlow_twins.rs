@@ -9,7 +9,8 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, project_views};
+use crate::collective::Collective;
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::{diagonal, off_diagonal_square_sum};
@@ -103,24 +104,38 @@ pub struct BarlowTwins<B: Backend> {
     lambda: f64,
 }
 
+impl<B: FusedAutodiffBackend> BarlowTwins<B> {
+    /// The loss and metrics of the projected views `z1`, `z2` (`[n, d]` each).
+    fn pair_step(&self, (z1, z2): (Tensor<B, 2>, Tensor<B, 2>)) -> StepOutput<B, ()> {
+        let terms = barlow_twins_terms(z1.clone(), z2.clone());
+        let loss = terms.loss(self.lambda);
+        let mut metrics = pair_metrics(&loss, &z1, &z2);
+        metrics.push_tensor("on_diagonal", terms.on_diagonal.detach());
+        metrics.push_tensor("off_diagonal", terms.off_diagonal.detach());
+        StepOutput {
+            loss,
+            metrics,
+            carry: (),
+        }
+    }
+}
+
 impl<B: FusedAutodiffBackend> Objective<B> for BarlowTwins<B> {
     type Batch = MultiViewBatch<B>;
     type Carry = ();
     type Encoder = ImageEncoder<B>;
 
     fn forward_step(&self, batch: MultiViewBatch<B>) -> Result<StepOutput<B, ()>> {
-        let (a, b) = two_views(batch, "Barlow Twins")?;
-        let (z1, z2) = self.branch.project_pair(a, b);
-        let terms = barlow_twins_terms(z1.clone(), z2.clone());
-        let loss = terms.loss(self.lambda);
-        let mut metrics = pair_metrics(&loss, &z1, &z2);
-        metrics.push_tensor("on_diagonal", terms.on_diagonal.detach());
-        metrics.push_tensor("off_diagonal", terms.off_diagonal.detach());
-        Ok(StepOutput {
-            loss,
-            metrics,
-            carry: (),
-        })
+        Ok(self.pair_step(project_views(&self.branch, batch, "Barlow Twins", None)?))
+    }
+
+    fn forward_step_parallel(
+        &self,
+        batch: MultiViewBatch<B>,
+        collective: &Collective,
+    ) -> Result<StepOutput<B, ()>> {
+        let views = project_views(&self.branch, batch, "Barlow Twins", Some(collective))?;
+        Ok(collective.global_step(self.pair_step(views)))
     }
 
     fn encoder(&self) -> &ImageEncoder<B> {

@@ -5,9 +5,10 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use pretrain_data::batch::MultiViewBatch;
-use pretrain_models::FusedBackend;
+use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHead, MlpHeadConfig};
 
+use crate::collective::Collective;
 use crate::error::{ObjectiveError, Result, ensure};
 
 /// Encoder followed by a projection head.
@@ -62,6 +63,23 @@ impl<B: FusedBackend> ProjectedEncoder<B> {
             .forward(self.encoder.forward(Tensor::cat(vec![a, b], 0)));
         let d = z.dims()[1];
         (z.clone().slice([0..n, 0..d]), z.slice([n..2 * n, 0..d]))
+    }
+}
+
+/// The projections `z1`, `z2` (`[n, d]` each) of `batch`'s first two views through `branch`;
+/// with `collective`, every worker's rows in rank order (the global batch, see
+/// [`Collective::gather_rows`]).
+pub(crate) fn project_views<B: FusedAutodiffBackend>(
+    branch: &ProjectedEncoder<B>,
+    batch: MultiViewBatch<B>,
+    objective: &'static str,
+    collective: Option<&Collective>,
+) -> Result<(Tensor<B, 2>, Tensor<B, 2>)> {
+    let (a, b) = two_views(batch, objective)?;
+    let (z1, z2) = branch.project_pair(a, b);
+    match collective {
+        Some(collective) => Ok((collective.gather_rows(z1)?, collective.gather_rows(z2)?)),
+        None => Ok((z1, z2)),
     }
 }
 

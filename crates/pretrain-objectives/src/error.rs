@@ -25,6 +25,16 @@ pub enum ObjectiveError {
         /// What is wrong with it.
         message: String,
     },
+    /// A data-parallel collective operation failed.
+    #[error("data-parallel worker {rank}: {operation} failed: {message}")]
+    Collective {
+        /// The worker that saw the failure.
+        rank: usize,
+        /// What it was doing.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The model inside the objective cannot be built.
     #[error(transparent)]
     Model(#[from] ModelError),

@@ -5,6 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
 use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 
+use crate::collective::Collective;
 use crate::error::Result;
 
 /// Named scalar metrics of one step, in the order the objective reports them.
@@ -83,6 +84,21 @@ pub trait Objective<B: FusedAutodiffBackend>: AutodiffModule<B> {
 
     /// Loss and metrics of one batch; an error when the batch lacks what the objective needs.
     fn forward_step(&self, batch: Self::Batch) -> Result<StepOutput<B, Self::Carry>>;
+
+    /// Loss and metrics of one worker's slice of a data-parallel global batch. Objectives whose
+    /// loss couples the samples of a batch (contrastive negatives, batch statistics) gather
+    /// the global batch's embeddings through `collective` and compute its loss (see
+    /// [`Collective::global_step`]); the default is [`Objective::forward_step`], right for
+    /// losses that average over samples (each worker's slice is equal, and the engine averages
+    /// the workers' gradients and metrics).
+    fn forward_step_parallel(
+        &self,
+        batch: Self::Batch,
+        collective: &Collective,
+    ) -> Result<StepOutput<B, Self::Carry>> {
+        let _ = collective;
+        self.forward_step(batch)
+    }
 
     /// Updates after the optimizer step (EMA targets, queues); identity by default.
     fn after_optimizer_step(self, carry: Self::Carry, progress: TrainProgress) -> Self

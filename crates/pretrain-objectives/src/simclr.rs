@@ -9,7 +9,8 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, project_views};
+use crate::collective::Collective;
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::{accuracy, cross_entropy, eye_mask, l2_normalize};
@@ -87,23 +88,37 @@ pub struct SimClr<B: Backend> {
     temperature: f64,
 }
 
+impl<B: FusedAutodiffBackend> SimClr<B> {
+    /// The loss and metrics of the projected views `z1`, `z2` (`[n, d]` each).
+    fn pair_step(&self, (z1, z2): (Tensor<B, 2>, Tensor<B, 2>)) -> StepOutput<B, ()> {
+        let (logits, targets) = nt_xent_logits(z1.clone(), z2.clone(), self.temperature);
+        let loss = cross_entropy(logits.clone(), targets.clone());
+        let mut metrics = pair_metrics(&loss, &z1, &z2);
+        metrics.push_tensor("contrastive_accuracy", accuracy(logits.detach(), targets));
+        StepOutput {
+            loss,
+            metrics,
+            carry: (),
+        }
+    }
+}
+
 impl<B: FusedAutodiffBackend> Objective<B> for SimClr<B> {
     type Batch = MultiViewBatch<B>;
     type Carry = ();
     type Encoder = ImageEncoder<B>;
 
     fn forward_step(&self, batch: MultiViewBatch<B>) -> Result<StepOutput<B, ()>> {
-        let (a, b) = two_views(batch, "SimCLR")?;
-        let (z1, z2) = self.branch.project_pair(a, b);
-        let (logits, targets) = nt_xent_logits(z1.clone(), z2.clone(), self.temperature);
-        let loss = cross_entropy(logits.clone(), targets.clone());
-        let mut metrics = pair_metrics(&loss, &z1, &z2);
-        metrics.push_tensor("contrastive_accuracy", accuracy(logits.detach(), targets));
-        Ok(StepOutput {
-            loss,
-            metrics,
-            carry: (),
-        })
+        Ok(self.pair_step(project_views(&self.branch, batch, "SimCLR", None)?))
+    }
+
+    fn forward_step_parallel(
+        &self,
+        batch: MultiViewBatch<B>,
+        collective: &Collective,
+    ) -> Result<StepOutput<B, ()>> {
+        let views = project_views(&self.branch, batch, "SimCLR", Some(collective))?;
+        Ok(collective.global_step(self.pair_step(views)))
     }
 
     fn encoder(&self) -> &ImageEncoder<B> {

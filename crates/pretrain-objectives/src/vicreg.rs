@@ -10,7 +10,8 @@ use pretrain_data::batch::MultiViewBatch;
 use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
-use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
+use crate::branch::{ProjectedEncoder, pair_metrics, project_views};
+use crate::collective::Collective;
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput};
 use crate::ops::off_diagonal_square_sum;
@@ -114,25 +115,39 @@ pub struct VicReg<B: Backend> {
     weights: VicRegWeights,
 }
 
-impl<B: FusedAutodiffBackend> Objective<B> for VicReg<B> {
-    type Batch = MultiViewBatch<B>;
-    type Carry = ();
-    type Encoder = ImageEncoder<B>;
-
-    fn forward_step(&self, batch: MultiViewBatch<B>) -> Result<StepOutput<B, ()>> {
-        let (a, b) = two_views(batch, "VICReg")?;
-        let (z1, z2) = self.branch.project_pair(a, b);
+impl<B: FusedAutodiffBackend> VicReg<B> {
+    /// The loss and metrics of the projected views `z1`, `z2` (`[n, d]` each).
+    fn pair_step(&self, (z1, z2): (Tensor<B, 2>, Tensor<B, 2>)) -> StepOutput<B, ()> {
         let terms = vicreg_terms(z1.clone(), z2.clone());
         let loss = terms.loss(&self.weights);
         let mut metrics = pair_metrics(&loss, &z1, &z2);
         metrics.push_tensor("invariance", terms.invariance.detach());
         metrics.push_tensor("variance", terms.variance.detach());
         metrics.push_tensor("covariance", terms.covariance.detach());
-        Ok(StepOutput {
+        StepOutput {
             loss,
             metrics,
             carry: (),
-        })
+        }
+    }
+}
+
+impl<B: FusedAutodiffBackend> Objective<B> for VicReg<B> {
+    type Batch = MultiViewBatch<B>;
+    type Carry = ();
+    type Encoder = ImageEncoder<B>;
+
+    fn forward_step(&self, batch: MultiViewBatch<B>) -> Result<StepOutput<B, ()>> {
+        Ok(self.pair_step(project_views(&self.branch, batch, "VICReg", None)?))
+    }
+
+    fn forward_step_parallel(
+        &self,
+        batch: MultiViewBatch<B>,
+        collective: &Collective,
+    ) -> Result<StepOutput<B, ()>> {
+        let views = project_views(&self.branch, batch, "VICReg", Some(collective))?;
+        Ok(collective.global_step(self.pair_step(views)))
     }
 
     fn encoder(&self) -> &ImageEncoder<B> {

@@ -66,6 +66,8 @@ pub struct PretrainOptions {
     /// Stop after this many steps with a checkpoint, as an interruption would (the schedule
     /// still spans the recipe's steps; `resume` continues).
     pub stop_after: Option<usize>,
+    /// This process's worker of a data-parallel run (rank 0 writes the run directory).
+    pub parallel: Option<pretrain::train::DataParallel>,
 }
 
 /// What a pre-training run did.
@@ -264,8 +266,11 @@ fn as_run(recipe: &Recipe, options: &PretrainOptions, unlabeled: usize) -> Resul
         }
         other => other.into(),
     })?;
-    let path = options.out.join(RECIPE_FILE);
-    std::fs::write(&path, recipe.to_toml()).map_err(|e| RecipeError::io(&path, e))?;
+    let leader = options.parallel.as_ref().is_none_or(|p| p.is_leader());
+    if leader {
+        let path = options.out.join(RECIPE_FILE);
+        std::fs::write(&path, recipe.to_toml()).map_err(|e| RecipeError::io(&path, e))?;
+    }
     Ok(recipe)
 }
 
@@ -596,8 +601,9 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
         let mut objective = config.init::<B>(self.device)?;
         objective.model = init_from(self.recipe, objective.model)?;
         let run_dir = self.options.out.clone();
+        let leader = self.options.parallel.as_ref().is_none_or(|p| p.is_leader());
         let (mut summary, objective) = self.train(objective, &config, data, CausalBatcher)?;
-        if summary.finished && !spans.held.is_empty() {
+        if summary.finished && leader && !spans.held.is_empty() {
             let report = evaluate_heldout(
                 &objective.model.valid(),
                 stream,
@@ -647,6 +653,7 @@ impl<Dev: Clone + Send + Sync> Runner<'_, Dev> {
                 resume: self.options.resume,
                 stop: self.options.stop.clone(),
                 stop_after: self.options.stop_after,
+                parallel: self.options.parallel.clone(),
             })
             .run(self.device)?;
         let summary = PretrainSummary {

@@ -77,6 +77,71 @@ pub fn split_by_multiplier<B: AutodiffBackend, M: AutodiffModule<B>>(
     groups
 }
 
+/// Applies `reduce` to every gradient of `module`'s parameters at once: the gradients are
+/// flattened into one vector in module order, `reduce` maps it to a vector of the same length,
+/// and its pieces become the gradients again. (One all-reduce per step instead of one per
+/// parameter, as PyTorch DDP's buckets do; a parameter shared by two modules counts once.)
+pub fn map_flattened<B: AutodiffBackend, M: AutodiffModule<B>, E>(
+    module: &M,
+    grads: GradientsParams,
+    reduce: impl FnOnce(Tensor<B::InnerBackend, 1>) -> Result<Tensor<B::InnerBackend, 1>, E>,
+) -> Result<GradientsParams, E> {
+    let mut take = Flatten::<B> {
+        grads,
+        pieces: Vec::new(),
+        taken: HashMap::new(),
+    };
+    module.visit(&mut take);
+    if take.pieces.is_empty() {
+        return Ok(take.grads);
+    }
+    let flat = reduce(Tensor::cat(std::mem::take(&mut take.pieces), 0))?;
+    let mut put = Unflatten::<B> {
+        grads: take.grads,
+        flat,
+        offset: 0,
+        taken: take.taken,
+    };
+    module.visit(&mut put);
+    Ok(put.grads)
+}
+
+/// Takes the gradients out, flattened, remembering each one's length.
+struct Flatten<B: AutodiffBackend> {
+    grads: GradientsParams,
+    pieces: Vec<Tensor<B::InnerBackend, 1>>,
+    taken: HashMap<ParamId, usize>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            let len = grad.shape().num_elements();
+            self.pieces.push(grad.reshape([len]));
+            self.taken.insert(param.id, len);
+        }
+    }
+}
+
+/// Puts the pieces of the mapped vector back, in the same order.
+struct Unflatten<B: AutodiffBackend> {
+    grads: GradientsParams,
+    flat: Tensor<B::InnerBackend, 1>,
+    offset: usize,
+    taken: HashMap<ParamId, usize>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(len) = self.taken.remove(&param.id) {
+            let piece = self.flat.clone().slice(self.offset..self.offset + len);
+            self.offset += len;
+            let dims: [usize; D] = param.val().dims();
+            self.grads.register(param.id, piece.reshape(dims));
+        }
+    }
+}
+
 struct Split<'a, B: AutodiffBackend> {
     grads: GradientsParams,
     multipliers: &'a HashMap<ParamId, f64>,
@@ -153,5 +218,31 @@ mod tests {
         let clipped = clip_global_norm(&layer, grads, norm, 1.0);
         let after = global_grad_norm(&layer, &clipped);
         assert!((after - 1.0).abs() < 1e-4, "{after}");
+    }
+
+    #[test]
+    fn flattened_gradients_come_back_to_their_parameters() {
+        let dev = Default::default();
+        let layer: Linear<Ad> = LinearConfig::new(3, 2).init(&dev);
+        let x = Tensor::<Ad, 2>::from_data([[1.0, 2.0, 3.0]], &dev);
+        let grads = GradientsParams::from_grads(layer.forward(x).sum().backward(), &layer);
+        let mut length = 0;
+        let doubled = map_flattened(&layer, grads, |flat| {
+            length = flat.dims()[0];
+            Ok::<_, ()>(flat * 2.0)
+        })
+        .unwrap();
+        assert_eq!(length, 3 * 2 + 2);
+        let weight = doubled
+            .get::<<Ad as AutodiffBackend>::InnerBackend, 2>(layer.weight.id)
+            .unwrap();
+        let bias = doubled
+            .get::<<Ad as AutodiffBackend>::InnerBackend, 1>(layer.bias.as_ref().unwrap().id)
+            .unwrap();
+        assert_eq!(
+            weight.into_data().to_vec::<f32>().unwrap(),
+            vec![2.0, 2.0, 4.0, 4.0, 6.0, 6.0]
+        );
+        assert_eq!(bias.into_data().to_vec::<f32>().unwrap(), vec![2.0, 2.0]);
     }
 }

@@ -29,6 +29,9 @@ pub struct BatchOrder {
     pub batch_size: usize,
     /// Seed of the per-epoch permutations.
     pub seed: u64,
+    /// Which part of each micro-batch this reader takes: `(index, count)`, the index-th of
+    /// `count` equal slices (a data-parallel worker's rank and the workers; `(0, 1)` alone).
+    pub shard: (usize, usize),
 }
 
 impl BatchOrder {
@@ -42,6 +45,15 @@ impl BatchOrder {
             )));
         }
         Ok(n)
+    }
+
+    /// The dataset indices of micro-batch `g` that this reader takes, given the permutation
+    /// of its epoch.
+    pub fn items<'a>(&self, permutation: &'a [usize], g: usize, per_epoch: usize) -> &'a [usize] {
+        let (index, count) = self.shard;
+        let local = self.batch_size / count;
+        let first = (g % per_epoch) * self.batch_size + index * local;
+        &permutation[first..first + local]
     }
 
     /// The permutation of epoch `epoch`.
@@ -85,8 +97,8 @@ impl<T: Send + 'static> Prefetcher<T> {
                     current = Some((epoch, order.permutation(epoch)));
                 }
                 let (_, permutation) = current.as_ref().expect("set above");
-                let first = (g % per_epoch) * order.batch_size;
-                let items: Option<Vec<I>> = permutation[first..first + order.batch_size]
+                let items: Option<Vec<I>> = order
+                    .items(permutation, g, per_epoch)
                     .iter()
                     .map(|&i| data.get(i))
                     .collect();
@@ -139,6 +151,7 @@ mod tests {
             len: 10,
             batch_size: 3,
             seed: 5,
+            shard: (0, 1),
         };
         assert_eq!(order.per_epoch().unwrap(), 3);
         let a = order.permutation(0);
@@ -151,7 +164,34 @@ mod tests {
             len: 2,
             batch_size: 3,
             seed: 0,
+            shard: (0, 1),
         };
         assert!(too_small.per_epoch().is_err());
+    }
+
+    #[test]
+    fn shards_split_each_batch_into_equal_disjoint_slices_in_order() {
+        let whole = BatchOrder {
+            len: 22,
+            batch_size: 6,
+            seed: 3,
+            shard: (0, 1),
+        };
+        let per_epoch = whole.per_epoch().unwrap();
+        let permutation = whole.permutation(0);
+        for g in 0..per_epoch {
+            let parts: Vec<usize> = (0..3)
+                .flat_map(|i| {
+                    let shard = BatchOrder {
+                        shard: (i, 3),
+                        ..whole
+                    };
+                    let items = shard.items(&permutation, g, per_epoch);
+                    assert_eq!(items.len(), 2);
+                    items.to_vec()
+                })
+                .collect();
+            assert_eq!(parts, whole.items(&permutation, g, per_epoch));
+        }
     }
 }

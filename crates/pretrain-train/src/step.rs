@@ -15,6 +15,7 @@ use crate::checkpoint::TrainState;
 use crate::error::Result;
 use crate::grads::{clip_global_norm, global_grad_norm, scale_grads};
 use crate::optimizer::EngineOptimizer;
+use crate::parallel::DataParallel;
 use crate::precision::{LossScaler, Precision};
 use crate::schedule::scaled_lr;
 use crate::trainer::TrainConfig;
@@ -49,6 +50,9 @@ pub struct StepReport {
     pub metrics: Metrics,
     /// Applied, skipped for an overflow, or bad.
     pub kind: StepKind,
+    /// Seconds this worker spent all-reducing gradients and metrics (data-parallel runs;
+    /// `None` alone), waiting for the slowest worker included.
+    pub sync_seconds: Option<f64>,
 }
 
 /// Takes optimizer steps of an objective `O` as configured by a [`TrainConfig`].
@@ -57,6 +61,7 @@ pub struct Stepper<B: FusedAutodiffBackend, O: Objective<B>> {
     optimizer: EngineOptimizer<B, O>,
     peak_lr: f64,
     lr_multipliers: HashMap<ParamId, f64>,
+    parallel: Option<(DataParallel, B::Device)>,
 }
 
 impl<B: FusedAutodiffBackend, O: Objective<B>> Stepper<B, O> {
@@ -72,7 +77,16 @@ impl<B: FusedAutodiffBackend, O: Objective<B>> Stepper<B, O> {
             lr_multipliers: objective.lr_multipliers().into_iter().collect(),
             config: config.clone(),
             optimizer,
+            parallel: None,
         }
+    }
+
+    /// Makes this stepper one worker of a data-parallel run: gradients and metrics are
+    /// averaged over the workers (on `device`) before the guard, clipping and the update, so
+    /// every worker takes the same decisions and the same step.
+    pub fn data_parallel(mut self, parallel: DataParallel, device: &B::Device) -> Self {
+        self.parallel = Some((parallel, device.clone()));
+        self
     }
 
     /// The optimizer, for checkpoints.
@@ -107,7 +121,12 @@ impl<B: FusedAutodiffBackend, O: Objective<B>> Stepper<B, O> {
         let mut metrics = Metrics::default();
         let mut carry = None;
         for _ in 0..accumulation {
-            let out = objective.forward_step(next_batch()?)?;
+            let out = match &self.parallel {
+                Some((parallel, _)) => {
+                    objective.forward_step_parallel(next_batch()?, parallel.collective())?
+                }
+                None => objective.forward_step(next_batch()?)?,
+            };
             for (name, value) in out.metrics.iter() {
                 let sum = metrics.get(name).unwrap_or(0.0) + value / accumulation as f64;
                 metrics.push(name, sum);
@@ -117,8 +136,17 @@ impl<B: FusedAutodiffBackend, O: Objective<B>> Stepper<B, O> {
             accumulator.accumulate(&objective, GradientsParams::from_grads(grads, &objective));
             carry = Some(out.carry);
         }
-        let loss = metrics.get("loss").unwrap_or(0.0);
         let mut grads = accumulator.grads();
+        let mut sync_seconds = None;
+        if let Some((parallel, device)) = &self.parallel {
+            let started = std::time::Instant::now();
+            grads = parallel.mean_grads(&objective, grads)?;
+            metrics = parallel
+                .collective()
+                .mean_metrics::<B::InnerBackend>(metrics, device)?;
+            sync_seconds = Some(started.elapsed().as_secs_f64());
+        }
+        let loss = metrics.get("loss").unwrap_or(0.0);
         let mut grad_norm = global_grad_norm(&objective, &grads);
         let mut overflow = false;
         if let Some(scaler) = state.loss_scaler.as_mut() {
@@ -188,6 +216,7 @@ impl<B: FusedAutodiffBackend, O: Objective<B>> Stepper<B, O> {
                 grad_norm,
                 metrics,
                 kind,
+                sync_seconds,
             },
         ))
     }

@@ -24,6 +24,7 @@ use crate::checkpoint::{self, positional_ids};
 use crate::error::{Result, TrainError, io_error};
 use crate::loader::{BatchOrder, Prefetcher};
 use crate::optimizer::OptimizerConfig;
+use crate::parallel::DataParallel;
 use crate::precision::Precision;
 use crate::schedule::LrSchedule;
 use crate::step::{StepKind, Stepper};
@@ -158,6 +159,9 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Stop after this many completed steps, with a checkpoint (as an interruption would).
     pub stop_after: Option<usize>,
+    /// This process's worker of a data-parallel run: it reads its slice of every batch, and
+    /// only rank 0 writes the run directory and shows progress.
+    pub parallel: Option<DataParallel>,
 }
 
 /// What a run produced.
@@ -187,6 +191,9 @@ struct StepRecord<'a> {
     grad_norm: f64,
     samples_per_sec: f64,
     skipped: bool,
+    /// Data-parallel runs: seconds spent all-reducing gradients and metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync_seconds: Option<f64>,
     #[serde(flatten)]
     metrics: std::collections::BTreeMap<&'a str, f64>,
 }
@@ -303,7 +310,14 @@ where
                 field: "precision",
                 message,
             })?;
+        let parallel = options.parallel.clone();
+        if let Some(parallel) = &parallel {
+            parallel.check_batch(config.batch_size)?;
+        }
+        let leader = parallel.as_ref().is_none_or(DataParallel::is_leader);
         std::fs::create_dir_all(run_dir).map_err(io_error(run_dir))?;
+        // Positional ids also make every data-parallel worker's ids agree (burn all-reduces
+        // gradients in id order).
         let mut objective = positional_ids(objective);
         let mut optimizer = config.optimizer.build::<B, O>(config.clip_grad_value);
         let mut state = None;
@@ -325,19 +339,31 @@ where
             last_checkpoint = Some(dir);
         }
         let mut stepper = Stepper::new(config, &objective, optimizer);
+        if let Some(parallel) = &parallel {
+            parallel.join::<B>(device)?;
+            parallel.check_same_weights(&objective, device)?;
+            stepper = stepper.data_parallel(parallel.clone(), device);
+        }
         let mut state = state.unwrap_or_else(|| stepper.initial_state(objective_config.clone()));
-        let full_config = serde_json::json!({ "train": config, "objective": objective_config });
-        write_atomic(
-            &run_dir.join(crate::checkpoint::RUN_CONFIG),
-            &serde_json::to_vec_pretty(&full_config).expect("config serializes"),
-        )?;
         let metrics_path = run_dir.join("metrics.jsonl");
-        let mut metrics_file = open_metrics(&metrics_path, state.step)?;
+        let mut metrics_file = if leader {
+            let full_config = serde_json::json!({ "train": config, "objective": objective_config });
+            write_atomic(
+                &run_dir.join(crate::checkpoint::RUN_CONFIG),
+                &serde_json::to_vec_pretty(&full_config).expect("config serializes"),
+            )?;
+            Some(open_metrics(&metrics_path, state.step)?)
+        } else {
+            None
+        };
 
         let order = BatchOrder {
             len: data.len(),
             batch_size: config.batch_size,
             seed: config.seed,
+            shard: parallel
+                .as_ref()
+                .map_or((0, 1), |p| (p.rank(), p.workers())),
         };
         let per_epoch = order.per_epoch()?;
         let accumulation = config.accumulation;
@@ -348,7 +374,7 @@ where
             state.step * accumulation..config.steps * accumulation,
             device.clone(),
         )?;
-        let progress = progress_bar(options.quiet, config.steps, state.step);
+        let progress = progress_bar(options.quiet || !leader, config.steps, state.step);
         let mut bad_in_a_row = 0;
         let mut losses = Vec::new();
         let start_step = state.step;
@@ -375,14 +401,17 @@ where
                 grad_norm: report.grad_norm,
                 samples_per_sec: config.effective_batch() as f64 / elapsed.max(1e-9),
                 skipped: !applied,
+                sync_seconds: report.sync_seconds,
                 metrics: report
                     .metrics
                     .iter()
                     .filter(|(n, _)| *n != "loss")
                     .collect(),
             };
-            let line = serde_json::to_string(&record).unwrap_or_else(|_| "{}".into());
-            writeln!(metrics_file, "{line}").map_err(io_error(&metrics_path))?;
+            if let Some(file) = metrics_file.as_mut() {
+                let line = serde_json::to_string(&record).unwrap_or_else(|_| "{}".into());
+                writeln!(file, "{line}").map_err(io_error(&metrics_path))?;
+            }
             progress.set_position(state.step as u64);
             progress.set_message(format!(
                 "loss {:.4}  lr {:.2e}  {:.0} samples/s",
@@ -397,14 +426,21 @@ where
                     last_checkpoint,
                 });
             }
-            let interrupted = options
+            let mut interrupted = options
                 .stop
                 .as_ref()
-                .is_some_and(|s| s.load(Ordering::SeqCst))
-                || options.stop_after.is_some_and(|n| state.step >= n);
+                .is_some_and(|s| s.load(Ordering::SeqCst));
+            if let Some(parallel) = &parallel {
+                // A stop seen by any worker stops all of them after the same step.
+                interrupted = parallel
+                    .collective()
+                    .any::<B::InnerBackend>(interrupted, device)?;
+            }
+            interrupted |= options.stop_after.is_some_and(|n| state.step >= n);
             let last = state.step == config.steps;
-            if interrupted || last || state.step.is_multiple_of(config.checkpoint_every) {
-                metrics_file.flush().map_err(io_error(&metrics_path))?;
+            let due = interrupted || last || state.step.is_multiple_of(config.checkpoint_every);
+            if let Some(file) = metrics_file.as_mut().filter(|_| due) {
+                file.flush().map_err(io_error(&metrics_path))?;
                 let dir = checkpoint::save(
                     run_dir,
                     &objective,
@@ -421,8 +457,11 @@ where
             }
         }
         drop(loader);
+        if let Some(parallel) = &parallel {
+            parallel.leave::<B>()?;
+        }
         let finished = state.step == config.steps;
-        if finished {
+        if finished && leader {
             save_safetensors(objective.encoder(), &run_dir.join("encoder.safetensors"))?;
             progress.finish();
             tracing::info!(
