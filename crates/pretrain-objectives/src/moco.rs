@@ -10,6 +10,7 @@ use pretrain_models::{FusedAutodiffBackend, FusedBackend};
 use pretrain_models::{ImageEncoder, ImageEncoderConfig, MlpHeadConfig};
 
 use crate::branch::{ProjectedEncoder, pair_metrics, two_views};
+use crate::collective::Collective;
 use crate::error::{ObjectiveError, Result, ensure};
 use crate::objective::{Objective, StepOutput, TrainProgress};
 use crate::ops::{accuracy, cross_entropy, l2_normalize};
@@ -128,22 +129,30 @@ pub struct MoCo<B: Backend> {
     momentum: MomentumSchedule,
 }
 
-impl<B: FusedAutodiffBackend> Objective<B> for MoCo<B> {
-    type Batch = MultiViewBatch<B>;
-    /// The keys of this step, enqueued after the optimizer step.
-    type Carry = Tensor<B::InnerBackend, 2>;
-    type Encoder = ImageEncoder<B>;
-
-    fn forward_step(&self, batch: MultiViewBatch<B>) -> Result<StepOutput<B, Self::Carry>> {
+impl<B: FusedAutodiffBackend> MoCo<B> {
+    /// One step; with `collective`, the keys enqueued are every worker's.
+    fn step(
+        &self,
+        batch: MultiViewBatch<B>,
+        collective: Option<&Collective>,
+    ) -> Result<StepOutput<B, Tensor<B::InnerBackend, 2>>> {
         let (a, b) = two_views(batch, "MoCo")?;
         let n = a.dims()[0];
+        // Every worker's keys enter the queue.
+        let global = n * collective.map_or(1, Collective::workers);
         let size = self.queue.val().dims()[0];
-        ensure(2 * n <= size, ObjectiveError::batch, "MoCo", "size", || {
-            format!(
-                "{n} gives {} keys per step, more than the queue's {size}",
-                2 * n
-            )
-        })?;
+        ensure(
+            2 * global <= size,
+            ObjectiveError::batch,
+            "MoCo",
+            "size",
+            || {
+                format!(
+                    "{global} gives {} keys per step, more than the queue's {size}",
+                    2 * global
+                )
+            },
+        )?;
         let (q1, q2) = self.online.project_pair(a.clone(), b.clone());
         let (k1, k2) = self.key_branch.project_pair(a, b);
         let (k1, k2) = (k1.detach(), k2.detach());
@@ -156,12 +165,38 @@ impl<B: FusedAutodiffBackend> Objective<B> for MoCo<B> {
             / 2.0;
         let mut metrics = pair_metrics(&loss, &q1, &q2);
         metrics.push_tensor("contrastive_accuracy", accuracy(logits_1.detach(), targets));
+        let (k1, k2) = match collective {
+            Some(collective) => (collective.gather_rows(k1)?, collective.gather_rows(k2)?),
+            None => (k1, k2),
+        };
         let keys = l2_normalize(Tensor::cat(vec![k1, k2], 0)).inner();
         Ok(StepOutput {
             loss,
             metrics,
             carry: keys,
         })
+    }
+}
+
+impl<B: FusedAutodiffBackend> Objective<B> for MoCo<B> {
+    type Batch = MultiViewBatch<B>;
+    /// The keys of this step, enqueued after the optimizer step.
+    type Carry = Tensor<B::InnerBackend, 2>;
+    type Encoder = ImageEncoder<B>;
+
+    fn forward_step(&self, batch: MultiViewBatch<B>) -> Result<StepOutput<B, Self::Carry>> {
+        self.step(batch, None)
+    }
+
+    /// Each worker's queries meet their own keys and the shared queue (a per-query loss, so
+    /// the workers' mean is the global batch's); every worker enqueues every worker's keys, in
+    /// rank order, so the queues stay equal and match one worker's on the whole batch.
+    fn forward_step_parallel(
+        &self,
+        batch: MultiViewBatch<B>,
+        collective: &Collective,
+    ) -> Result<StepOutput<B, Self::Carry>> {
+        self.step(batch, Some(collective))
     }
 
     fn after_optimizer_step(mut self, keys: Self::Carry, progress: TrainProgress) -> Self {

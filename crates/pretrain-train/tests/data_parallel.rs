@@ -17,8 +17,8 @@ use pretrain_models::{
     AutoencoderConfig, ImageEncoderConfig, MlpAutoencoderConfig, MlpHeadConfig, VitConfig,
 };
 use pretrain_objectives::{
-    BarlowTwins, BarlowTwinsConfig, Denoising, DenoisingConfig, ReconstructionLoss, SimClr,
-    SimClrConfig, VicReg, VicRegConfig,
+    BarlowTwins, BarlowTwinsConfig, Denoising, DenoisingConfig, MoCo, MoCoConfig,
+    ReconstructionLoss, SimClr, SimClrConfig, VicReg, VicRegConfig,
 };
 use pretrain_train::{
     DataParallel, OptimizerConfig, Pretrainer, RunOptions, TrainConfig, TrainObjective,
@@ -102,6 +102,20 @@ impl TwoViewObjective for BarlowTwins<Ad> {
     fn build() -> Self {
         init_seeded(&Default::default(), 7, || {
             BarlowTwinsConfig::new(vit(), projector())
+                .init(&Default::default())
+                .unwrap()
+        })
+    }
+    fn views() -> MultiView {
+        MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()))
+    }
+}
+
+impl TwoViewObjective for MoCo<Ad> {
+    fn build() -> Self {
+        init_seeded(&Default::default(), 7, || {
+            MoCoConfig::new(vit(), projector())
+                .with_queue_size(128)
                 .init(&Default::default())
                 .unwrap()
         })
@@ -241,6 +255,8 @@ fn contrastive_losses_see_the_global_batch() {
     check_equivalence::<SimClr<Ad>>("SimCLR", &config);
     check_equivalence::<VicReg<Ad>>("VICReg", &config);
     check_equivalence::<BarlowTwins<Ad>>("Barlow Twins", &config);
+    // MoCo: per-query losses, and a queue every worker fills with every worker's keys.
+    check_equivalence::<MoCo<Ad>>("MoCo", &config);
 }
 
 #[test]
