@@ -184,7 +184,17 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
             Some(stream) => stream.clone(),
             None => {
                 // Open a new WebSocket connection to the address
-                let stream = P::Client::connect(address.clone(), "data").await;
+                // pretrain's patch (see vendor/README.md): a peer's data server starts in the
+                // background when it registers, so the first download may come before it
+                // listens; retry for up to 10 s instead of failing at once.
+                let mut stream = None;
+                for _ in 0..200 {
+                    stream = P::Client::connect(address.clone(), "data").await;
+                    if stream.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
 
                 let Some(stream) = stream else {
                     panic!("Failed to connect to data server at {address:?}");
