@@ -356,3 +356,58 @@ fn workers_that_start_from_different_weights_are_refused() {
         );
     }
 }
+
+#[test]
+fn batch_norm_stays_per_worker() {
+    let _serial = COLLECTIVE.lock().unwrap_or_else(|p| p.into_inner());
+    let config = config(3);
+    let dir = tempfile::tempdir().unwrap();
+    // The projector with batch norm, as the recipes have it.
+    let build = || {
+        init_seeded(&Default::default(), 7, || {
+            SimClrConfig::new(vit(), MlpHeadConfig::new(16, vec![16], 8))
+                .init::<Ad>(&Default::default())
+                .unwrap()
+        })
+    };
+    let outcomes: Vec<TrainOutcome<SimClr<Ad>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                let (config, dir, build) = (&config, dir.path(), &build);
+                scope.spawn(move || {
+                    let images = InMemDataset::new(samples::fashion_mnist().unwrap());
+                    let data = AugmentedDataset::new(images, SimClr::<Ad>::views(), 11).unwrap();
+                    Pretrainer::new(build(), data, ViewsBatcher)
+                        .config(config)
+                        .run_dir(dir)
+                        .options(RunOptions {
+                            quiet: true,
+                            parallel: Some(DataParallel::threads(rank, 2).unwrap()),
+                            ..Default::default()
+                        })
+                        .run(&Default::default())
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    burn::collective::reset_collective::<Flex>();
+    // The trained weights agree (gradients are averaged), but each worker's batch-norm
+    // statistics are its own slice's. (`weights` visits the running statistics too, so the
+    // parts are compared: the encoder, and the projector's linear layers.)
+    let trained = |o: &TrainOutcome<SimClr<Ad>>| {
+        let branch = &o.objective.branch;
+        [weights(&branch.encoder), weights(&branch.projector.layers)].concat()
+    };
+    assert_eq!(trained(&outcomes[0]), trained(&outcomes[1]));
+    let running_mean = |o: &TrainOutcome<SimClr<Ad>>| -> Vec<f32> {
+        o.objective.branch.projector.norms[0]
+            .running_mean
+            .value()
+            .into_data()
+            .to_vec()
+            .unwrap()
+    };
+    assert_ne!(running_mean(&outcomes[0]), running_mean(&outcomes[1]));
+}
