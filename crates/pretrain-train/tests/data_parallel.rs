@@ -46,7 +46,10 @@ fn config(steps: usize) -> TrainConfig {
 /// A seeded objective over two-view batches, with the views it trains on.
 trait TwoViewObjective: TrainObjective<Ad, Batch = MultiViewBatch<Ad>> + Send + 'static {
     fn build() -> Self;
-    fn views() -> MultiView;
+    /// SimCLR's augmented pairs, unless the objective needs others.
+    fn views() -> MultiView {
+        MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()))
+    }
 }
 
 impl TwoViewObjective for Denoising<Ad> {
@@ -80,9 +83,6 @@ impl TwoViewObjective for SimClr<Ad> {
                 .unwrap()
         })
     }
-    fn views() -> MultiView {
-        MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()))
-    }
 }
 
 impl TwoViewObjective for VicReg<Ad> {
@@ -92,9 +92,6 @@ impl TwoViewObjective for VicReg<Ad> {
                 .init(&Default::default())
                 .unwrap()
         })
-    }
-    fn views() -> MultiView {
-        MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()))
     }
 }
 
@@ -106,9 +103,6 @@ impl TwoViewObjective for BarlowTwins<Ad> {
                 .unwrap()
         })
     }
-    fn views() -> MultiView {
-        MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()))
-    }
 }
 
 impl TwoViewObjective for MoCo<Ad> {
@@ -119,9 +113,6 @@ impl TwoViewObjective for MoCo<Ad> {
                 .init(&Default::default())
                 .unwrap()
         })
-    }
-    fn views() -> MultiView {
-        MultiView::two_views(Pipeline::simclr(28, Normalize::fashion_mnist()))
     }
 }
 
