@@ -2,7 +2,8 @@
 //! build: each convolution of the SimCLR small CNN (batch 512 = 256 x two views), forward and
 //! backward through `Autodiff<Flex>`, and its weight and input gradients alone; GELU (exact, at
 //! ViT-tiny's MLP width; tanh, at GPT-mini's) and layer normalization (ViT-tiny's width),
-//! forward and backward.
+//! forward and backward; attention (ViT-tiny, BERT-tiny with padding, GPT-mini causal) and the
+//! cross-entropy of GPT-mini's vocabulary logits, forward and backward.
 //!
 //! `cargo bench -p pretrain-benches --bench fused_ops`
 
@@ -12,7 +13,7 @@ use pretrain::burn::nn::LayerNormConfig;
 use pretrain::burn::tensor::activation;
 use pretrain::burn::tensor::module::conv2d as burn_conv2d;
 use pretrain::burn::tensor::ops::{ConvOptions, ModuleOps};
-use pretrain::burn::tensor::{Distribution, Tensor, TensorPrimitive};
+use pretrain::burn::tensor::{Bool, Distribution, Int, Tensor, TensorData, TensorPrimitive};
 use pretrain::models::FusedBackend;
 use pretrain::models::fused::{self, conv2d};
 
@@ -123,5 +124,97 @@ fn element_wise(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, convolutions, element_wise);
+fn attention(c: &mut Criterion) {
+    let mut group = c.benchmark_group("attention");
+    group.sample_size(10);
+    let device = Default::default();
+    // (name, [batch, heads, seq, d_head], padded keys of every other sample, causal): ViT-tiny-28
+    // (50 tokens, 4 heads of 32), BERT-tiny (2 heads of 64, 128 tokens), GPT-mini (6 heads of 32).
+    let shapes = [
+        ("vit_tiny_64x4x50x32", [64, 4, 50, 32], 0, false),
+        ("bert_tiny_32x2x128x64_padded", [32, 2, 128, 64], 40, false),
+        ("gpt_mini_32x6x128x32_causal", [32, 6, 128, 32], 0, true),
+    ];
+    for (name, [batch, heads, seq, d_head], padded, causal) in shapes {
+        // Heads split from [batch, seq, heads * d_head] projections, as the models do.
+        let projection = || {
+            Tensor::<Ad, 3>::random(
+                [batch, seq, heads * d_head],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )
+        };
+        let [q, k, v] = [projection(), projection(), projection()];
+        let mask: Vec<bool> = (0..batch * seq)
+            .map(|i| (i / seq) % 2 == 1 && i % seq >= seq - padded)
+            .collect();
+        let padding = (padded > 0).then(|| {
+            Tensor::<Ad, 2, Bool>::from_data(TensorData::new(mask, [batch, seq]), &device)
+        });
+        let causal_offset = causal.then_some(0);
+        for fused in [false, true] {
+            let label = if fused { "fused" } else { "default" };
+            group.bench_function(format!("{name}/forward_backward/{label}"), |b| {
+                b.iter(|| {
+                    let [q, k, v] = [&q, &k, &v].map(|x| x.clone().require_grad());
+                    let split =
+                        |x: Tensor<Ad, 3>| x.reshape([batch, seq, heads, d_head]).swap_dims(1, 2);
+                    let (qh, kh, vh) = (split(q.clone()), split(k.clone()), split(v.clone()));
+                    let y = if fused {
+                        fused::attention(qh, kh, vh, padding.clone(), causal_offset)
+                    } else {
+                        let weights =
+                            fused::attention_weights(qh, kh, padding.as_ref(), causal_offset);
+                        fused::merge_heads(weights.matmul(vh))
+                    };
+                    let grads = y.sum().backward();
+                    (q.grad(&grads), k.grad(&grads), v.grad(&grads))
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn cross_entropy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cross_entropy");
+    group.sample_size(10);
+    let device = Default::default();
+    // GPT-mini's step: 32 x 128 positions, 8,192-token vocabulary.
+    let (rows, vocab) = (4096, 8192);
+    let logits = Tensor::<Ad, 2>::random([rows, vocab], Distribution::Normal(0.0, 2.0), &device);
+    let targets = Tensor::<Ad, 1, Int>::from_data(
+        TensorData::new((0..rows as i64).map(|i| i * 31 % 8192).collect(), [rows]),
+        &device,
+    );
+    for fused in [false, true] {
+        let label = if fused { "fused" } else { "default" };
+        group.bench_function(format!("{rows}x{vocab}/forward_backward/{label}"), |b| {
+            b.iter(|| {
+                let x = logits.clone().require_grad();
+                let loss = if fused {
+                    fused::cross_entropy(x.clone(), targets.clone())
+                } else {
+                    // burn's operations, every row counted.
+                    let picked = targets.clone().reshape([rows, 1]);
+                    activation::log_softmax(x.clone(), 1)
+                        .gather(1, picked)
+                        .mean()
+                        .neg()
+                };
+                let grads = loss.backward();
+                x.grad(&grads)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    convolutions,
+    element_wise,
+    attention,
+    cross_entropy
+);
 criterion_main!(benches);

@@ -6,17 +6,17 @@
 //! `h.3.mlp.c_proj.bias`, `ln_f`), and burn's `Linear` stores weights as `[in, out]`, the layout
 //! of GPT-2's `Conv1D`, so checkpoints map one to one.
 
-use crate::fused::{FusedBackend, gelu_tanh};
+use crate::fused::{self, FusedBackend, gelu_tanh};
 use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{Adapter, AdapterConfig};
-use crate::attention::{attend, split_heads};
+use crate::attention::split_heads;
 use crate::block::{AdaptableBlock, ProjectionRole};
 use crate::error::{ModelError, Result, ensure};
 use crate::init::InitScheme;
@@ -498,15 +498,7 @@ impl<B: FusedBackend> CausalSelfAttention<B> {
             *past = Some((k.clone(), v.clone()));
         }
         // Query i (position offset + i) sees keys 0..=offset + i.
-        let keys = k.dims()[2];
-        let future: Tensor<B, 2, Bool> = Tensor::tril_mask([seq, keys], offset as i64, &device);
-        let context = attend(
-            q,
-            k,
-            v,
-            Some(future.reshape([1, 1, seq, keys])),
-            &self.attn_dropout,
-        );
+        let context = fused::attention(q, k, v, None, Some(offset), self.attn_dropout.prob);
         self.resid_dropout.forward(self.c_proj.forward(context))
     }
 }

@@ -1,9 +1,11 @@
 //! Tensor building blocks shared by the losses, written to match PyTorch's definitions
 //! (`F.normalize`, `F.cross_entropy` with `ignore_index`, `F.cosine_similarity`).
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use pretrain_models::FusedBackend;
+/// Mean cross-entropy with PyTorch's `ignore_index` semantics (every negative target skipped),
+/// fused on backends that have it.
+pub use pretrain_models::fused::cross_entropy;
 
 /// Rows scaled to unit L2 norm, `x / max(||x||, 1e-12)` like `F.normalize`: `[n, d] -> [n, d]`.
 ///
@@ -18,22 +20,6 @@ pub fn l2_normalize<B: FusedBackend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 pub fn cosine_similarity<B: FusedBackend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
     let n = a.dims()[0];
     (l2_normalize(a) * l2_normalize(b)).sum_dim(1).reshape([n])
-}
-
-/// Mean cross-entropy of `logits` `[n, classes]` against `targets` `[n]`, skipping rows whose
-/// target is negative (`ignore_index = -100` and any other negative); returns `[1]`, zero
-/// when every row is skipped.
-pub fn cross_entropy<B: FusedBackend>(
-    logits: Tensor<B, 2>,
-    targets: Tensor<B, 1, Int>,
-) -> Tensor<B, 1> {
-    let n = targets.dims()[0];
-    let counted = targets.clone().greater_equal_elem(0); // [n]
-    let weight = counted.float(); // [n]
-    let safe = targets.clamp_min(0).reshape([n, 1]);
-    let nll = log_softmax(logits, 1).gather(1, safe).reshape([n]).neg(); // [n]
-    let count = weight.clone().sum().clamp_min(1.0);
-    (nll * weight).sum() / count
 }
 
 /// Share of the counted rows (target >= 0) whose arg-max equals the target: `[1]`.

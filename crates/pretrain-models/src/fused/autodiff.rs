@@ -7,9 +7,9 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor};
 
-use super::FusedBackend;
+use super::{AttentionMasks, FusedBackend};
 
 /// Backward pass of [`FusedBackend::fused_conv2d`]: the inner backend's fused input and weight
 /// gradients.
@@ -105,6 +105,111 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
                 beta.primitive,
                 epsilon,
             )),
+        }
+    }
+
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        masks: AttentionMasks<Self>,
+    ) -> FloatTensor<Self> {
+        // The masks are constants: their inner tensors.
+        let masks = AttentionMasks::<B> {
+            padding: masks.padding,
+            causal_offset: masks.causal_offset,
+            dropout: masks.dropout.map(|keep| keep.primitive),
+        };
+        match FusedAttentionBackward
+            .prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let states = [&q, &k, &v].map(|t| prep.checkpoint(t));
+                let output =
+                    B::fused_attention(q.primitive, k.primitive, v.primitive, masks.clone());
+                prep.finish((states, masks), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_attention(
+                q.primitive,
+                k.primitive,
+                v.primitive,
+                masks,
+            )),
+        }
+    }
+
+    fn fused_cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match FusedCrossEntropyBackward
+            .prepare::<C>([logits.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let logits_state = prep.checkpoint(&logits);
+                let output = B::fused_cross_entropy(logits.primitive, targets.clone());
+                prep.finish((logits_state, targets), output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::fused_cross_entropy(logits.primitive, targets))
+            }
+        }
+    }
+}
+
+/// Backward pass of [`FusedBackend::fused_cross_entropy`]: the inner backend's fused gradient.
+#[derive(Debug)]
+struct FusedCrossEntropyBackward;
+
+impl<B: FusedBackend> Backward<B, 1> for FusedCrossEntropyBackward {
+    type State = (NodeId, IntTensor<B>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_logits] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (logits_state, targets) = ops.state;
+        let logits = checkpointer.retrieve_node_output::<FloatTensor<B>>(logits_state);
+        if let Some(node) = node_logits {
+            grads.register::<B>(
+                node.id,
+                B::fused_cross_entropy_backward(logits, targets, grad),
+            );
+        }
+    }
+}
+
+/// Backward pass of [`FusedBackend::fused_attention`]: the inner backend's fused gradients (the
+/// attention weights are recomputed there, not kept from the forward pass).
+#[derive(Debug)]
+struct FusedAttentionBackward;
+
+impl<B: FusedBackend> Backward<B, 3> for FusedAttentionBackward {
+    type State = ([NodeId; 3], AttentionMasks<B>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (states, masks) = ops.state;
+        let [q, k, v] =
+            states.map(|state| checkpointer.retrieve_node_output::<FloatTensor<B>>(state));
+        let qkv_grads = B::fused_attention_backward(q, k, v, masks, grad);
+        for (node, grad) in ops.parents.into_iter().zip(qkv_grads) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
         }
     }
 }

@@ -18,9 +18,14 @@ mod flex;
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ops::{ConvOptions, FloatTensor};
-use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
+use burn::tensor::ops::{BoolTensor, ConvOptions, FloatTensor, IntTensor};
+use burn::tensor::{Bool, Distribution, Int, Shape, Tensor, TensorMetadata, TensorPrimitive};
+
+/// Score given to masked keys before the softmax; finite (as burn's `MultiHeadAttention`) so a
+/// fully masked row gets uniform weights instead of NaN.
+pub const MASKED_SCORE: f32 = -1.0e4;
 
 /// A burn backend with the fused operations the models call (see the module documentation).
 pub trait FusedBackend: Backend {
@@ -96,8 +101,208 @@ pub trait FusedBackend: Backend {
     ) -> [FloatTensor<Self>; 3] {
         layer_norm_backward_default::<Self>(x, gamma, output_grad, epsilon)
     }
+
+    /// Scaled dot-product attention (scale `1 / sqrt(d_head)`) of queries `q`
+    /// `[batch, heads, seq, d_head]` over keys `k` and values `v` `[batch, heads, keys, d_head]`,
+    /// the heads merged: -> `[batch, seq, heads * d_head]`, restricted and perturbed by `masks`
+    /// ([`AttentionMasks`]). The default is burn's decomposed operations.
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        masks: AttentionMasks<Self>,
+    ) -> FloatTensor<Self> {
+        attention_default::<Self>([q, k, v], masks)
+    }
+
+    /// The gradients of [`FusedBackend::fused_attention`] with respect to `q`, `k` and `v`, given
+    /// the gradient of its output (`[batch, seq, heads * d_head]`). The default is the closed
+    /// form in burn's operations, the attention weights recomputed.
+    fn fused_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        masks: AttentionMasks<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        attention_backward_default::<Self>([q, k, v], masks, output_grad)
+    }
+
+    /// Mean softmax cross-entropy of `logits` `[n, classes]` against `targets` `[n]` over the
+    /// rows whose target is not negative (PyTorch's `ignore_index = -100`, and any other negative
+    /// index): `[1]`, zero when every row is ignored. The default is burn's `log_softmax` and a
+    /// gather.
+    fn fused_cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        cross_entropy_default::<Self>(logits, targets)
+    }
+
+    /// The gradient of [`FusedBackend::fused_cross_entropy`] with respect to `logits`, given the
+    /// gradient of its `[1]` output: `(softmax(logits) - onehot(target)) * grad / counted` on
+    /// counted rows, zero on ignored ones.
+    fn fused_cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        cross_entropy_backward_default::<Self>(logits, targets, output_grad)
+    }
 }
 
+/// `targets` `[n]` as the rows' weights (1 where counted, 0 where ignored), the targets clamped
+/// to valid indices `[n, 1]`, and the number of counted rows (at least 1): the parts of
+/// [`FusedBackend::fused_cross_entropy`]'s defaults.
+fn counted_targets<B: Backend>(
+    targets: IntTensor<B>,
+) -> (Tensor<B, 1>, Tensor<B, 2, Int>, Tensor<B, 1>) {
+    let targets = Tensor::<B, 1, Int>::from_primitive(targets);
+    let n = targets.dims()[0];
+    let weight = targets.clone().greater_equal_elem(0).float(); // [n]
+    let count = weight.clone().sum().clamp_min(1.0);
+    (weight, targets.clamp_min(0).reshape([n, 1]), count)
+}
+
+/// [`FusedBackend::fused_cross_entropy`]'s default.
+fn cross_entropy_default<B: Backend>(
+    logits: FloatTensor<B>,
+    targets: IntTensor<B>,
+) -> FloatTensor<B> {
+    let logits = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(logits));
+    let n = logits.dims()[0];
+    let (weight, safe, count) = counted_targets::<B>(targets);
+    let nll = log_softmax(logits, 1).gather(1, safe).reshape([n]).neg(); // [n]
+    ((nll * weight).sum() / count).into_primitive().tensor()
+}
+
+/// [`FusedBackend::fused_cross_entropy_backward`]'s default.
+fn cross_entropy_backward_default<B: Backend>(
+    logits: FloatTensor<B>,
+    targets: IntTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let logits = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(logits));
+    let n = logits.dims()[0];
+    let (weight, safe, count) = counted_targets::<B>(targets);
+    let grad = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(output_grad));
+    let onehot = logits.zeros_like().scatter(
+        1,
+        safe,
+        Tensor::ones([n, 1], &logits.device()),
+        burn::tensor::IndexingUpdateOp::Add,
+    );
+    let row_scale = (weight * (grad / count)).reshape([n, 1]);
+    ((softmax(logits, 1) - onehot) * row_scale)
+        .into_primitive()
+        .tensor()
+}
+
+/// What restricts and perturbs the weights of [`FusedBackend::fused_attention`].
+#[derive(Clone, Debug)]
+pub struct AttentionMasks<B: Backend> {
+    /// `[batch, keys]`, true at padded keys: they score [`MASKED_SCORE`] before the softmax.
+    pub padding: Option<BoolTensor<B>>,
+    /// `Some(o)`: query `i` sees keys `0..=o + i` only (the later ones score [`MASKED_SCORE`]);
+    /// `o` is the number of cached positions before the queries.
+    pub causal_offset: Option<usize>,
+    /// `[batch, heads, seq, keys]` factors of the weights after the softmax: dropout's keep mask,
+    /// 0 or `1 / (1 - p)`.
+    pub dropout: Option<FloatTensor<B>>,
+}
+
+/// [`FusedBackend::fused_attention`]'s default.
+fn attention_default<B: Backend>(
+    qkv: [FloatTensor<B>; 3],
+    masks: AttentionMasks<B>,
+) -> FloatTensor<B> {
+    let [q, k, v] = qkv.map(float4::<B>);
+    let padding = masks.padding.map(bool2::<B>);
+    let weights = attention_weights(q, k, padding.as_ref(), masks.causal_offset);
+    let weights = match masks.dropout {
+        Some(keep) => weights * float4(keep),
+        None => weights,
+    };
+    merge_heads(weights.matmul(v)).into_primitive().tensor()
+}
+
+fn float4<B: Backend>(x: FloatTensor<B>) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(x))
+}
+
+fn bool2<B: Backend>(x: BoolTensor<B>) -> Tensor<B, 2, Bool> {
+    Tensor::from_primitive(x)
+}
+
+/// `x` `[batch, heads, seq, keys]` with `value` where a query may not see a key (see
+/// [`AttentionMasks`]).
+fn fill_masked<B: Backend>(
+    x: Tensor<B, 4>,
+    padding: Option<&Tensor<B, 2, Bool>>,
+    causal_offset: Option<usize>,
+    value: f32,
+) -> Tensor<B, 4> {
+    let [batch, _, seq, keys] = x.dims();
+    let mut x = x;
+    if let Some(offset) = causal_offset {
+        let future = Tensor::<B, 2, Bool>::tril_mask([seq, keys], offset as i64, &x.device());
+        x = x.mask_fill(future.reshape([1, 1, seq, keys]), value);
+    }
+    if let Some(padding) = padding {
+        x = x.mask_fill(padding.clone().reshape([batch, 1, 1, keys]), value);
+    }
+    x
+}
+
+/// The attention weights of [`FusedBackend::fused_attention`] in burn's operations, before
+/// dropout: `softmax(q k^T / sqrt(d_head))`, masked keys filled first, `[batch, heads, seq, keys]`
+/// (for attention maps, and the reference the fused operation is measured against).
+pub fn attention_weights<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    padding: Option<&Tensor<B, 2, Bool>>,
+    causal_offset: Option<usize>,
+) -> Tensor<B, 4> {
+    let d_head = q.dims()[3];
+    let scores = q.matmul(k.transpose()).div_scalar((d_head as f32).sqrt()); // [batch, heads, seq, keys]
+    softmax(fill_masked(scores, padding, causal_offset, MASKED_SCORE), 3)
+}
+
+/// `[batch, heads, seq, d_head] -> [batch, seq, heads * d_head]`.
+pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [batch, heads, seq, d_head] = x.dims();
+    x.swap_dims(1, 2).reshape([batch, seq, heads * d_head])
+}
+
+/// [`FusedBackend::fused_attention_backward`]'s default: with `P` the weights, `M` the dropout
+/// factors (1 without dropout) and `dO` the output gradient per head, `dV = (P M)^T dO`,
+/// `dP = (dO V^T) M`, `dS = P (dP - rowsum(P dP))` (zero at masked keys), `dQ = dS K / sqrt(d)`
+/// and `dK = dS^T Q / sqrt(d)` (products by `M` and `P` element-wise).
+fn attention_backward_default<B: Backend>(
+    qkv: [FloatTensor<B>; 3],
+    masks: AttentionMasks<B>,
+    output_grad: FloatTensor<B>,
+) -> [FloatTensor<B>; 3] {
+    let [q, k, v] = qkv.map(float4::<B>);
+    let [batch, heads, seq, d_head] = q.dims();
+    let padding = masks.padding.map(bool2::<B>);
+    let keep = masks.dropout.map(float4::<B>);
+    let dropped = |x: Tensor<B, 4>| match &keep {
+        Some(keep) => x * keep.clone(),
+        None => x,
+    };
+    let d_out = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(output_grad))
+        .reshape([batch, seq, heads, d_head])
+        .swap_dims(1, 2); // [batch, heads, seq, d_head]
+    let p = attention_weights(q.clone(), k.clone(), padding.as_ref(), masks.causal_offset);
+    let d_v = dropped(p.clone()).transpose().matmul(d_out.clone());
+    let d_p = dropped(d_out.matmul(v.transpose())); // [batch, heads, seq, keys]
+    let d_s = p.clone() * (d_p.clone() - (p * d_p).sum_dim(3));
+    let d_s = fill_masked(d_s, padding.as_ref(), masks.causal_offset, 0.0) / (d_head as f32).sqrt();
+    let d_q = d_s.clone().matmul(k);
+    let d_k = d_s.transpose().matmul(q);
+    [d_q, d_k, d_v].map(|t| t.into_primitive().tensor())
+}
 /// [`FusedBackend::fused_layer_norm_backward`]'s default: with `xhat` the normalized input,
 /// `g = dy * gamma` and means over the last dimension, `dx = rstd * (g - mean(g) - xhat *
 /// mean(g * xhat))`, `dgamma = sum(dy * xhat)`, `dbeta = sum(dy)` over the other dimensions.
@@ -278,6 +483,78 @@ pub fn layer_norm<B: FusedBackend, const D: usize>(
         gamma.into_primitive().tensor(),
         beta.into_primitive().tensor(),
         epsilon,
+    )))
+}
+
+/// Scaled dot-product attention through [`FusedBackend::fused_attention`]: queries
+/// `[batch, heads, seq, d_head]`, keys and values `[batch, heads, keys, d_head]`, `padding`
+/// `[batch, keys]` (true at padded keys), `causal_offset` `Some(o)` when query `i` sees keys
+/// `0..=o + i` only, and `dropout` the probability of dropping a weight, applied (like burn's
+/// `Dropout`) only when the backend tracks gradients; returns the heads merged,
+/// `[batch, seq, heads * d_head]`.
+pub fn attention<B: FusedBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    padding: Option<Tensor<B, 2, Bool>>,
+    causal_offset: Option<usize>,
+    dropout: f64,
+) -> Tensor<B, 3> {
+    let [batch, heads, seq, d_head] = q.dims();
+    let [kb, kh, keys, kd] = k.dims();
+    assert!(
+        [kb, kh, kd] == [batch, heads, d_head] && v.dims() == k.dims(),
+        "attention: queries {:?}, keys {:?} and values {:?} disagree",
+        q.dims(),
+        k.dims(),
+        v.dims()
+    );
+    if let Some(padding) = &padding {
+        assert!(
+            padding.dims() == [batch, keys],
+            "attention: padding mask {:?}, expected [{batch}, {keys}]",
+            padding.dims()
+        );
+    }
+    let device = q.device();
+    let dropout = (dropout > 0.0 && B::ad_enabled(&device)).then(|| {
+        let keep = 1.0 - dropout;
+        let kept = Tensor::<B, 4>::random(
+            [batch, heads, seq, keys],
+            Distribution::Bernoulli(keep),
+            &device,
+        );
+        (kept / keep).into_primitive().tensor()
+    });
+    let masks = AttentionMasks {
+        padding: padding.map(|p| p.into_primitive()),
+        causal_offset,
+        dropout,
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(B::fused_attention(
+        q.into_primitive().tensor(),
+        k.into_primitive().tensor(),
+        v.into_primitive().tensor(),
+        masks,
+    )))
+}
+
+/// Mean cross-entropy of `logits` `[n, classes]` against `targets` `[n]` through
+/// [`FusedBackend::fused_cross_entropy`], skipping rows whose target is negative
+/// (`ignore_index = -100` and any other negative): `[1]`, zero when every row is skipped.
+pub fn cross_entropy<B: FusedBackend>(
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+) -> Tensor<B, 1> {
+    let [n, classes] = logits.dims();
+    assert!(
+        targets.dims() == [n],
+        "cross_entropy: {} targets for {n} rows of {classes} logits",
+        targets.dims()[0]
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(B::fused_cross_entropy(
+        logits.into_primitive().tensor(),
+        targets.into_primitive(),
     )))
 }
 
@@ -558,6 +835,312 @@ mod tests {
                 let err = max_rel_err(a, b);
                 assert!(err < 1e-4, "{what}: {err}");
             }
+        }
+    }
+
+    /// A normal `[shape]` tensor's values, seeded by burn's global generator.
+    fn normal(shape: &[usize], std: f64) -> TensorData {
+        let n: usize = shape.iter().product();
+        let values =
+            Tensor::<Flex, 1>::random([n], Distribution::Normal(0.0, std), &Default::default())
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+        TensorData::new(values, shape.to_vec())
+    }
+
+    /// One attention problem: the projections `[batch, rows, heads * d_head]` of queries, keys
+    /// and values, the output's upstream gradient, the heads, masks, dropout's keep factors, and
+    /// whether the heads are split from the projections (strided views, as the models do) or
+    /// made contiguous.
+    struct AttentionCase {
+        qkv: [TensorData; 3],
+        up: TensorData,
+        heads: usize,
+        padding: Option<TensorData>,
+        causal_offset: Option<usize>,
+        dropout: Option<TensorData>,
+        strided: bool,
+    }
+
+    impl AttentionCase {
+        fn new(
+            [batch, heads, seq, keys, d_head]: [usize; 5],
+            padded: &[usize],
+            causal_offset: Option<usize>,
+            dropout: bool,
+            strided: bool,
+        ) -> Self {
+            let width = heads * d_head;
+            // Sample b pads its last padded[b] keys.
+            let padding = (!padded.is_empty()).then(|| {
+                let mask = (0..batch * keys).map(|i| i % keys >= keys - padded[i / keys]);
+                TensorData::new(mask.collect::<Vec<bool>>(), [batch, keys])
+            });
+            // Keep 3 weights of 4 (factor 4 / 3), drop every fourth by a fixed pattern.
+            let dropout = dropout.then(|| {
+                let n = batch * heads * seq * keys;
+                let keep = (0..n).map(|i| if (i * 7) % 4 == 1 { 0.0 } else { 4.0 / 3.0 });
+                TensorData::new(keep.collect::<Vec<f32>>(), [batch, heads, seq, keys])
+            });
+            Self {
+                qkv: [seq, keys, keys].map(|rows| normal(&[batch, rows, width], 1.5)),
+                up: normal(&[batch, seq, width], 1.0),
+                heads,
+                padding,
+                causal_offset,
+                dropout,
+                strided,
+            }
+        }
+
+        /// The masks on backend `B`.
+        fn masks<B: Backend>(&self) -> AttentionMasks<B> {
+            let dev = Default::default();
+            AttentionMasks {
+                padding: self
+                    .padding
+                    .clone()
+                    .map(|p| Tensor::<B, 2, Bool>::from_data(p, &dev).into_primitive()),
+                causal_offset: self.causal_offset,
+                dropout: self
+                    .dropout
+                    .clone()
+                    .map(|k| Tensor::<B, 4>::from_data(k, &dev).into_primitive().tensor()),
+            }
+        }
+
+        /// Output and the q, k, v gradients of `sum(attention * up)`, fused or through the
+        /// generic default (burn's operations, differentiated by burn's autodiff).
+        fn run<B: FusedAutodiffBackend>(&self, fused: bool) -> [TensorData; 4] {
+            let dev = Default::default();
+            let inputs = self
+                .qkv
+                .clone()
+                .map(|data| Tensor::<B, 3>::from_data(data, &dev).require_grad());
+            let heads = inputs.clone().map(|x| {
+                let [batch, rows, width] = x.dims();
+                let split = x.reshape([batch, rows, self.heads, width / self.heads]);
+                if self.strided {
+                    split.swap_dims(1, 2)
+                } else {
+                    // A contiguous copy: the kernels read any layout.
+                    Tensor::from_data(split.swap_dims(1, 2).into_data(), &dev).require_grad()
+                }
+            });
+            let qkv = heads.clone().map(|t| t.into_primitive().tensor());
+            let y = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(if fused {
+                let [q, k, v] = qkv;
+                B::fused_attention(q, k, v, self.masks())
+            } else {
+                attention_default::<B>(qkv, self.masks())
+            }));
+            let up = Tensor::<B, 3>::from_data(self.up.clone(), &dev);
+            let grads = (y.clone() * up).sum().backward();
+            let grad = |i: usize| {
+                let g = if self.strided {
+                    inputs[i].grad(&grads).unwrap()
+                } else {
+                    let [batch, n_heads, rows, d_head] = heads[i].dims();
+                    heads[i].grad(&grads).unwrap().swap_dims(1, 2).reshape([
+                        batch,
+                        rows,
+                        n_heads * d_head,
+                    ])
+                };
+                g.into_data()
+            };
+            [y.into_data(), grad(0), grad(1), grad(2)]
+        }
+    }
+
+    #[test]
+    fn fused_attention_equals_the_decomposed_one_with_every_gradient() {
+        // [batch, heads, seq, keys, d_head], padded keys per sample, causal offset, dropout,
+        // strided
+        let cases = [
+            ([2, 3, 7, 7, 5], vec![], None, false, true),
+            ([3, 2, 6, 6, 4], vec![0, 2, 6], None, false, true),
+            ([2, 2, 9, 9, 3], vec![], Some(0), false, true),
+            ([3, 2, 6, 6, 4], vec![1, 0, 6], None, true, true),
+            // A key-value cache: 4 new queries after 5 cached positions.
+            ([2, 3, 4, 9, 6], vec![], Some(5), false, false),
+            ([2, 1, 5, 5, 8], vec![1, 3], Some(0), true, false),
+        ];
+        for (shape, padded, causal_offset, dropout, strided) in cases {
+            let case = AttentionCase::new(shape, &padded, causal_offset, dropout, strided);
+            let reference = case.run::<Autodiff<Flex>>(false);
+            for (backend, fused) in [
+                ("flex", case.run::<Autodiff<Flex>>(true)),
+                ("ndarray", case.run::<Autodiff<NdArray>>(true)),
+            ] {
+                for (what, (a, b)) in ["output", "dq", "dk", "dv"]
+                    .iter()
+                    .zip(fused.iter().zip(&reference))
+                {
+                    let err = max_rel_err(a, b);
+                    assert!(
+                        err < 1e-5,
+                        "{backend} {what} of {shape:?}, padded {padded:?}: {err}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attention_gradients_match_finite_differences() {
+        // Independent of burn's autodiff: central differences of sum(attention * up) in f64
+        // steps of the f32 inputs, causal and padded.
+        type Ad = Autodiff<Flex>;
+        let case = AttentionCase::new([2, 2, 5, 5, 4], &[0, 2], Some(0), true, true);
+        let grads = case.run::<Ad>(true);
+        let dev = Default::default();
+        let loss = |qkv: &[TensorData; 3]| {
+            let [q, k, v] = qkv.clone().map(|d| {
+                let x = Tensor::<Flex, 3>::from_data(d, &dev);
+                let [batch, rows, width] = x.dims();
+                x.reshape([batch, rows, 2, width / 2]).swap_dims(1, 2)
+            });
+            let y =
+                Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(Flex::fused_attention(
+                    q.into_primitive().tensor(),
+                    k.into_primitive().tensor(),
+                    v.into_primitive().tensor(),
+                    case.masks(),
+                )));
+            let up = Tensor::<Flex, 3>::from_data(case.up.clone(), &dev);
+            f64::from((y * up).sum().into_scalar())
+        };
+        for (input, grad) in grads[1..].iter().enumerate() {
+            let grad = grad.to_vec::<f32>().unwrap();
+            for index in [0, 9, 22, 37] {
+                let nudged = |delta: f32| {
+                    let mut qkv = case.qkv.clone();
+                    let mut values = qkv[input].to_vec::<f32>().unwrap();
+                    values[index] += delta;
+                    qkv[input] = TensorData::new(values, qkv[input].shape.clone());
+                    loss(&qkv)
+                };
+                let numeric = ((nudged(1e-2) - nudged(-1e-2)) / 2e-2) as f32;
+                assert!(
+                    (numeric - grad[index]).abs() <= 1e-2 * grad[index].abs().max(1.0),
+                    "input {input}, element {index}: {numeric} vs {}",
+                    grad[index]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn attention_dropout_applies_only_when_tracking_gradients() {
+        let case = AttentionCase::new([2, 2, 6, 6, 4], &[], None, false, true);
+        let heads = |data: &TensorData| {
+            Tensor::<Autodiff<Flex>, 3>::from_data(data.clone(), &Default::default())
+                .reshape([2, 6, 2, 4])
+                .swap_dims(1, 2)
+        };
+        let [q, k, v] = case.qkv.each_ref().map(heads);
+        let run = |dropout: f64, tracked: bool| {
+            let [q, k, v] = [&q, &k, &v].map(|t| t.clone());
+            if tracked {
+                attention(q, k, v, None, None, dropout).into_data()
+            } else {
+                attention(q.inner(), k.inner(), v.inner(), None, None, dropout).into_data()
+            }
+        };
+        let plain = run(0.0, true);
+        assert!(max_rel_err(&run(0.5, true), &plain) > 0.01);
+        assert_eq!(run(0.5, false), plain);
+    }
+
+    /// Loss and logit gradient of `cross_entropy(logits, targets) * 3`, the logits seen through
+    /// a transpose, fused or through the generic default.
+    fn cross_entropy_and_grad<B: FusedAutodiffBackend>(
+        logits: &TensorData,
+        targets: &[i64],
+        fused: bool,
+    ) -> [TensorData; 2] {
+        let dev = Default::default();
+        let stored = Tensor::<B, 2>::from_data(logits.clone(), &dev).require_grad();
+        let logits = stored.clone().transpose();
+        let targets = Tensor::<B, 1, Int>::from_data(targets, &dev);
+        let loss = if fused {
+            cross_entropy(logits, targets)
+        } else {
+            Tensor::from_primitive(TensorPrimitive::Float(cross_entropy_default::<B>(
+                logits.into_primitive().tensor(),
+                targets.into_primitive(),
+            )))
+        };
+        let grads = (loss.clone() * 3.0).sum().backward();
+        [loss.into_data(), stored.grad(&grads).unwrap().into_data()]
+    }
+
+    #[test]
+    fn fused_cross_entropy_equals_the_default_with_ignored_rows() {
+        // [classes, rows] stored: 41 rows of 1,001 classes after the transpose (several rows
+        // per kernel task, an odd last task), targets at both ends of the range and ignored.
+        let logits = normal(&[1001, 41], 4.0);
+        let targets: Vec<i64> = (0..41)
+            .map(|i| match i % 7 {
+                0 => -100,
+                3 => -1,
+                5 => 1000,
+                _ => (i * 97) % 1001,
+            })
+            .collect();
+        let reference = cross_entropy_and_grad::<Autodiff<Flex>>(&logits, &targets, false);
+        for (backend, fused) in [
+            (
+                "flex",
+                cross_entropy_and_grad::<Autodiff<Flex>>(&logits, &targets, true),
+            ),
+            (
+                "ndarray",
+                cross_entropy_and_grad::<Autodiff<NdArray>>(&logits, &targets, true),
+            ),
+        ] {
+            for (what, (a, b)) in ["loss", "gradient"]
+                .iter()
+                .zip(fused.iter().zip(&reference))
+            {
+                let err = max_rel_err(a, b);
+                assert!(err < 1e-5, "{backend} {what}: {err}");
+            }
+        }
+        // Every row ignored: loss 0 and no gradient, like PyTorch's mean over zero rows would
+        // be replaced by.
+        let [loss, grad] = cross_entropy_and_grad::<Autodiff<Flex>>(&logits, &[-100; 41], true);
+        assert_eq!(loss.to_vec::<f32>().unwrap(), vec![0.0]);
+        assert!(grad.to_vec::<f32>().unwrap().iter().all(|&g| g == 0.0));
+    }
+
+    #[test]
+    fn cross_entropy_gradient_matches_finite_differences() {
+        let logits = normal(&[9, 4], 2.0);
+        let targets = [2, -100, 8, 0];
+        let [_, grad] = cross_entropy_and_grad::<Autodiff<Flex>>(&logits, &targets, true);
+        let grad = grad.to_vec::<f32>().unwrap();
+        let loss = |values: Vec<f32>| {
+            let dev = Default::default();
+            let logits = Tensor::<Flex, 2>::from_data(TensorData::new(values, [9, 4]), &dev);
+            let targets = Tensor::<Flex, 1, Int>::from_data(targets, &dev);
+            f64::from(cross_entropy(logits.transpose(), targets).into_scalar()) * 3.0
+        };
+        let base = logits.to_vec::<f32>().unwrap();
+        for index in 0..36 {
+            let nudged = |delta: f32| {
+                let mut values = base.clone();
+                values[index] += delta;
+                loss(values)
+            };
+            let numeric = ((nudged(1e-2) - nudged(-1e-2)) / 2e-2) as f32;
+            assert!(
+                (numeric - grad[index]).abs() <= 2e-3,
+                "logit {index}: {numeric} vs {}",
+                grad[index]
+            );
         }
     }
 

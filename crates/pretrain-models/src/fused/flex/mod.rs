@@ -1,13 +1,20 @@
 //! Flex kernels of [`FusedBackend`], on its raw f32 storage.
 
 use burn::backend::Flex;
-use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps, ModuleOps};
+use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps, IntTensor, ModuleOps};
 use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
 use burn_flex::FlexTensor;
 use burn_flex::ops::unary::erf_f32;
 use rayon::prelude::*;
 
-use super::{FusedBackend, gelu_backward_default, gelu_default, layer_norm_backward_default};
+mod attention;
+mod cross_entropy;
+
+use super::{
+    AttentionMasks, FusedBackend, attention_backward_default, attention_default,
+    cross_entropy_backward_default, cross_entropy_default, gelu_backward_default, gelu_default,
+    layer_norm_backward_default,
+};
 
 /// Floats of the im2col matrix built at once (16 MiB): the gradients are computed over chunks
 /// of images so their memory does not grow with the batch.
@@ -91,6 +98,67 @@ impl FusedBackend for Flex {
         }
         layer_norm_backward_f32(&x, &gamma, &output_grad, epsilon)
     }
+
+    /// One multi-threaded task per (sample, head), weights kept per task only
+    /// ([`attention`]).
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        masks: AttentionMasks<Self>,
+    ) -> FloatTensor<Self> {
+        let fused = attention_f32_ok(&[&q, &k, &v], &masks)
+            .then(|| attention::attention_f32([&q, &k, &v], &masks))
+            .flatten();
+        fused.unwrap_or_else(|| attention_default::<Flex>([q, k, v], masks))
+    }
+
+    fn fused_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        masks: AttentionMasks<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        let fused = attention_f32_ok(&[&q, &k, &v, &output_grad], &masks)
+            .then(|| attention::attention_backward_f32([&q, &k, &v], &masks, &output_grad))
+            .flatten();
+        fused.unwrap_or_else(|| attention_backward_default::<Flex>([q, k, v], masks, output_grad))
+    }
+
+    /// Rows in parallel, one pass forward (log-sum-exp and the target's logit) and one backward
+    /// (burn's `log_softmax`, gather and their autodiff are about ten single-threaded passes over
+    /// the `[n, classes]` logits, the largest tensor of a language model's step).
+    fn fused_cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if !all_f32(&[&logits]) {
+            return cross_entropy_default::<Flex>(logits, targets);
+        }
+        cross_entropy::cross_entropy_f32(&logits, &targets)
+    }
+
+    fn fused_cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if !all_f32(&[&logits, &output_grad]) {
+            return cross_entropy_backward_default::<Flex>(logits, targets, output_grad);
+        }
+        cross_entropy::cross_entropy_backward_f32(&logits, &targets, &output_grad)
+    }
+}
+
+/// Whether the attention kernel applies: f32 throughout.
+fn attention_f32_ok(tensors: &[&FlexTensor], masks: &AttentionMasks<Flex>) -> bool {
+    all_f32(tensors) && masks.dropout.as_ref().is_none_or(|keep| all_f32(&[keep]))
+}
+
+/// Whether every tensor holds f32 (the kernels here are written for f32 only).
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
 /// Rows per task of the layer-norm backward.
