@@ -2,7 +2,7 @@
 //! transformer sublayer. The up-projection starts at zero, so a fresh adapter is the identity
 //! and fine-tuning starts from the pre-trained function.
 
-use crate::fused::{FusedBackend, gelu};
+use crate::fused::{self, FusedBackend, gelu};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -63,6 +63,6 @@ pub struct Adapter<B: Backend> {
 impl<B: FusedBackend> Adapter<B> {
     /// `[..., d_model] -> [..., d_model]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        x.clone() + self.up.forward(gelu(self.down.forward(x)))
+        x.clone() + fused::linear_module(&self.up, gelu(fused::linear_module(&self.down, x)))
     }
 }

@@ -1,7 +1,7 @@
 //! BERT-style transformer encoder with a masked-language-modeling head tied to the token
 //! embeddings, and a pooled output for classification.
 
-use crate::fused::{FusedBackend, gelu};
+use crate::fused::{self, FusedBackend, gelu};
 use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
@@ -272,7 +272,7 @@ impl<B: FusedBackend> Bert<B> {
         let h = self
             .mlm
             .norm
-            .forward(gelu(self.mlm.transform.forward(hidden)));
+            .forward(gelu(fused::linear_module(&self.mlm.transform, hidden)));
         let [b, s, d] = h.dims();
         let words = self.embeddings.word.weight.val(); // [vocab, hidden]
         let v = words.dims()[0];

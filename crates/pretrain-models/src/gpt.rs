@@ -399,7 +399,7 @@ impl<B: FusedBackend> Gpt<B> {
     /// Vocabulary logits of hidden states: `[batch, seq, d_model] -> [batch, seq, vocab]`.
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
+            Some(head) => fused::linear_module(head, hidden),
             None => {
                 let [batch, seq, d_model] = hidden.dims();
                 let words = self.wte.weight.val(); // [vocab, d_model]

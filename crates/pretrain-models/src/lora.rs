@@ -2,7 +2,7 @@
 //! linear layer, with `scaling = alpha / rank`. `A` starts Kaiming-uniform and `B` at zero, so a
 //! fresh LoRA leaves the layer's output unchanged (the PEFT convention).
 
-use crate::fused::FusedBackend;
+use crate::fused::{self, FusedBackend};
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig};
@@ -99,12 +99,8 @@ impl<B: FusedBackend> Lora<B> {
     /// The update's contribution: `[..., d_in] -> [..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let x = self.dropout.forward(x);
-        burn::tensor::module::linear(
-            burn::tensor::module::linear(x, self.a.val(), None),
-            self.b.val(),
-            None,
-        )
-        .mul_scalar(self.scaling)
+        fused::linear(fused::linear(x, self.a.val(), None), self.b.val(), None)
+            .mul_scalar(self.scaling)
     }
 
     /// The update as a dense `[d_in, d_out]` matrix: `scaling * A B`.

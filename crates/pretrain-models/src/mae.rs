@@ -1,7 +1,7 @@
 //! Masked autoencoder (MAE): a ViT encoder that sees only the visible patches and a light
 //! decoder that fills in mask tokens and predicts the pixels of every patch.
 
-use crate::fused::FusedBackend;
+use crate::fused::{self, FusedBackend};
 use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
@@ -187,7 +187,7 @@ impl<B: FusedBackend> Mae<B> {
         restore: Tensor<B, 2, Int>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let latent = self.encoder.forward_visible(images, keep); // [batch, 1 + n_keep, d_enc]
-        let x = self.decoder_embed.forward(latent.clone()); // [batch, 1 + n_keep, d_dec]
+        let x = fused::linear_module(&self.decoder_embed, latent.clone()); // [batch, 1 + n_keep, d_dec]
         let [b, t, d] = x.dims();
         let n = restore.dims()[1];
         let cls_device = x.device();
@@ -208,7 +208,7 @@ impl<B: FusedBackend> Mae<B> {
             x = block.forward(x, None);
         }
         let x = self.decoder_norm.forward(x);
-        let x = self.decoder_pred.forward(x);
+        let x = fused::linear_module(&self.decoder_pred, x);
         let p = x.dims()[2];
         (latent, x.slice([0..b, 1..n + 1, 0..p]))
     }

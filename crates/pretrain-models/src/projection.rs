@@ -2,7 +2,7 @@
 //! `bias: [d_out]`) plus an optional [`Lora`] update, so fine-tuning can add, merge and remove
 //! LoRA without changing the base weights' names.
 
-use crate::fused::FusedBackend;
+use crate::fused::{self, FusedBackend};
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
@@ -61,9 +61,9 @@ impl<B: FusedBackend> Projection<B> {
         let bias = self.bias.as_ref().map(|b| b.val());
         match &self.lora {
             Some(lora) if !lora.is_merged() => {
-                burn::tensor::module::linear(x.clone(), self.weight.val(), bias) + lora.forward(x)
+                fused::linear(x.clone(), self.weight.val(), bias) + lora.forward(x)
             }
-            _ => burn::tensor::module::linear(x, self.weight.val(), bias),
+            _ => fused::linear(x, self.weight.val(), bias),
         }
     }
 

@@ -16,6 +16,7 @@ mod autodiff;
 #[cfg(feature = "flex")]
 mod flex;
 
+use burn::nn::Linear;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{log_softmax, softmax};
@@ -556,6 +557,35 @@ pub fn cross_entropy<B: FusedBackend>(
         logits.into_primitive().tensor(),
         targets.into_primitive(),
     )))
+}
+
+/// `x` `[..., d_in]` times `weight` `[d_in, d_out]` plus `bias` `[d_out]`, the leading
+/// dimensions flattened into one matrix product (`[..., d_out]`). burn's `linear` multiplies a
+/// `[batch, seq, d_in]` input as `batch` products with the weight broadcast, and its weight
+/// gradient as `batch` products summed afterwards: on CPU, many small matrix multiplies instead
+/// of one large one (`benches/NOTES.md`, 2026-12-03).
+pub fn linear<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    if D <= 2 {
+        return burn::tensor::module::linear(x, weight, bias);
+    }
+    let dims = x.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y = burn::tensor::module::linear(x.reshape([rows, dims[D - 1]]), weight, bias);
+    let mut out = dims;
+    out[D - 1] = y.dims()[1];
+    y.reshape(out)
+}
+
+/// burn's `Linear` module applied through [`linear`].
+pub fn linear_module<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    linear(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
 }
 
 /// `conv` applied to `x` through [`conv2d`] (`[batch, c_in, h, w] -> [batch, c_out, h', w']`);
@@ -1141,6 +1171,39 @@ mod tests {
                 "logit {index}: {numeric} vs {}",
                 grad[index]
             );
+        }
+    }
+
+    #[test]
+    fn flattened_linear_equals_burns_with_every_gradient() {
+        type Ad = Autodiff<Flex>;
+        let dev = Default::default();
+        let x = Tensor::<Ad, 4>::from_data(normal(&[2, 5, 3, 7], 1.0), &dev).require_grad();
+        let weight = Tensor::<Ad, 2>::from_data(normal(&[7, 4], 1.0), &dev).require_grad();
+        let bias = Tensor::<Ad, 1>::from_data(normal(&[4], 1.0), &dev).require_grad();
+        let up = Tensor::<Ad, 4>::from_data(normal(&[2, 3, 5, 4], 1.0), &dev);
+        let run = |flattened: bool| {
+            // A strided input, [2, 3, 5, 7] seen through a transpose: the reshape copies it.
+            let xt = x.clone().swap_dims(1, 2);
+            let y = if flattened {
+                linear(xt, weight.clone(), Some(bias.clone()))
+            } else {
+                burn::tensor::module::linear(xt, weight.clone(), Some(bias.clone()))
+            };
+            let grads = (y.clone() * up.clone()).sum().backward();
+            [
+                y.into_data(),
+                x.grad(&grads).unwrap().into_data(),
+                weight.grad(&grads).unwrap().into_data(),
+                bias.grad(&grads).unwrap().into_data(),
+            ]
+        };
+        for (what, (a, b)) in ["output", "dx", "dweight", "dbias"]
+            .iter()
+            .zip(run(true).iter().zip(&run(false)))
+        {
+            let err = max_rel_err(a, b);
+            assert!(err < 1e-5, "{what}: {err}");
         }
     }
 
