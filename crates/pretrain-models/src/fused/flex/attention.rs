@@ -14,6 +14,7 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::super::{AttentionMasks, MASKED_SCORE};
+use super::math;
 use burn::backend::Flex;
 
 /// A 4-D f32 tensor's storage with its start offset and strides, in elements.
@@ -149,16 +150,14 @@ impl<'a> Problem<'a> {
             let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
             // Every masked score is the same constant: one exp for all of them (usually 0).
             let masked_weight = (MASKED_SCORE - max).exp();
-            let mut sum = 0.0f32;
             for score in row.iter_mut() {
                 *score = if *score == MASKED_SCORE {
                     masked_weight
                 } else {
-                    (*score - max).exp()
+                    math::exp(*score - max)
                 };
-                sum += *score;
             }
-            let inverse = 1.0 / sum;
+            let inverse = 1.0 / math::sum(row);
             row.iter_mut().for_each(|w| *w *= inverse);
         }
     }
@@ -298,7 +297,7 @@ pub(super) fn attention_backward_f32(
                     let keep = &keep[i * p.keys..(i + 1) * p.keys];
                     d_s.iter_mut().zip(keep).for_each(|(g, k)| *g *= k);
                 }
-                let dot: f32 = d_s.iter().zip(w).map(|(g, w)| g * w).sum();
+                let dot = math::dot(d_s, w);
                 for (j, (g, &w)) in d_s.iter_mut().zip(w).enumerate() {
                     *g = if p.masked(b, i, j) {
                         0.0

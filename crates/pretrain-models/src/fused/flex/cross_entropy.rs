@@ -4,6 +4,8 @@ use burn::tensor::{Shape, TensorData, TensorMetadata};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::math;
+
 /// Floats of logits per task (whole rows, at least one).
 const TASK_FLOATS: usize = 1 << 14;
 
@@ -23,8 +25,13 @@ fn rows(logits: &FlexTensor, targets: &FlexTensor) -> (FlexTensor, Vec<i64>, usi
 /// `max` and `ln(sum(exp(x - max)))` of a row.
 fn log_sum_exp(row: &[f32]) -> (f32, f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
-    (max, sum.ln())
+    let mut lanes = [0.0f32; math::LANES];
+    for chunk in row.chunks(math::LANES) {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += math::exp(x - max);
+        }
+    }
+    (max, lanes.iter().sum::<f32>().ln())
 }
 
 /// Counted rows (target >= 0), at least 1 (the mean of none is 0).
@@ -90,7 +97,7 @@ pub(super) fn cross_entropy_backward_f32(
                     let (max, lse) = log_sum_exp(row);
                     let shift = max + lse;
                     for (o, &x) in out.iter_mut().zip(row) {
-                        *o = (x - shift).exp() * scale;
+                        *o = math::exp(x - shift) * scale;
                     }
                     out[t as usize] -= scale;
                 }
