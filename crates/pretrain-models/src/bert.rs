@@ -246,7 +246,7 @@ impl<B: FusedBackend> Bert<B> {
                 .unwrap_or_else(|| input_ids.zeros_like());
             x = x + types.forward(ids);
         }
-        let mut x = e.dropout.forward(e.norm.forward(x));
+        let mut x = fused::dropout(e.norm.forward(x), e.dropout.prob);
         for layer in &self.layers {
             x = layer.forward(x, padding.clone());
         }

@@ -1,6 +1,6 @@
 //! The transformer block shared by the ViT and the BERT-style encoder.
 
-use crate::fused::FusedBackend;
+use crate::fused::{self, FusedBackend};
 use crate::norm::{LayerNorm, LayerNormConfig};
 use burn::config::Config;
 use burn::module::Module;
@@ -141,7 +141,7 @@ impl<B: FusedBackend> TransformerBlock<B> {
     /// padding) keeps attention off padded positions.
     pub fn forward(&self, x: Tensor<B, 3>, padding: Option<Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
         let attend = |h: Tensor<B, 3>| {
-            let out = self.dropout.forward(self.attn.forward(h, padding));
+            let out = fused::dropout(self.attn.forward(h, padding), self.dropout.prob);
             let out = match &self.attn_adapter {
                 Some(adapter) => adapter.forward(out),
                 None => out,
@@ -149,7 +149,7 @@ impl<B: FusedBackend> TransformerBlock<B> {
             self.drop_path.forward(out)
         };
         let feed_forward = |h: Tensor<B, 3>| {
-            let out = self.dropout.forward(self.mlp.forward(h));
+            let out = fused::dropout(self.mlp.forward(h), self.dropout.prob);
             let out = match &self.mlp_adapter {
                 Some(adapter) => adapter.forward(out),
                 None => out,

@@ -385,7 +385,7 @@ impl<B: FusedBackend> Gpt<B> {
                     .reshape([1, seq]);
             x = x + wpe.forward(positions);
         }
-        let mut x = self.dropout.forward(x);
+        let mut x = fused::dropout(x, self.dropout.prob);
         for (i, block) in self.h.iter().enumerate() {
             let past = cache.as_mut().map(|c| &mut c.layers[i]);
             x = block.forward(x, offset, past);
@@ -458,8 +458,8 @@ impl<B: FusedBackend> GptMlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         // GPT-2's GELU is the tanh approximation ("gelu_new"): imported GPT-2 weights then give
         // the reference logits.
-        self.dropout
-            .forward(self.c_proj.forward(gelu_tanh(self.c_fc.forward(x))))
+        let out = self.c_proj.forward(gelu_tanh(self.c_fc.forward(x)));
+        fused::dropout(out, self.dropout.prob)
     }
 }
 
@@ -499,7 +499,7 @@ impl<B: FusedBackend> CausalSelfAttention<B> {
         }
         // Query i (position offset + i) sees keys 0..=offset + i.
         let context = fused::attention(q, k, v, None, Some(offset), self.attn_dropout.prob);
-        self.resid_dropout.forward(self.c_proj.forward(context))
+        fused::dropout(self.c_proj.forward(context), self.resid_dropout.prob)
     }
 }
 

@@ -98,7 +98,7 @@ pub struct Lora<B: Backend> {
 impl<B: FusedBackend> Lora<B> {
     /// The update's contribution: `[..., d_in] -> [..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let x = self.dropout.forward(x);
+        let x = fused::dropout(x, self.dropout.prob);
         fused::linear(fused::linear(x, self.a.val(), None), self.b.val(), None)
             .mul_scalar(self.scaling)
     }

@@ -7,6 +7,8 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::Shape;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor};
 
 use super::{AttentionMasks, FusedBackend};
@@ -138,6 +140,11 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
                 masks,
             )),
         }
+    }
+
+    /// The inner backend's factors, untracked (a constant of the graph).
+    fn fused_dropout_keep(shape: Shape, prob: f64, device: &Self::Device) -> FloatTensor<Self> {
+        Self::from_inner(B::fused_dropout_keep(shape, prob, device))
     }
 
     fn fused_cross_entropy(

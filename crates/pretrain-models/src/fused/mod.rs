@@ -129,6 +129,19 @@ pub trait FusedBackend: Backend {
         attention_backward_default::<Self>([q, k, v], masks, output_grad)
     }
 
+    /// Dropout's keep factors for a tensor of `shape`: each element `1 / (1 - prob)` with
+    /// probability `1 - prob`, else 0, drawn from the backend's seeded generator (so
+    /// `Backend::seed` makes runs repeatable). The default is burn's Bernoulli sampling.
+    fn fused_dropout_keep(shape: Shape, prob: f64, device: &Self::Device) -> FloatTensor<Self> {
+        let keep = 1.0 - prob;
+        let kept = Tensor::<Self, 1>::random(
+            [shape.num_elements()],
+            Distribution::Bernoulli(keep),
+            device,
+        );
+        Self::float_reshape((kept / keep).into_primitive().tensor(), shape)
+    }
+
     /// Mean softmax cross-entropy of `logits` `[n, classes]` against `targets` `[n]` over the
     /// rows whose target is not negative (PyTorch's `ignore_index = -100`, and any other negative
     /// index): `[1]`, zero when every row is ignored. The default is burn's `log_softmax` and a
@@ -518,15 +531,8 @@ pub fn attention<B: FusedBackend>(
         );
     }
     let device = q.device();
-    let dropout = (dropout > 0.0 && B::ad_enabled(&device)).then(|| {
-        let keep = 1.0 - dropout;
-        let kept = Tensor::<B, 4>::random(
-            [batch, heads, seq, keys],
-            Distribution::Bernoulli(keep),
-            &device,
-        );
-        (kept / keep).into_primitive().tensor()
-    });
+    let dropout = (dropout > 0.0 && B::ad_enabled(&device))
+        .then(|| B::fused_dropout_keep(Shape::new([batch, heads, seq, keys]), dropout, &device));
     let masks = AttentionMasks {
         padding: padding.map(|p| p.into_primitive()),
         causal_offset,
@@ -538,6 +544,18 @@ pub fn attention<B: FusedBackend>(
         v.into_primitive().tensor(),
         masks,
     )))
+}
+
+/// Dropout through [`FusedBackend::fused_dropout_keep`]: `x` with each element zeroed with
+/// probability `prob` and the others scaled by `1 / (1 - prob)`, only when the backend tracks
+/// gradients (as burn's `Dropout`, whose sampling runs on one thread on the CPU backends).
+pub fn dropout<B: FusedBackend, const D: usize>(x: Tensor<B, D>, prob: f64) -> Tensor<B, D> {
+    let device = x.device();
+    if prob == 0.0 || !B::ad_enabled(&device) {
+        return x;
+    }
+    let keep = B::fused_dropout_keep(x.shape(), prob, &device);
+    x * Tensor::from_primitive(TensorPrimitive::Float(keep))
 }
 
 /// Mean cross-entropy of `logits` `[n, classes]` against `targets` `[n]` through
@@ -1082,6 +1100,61 @@ mod tests {
         let plain = run(0.0, true);
         assert!(max_rel_err(&run(0.5, true), &plain) > 0.01);
         assert_eq!(run(0.5, false), plain);
+    }
+
+    /// Statistics of keep factors drawn on `B` at probability `prob`: (share kept, whether every
+    /// value is 0 or `1 / (1 - prob)`).
+    fn keep_statistics<B: FusedBackend>(prob: f64) -> (f64, bool) {
+        let shape = Shape::new([7, 300, 501]);
+        let keep = B::fused_dropout_keep(shape, prob, &Default::default());
+        let values = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(keep))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let scale = (1.0 / (1.0 - prob)) as f32;
+        let kept = values.iter().filter(|&&v| v != 0.0).count();
+        let valid = values.iter().all(|&v| v == 0.0 || (v - scale).abs() < 1e-6);
+        (kept as f64 / values.len() as f64, valid)
+    }
+
+    #[test]
+    fn dropout_keeps_the_expected_share_repeatably_under_a_seed() {
+        for prob in [0.1, 0.5] {
+            // 1,052,100 draws: the share's standard deviation is below 5e-4.
+            for (backend, (share, valid)) in [
+                ("flex", keep_statistics::<Flex>(prob)),
+                ("ndarray", keep_statistics::<NdArray>(prob)),
+                ("autodiff", keep_statistics::<Autodiff<Flex>>(prob)),
+            ] {
+                assert!(valid, "{backend}: values other than 0 and 1 / (1 - p)");
+                assert!(
+                    (share - (1.0 - prob)).abs() < 3e-3,
+                    "{backend}: kept {share} at p = {prob}"
+                );
+            }
+        }
+        let dev = Default::default();
+        let draw = || {
+            Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(Flex::fused_dropout_keep(
+                Shape::new([1000]),
+                0.3,
+                &dev,
+            )))
+            .into_data()
+        };
+        Flex::seed(&dev, 11);
+        let (first, second) = (draw(), draw());
+        Flex::seed(&dev, 11);
+        assert_eq!(draw(), first, "the same seed draws the same mask");
+        assert_ne!(first, second, "successive masks differ");
+        // Neighbouring elements are independent: the share of kept pairs is keep^2.
+        let values = draw().to_vec::<f32>().unwrap();
+        let pairs = values
+            .windows(2)
+            .filter(|w| w[0] != 0.0 && w[1] != 0.0)
+            .count();
+        let share = pairs as f64 / 999.0;
+        assert!((share - 0.49).abs() < 0.06, "kept pairs {share}");
     }
 
     /// Loss and logit gradient of `cross_entropy(logits, targets) * 3`, the logits seen through

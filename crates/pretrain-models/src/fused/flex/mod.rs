@@ -1,8 +1,10 @@
 //! Flex kernels of [`FusedBackend`], on its raw f32 storage.
 
 use burn::backend::Flex;
-use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps, IntTensor, ModuleOps};
-use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
+use burn::tensor::ops::{
+    ConvOptions, FloatTensor, FloatTensorOps, IntTensor, IntTensorOps, ModuleOps,
+};
+use burn::tensor::{DType, Distribution, IntDType, Shape, TensorData, TensorMetadata};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
@@ -135,6 +137,20 @@ impl FusedBackend for Flex {
         fused.unwrap_or_else(|| attention_backward_default::<Flex>([q, k, v], masks, output_grad))
     }
 
+    /// A counter-based generator (each element a hash of one seed and its index) filled in
+    /// parallel; the seed is drawn from Flex's seeded generator. burn samples Bernoulli values one
+    /// by one with a ChaCha generator on one thread: 17% of BERT-tiny's training step.
+    fn fused_dropout_keep(shape: Shape, prob: f64, device: &Self::Device) -> FloatTensor<Self> {
+        let seed = Flex::int_random(
+            Shape::new([1]),
+            Distribution::Uniform(0.0, 2f64.powi(53)),
+            device,
+            IntDType::I64,
+        );
+        let seed = seed.into_data().iter::<i64>().next().unwrap_or(0) as u64;
+        dropout_keep_f32(shape, prob, seed)
+    }
+
     /// Rows in parallel, one pass forward (log-sum-exp and the target's logit) and one backward
     /// (burn's `log_softmax`, gather and their autodiff are about ten single-threaded passes over
     /// the `[n, classes]` logits, the largest tensor of a language model's step).
@@ -158,6 +174,38 @@ impl FusedBackend for Flex {
         }
         cross_entropy::cross_entropy_backward_f32(&logits, &targets, &output_grad)
     }
+}
+
+/// Dropout's keep factors from a counter-based generator: element `i` is kept when the upper
+/// 32 bits of `splitmix64(seed + i * golden ratio)` fall below `(1 - prob) * 2^32`.
+fn dropout_keep_f32(shape: Shape, prob: f64, seed: u64) -> FlexTensor {
+    let keep = 1.0 - prob;
+    let threshold = (keep * 4_294_967_296.0) as u64;
+    let scale = (1.0 / keep) as f32;
+    let mut out = vec![0.0f32; shape.num_elements()];
+    out.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let start = (chunk * ELEMENTWISE_CHUNK) as u64;
+            for (i, o) in out.iter_mut().enumerate() {
+                let bits = splitmix64(seed.wrapping_add((start + i as u64).wrapping_mul(GOLDEN)));
+                *o = if bits >> 32 < threshold { scale } else { 0.0 };
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, shape))
+}
+
+/// 2^64 divided by the golden ratio: consecutive counters spread over the generator's input.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// SplitMix64's output function (Steele, Lea and Flood 2014): a bijective 64-bit mixer whose
+/// outputs over consecutive inputs pass BigCrush.
+#[inline(always)]
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Whether the attention kernel applies: f32 throughout.
