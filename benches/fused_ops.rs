@@ -161,7 +161,7 @@ fn attention(c: &mut Criterion) {
                         |x: Tensor<Ad, 3>| x.reshape([batch, seq, heads, d_head]).swap_dims(1, 2);
                     let (qh, kh, vh) = (split(q.clone()), split(k.clone()), split(v.clone()));
                     let y = if fused {
-                        fused::attention(qh, kh, vh, padding.clone(), causal_offset)
+                        fused::attention(qh, kh, vh, padding.clone(), causal_offset, 0.0)
                     } else {
                         let weights =
                             fused::attention_weights(qh, kh, padding.as_ref(), causal_offset);

@@ -2,6 +2,7 @@
 //! pretrain|finetune` run it in
 //! release mode). It parses arguments and calls library code; no logic of its own.
 
+mod allocator;
 mod bench;
 mod data;
 mod recipes;
@@ -14,7 +15,8 @@ use clap::{Parser, Subcommand};
 use pretrain::backend::BackendKind;
 
 /// Training allocates and frees tensor-sized buffers every step: glibc returns them to the
-/// system each time (a page fault per page on reuse), mimalloc keeps them (`benches/NOTES.md`).
+/// system each time (a page fault per page on reuse), mimalloc keeps them (`benches/NOTES.md`;
+/// [`allocator::keep_freed_pages`]).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -302,6 +304,7 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_pages();
     let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
     if !backtrace {
         // A bug still reaches the user as one line, not a panic report.

@@ -105,10 +105,21 @@ impl<'a> Problem<'a> {
         1.0 / (self.d_head as f32).sqrt()
     }
 
-    /// Whether query `i` of sample `b` may not see key `j`.
-    fn masked(&self, b: usize, i: usize, j: usize) -> bool {
-        self.causal_offset.is_some_and(|o| j > o + i)
-            || self.padding.as_ref().is_some_and(|p| p[b * self.keys + j])
+    /// Sets `value` in row `i` of sample `b` (`[keys]`) where the query may not see the key:
+    /// the keys after `offset + i` when causal, and the padded keys.
+    fn fill_masked(&self, b: usize, i: usize, row: &mut [f32], value: f32) {
+        if let Some(offset) = self.causal_offset {
+            let first_future = (offset + i + 1).min(self.keys);
+            row[first_future..].fill(value);
+        }
+        if let Some(padding) = &self.padding {
+            let padded = &padding[b * self.keys..(b + 1) * self.keys];
+            for (x, &padded) in row.iter_mut().zip(padded) {
+                if padded {
+                    *x = value;
+                }
+            }
+        }
     }
 
     /// The attention weights of sample `b`, head `h` into `weights` (`[seq, keys]`, row-major):
@@ -142,12 +153,8 @@ impl<'a> Problem<'a> {
             );
         }
         for (i, row) in weights.chunks_exact_mut(self.keys).enumerate() {
-            for (j, score) in row.iter_mut().enumerate() {
-                if self.masked(b, i, j) {
-                    *score = MASKED_SCORE;
-                }
-            }
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            self.fill_masked(b, i, row, MASKED_SCORE);
+            let max = math::max(row);
             // Every masked score is the same constant: one exp for all of them (usually 0).
             let masked_weight = (MASKED_SCORE - max).exp();
             for score in row.iter_mut() {
@@ -298,13 +305,10 @@ pub(super) fn attention_backward_f32(
                     d_s.iter_mut().zip(keep).for_each(|(g, k)| *g *= k);
                 }
                 let dot = math::dot(d_s, w);
-                for (j, (g, &w)) in d_s.iter_mut().zip(w).enumerate() {
-                    *g = if p.masked(b, i, j) {
-                        0.0
-                    } else {
-                        w * (*g - dot) * scale
-                    };
+                for (g, &w) in d_s.iter_mut().zip(w) {
+                    *g = w * (*g - dot) * scale;
                 }
+                p.fill_masked(b, i, d_s, 0.0);
             }
             // The dropped weights P M, for dV.
             if let Some(keep) = keep {

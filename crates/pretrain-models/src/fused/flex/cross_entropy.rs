@@ -24,7 +24,7 @@ fn rows(logits: &FlexTensor, targets: &FlexTensor) -> (FlexTensor, Vec<i64>, usi
 
 /// `max` and `ln(sum(exp(x - max)))` of a row.
 fn log_sum_exp(row: &[f32]) -> (f32, f32) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let max = math::max(row);
     let mut lanes = [0.0f32; math::LANES];
     for chunk in row.chunks(math::LANES) {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {

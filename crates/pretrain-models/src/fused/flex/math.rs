@@ -81,6 +81,18 @@ pub(super) fn sum(values: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
+/// The largest of `values` (`-inf` when empty), in [`LANES`] interleaved partial maxima.
+#[inline(always)]
+pub(super) fn max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for chunk in values.chunks(LANES) {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(v);
+        }
+    }
+    lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
 /// The dot product of `a` and `b` (the shorter length), in [`LANES`] interleaved partial sums.
 #[inline(always)]
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
