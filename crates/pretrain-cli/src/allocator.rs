@@ -8,7 +8,7 @@
 
 use std::os::raw::{c_int, c_long};
 
-use libmimalloc_sys::{mi_option_get, mi_option_set};
+use libmimalloc_sys::mi_option_set;
 
 /// `mi_option_purge_decommits` in `mi_option_e` (mimalloc.h of the v3 sources that
 /// libmimalloc-sys 0.1.49 builds; the crate names only the first options).
@@ -20,15 +20,16 @@ pub fn keep_freed_pages() {
     unsafe { mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0 as c_long) }
 }
 
-/// The option's current value.
-fn purge_decommits() -> c_long {
-    // SAFETY: reads a plain integer option.
-    unsafe { mi_option_get(MI_OPTION_PURGE_DECOMMITS) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libmimalloc_sys::mi_option_get;
+
+    /// The option's current value.
+    fn purge_decommits() -> c_long {
+        // SAFETY: reads a plain integer option.
+        unsafe { mi_option_get(MI_OPTION_PURGE_DECOMMITS) }
+    }
 
     #[test]
     fn the_option_number_is_purge_decommits() {

@@ -45,9 +45,92 @@ impl<'a> HeadView<'a> {
         self.data[self.offset + b * self.strides[0] + h * self.strides[1]..].as_ptr()
     }
 
-    /// Row and column strides of one head's `[rows, d_head]` matrix.
-    fn row_col(&self) -> (isize, isize) {
-        (self.strides[2] as isize, self.strides[3] as isize)
+    /// Head `h` of sample `b` as a `[rows, d_head]` operand.
+    fn mat(&self, b: usize, h: usize) -> Operand {
+        Operand {
+            ptr: self.head(b, h),
+            row_stride: self.strides[2] as isize,
+            col_stride: self.strides[3] as isize,
+        }
+    }
+
+    /// Head `h` of sample `b` transposed, a `[d_head, rows]` operand.
+    fn mat_t(&self, b: usize, h: usize) -> Operand {
+        let m = self.mat(b, h);
+        Operand {
+            row_stride: m.col_stride,
+            col_stride: m.row_stride,
+            ..m
+        }
+    }
+}
+
+/// A strided matrix operand of [`matmul`]: element `[i, j]` at `ptr + i * row_stride +
+/// j * col_stride`.
+#[derive(Clone, Copy)]
+struct Operand {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Operand {
+    /// A row-major `[rows, cols]` buffer (`transposed`: seen as `[cols, rows]`).
+    fn row_major(ptr: *const f32, cols: usize, transposed: bool) -> Self {
+        let (row_stride, col_stride) = (cols as isize, 1);
+        if transposed {
+            Self {
+                ptr,
+                row_stride: col_stride,
+                col_stride: row_stride,
+            }
+        } else {
+            Self {
+                ptr,
+                row_stride,
+                col_stride,
+            }
+        }
+    }
+}
+
+/// `dst [m, n] = scale * lhs [m, k] x rhs [k, n]` on one thread (the tasks are the parallelism),
+/// `dst` row-major with row stride `dst_row_stride`.
+///
+/// # Safety
+/// The operands must address `m x k`, `k x n` and `m x n` valid floats through their strides,
+/// and `dst` must not overlap them or be written by another thread meanwhile.
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    dst_row_stride: usize,
+    lhs: Operand,
+    rhs: Operand,
+    scale: f32,
+) {
+    // SAFETY: forwarded from the caller; gemm's argument order is (column, row) strides.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row_stride as isize,
+            false,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 
@@ -57,6 +140,13 @@ struct SharedOut(*mut f32);
 // SAFETY: every task writes only the rows of its own (sample, head), see the callers.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// Shapes and masks of one attention call.
 struct Problem<'a> {
@@ -125,31 +215,16 @@ impl<'a> Problem<'a> {
     /// The attention weights of sample `b`, head `h` into `weights` (`[seq, keys]`, row-major):
     /// `q k^T / sqrt(d)`, masked keys set to [`MASKED_SCORE`], softmax over each row.
     fn weights(&self, b: usize, h: usize, weights: &mut [f32]) {
-        let (q_rs, q_cs) = self.q.row_col();
-        let (k_rs, k_cs) = self.k.row_col();
         // SAFETY: the views' strides and offsets come from valid layouts of these shapes, and
         // `weights` holds seq * keys floats.
         unsafe {
-            gemm(
-                self.seq,
-                self.keys,
-                self.d_head,
+            matmul(
+                [self.seq, self.keys, self.d_head],
                 weights.as_mut_ptr(),
-                1,
-                self.keys as isize,
-                false,
-                self.q.head(b, h),
-                q_cs,
-                q_rs,
-                self.k.head(b, h),
-                k_rs,
-                k_cs,
-                0.0,
+                self.keys,
+                self.q.mat(b, h),
+                self.k.mat_t(b, h),
                 self.scale(),
-                false,
-                false,
-                false,
-                Parallelism::None,
             );
         }
         for (i, row) in weights.chunks_exact_mut(self.keys).enumerate() {
@@ -202,31 +277,16 @@ pub(super) fn attention_f32(
             if let Some(keep) = p.keep(b, h) {
                 weights.iter_mut().zip(keep).for_each(|(w, k)| *w *= k);
             }
-            let (v_rs, v_cs) = p.v.row_col();
-            let dst = dst;
             // SAFETY: this task writes rows `b * seq .. (b + 1) * seq`, columns
             // `h * d_head .. (h + 1) * d_head` of `out` only.
             unsafe {
-                gemm(
-                    p.seq,
-                    p.d_head,
-                    p.keys,
-                    dst.0.add(b * p.seq * row + h * p.d_head),
-                    1,
-                    row as isize,
-                    false,
-                    weights.as_ptr(),
-                    1,
-                    p.keys as isize,
-                    p.v.head(b, h),
-                    v_cs,
-                    v_rs,
-                    0.0,
+                matmul(
+                    [p.seq, p.d_head, p.keys],
+                    dst.get().add(b * p.seq * row + h * p.d_head),
+                    row,
+                    Operand::row_major(weights.as_ptr(), p.keys, false),
+                    p.v.mat(b, h),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
         });
@@ -262,36 +322,20 @@ pub(super) fn attention_backward_f32(
             let d_out = d_out[b * p.seq * row + h * p.d_head..].as_ptr();
             let head = |t: SharedOut, rows: usize| {
                 // SAFETY: the start of this task's rows and columns in a merged-heads buffer.
-                unsafe { t.0.add(b * rows * row + h * p.d_head) }
+                unsafe { t.get().add(b * rows * row + h * p.d_head) }
             };
-            let (q_rs, q_cs) = p.q.row_col();
-            let (k_rs, k_cs) = p.k.row_col();
-            let (v_rs, v_cs) = p.v.row_col();
             // SAFETY (every gemm below): the views come from valid layouts of these shapes, the
             // scratch buffers hold seq * keys floats, and this task writes only its own rows
             // and columns of the merged-heads gradients.
             unsafe {
                 // The gradient of the dropped weights, dO V^T: [seq, keys].
-                gemm(
-                    p.seq,
-                    p.keys,
-                    p.d_head,
+                matmul(
+                    [p.seq, p.keys, p.d_head],
                     d_scores.as_mut_ptr(),
-                    1,
-                    p.keys as isize,
-                    false,
-                    d_out,
-                    1,
-                    row as isize,
-                    p.v.head(b, h),
-                    v_rs,
-                    v_cs,
-                    0.0,
+                    p.keys,
+                    Operand::row_major(d_out, row, false),
+                    p.v.mat_t(b, h),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
             let keep = p.keep(b, h);
@@ -316,72 +360,33 @@ pub(super) fn attention_backward_f32(
             }
             unsafe {
                 // dV = (P M)^T dO: [keys, d_head].
-                gemm(
-                    p.keys,
-                    p.d_head,
-                    p.seq,
+                matmul(
+                    [p.keys, p.d_head, p.seq],
                     head(d_v, p.keys),
-                    1,
-                    row as isize,
-                    false,
-                    weights.as_ptr(),
-                    p.keys as isize,
-                    1,
-                    d_out,
-                    1,
-                    row as isize,
-                    0.0,
+                    row,
+                    Operand::row_major(weights.as_ptr(), p.keys, true),
+                    Operand::row_major(d_out, row, false),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
             unsafe {
                 // dQ = dS K: [seq, d_head].
-                gemm(
-                    p.seq,
-                    p.d_head,
-                    p.keys,
+                matmul(
+                    [p.seq, p.d_head, p.keys],
                     head(d_q, p.seq),
-                    1,
-                    row as isize,
-                    false,
-                    d_scores.as_ptr(),
-                    1,
-                    p.keys as isize,
-                    p.k.head(b, h),
-                    k_cs,
-                    k_rs,
-                    0.0,
+                    row,
+                    Operand::row_major(d_scores.as_ptr(), p.keys, false),
+                    p.k.mat(b, h),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
                 // dK = dS^T Q: [keys, d_head].
-                gemm(
-                    p.keys,
-                    p.d_head,
-                    p.seq,
+                matmul(
+                    [p.keys, p.d_head, p.seq],
                     head(d_k, p.keys),
-                    1,
-                    row as isize,
-                    false,
-                    d_scores.as_ptr(),
-                    p.keys as isize,
-                    1,
-                    p.q.head(b, h),
-                    q_cs,
-                    q_rs,
-                    0.0,
+                    row,
+                    Operand::row_major(d_scores.as_ptr(), p.keys, true),
+                    p.q.mat(b, h),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
         });
