@@ -258,6 +258,65 @@ fn mlm_learns() {
     );
 }
 
+/// The three reference workloads (SimCLR on the small CNN, MAE on a ViT, masked LM on BERT)
+/// train to the same losses with Flex's fused kernels on and with every fused operation as its
+/// generic default (burn's operations): within 1e-4 relative over 20 steps. Dropout is off
+/// (the two draw their masks from different generators).
+#[test]
+fn fused_kernels_train_like_the_generic_defaults() {
+    const STEPS: usize = 20;
+    let compare = |name: &str, run: &dyn Fn() -> Vec<crate::Metrics>| {
+        let losses = |kernels: bool| {
+            pretrain_models::fused::set_backend_kernels(kernels);
+            let history = run();
+            pretrain_models::fused::set_backend_kernels(true);
+            history
+                .iter()
+                .map(|m| m.get("loss").unwrap())
+                .collect::<Vec<f64>>()
+        };
+        let (fused, default) = (losses(true), losses(false));
+        for (step, (a, b)) in fused.iter().zip(&default).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{name} step {step}: {a} fused, {b} default"
+            );
+        }
+        let largest = fused
+            .iter()
+            .zip(&default)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        println!("{name}: {STEPS} losses agree, largest difference {largest:e}");
+    };
+    let views = views();
+    let simclr = SimClrConfig::new(cnn(), MlpHeadConfig::new(32, vec![32], 32));
+    compare("SimCLR", &|| {
+        let model = seeded(|| simclr.init(&Default::default()).unwrap());
+        train(model, STEPS, 1e-3, |s| views.batch(s, BATCH)).1
+    });
+    let mae = MaeObjectiveConfig::new(
+        MaeConfig::new(tiny_vit())
+            .with_decoder_dim(32)
+            .with_decoder_depth(1)
+            .with_decoder_heads(2),
+    );
+    let masked = FashionMasked::new(Pipeline::default(), mae.masker(), 7);
+    compare("MAE", &|| {
+        let model = seeded(|| mae.init(&Default::default()).unwrap());
+        train(model, STEPS, 1e-3, |s| masked.batch(s, BATCH)).1
+    });
+    let text = MobyDickMlm::new(32);
+    let mlm = MlmConfig::new(
+        BertConfig::new(text.vocab_size, 32, 2, 2, 64)
+            .with_max_position(32)
+            .with_dropout(0.0),
+    );
+    compare("MLM", &|| {
+        let model = seeded(|| mlm.init(&Default::default()).unwrap());
+        train(model, STEPS, 3e-3, |s| text.batch(s, BATCH)).1
+    });
+}
+
 #[test]
 fn denoising_autoencoder_learns_with_mse_and_bce() {
     for loss in [ReconstructionLoss::Mse, ReconstructionLoss::Bce] {

@@ -16,6 +16,8 @@ mod autodiff;
 #[cfg(feature = "flex")]
 mod flex;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::nn::Linear;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -133,13 +135,7 @@ pub trait FusedBackend: Backend {
     /// probability `1 - prob`, else 0, drawn from the backend's seeded generator (so
     /// `Backend::seed` makes runs repeatable). The default is burn's Bernoulli sampling.
     fn fused_dropout_keep(shape: Shape, prob: f64, device: &Self::Device) -> FloatTensor<Self> {
-        let keep = 1.0 - prob;
-        let kept = Tensor::<Self, 1>::random(
-            [shape.num_elements()],
-            Distribution::Bernoulli(keep),
-            device,
-        );
-        Self::float_reshape((kept / keep).into_primitive().tensor(), shape)
+        dropout_keep_default::<Self>(shape, prob, device)
     }
 
     /// Mean softmax cross-entropy of `logits` `[n, classes]` against `targets` `[n]` over the
@@ -163,6 +159,32 @@ pub trait FusedBackend: Backend {
     ) -> FloatTensor<Self> {
         cross_entropy_backward_default::<Self>(logits, targets, output_grad)
     }
+}
+
+/// [`FusedBackend::fused_dropout_keep`]'s default.
+fn dropout_keep_default<B: Backend>(shape: Shape, prob: f64, device: &B::Device) -> FloatTensor<B> {
+    let keep = 1.0 - prob;
+    let kept = Tensor::<B, 1>::random(
+        [shape.num_elements()],
+        Distribution::Bernoulli(keep),
+        device,
+    );
+    B::float_reshape((kept / keep).into_primitive().tensor(), shape)
+}
+
+/// Whether backends run their own fused kernels (see [`set_backend_kernels`]).
+static BACKEND_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the backends' own fused kernels (Flex's, today) on or off for the whole process: off,
+/// every [`FusedBackend`] operation runs its generic default (burn's operations), for A/B checks
+/// of speed or results. On by default.
+pub fn set_backend_kernels(enabled: bool) {
+    BACKEND_KERNELS.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the backends' own fused kernels are on ([`set_backend_kernels`]).
+pub fn backend_kernels() -> bool {
+    BACKEND_KERNELS.load(Ordering::Relaxed)
 }
 
 /// `targets` `[n]` as the rows' weights (1 where counted, 0 where ignored), the targets clamped

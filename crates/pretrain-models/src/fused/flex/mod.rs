@@ -13,9 +13,9 @@ mod cross_entropy;
 mod math;
 
 use super::{
-    AttentionMasks, FusedBackend, attention_backward_default, attention_default,
-    cross_entropy_backward_default, cross_entropy_default, gelu_backward_default, gelu_default,
-    layer_norm_backward_default,
+    AttentionMasks, FusedBackend, attention_backward_default, attention_default, backend_kernels,
+    cross_entropy_backward_default, cross_entropy_default, dropout_keep_default,
+    gelu_backward_default, gelu_default, layer_norm_backward_default,
 };
 
 /// Floats of the im2col matrix built at once (16 MiB): the gradients are computed over chunks
@@ -67,7 +67,7 @@ impl FusedBackend for Flex {
 
     /// Multi-threaded, one pass (burn's tanh approximation is seven single-threaded passes).
     fn fused_gelu(x: FloatTensor<Self>, tanh: bool) -> FloatTensor<Self> {
-        if x.dtype() != DType::F32 {
+        if !kernels_apply(&[&x]) {
             return gelu_default::<Flex>(x, tanh);
         }
         // One closure per form, so each loop is branch-free and vectorizes.
@@ -83,7 +83,7 @@ impl FusedBackend for Flex {
         output_grad: FloatTensor<Self>,
         tanh: bool,
     ) -> FloatTensor<Self> {
-        if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+        if !kernels_apply(&[&x, &output_grad]) {
             return gelu_backward_default::<Flex>(x, output_grad, tanh);
         }
         if tanh {
@@ -101,10 +101,7 @@ impl FusedBackend for Flex {
         output_grad: FloatTensor<Self>,
         epsilon: f64,
     ) -> [FloatTensor<Self>; 3] {
-        if [&x, &gamma, &output_grad]
-            .iter()
-            .any(|t| t.dtype() != DType::F32)
-        {
+        if !kernels_apply(&[&x, &gamma, &output_grad]) {
             return layer_norm_backward_default::<Flex>(x, gamma, output_grad, epsilon);
         }
         layer_norm_backward_f32(&x, &gamma, &output_grad, epsilon)
@@ -141,6 +138,9 @@ impl FusedBackend for Flex {
     /// parallel; the seed is drawn from Flex's seeded generator. burn samples Bernoulli values one
     /// by one with a ChaCha generator on one thread: 17% of BERT-tiny's training step.
     fn fused_dropout_keep(shape: Shape, prob: f64, device: &Self::Device) -> FloatTensor<Self> {
+        if !backend_kernels() {
+            return dropout_keep_default::<Flex>(shape, prob, device);
+        }
         let seed = Flex::int_random(
             Shape::new([1]),
             Distribution::Uniform(0.0, 2f64.powi(53)),
@@ -158,7 +158,7 @@ impl FusedBackend for Flex {
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> FloatTensor<Self> {
-        if !all_f32(&[&logits]) {
+        if !kernels_apply(&[&logits]) {
             return cross_entropy_default::<Flex>(logits, targets);
         }
         cross_entropy::cross_entropy_f32(&logits, &targets)
@@ -169,7 +169,7 @@ impl FusedBackend for Flex {
         targets: IntTensor<Self>,
         output_grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        if !all_f32(&[&logits, &output_grad]) {
+        if !kernels_apply(&[&logits, &output_grad]) {
             return cross_entropy_backward_default::<Flex>(logits, targets, output_grad);
         }
         cross_entropy::cross_entropy_backward_f32(&logits, &targets, &output_grad)
@@ -208,14 +208,19 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Whether the attention kernel applies: f32 throughout.
+/// Whether the attention kernel applies: kernels on, f32 throughout.
 fn attention_f32_ok(tensors: &[&FlexTensor], masks: &AttentionMasks<Flex>) -> bool {
-    all_f32(tensors) && masks.dropout.as_ref().is_none_or(|keep| all_f32(&[keep]))
+    kernels_apply(tensors)
+        && masks
+            .dropout
+            .as_ref()
+            .is_none_or(|keep| kernels_apply(&[keep]))
 }
 
-/// Whether every tensor holds f32 (the kernels here are written for f32 only).
-fn all_f32(tensors: &[&FlexTensor]) -> bool {
-    tensors.iter().all(|t| t.dtype() == DType::F32)
+/// Whether the kernels here run: switched on ([`backend_kernels`]) and every tensor f32 (they
+/// are written for f32 only).
+fn kernels_apply(tensors: &[&FlexTensor]) -> bool {
+    backend_kernels() && tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
 /// Rows per task of the layer-norm backward.
@@ -357,9 +362,9 @@ fn gelu_derivative_f32(x: f32, tanh: bool) -> f32 {
     }
 }
 
-/// Whether the kernels here apply: f32 tensors, one group.
+/// Whether the convolution kernels apply: kernels on, f32 tensors, one group.
 fn f32_ungrouped(x: &FlexTensor, output_grad: &FlexTensor, options: &ConvOptions<2>) -> bool {
-    x.dtype() == DType::F32 && output_grad.dtype() == DType::F32 && options.groups == 1
+    kernels_apply(&[x, output_grad]) && options.groups == 1
 }
 
 /// Geometry of one 2-D convolution, in the terms im2col needs.
