@@ -201,18 +201,23 @@ impl Drop for KillOnDrop {
 /// Waits until every child succeeded, or one failed (then the others are killed by the
 /// caller's [`KillOnDrop`]).
 fn watch(children: &mut [Option<Child>]) -> Result<(), LaunchError> {
+    use std::os::unix::process::ExitStatusExt;
     loop {
         let mut running = 0;
+        // Every worker that failed since the last poll: one killed by a signal is the cause
+        // the others' errors (a lost peer) follow from, so it is reported first.
+        let mut failed: Option<(usize, ExitStatus)> = None;
         for (rank, slot) in children.iter_mut().enumerate() {
             let Some(child) = slot else { continue };
             match child.try_wait() {
                 Ok(Some(status)) if status.success() => *slot = None,
                 Ok(Some(status)) => {
                     *slot = None;
-                    return Err(LaunchError::WorkerFailed {
-                        rank,
-                        status: describe(status),
-                    });
+                    if failed.is_none_or(|(_, first)| {
+                        first.signal().is_none() && status.signal().is_some()
+                    }) {
+                        failed = Some((rank, status));
+                    }
                 }
                 Ok(None) => running += 1,
                 Err(e) => {
@@ -222,6 +227,12 @@ fn watch(children: &mut [Option<Child>]) -> Result<(), LaunchError> {
                     });
                 }
             }
+        }
+        if let Some((rank, status)) = failed {
+            return Err(LaunchError::WorkerFailed {
+                rank,
+                status: describe(status),
+            });
         }
         if running == 0 {
             return Ok(());
