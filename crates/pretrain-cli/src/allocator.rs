@@ -6,7 +6,7 @@
 //! resets (`MADV_FREE`) the pages stay mapped until the system is short of memory, so reuse
 //! costs nothing and the memory can still be reclaimed.
 
-use std::os::raw::{c_int, c_long};
+use std::os::raw::c_int;
 
 use libmimalloc_sys::mi_option_set;
 
@@ -17,13 +17,14 @@ const MI_OPTION_PURGE_DECOMMITS: c_int = 5;
 /// Purges reset pages instead of decommitting them (the option's documented alternative).
 pub fn keep_freed_pages() {
     // SAFETY: sets a plain integer option of the allocator; mimalloc reads it at each purge.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0 as c_long) }
+    unsafe { mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use libmimalloc_sys::mi_option_get;
+    use std::os::raw::c_long;
 
     /// The option's current value.
     fn purge_decommits() -> c_long {

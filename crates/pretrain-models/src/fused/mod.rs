@@ -552,9 +552,7 @@ pub fn attention<B: FusedBackend>(
             padding.dims()
         );
     }
-    let device = q.device();
-    let dropout = (dropout > 0.0 && B::ad_enabled(&device))
-        .then(|| B::fused_dropout_keep(Shape::new([batch, heads, seq, keys]), dropout, &device));
+    let dropout = dropout_keep::<B>(Shape::new([batch, heads, seq, keys]), dropout, &q.device());
     let masks = AttentionMasks {
         padding: padding.map(|p| p.into_primitive()),
         causal_offset,
@@ -572,12 +570,20 @@ pub fn attention<B: FusedBackend>(
 /// probability `prob` and the others scaled by `1 / (1 - prob)`, only when the backend tracks
 /// gradients (as burn's `Dropout`, whose sampling runs on one thread on the CPU backends).
 pub fn dropout<B: FusedBackend, const D: usize>(x: Tensor<B, D>, prob: f64) -> Tensor<B, D> {
-    let device = x.device();
-    if prob == 0.0 || !B::ad_enabled(&device) {
-        return x;
+    match dropout_keep::<B>(x.shape(), prob, &x.device()) {
+        Some(keep) => x * Tensor::from_primitive(TensorPrimitive::Float(keep)),
+        None => x,
     }
-    let keep = B::fused_dropout_keep(x.shape(), prob, &device);
-    x * Tensor::from_primitive(TensorPrimitive::Float(keep))
+}
+
+/// Dropout's keep factors for `shape`, or `None` when dropout does nothing: `prob` 0, or a
+/// backend that tracks no gradients (inference), as burn's `Dropout` decides.
+fn dropout_keep<B: FusedBackend>(
+    shape: Shape,
+    prob: f64,
+    device: &B::Device,
+) -> Option<FloatTensor<B>> {
+    (prob > 0.0 && B::ad_enabled(device)).then(|| B::fused_dropout_keep(shape, prob, device))
 }
 
 /// Mean cross-entropy of `logits` `[n, classes]` against `targets` `[n]` through

@@ -5,8 +5,9 @@
 //! burn-flex 0.21 runs attention as separate operations: a batched matmul, a division, a mask
 //! fill, a softmax (five passes, one thread) and a second matmul, then the heads are merged with
 //! a single-threaded strided copy; autodiff keeps their intermediate tensors. Here the weights of
-//! one head live in a per-task scratch buffer and the backward pass recomputes them, so memory
-//! holds no `[batch, heads, seq, keys]` tensor between the passes.
+//! one head live in a per-task scratch buffer and the backward pass recomputes them, so between
+//! the passes memory holds no `[batch, heads, seq, keys]` tensor but dropout's keep factors
+//! (when dropout is on).
 
 use burn::tensor::{Shape, TensorData, TensorMetadata};
 use burn_flex::FlexTensor;
@@ -275,7 +276,7 @@ pub(super) fn attention_f32(
             let mut weights = vec![0.0f32; p.seq * p.keys];
             p.weights(b, h, &mut weights);
             if let Some(keep) = p.keep(b, h) {
-                weights.iter_mut().zip(keep).for_each(|(w, k)| *w *= k);
+                math::scale_by(&mut weights, keep);
             }
             // SAFETY: this task writes rows `b * seq .. (b + 1) * seq`, columns
             // `h * d_head .. (h + 1) * d_head` of `out` only.
@@ -346,7 +347,7 @@ pub(super) fn attention_backward_f32(
                 let w = &weights[i * p.keys..(i + 1) * p.keys];
                 if let Some(keep) = keep {
                     let keep = &keep[i * p.keys..(i + 1) * p.keys];
-                    d_s.iter_mut().zip(keep).for_each(|(g, k)| *g *= k);
+                    math::scale_by(d_s, keep);
                 }
                 let dot = math::dot(d_s, w);
                 for (g, &w) in d_s.iter_mut().zip(w) {
@@ -356,7 +357,7 @@ pub(super) fn attention_backward_f32(
             }
             // The dropped weights P M, for dV.
             if let Some(keep) = keep {
-                weights.iter_mut().zip(keep).for_each(|(w, k)| *w *= k);
+                math::scale_by(&mut weights, keep);
             }
             unsafe {
                 // dV = (P M)^T dO: [keys, d_head].

@@ -25,13 +25,7 @@ fn rows(logits: &FlexTensor, targets: &FlexTensor) -> (FlexTensor, Vec<i64>, usi
 /// `max` and `ln(sum(exp(x - max)))` of a row.
 fn log_sum_exp(row: &[f32]) -> (f32, f32) {
     let max = math::max(row);
-    let mut lanes = [0.0f32; math::LANES];
-    for chunk in row.chunks(math::LANES) {
-        for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane += math::exp(x - max);
-        }
-    }
-    (max, lanes.iter().sum::<f32>().ln())
+    (max, math::sum_of(row, |x| math::exp(x - max)).ln())
 }
 
 /// Counted rows (target >= 0), at least 1 (the mean of none is 0).

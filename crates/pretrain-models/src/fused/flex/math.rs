@@ -67,18 +67,30 @@ pub(super) fn erf(x: f32) -> f32 {
 
 /// Accumulators of the vectorized sums: independent lanes the compiler keeps in one register
 /// (a single f32 accumulator must add in order and does not vectorize).
-pub(super) const LANES: usize = 16;
+const LANES: usize = 16;
 
 /// The sum of `values`, in [`LANES`] interleaved partial sums.
 #[inline(always)]
 pub(super) fn sum(values: &[f32]) -> f32 {
+    sum_of(values, |v| v)
+}
+
+/// The sum of `f(v)` over `values`, in [`LANES`] interleaved partial sums.
+#[inline(always)]
+pub(super) fn sum_of(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0.0f32; LANES];
     for chunk in values.chunks(LANES) {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += v;
+            *lane += f(v);
         }
     }
     lanes.iter().sum()
+}
+
+/// `values[i] *= factors[i]` (the shorter length).
+#[inline(always)]
+pub(super) fn scale_by(values: &mut [f32], factors: &[f32]) {
+    values.iter_mut().zip(factors).for_each(|(v, f)| *v *= f);
 }
 
 /// The largest of `values` (`-inf` when empty), in [`LANES`] interleaved partial maxima.
