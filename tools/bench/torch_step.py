@@ -123,7 +123,11 @@ class Bert(nn.Module):
 class Gpt(nn.Module):
     """GPT-mini as pretrain's `Gpt` builds it: learned positions, pre-norm blocks (LayerNorm eps
     1e-5) with a fused q/k/v projection and causal attention, tanh-approximated GELU, a final
-    norm and an output projection tied to the token embedding; no dropout."""
+    norm and an output projection tied to the token embedding; no dropout. GPT-2's initialization,
+    as pretrain's: N(0, 0.02) weights and embeddings, zero biases, the two projections into the
+    residual stream scaled by 1 / sqrt(2 layers). (PyTorch's default N(0, 1) embedding makes the
+    tied logits so peaked that the softmax gradient is mostly subnormal floats, which slowed this
+    step's backward pass about 4x on the project's VM.)"""
 
     def __init__(self, vocab=8192, dim=192, layers=6, heads=6, block=128):
         super().__init__()
@@ -142,6 +146,12 @@ class Gpt(nn.Module):
             for _ in range(layers)
         )
         self.ln_f = nn.LayerNorm(dim, eps=1e-5)
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif p.dim() == 2:
+                residual = name.endswith(("c_proj.weight", "mlp_proj.weight"))
+                nn.init.normal_(p, std=0.02 / (2 * layers) ** 0.5 if residual else 0.02)
 
     def loss(self, tokens):
         inputs, targets = tokens[:, :-1], tokens[:, 1:]

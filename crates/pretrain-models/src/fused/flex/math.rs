@@ -117,6 +117,44 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
+/// Runs `f` compiled for the widest vector instructions the CPU has: AVX-512, else AVX2, else
+/// the build's baseline (SSE2 on x86-64).
+///
+/// The workspace builds for baseline x86-64, so the loops above vectorize 4 lanes wide unless
+/// they run inside a function compiled with more target features: `f`, an `#[inline(always)]`
+/// closure (without the attribute LLVM calls it instead, compiled for the baseline), is inlined
+/// into such a copy here, chosen at run time as `gemm` chooses its kernels. Every lane computes what the scalar code does and the sums keep
+/// their fixed [`LANES`] partials, so results are the same bits on every path.
+#[inline(always)]
+pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the instructions `avx512` is compiled for.
+            return unsafe { avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above, for `avx2`.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+/// `f` compiled with AVX-512 (for [`widest`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `f` compiled with AVX2 (for [`widest`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +177,40 @@ mod tests {
         assert_eq!(exp(-1.0e4), 0.0);
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert!(exp(100.0).is_finite());
+    }
+
+    /// Every copy [`widest`] can choose computes the baseline's bits: the same kernels over
+    /// one sweep, run baseline, AVX2 and AVX-512 where the CPU has them.
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let xs: Vec<f32> = sweep(-100.0, 100.0).step_by(7).collect();
+        let kernel = #[inline(always)]
+        || {
+            let mut bits: Vec<u32> = xs
+                .iter()
+                .flat_map(|&x| [exp(x), tanh(x), erf(x)])
+                .map(f32::to_bits)
+                .collect();
+            let reductions = [sum(&xs), sum_of(&xs, exp), max(&xs), dot(&xs, &xs[1..])];
+            bits.extend(reductions.map(f32::to_bits));
+            bits
+        };
+        let baseline = kernel();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                assert!(unsafe { avx2(kernel) } == baseline, "AVX2 differs");
+            } else {
+                eprintln!("AVX2 path not checked: this CPU lacks AVX2");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512.
+                assert!(unsafe { avx512(kernel) } == baseline, "AVX-512 differs");
+            } else {
+                eprintln!("AVX-512 path not checked: this CPU lacks AVX-512");
+            }
+        }
     }
 
     #[test]

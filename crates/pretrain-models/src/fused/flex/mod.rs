@@ -310,9 +310,11 @@ fn map_f32(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
     out.par_chunks_mut(ELEMENTWISE_CHUNK)
         .zip(values.par_chunks(ELEMENTWISE_CHUNK))
         .for_each(|(out, values)| {
-            for (o, &v) in out.iter_mut().zip(values) {
-                *o = f(v);
-            }
+            math::widest(#[inline(always)] || {
+                for (o, &v) in out.iter_mut().zip(values) {
+                    *o = f(v);
+                }
+            })
         });
     FlexTensor::from_data(TensorData::new(out, x.shape()))
 }
@@ -329,9 +331,11 @@ fn zip_map_f32(x: &FlexTensor, g: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Syn
                 .zip(gs.par_chunks(ELEMENTWISE_CHUNK)),
         )
         .for_each(|(out, (xs, gs))| {
-            for ((o, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
-                *o = f(x, g);
-            }
+            math::widest(#[inline(always)] || {
+                for ((o, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
+                    *o = f(x, g);
+                }
+            })
         });
     FlexTensor::from_data(TensorData::new(out, x.shape()))
 }
