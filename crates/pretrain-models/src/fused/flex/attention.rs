@@ -229,23 +229,26 @@ impl<'a> Problem<'a> {
                 self.scale(),
             );
         }
-        math::widest(#[inline(always)] || {
-            for (i, row) in weights.chunks_exact_mut(self.keys).enumerate() {
-                self.fill_masked(b, i, row, MASKED_SCORE);
-                let max = math::max(row);
-                // Every masked score is the same constant: one exp for all of them (usually 0).
-                let masked_weight = (MASKED_SCORE - max).exp();
-                for score in row.iter_mut() {
-                    *score = if *score == MASKED_SCORE {
-                        masked_weight
-                    } else {
-                        math::exp(*score - max)
-                    };
+        math::widest(
+            #[inline(always)]
+            || {
+                for (i, row) in weights.chunks_exact_mut(self.keys).enumerate() {
+                    self.fill_masked(b, i, row, MASKED_SCORE);
+                    let max = math::max(row);
+                    // Every masked score is the same constant: one exp for all of them (usually 0).
+                    let masked_weight = (MASKED_SCORE - max).exp();
+                    for score in row.iter_mut() {
+                        *score = if *score == MASKED_SCORE {
+                            masked_weight
+                        } else {
+                            math::exp(*score - max)
+                        };
+                    }
+                    let inverse = 1.0 / math::sum(row);
+                    row.iter_mut().for_each(|w| *w *= inverse);
                 }
-                let inverse = 1.0 / math::sum(row);
-                row.iter_mut().for_each(|w| *w *= inverse);
-            }
-        })
+            },
+        )
     }
 
     /// Dropout's keep factors of sample `b`, head `h` (`[seq, keys]`), if any.
@@ -346,24 +349,27 @@ pub(super) fn attention_backward_f32(
             // dP = (dO V^T) M; dS = P (dP - rowsum(P dP)) / sqrt(d), zero at masked keys (the
             // mask fill passes no gradient to them).
             let scale = p.scale();
-            math::widest(#[inline(always)] || {
-                for (i, d_s) in d_scores.chunks_exact_mut(p.keys).enumerate() {
-                    let w = &weights[i * p.keys..(i + 1) * p.keys];
+            math::widest(
+                #[inline(always)]
+                || {
+                    for (i, d_s) in d_scores.chunks_exact_mut(p.keys).enumerate() {
+                        let w = &weights[i * p.keys..(i + 1) * p.keys];
+                        if let Some(keep) = keep {
+                            let keep = &keep[i * p.keys..(i + 1) * p.keys];
+                            math::scale_by(d_s, keep);
+                        }
+                        let dot = math::dot(d_s, w);
+                        for (g, &w) in d_s.iter_mut().zip(w) {
+                            *g = w * (*g - dot) * scale;
+                        }
+                        p.fill_masked(b, i, d_s, 0.0);
+                    }
+                    // The dropped weights P M, for dV.
                     if let Some(keep) = keep {
-                        let keep = &keep[i * p.keys..(i + 1) * p.keys];
-                        math::scale_by(d_s, keep);
+                        math::scale_by(&mut weights, keep);
                     }
-                    let dot = math::dot(d_s, w);
-                    for (g, &w) in d_s.iter_mut().zip(w) {
-                        *g = w * (*g - dot) * scale;
-                    }
-                    p.fill_masked(b, i, d_s, 0.0);
-                }
-                // The dropped weights P M, for dV.
-                if let Some(keep) = keep {
-                    math::scale_by(&mut weights, keep);
-                }
-            });
+                },
+            );
             unsafe {
                 // dV = (P M)^T dO: [keys, d_head].
                 matmul(

@@ -45,14 +45,17 @@ pub(super) fn cross_entropy_f32(logits: &FlexTensor, targets: &FlexTensor) -> Fl
             .zip(targets.par_chunks(per_task))
             .map(|(rows, targets)| {
                 let rows = rows.chunks_exact(classes).zip(targets);
-                math::widest(#[inline(always)] || {
-                    rows.filter(|(_, t)| **t >= 0)
-                        .map(|(row, &t)| {
-                            let (max, lse) = log_sum_exp(row);
-                            f64::from(max + lse - row[t as usize])
-                        })
-                        .sum::<f64>()
-                })
+                math::widest(
+                    #[inline(always)]
+                    || {
+                        rows.filter(|(_, t)| **t >= 0)
+                            .map(|(row, &t)| {
+                                let (max, lse) = log_sum_exp(row);
+                                f64::from(max + lse - row[t as usize])
+                            })
+                            .sum::<f64>()
+                    },
+                )
             })
             .sum()
     };
@@ -87,19 +90,22 @@ pub(super) fn cross_entropy_backward_f32(
                 let rows = out
                     .chunks_exact_mut(classes)
                     .zip(rows.chunks_exact(classes));
-                math::widest(#[inline(always)] || {
-                    for ((out, row), &t) in rows.zip(targets) {
-                        if t < 0 {
-                            continue;
+                math::widest(
+                    #[inline(always)]
+                    || {
+                        for ((out, row), &t) in rows.zip(targets) {
+                            if t < 0 {
+                                continue;
+                            }
+                            let (max, lse) = log_sum_exp(row);
+                            let shift = max + lse;
+                            for (o, &x) in out.iter_mut().zip(row) {
+                                *o = math::exp(x - shift) * scale;
+                            }
+                            out[t as usize] -= scale;
                         }
-                        let (max, lse) = log_sum_exp(row);
-                        let shift = max + lse;
-                        for (o, &x) in out.iter_mut().zip(row) {
-                            *o = math::exp(x - shift) * scale;
-                        }
-                        out[t as usize] -= scale;
-                    }
-                })
+                    },
+                )
             });
     }
     FlexTensor::from_data(TensorData::new(out, logits.shape()))

@@ -310,11 +310,14 @@ fn map_f32(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
     out.par_chunks_mut(ELEMENTWISE_CHUNK)
         .zip(values.par_chunks(ELEMENTWISE_CHUNK))
         .for_each(|(out, values)| {
-            math::widest(#[inline(always)] || {
-                for (o, &v) in out.iter_mut().zip(values) {
-                    *o = f(v);
-                }
-            })
+            math::widest(
+                #[inline(always)]
+                || {
+                    for (o, &v) in out.iter_mut().zip(values) {
+                        *o = f(v);
+                    }
+                },
+            )
         });
     FlexTensor::from_data(TensorData::new(out, x.shape()))
 }
@@ -331,11 +334,14 @@ fn zip_map_f32(x: &FlexTensor, g: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Syn
                 .zip(gs.par_chunks(ELEMENTWISE_CHUNK)),
         )
         .for_each(|(out, (xs, gs))| {
-            math::widest(#[inline(always)] || {
-                for ((o, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
-                    *o = f(x, g);
-                }
-            })
+            math::widest(
+                #[inline(always)]
+                || {
+                    for ((o, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
+                        *o = f(x, g);
+                    }
+                },
+            )
         });
     FlexTensor::from_data(TensorData::new(out, x.shape()))
 }
