@@ -123,8 +123,9 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// The workspace builds for baseline x86-64, so the loops above vectorize 4 lanes wide unless
 /// they run inside a function compiled with more target features: `f`, an `#[inline(always)]`
 /// closure (without the attribute LLVM calls it instead, compiled for the baseline), is inlined
-/// into such a copy here, chosen at run time as `gemm` chooses its kernels. Every lane computes what the scalar code does and the sums keep
-/// their fixed [`LANES`] partials, so results are the same bits on every path.
+/// into such a copy here, chosen at run time as `gemm` chooses its kernels. Every lane computes
+/// what the scalar code does and the sums keep their fixed [`LANES`] partials, so results are
+/// the same bits on every path.
 #[inline(always)]
 pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
