@@ -3,6 +3,7 @@
 //! in release mode; `test` runs every check CI runs; `fuzz` runs
 //! libFuzzer on one fuzz target. This crate stays free of the ML stack so it starts in seconds.
 
+mod avx2_cap;
 mod fuzz;
 mod hf_check;
 mod test;

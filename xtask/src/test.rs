@@ -28,8 +28,18 @@ pub fn run() -> Result<()> {
     ];
     // Clippy type-checks every target with the CUDA feature on, so no separate `cargo check`.
     cargo(&env, &[&clippy[..], &["--", "-D", "warnings"]].concat())?;
-    cargo(&env, &["test", "--workspace", "--features", TEST_FEATURES])?;
-    run_examples(&env)?;
+    // The suite runs on the AVX2 path on every machine (see `avx2_cap.rs`).
+    let avx2 = crate::avx2_cap::environment(&target_dir())?;
+    let with = |extra: &[(String, String)]| {
+        let mut all = env.clone();
+        all.extend(extra.iter().map(|(k, v)| (k.clone(), PathBuf::from(v))));
+        all
+    };
+    cargo(
+        &with(&avx2.cargo_test),
+        &["test", "--workspace", "--features", TEST_FEATURES],
+    )?;
+    run_examples(&with(&avx2.programs))?;
     crate::hf_check::run(&target_dir(), &env)?;
     println!("xtask test: all checks passed");
     Ok(())

@@ -295,6 +295,7 @@ impl<B: FusedBackend> ConvAutoencoder<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::host_random;
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
@@ -303,11 +304,11 @@ mod tests {
     fn shapes() {
         let dev = Default::default();
         let mlp = MlpAutoencoderConfig::digits().init::<B>(&dev).unwrap();
-        let x = Tensor::<B, 2>::random([5, 64], Distribution::Default, &dev);
+        let x = host_random::<B, 2>([5, 64], Distribution::Default, 1, &dev);
         assert_eq!(mlp.encode(x.clone()).dims(), [5, 32]);
         assert_eq!(mlp.forward(x).dims(), [5, 64]);
         let conv = ConvAutoencoderConfig::conv_28().init::<B>(&dev).unwrap();
-        let images = Tensor::<B, 4>::random([3, 1, 28, 28], Distribution::Default, &dev);
+        let images = host_random::<B, 4>([3, 1, 28, 28], Distribution::Default, 2, &dev);
         assert_eq!(conv.encode(images.clone()).dims(), [3, 64]);
         assert_eq!(conv.forward(images).dims(), [3, 1, 28, 28]);
     }

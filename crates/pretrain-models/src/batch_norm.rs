@@ -9,6 +9,7 @@
 //! The running variance is the unbiased batch variance, as in PyTorch.
 
 use crate::fused::FusedBackend;
+use crate::norm::inverse_sqrt;
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param, RunningState};
 use burn::tensor::Tensor;
@@ -118,11 +119,7 @@ impl<B: FusedBackend> BatchNorm<B> {
         update(&self.running_mean, mean);
         update(&self.running_var, var.clone().mul_scalar(unbiased));
 
-        let inv_std = var
-            .add_scalar(self.epsilon)
-            .sqrt()
-            .recip()
-            .reshape([channels]);
+        let inv_std = inverse_sqrt(var.add_scalar(self.epsilon)).reshape([channels]);
         let scale = self.gamma.val() * inv_std;
         centered * per_sample(scale, batch) + per_sample(self.beta.val(), batch)
     }
@@ -133,7 +130,7 @@ impl<B: FusedBackend> BatchNorm<B> {
         let device = x.device();
         let mean = self.running_mean.value().to_device(&device);
         let var = self.running_var.value().to_device(&device);
-        let scale = self.gamma.val() * var.add_scalar(self.epsilon).sqrt().recip();
+        let scale = self.gamma.val() * inverse_sqrt(var.add_scalar(self.epsilon));
         let shift = self.beta.val() - mean * scale.clone();
         x * per_sample(scale, batch) + per_sample(shift, batch)
     }

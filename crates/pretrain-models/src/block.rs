@@ -257,6 +257,7 @@ pub trait TransformerStack<B: FusedBackend> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::host_random;
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
@@ -267,7 +268,7 @@ mod tests {
         let block = TransformerBlockConfig::new(32, 4, 64)
             .init::<B>(&dev)
             .unwrap();
-        let x = Tensor::<B, 3>::random([2, 5, 32], Distribution::Normal(0.0, 1.0), &dev);
+        let x = host_random::<B, 3>([2, 5, 32], Distribution::Normal(0.0, 1.0), 1, &dev);
         assert_eq!(block.forward(x.clone(), None).dims(), [2, 5, 32]);
         // Changing a padded token must not change the others' outputs.
         let pad = Tensor::<B, 2, Bool>::from_data([[false, false, false, true, true]; 2], &dev);
@@ -306,7 +307,7 @@ mod tests {
         let block = TransformerBlockConfig::new(32, 4, 64)
             .init::<B>(&dev)
             .unwrap();
-        let x = Tensor::<B, 3>::random([2, 5, 32], Distribution::Normal(0.0, 1.0), &dev);
+        let x = host_random::<B, 3>([2, 5, 32], Distribution::Normal(0.0, 1.0), 2, &dev);
         let base = block.forward(x.clone(), None);
 
         let mut adapted = block.clone();
@@ -327,7 +328,7 @@ mod tests {
         // A trained (non-zero) update: merged and unmerged forms agree, unmerge restores W.
         for p in [&mut lora.attn.query, &mut lora.mlp.fc2] {
             let mut update = p.lora.take().unwrap();
-            let b = Tensor::random(update.b.dims(), Distribution::Normal(0.0, 0.5), &dev);
+            let b = host_random(update.b.dims(), Distribution::Normal(0.0, 0.5), 4, &dev);
             update.b = Param::initialized(update.b.id, b);
             p.lora = Some(update);
         }
@@ -360,7 +361,7 @@ mod tests {
             .unwrap();
         block.set_drop_path(0.5);
         assert_eq!(block.drop_path(), 0.5);
-        let x = Tensor::<AD, 3>::random([64, 3, 16], Distribution::Normal(0.0, 1.0), &dev);
+        let x = host_random::<AD, 3>([64, 3, 16], Distribution::Normal(0.0, 1.0), 3, &dev);
         // Evaluation (no autodiff): drop-path is the identity.
         let plain = {
             let mut b = block.clone();

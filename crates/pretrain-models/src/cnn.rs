@@ -310,6 +310,7 @@ impl<B: FusedBackend> ResNet<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::host_random;
     use crate::summary::num_params;
     use burn::tensor::Distribution;
 
@@ -318,7 +319,7 @@ mod tests {
     #[test]
     fn shapes_and_resnet18_parameter_count() {
         let dev = Default::default();
-        let images = Tensor::<B, 4>::random([2, 1, 28, 28], Distribution::Default, &dev);
+        let images = host_random::<B, 4>([2, 1, 28, 28], Distribution::Default, 1, &dev);
         assert_eq!(
             SmallCnnConfig::small_cnn_28()
                 .init::<B>(&dev)
@@ -363,7 +364,7 @@ mod tests {
         use burn::module::AutodiffModule;
         let dev = Default::default();
         let mut net = ResNetConfig::resnet10_narrow(1).init::<Ad>(&dev).unwrap();
-        let images = Tensor::<Ad, 4>::random([8, 1, 28, 28], Distribution::Default, &dev);
+        let images = host_random::<Ad, 4>([8, 1, 28, 28], Distribution::Default, 2, &dev);
         let eval_before = net.valid().forward_features(images.clone().inner());
         net.set_drop_path_rate(0.9);
         assert_eq!(net.blocks.last().unwrap().drop_path.prob(), 0.9);

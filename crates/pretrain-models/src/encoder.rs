@@ -244,6 +244,7 @@ impl<B: FusedBackend> Autoencoder<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::host_random;
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
@@ -251,7 +252,7 @@ mod tests {
     #[test]
     fn encoders_from_serde_configs() {
         let dev = Default::default();
-        let images = Tensor::<B, 4>::random([2, 1, 28, 28], Distribution::Default, &dev);
+        let images = host_random::<B, 4>([2, 1, 28, 28], Distribution::Default, 1, &dev);
         let configs = [
             ImageEncoderConfig::SmallCnn(SmallCnnConfig::new(1, vec![8, 16])),
             ImageEncoderConfig::ResNet(ResNetConfig::new(1, vec![1, 1], vec![8, 16])),

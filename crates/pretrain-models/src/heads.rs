@@ -178,6 +178,7 @@ impl<B: FusedBackend> LinearHead<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::host_random;
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
@@ -185,7 +186,7 @@ mod tests {
     #[test]
     fn shapes_and_zero_head() {
         let dev = Default::default();
-        let x = Tensor::<B, 2>::random([8, 32], Distribution::Default, &dev);
+        let x = host_random::<B, 2>([8, 32], Distribution::Default, 1, &dev);
         assert_eq!(
             MlpHeadConfig::simclr(32)
                 .init::<B>(&dev)

@@ -8,7 +8,10 @@
 
 use crate::fused::FusedBackend;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 /// How a weight tensor is initialized.
@@ -99,6 +102,23 @@ pub fn truncated_normal<B: FusedBackend, const D: usize>(
     values.clamp(-bound, bound)
 }
 
+/// A tensor of `shape` drawn on the host from a generator seeded with `seed`, then put on
+/// `device`: the same values in every run and on every backend, whatever else draws random
+/// numbers meanwhile (burn's `Tensor::random` takes from the backend's one shared generator,
+/// which tests running in parallel interleave).
+pub fn host_random<B: Backend, const D: usize>(
+    shape: [usize; D],
+    distribution: Distribution,
+    seed: u64,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Tensor::from_data(
+        TensorData::random::<f32, _, _>(shape, distribution, &mut rng),
+        device,
+    )
+}
+
 /// Draws every lazily initialized parameter of `module` now (burn initializes parameters on
 /// first use), so initialization happens at a known point of the random stream.
 pub fn materialize<B: FusedBackend, M: Module<B>>(module: &M) {
@@ -126,18 +146,26 @@ pub fn init_seeded<B: FusedBackend, M: Module<B>>(
     seed: u64,
     build: impl FnOnce() -> M,
 ) -> M {
+    with_seed::<B, M>(device, seed, || {
+        let module = build();
+        materialize(&module);
+        module
+    })
+}
+
+/// Seeds the backend's generator with `seed` and runs `draw`, under the process-wide lock that
+/// [`init_seeded`] takes too: the draws of `draw` are the seed's, whatever other seeded
+/// draws run on other threads.
+pub fn with_seed<B: Backend, R>(device: &B::Device, seed: u64, draw: impl FnOnce() -> R) -> R {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     B::seed(device, seed);
-    let module = build();
-    materialize(&module);
-    module
+    draw()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::backend::Backend;
 
     use crate::testing::TestBackend as B;
 
@@ -157,8 +185,10 @@ mod tests {
     #[test]
     fn truncated_normal_matches_its_distribution() {
         let dev = Default::default();
-        B::seed(&dev, 0);
-        let (mean, std, max) = moments(InitScheme::BERT.init_weight::<B>(256, 512, &dev).val());
+        let weight = with_seed::<B, _>(&dev, 0, || {
+            InitScheme::BERT.init_weight::<B>(256, 512, &dev)
+        });
+        let (mean, std, max) = moments(weight.val());
         // A normal truncated at 2 sigma has std 0.8796 sigma.
         assert!(mean.abs() < 1e-3, "{mean}");
         assert!((std / 0.02 - 0.8796).abs() < 0.01, "{std}");
@@ -168,22 +198,18 @@ mod tests {
     #[test]
     fn xavier_and_kaiming_have_their_variance() {
         let dev = Default::default();
-        B::seed(&dev, 1);
-        let (_, std, max) = moments(
-            InitScheme::XavierUniform
-                .init_weight::<B>(300, 100, &dev)
-                .val(),
-        );
+        let draw = |scheme: InitScheme, fan_in, fan_out| {
+            with_seed::<B, _>(&dev, 1, || {
+                scheme.init_weight::<B>(fan_in, fan_out, &dev).val()
+            })
+        };
+        let (_, std, max) = moments(draw(InitScheme::XavierUniform, 300, 100));
         let a = (6.0f64 / 400.0).sqrt();
         assert!((std - a / 3f64.sqrt()).abs() / std < 0.02, "{std}");
         assert!(max <= a + 1e-6);
-        let (_, std, _) = moments(
-            InitScheme::KaimingNormal
-                .init_weight::<B>(400, 300, &dev)
-                .val(),
-        );
+        let (_, std, _) = moments(draw(InitScheme::KaimingNormal, 400, 300));
         assert!((std - (2.0f64 / 400.0).sqrt()).abs() / std < 0.02, "{std}");
-        let (_, std, max) = moments(InitScheme::Zeros.init_weight::<B>(3, 3, &dev).val());
+        let (_, std, max) = moments(draw(InitScheme::Zeros, 3, 3));
         assert_eq!((std, max), (0.0, 0.0));
     }
 
@@ -193,7 +219,6 @@ mod tests {
         // initialization: the residual stream's scale stays within a bounded factor of the
         // embedding scale through every block, pre-norm and post-norm alike.
         use crate::{BertConfig, VitConfig};
-        use burn::tensor::{Distribution, Tensor};
         let dev = Default::default();
         let std = |t: &Tensor<B, 3>| -> f32 { t.clone().var(2).mean().sqrt().into_scalar() };
 
@@ -217,7 +242,7 @@ mod tests {
                 .with_dropout(0.0)
                 .init::<B>(&dev)
                 .unwrap();
-            let mut h = Tensor::<B, 3>::random([4, 16, 64], Distribution::Normal(0.0, 1.0), &dev);
+            let mut h = host_random::<B, 3>([4, 16, 64], Distribution::Normal(0.0, 1.0), 5, &dev);
             for (i, layer) in bert.layers.iter().enumerate() {
                 h = layer.forward(h, None);
                 let s = std(&h);

@@ -10,6 +10,14 @@ use burn::tensor::backend::Backend;
 
 use crate::fused::{FusedBackend, layer_norm};
 
+/// `1 / sqrt(x)`, element-wise, correctly rounded: a division, not burn's `recip`, which
+/// burn-ndarray computes with the CPU's approximate reciprocal (`rcpps`: 1.5 * 2^-12 relative
+/// error on AVX2, 2^-14 with AVX-512), measured as a 1.8e-4 error in a layer-norm gradient.
+pub(crate) fn inverse_sqrt<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let root = x.sqrt();
+    root.ones_like() / root
+}
+
 /// Configuration of a [`LayerNorm`] (burn's `LayerNormConfig` fields and defaults).
 #[derive(Config, Debug)]
 pub struct LayerNormConfig {
@@ -62,13 +70,14 @@ impl<B: FusedBackend> LayerNorm<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::host_random;
     use crate::testing::TestBackend as B;
     use burn::tensor::Distribution;
 
     #[test]
     fn equals_burns_layer_norm_with_and_without_bias() {
         let dev = Default::default();
-        let x = Tensor::<B, 3>::random([2, 5, 12], Distribution::Normal(1.0, 2.0), &dev);
+        let x = host_random::<B, 3>([2, 5, 12], Distribution::Normal(1.0, 2.0), 1, &dev);
         for bias in [true, false] {
             let ours = LayerNormConfig::new(12)
                 .with_epsilon(1e-6)

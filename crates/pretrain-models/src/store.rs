@@ -244,6 +244,7 @@ pub fn first_non_finite<B: FusedBackend, M: Module<B>>(model: &M) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::host_random;
     use crate::vit::VitConfig;
     use burn::tensor::{Distribution, Tensor};
 
@@ -258,7 +259,7 @@ mod tests {
         let model = config.init::<B>(&dev).unwrap();
         save_safetensors(&model, &path).unwrap();
         let fresh = config.init::<B>(&dev).unwrap();
-        let images = Tensor::<B, 4>::random([2, 1, 8, 8], Distribution::Default, &dev);
+        let images = host_random::<B, 4>([2, 1, 8, 8], Distribution::Default, 1, &dev);
         let loaded = load_safetensors(fresh, &path).unwrap();
         let diff: f32 = (loaded.forward_features(images.clone()) - model.forward_features(images))
             .abs()

@@ -103,16 +103,15 @@ fn jacobi_eigenvalues(a: &mut [f64], d: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::backend::Backend;
     use burn::tensor::{Distribution, TensorData};
+    use pretrain_models::init::host_random;
 
     use crate::testing::TestBackend as B;
 
     #[test]
     fn collapsed_embeddings_are_flagged() {
         let dev = Default::default();
-        B::seed(&dev, 0);
-        let spread = Tensor::<B, 2>::random([512, 16], Distribution::Normal(0.0, 1.0), &dev);
+        let spread = host_random::<B, 2>([512, 16], Distribution::Normal(0.0, 1.0), 0, &dev);
         let std = normalized_embedding_std(spread.clone());
         assert!((std - 0.25).abs() < 0.02, "{std}");
         let collapsed = Tensor::<B, 2>::ones([512, 16], &dev) + spread.clone() * 1e-4;

@@ -117,6 +117,33 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
+/// The copies of a kernel that [`widest`] chooses among, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum InstructionSet {
+    /// The build's baseline (SSE2 on x86-64).
+    Baseline,
+    /// AVX2 (256-bit vectors).
+    Avx2,
+    /// AVX-512F (512-bit vectors).
+    Avx512,
+}
+
+impl InstructionSet {
+    /// The widest set the CPU reports, as [`widest`] picks it.
+    pub(super) fn detected() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Self::Avx2;
+            }
+        }
+        Self::Baseline
+    }
+}
+
 /// Runs `f` compiled for the widest vector instructions the CPU has: AVX-512, else AVX2, else
 /// the build's baseline (SSE2 on x86-64).
 ///
@@ -125,21 +152,28 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// closure (without the attribute LLVM calls it instead, compiled for the baseline), is inlined
 /// into such a copy here, chosen at run time as `gemm` chooses its kernels. Every lane computes
 /// what the scalar code does and the sums keep their fixed [`LANES`] partials, so results are
-/// the same bits on every path.
+/// the same bits on every path (tested here and, kernel by kernel, in `flex::tests`).
 #[inline(always)]
 pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the instructions `avx512` is compiled for.
-            return unsafe { avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above, for `avx2`.
-            return unsafe { avx2(f) };
-        }
+    #[cfg(test)]
+    let set = tests::forced().unwrap_or_else(InstructionSet::detected);
+    #[cfg(not(test))]
+    let set = InstructionSet::detected();
+    run_on(set, f)
+}
+
+/// Runs `f` compiled for `set`.
+#[inline(always)]
+fn run_on<R>(set: InstructionSet, f: impl FnOnce() -> R) -> R {
+    match set {
+        // SAFETY: `set` is one the CPU runs (detected, or checked by the tests that force it).
+        #[cfg(target_arch = "x86_64")]
+        InstructionSet::Avx512 => unsafe { avx512(f) },
+        // SAFETY: as above, for AVX2.
+        #[cfg(target_arch = "x86_64")]
+        InstructionSet::Avx2 => unsafe { avx2(f) },
+        _ => f(),
     }
-    f()
 }
 
 /// `f` compiled with AVX-512 (for [`widest`]).
@@ -157,8 +191,83 @@ unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// The set [`widest`] is held to while [`on_each_instruction_set`] runs, else [`NOT_FORCED`].
+    static FORCED: AtomicU8 = AtomicU8::new(NOT_FORCED);
+    const NOT_FORCED: u8 = u8::MAX;
+    const SETS: [InstructionSet; 3] = [
+        InstructionSet::Baseline,
+        InstructionSet::Avx2,
+        InstructionSet::Avx512,
+    ];
+
+    /// The set a test holds [`widest`] to, if any.
+    pub(in crate::fused::flex) fn forced() -> Option<InstructionSet> {
+        SETS.get(usize::from(FORCED.load(Ordering::Relaxed)))
+            .copied()
+    }
+
+    /// The instruction sets this CPU executes, narrowest first. What std detects, and what the
+    /// kernel lists in `/proc/cpuinfo`: the test command hides AVX-512 from the process's
+    /// `cpuid` (so the suite runs the AVX2 path), and these tests still compare every copy.
+    pub(in crate::fused::flex) fn executable() -> Vec<InstructionSet> {
+        let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let listed = |flag: &str| {
+            flags
+                .lines()
+                .find(|l| l.starts_with("flags"))
+                .is_some_and(|l| l.split_whitespace().any(|f| f == flag))
+        };
+        let runs = |set: InstructionSet, flag: &str| {
+            let ok = InstructionSet::detected() >= set || listed(flag);
+            if !ok {
+                eprintln!("{set:?} not checked: this CPU lacks {flag}");
+            }
+            ok
+        };
+        let mut sets = vec![InstructionSet::Baseline];
+        if cfg!(target_arch = "x86_64") {
+            sets.extend(
+                [
+                    (InstructionSet::Avx2, "avx2"),
+                    (InstructionSet::Avx512, "avx512f"),
+                ]
+                .into_iter()
+                .filter(|&(set, flag)| runs(set, flag))
+                .map(|(set, _)| set),
+            );
+        }
+        sets
+    }
+
+    /// `f` once with [`widest`] held to each set the CPU executes, one test at a time (other
+    /// tests running meanwhile get the same bits on any set, which is what these tests check).
+    pub(in crate::fused::flex) fn on_each_instruction_set<R>(
+        f: impl Fn() -> R,
+    ) -> Vec<(InstructionSet, R)> {
+        /// Lets [`widest`] choose again when dropped, also when `f` panics.
+        struct Release;
+        impl Drop for Release {
+            fn drop(&mut self) {
+                FORCED.store(NOT_FORCED, Ordering::Relaxed);
+            }
+        }
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let _release = Release;
+        executable()
+            .into_iter()
+            .map(|set| {
+                let index = SETS.iter().position(|&s| s == set).expect("a known set");
+                FORCED.store(index as u8, Ordering::Relaxed);
+                (set, f())
+            })
+            .collect()
+    }
 
     /// 2,000,001 points evenly over `[lo, hi]`.
     fn sweep(lo: f32, hi: f32) -> impl Iterator<Item = f32> {
@@ -195,37 +304,41 @@ mod tests {
     }
 
     /// Every copy [`widest`] can choose computes the baseline's bits: the same kernels over
-    /// one sweep, run baseline, AVX2 and AVX-512 where the CPU has them.
+    /// one sweep, run on each instruction set the CPU executes.
     #[test]
     fn every_instruction_set_gives_the_same_bits() {
         let xs: Vec<f32> = sweep(-100.0, 100.0).step_by(7).collect();
         let baseline = kernel_bits(&xs);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                let bits = unsafe {
-                    avx2(
-                        #[inline(always)]
-                        || kernel_bits(&xs),
-                    )
-                };
-                assert!(bits == baseline, "AVX2 differs");
-            } else {
-                eprintln!("AVX2 path not checked: this CPU lacks AVX2");
+        for set in executable() {
+            let bits = run_on(
+                set,
+                #[inline(always)]
+                || kernel_bits(&xs),
+            );
+            assert!(bits == baseline, "{set:?} differs from the baseline");
+        }
+    }
+
+    /// `cargo xtask test` says which instruction sets the process must see
+    /// (`PRETRAIN_TEST_CPU=avx2`: AVX-512 hidden by its preload library, or absent): checks
+    /// that the dispatch really runs there, so the suite cannot claim a path it did not take.
+    #[test]
+    fn dispatch_runs_on_the_instruction_set_the_test_command_set() {
+        match std::env::var("PRETRAIN_TEST_CPU").as_deref() {
+            Ok("avx2") => assert_eq!(
+                InstructionSet::detected(),
+                InstructionSet::Avx2,
+                "PRETRAIN_TEST_CPU=avx2, but the process sees another instruction set"
+            ),
+            Ok(other) => panic!("PRETRAIN_TEST_CPU={other}: only `avx2` is known"),
+            Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("under CI=true the test command sets PRETRAIN_TEST_CPU")
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512.
-                let bits = unsafe {
-                    avx512(
-                        #[inline(always)]
-                        || kernel_bits(&xs),
-                    )
-                };
-                assert!(bits == baseline, "AVX-512 differs");
-            } else {
-                eprintln!("AVX-512 path not checked: this CPU lacks AVX-512");
-            }
+            Err(_) => eprintln!(
+                "PRETRAIN_TEST_CPU unset: this run dispatches to {:?} (cargo xtask test runs \
+                 the suite on AVX2)",
+                InstructionSet::detected()
+            ),
         }
     }
 

@@ -255,30 +255,10 @@ fn layer_norm_backward_f32(
                 .chunks_exact_mut(d)
                 .zip(x.chunks_exact(d))
                 .zip(dy.chunks_exact(d));
-            for ((dx, x), dy) in rows {
-                // Row statistics in f64, as burn-flex's forward computes them.
-                let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64;
-                let var = x
-                    .iter()
-                    .map(|&v| (f64::from(v) - mean).powi(2))
-                    .sum::<f64>()
-                    / d as f64;
-                let (mean, rstd) = (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32);
-                let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
-                for j in 0..d {
-                    let xhat = (x[j] - mean) * rstd;
-                    let g = dy[j] * gamma[j];
-                    sum_g += g;
-                    sum_gx += g * xhat;
-                    dgamma[j] += dy[j] * xhat;
-                    dbeta[j] += dy[j];
-                }
-                let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
-                for j in 0..d {
-                    let xhat = (x[j] - mean) * rstd;
-                    dx[j] = rstd * (dy[j] * gamma[j] - mean_g - xhat * mean_gx);
-                }
-            }
+            math::widest(
+                #[inline(always)]
+                || layer_norm_rows(rows, gamma, epsilon, (&mut dgamma, &mut dbeta)),
+            );
             (dgamma, dbeta)
         })
         // Partial sums collected in task order and added in that order: a parallel reduce
@@ -296,6 +276,42 @@ fn layer_norm_backward_f32(
         FlexTensor::from_data(TensorData::new(dgamma, [d])),
         FlexTensor::from_data(TensorData::new(dbeta, [d])),
     ]
+}
+
+/// The layer-norm backward of `rows` (`(dx, x, dy)`, each `[d]`): writes `dx` and adds the
+/// rows' `gamma` and `beta` gradients to `dgamma` and `dbeta`.
+#[inline(always)]
+fn layer_norm_rows<'a>(
+    rows: impl Iterator<Item = ((&'a mut [f32], &'a [f32]), &'a [f32])>,
+    gamma: &[f32],
+    epsilon: f64,
+    (dgamma, dbeta): (&mut [f32], &mut [f32]),
+) {
+    let d = gamma.len();
+    for ((dx, x), dy) in rows {
+        // Row statistics in f64, as burn-flex's forward computes them.
+        let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64;
+        let var = x
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / d as f64;
+        let (mean, rstd) = (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32);
+        let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
+        for j in 0..d {
+            let xhat = (x[j] - mean) * rstd;
+            let g = dy[j] * gamma[j];
+            sum_g += g;
+            sum_gx += g * xhat;
+            dgamma[j] += dy[j] * xhat;
+            dbeta[j] += dy[j];
+        }
+        let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
+        for j in 0..d {
+            let xhat = (x[j] - mean) * rstd;
+            dx[j] = rstd * (dy[j] * gamma[j] - mean_g - xhat * mean_gx);
+        }
+    }
 }
 
 /// Elements per task of the element-wise kernels.
@@ -611,7 +627,8 @@ fn conv2d_x_grad_f32(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Distribution, Tensor, TensorPrimitive};
+    use crate::init::host_random;
+    use burn::tensor::{Bool, Distribution, Int, Tensor, TensorPrimitive};
 
     type T4 = Tensor<Flex, 4>;
 
@@ -635,14 +652,16 @@ mod tests {
         ];
         for (batch, c_in, c_out, h, w, kernel, stride, padding, dilation) in cases {
             let options = ConvOptions::new(stride, padding, dilation, 1);
-            let x = T4::random([batch, c_in, h, w], Distribution::Default, &dev);
-            let weight = T4::random(
+            let seed = (batch * 100 + c_in * 10 + c_out) as u64;
+            let x = host_random([batch, c_in, h, w], Distribution::Default, seed, &dev);
+            let weight = host_random(
                 [c_out, c_in, kernel[0], kernel[1]],
                 Distribution::Default,
+                seed + 1,
                 &dev,
             );
             let y = burn::tensor::module::conv2d(x.clone(), weight.clone(), None, options.clone());
-            let dy = y.random_like(Distribution::Normal(0.0, 1.0));
+            let dy = host_random(y.dims(), Distribution::Normal(0.0, 1.0), seed + 2, &dev);
             let args = || {
                 let [x, w, dy] = [&x, &weight, &dy].map(|t| primitive(t.clone()));
                 (x, w, dy, options.clone())
@@ -688,5 +707,114 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A `[shape]` f32 tensor of `N(0, 2^2)` values drawn from a generator seeded with `seed`.
+    fn normal<const D: usize>(shape: [usize; D], seed: u64) -> FlexTensor {
+        host_random::<Flex, D>(
+            shape,
+            Distribution::Normal(0.0, 2.0),
+            seed,
+            &Default::default(),
+        )
+        .into_primitive()
+        .tensor()
+    }
+
+    /// Runs `kernel` with [`math::widest`] held to each instruction set the CPU executes and
+    /// asserts that every output tensor has the baseline's bits.
+    fn assert_same_bits_on_every_instruction_set(what: &str, kernel: impl Fn() -> Vec<FlexTensor>) {
+        let runs = math::tests::on_each_instruction_set(|| {
+            kernel()
+                .into_iter()
+                .map(|t| {
+                    let values = t.into_data().to_vec::<f32>().expect("f32 outputs");
+                    values.into_iter().map(f32::to_bits).collect::<Vec<u32>>()
+                })
+                .collect::<Vec<_>>()
+        });
+        let (_, baseline) = &runs[0];
+        for (set, bits) in &runs[1..] {
+            assert!(
+                bits == baseline,
+                "{what}: {set:?} differs from the baseline"
+            );
+        }
+    }
+
+    #[test]
+    fn gelu_and_layer_norm_give_the_same_bits_on_every_instruction_set() {
+        // More than one element-wise chunk, odd lengths.
+        let (x, g) = (normal([3, 7001], 1), normal([3, 7001], 2));
+        for tanh in [false, true] {
+            assert_same_bits_on_every_instruction_set(&format!("GELU (tanh: {tanh})"), || {
+                vec![
+                    Flex::fused_gelu(x.clone(), tanh),
+                    Flex::fused_gelu_backward(x.clone(), g.clone(), tanh),
+                ]
+            });
+        }
+        // 150 rows of 37: three tasks of rows.
+        let (x, gamma, dy) = (normal([150, 37], 3), normal([37], 4), normal([150, 37], 5));
+        assert_same_bits_on_every_instruction_set("layer norm backward", || {
+            Flex::fused_layer_norm_backward(x.clone(), gamma.clone(), dy.clone(), 1e-5).into()
+        });
+    }
+
+    #[test]
+    fn attention_and_cross_entropy_give_the_same_bits_on_every_instruction_set() {
+        let dev = Default::default();
+        // [batch, heads, seq, d_head]; 21 keys: one full vector of 16 lanes and a remainder.
+        let [batch, heads, seq, d_head] = [2, 3, 21, 24];
+        let [q, k, v] = [6, 7, 8].map(|seed| normal([batch, heads, seq, d_head], seed));
+        let up = normal([batch, seq, heads * d_head], 9);
+        let padding: Vec<bool> = (0..batch * seq)
+            .map(|i| i % seq >= seq - 4 * (i / seq))
+            .collect();
+        let keep = (0..batch * heads * seq * seq).map(|i| if i % 5 == 2 { 0.0 } else { 1.25 });
+        let masks = |masked: bool| AttentionMasks::<Flex> {
+            padding: masked.then(|| {
+                let padding = TensorData::new::<bool, _>(padding.clone(), [batch, seq]);
+                Tensor::<Flex, 2, Bool>::from_data(padding, &dev).into_primitive()
+            }),
+            causal_offset: masked.then_some(0),
+            dropout: masked.then(|| {
+                let keep =
+                    TensorData::new(keep.clone().collect::<Vec<f32>>(), [batch, heads, seq, seq]);
+                Tensor::<Flex, 4>::from_data(keep, &dev)
+                    .into_primitive()
+                    .tensor()
+            }),
+        };
+        for masked in [false, true] {
+            assert_same_bits_on_every_instruction_set(
+                &format!("attention (masked: {masked})"),
+                || {
+                    let [dq, dk, dv] = Flex::fused_attention_backward(
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        masks(masked),
+                        up.clone(),
+                    );
+                    let out = Flex::fused_attention(q.clone(), k.clone(), v.clone(), masks(masked));
+                    vec![out, dq, dk, dv]
+                },
+            );
+        }
+        // 40 rows of 1,001 classes, every third row ignored.
+        let logits = normal([40, 1001], 10);
+        let targets: Vec<i64> = (0..40)
+            .map(|i| if i % 3 == 0 { -100 } else { i * 23 })
+            .collect();
+        let targets = Tensor::<Flex, 1, Int>::from_data(TensorData::new(targets, [40]), &dev);
+        let grad = normal([1], 11);
+        assert_same_bits_on_every_instruction_set("cross-entropy", || {
+            let targets = targets.clone().into_primitive();
+            vec![
+                Flex::fused_cross_entropy(logits.clone(), targets.clone()),
+                Flex::fused_cross_entropy_backward(logits.clone(), targets, grad.clone()),
+            ]
+        });
     }
 }
