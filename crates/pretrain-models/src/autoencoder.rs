@@ -296,6 +296,7 @@ impl<B: FusedBackend> ConvAutoencoder<B> {
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
@@ -303,11 +304,15 @@ mod tests {
     #[test]
     fn shapes() {
         let dev = Default::default();
-        let mlp = MlpAutoencoderConfig::digits().init::<B>(&dev).unwrap();
+        let mlp = init_seeded(&dev, 1001, || {
+            MlpAutoencoderConfig::digits().init::<B>(&dev).unwrap()
+        });
         let x = host_random::<B, 2>([5, 64], Distribution::Default, 1, &dev);
         assert_eq!(mlp.encode(x.clone()).dims(), [5, 32]);
         assert_eq!(mlp.forward(x).dims(), [5, 64]);
-        let conv = ConvAutoencoderConfig::conv_28().init::<B>(&dev).unwrap();
+        let conv = init_seeded(&dev, 1002, || {
+            ConvAutoencoderConfig::conv_28().init::<B>(&dev).unwrap()
+        });
         let images = host_random::<B, 4>([3, 1, 28, 28], Distribution::Default, 2, &dev);
         assert_eq!(conv.encode(images.clone()).dims(), [3, 64]);
         assert_eq!(conv.forward(images).dims(), [3, 1, 28, 28]);

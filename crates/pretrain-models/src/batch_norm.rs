@@ -145,6 +145,7 @@ fn per_sample<B: FusedBackend>(per_channel: Tensor<B, 1>, batch: usize) -> Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::init_seeded;
     use burn::module::AutodiffModule;
     use burn::tensor::{TensorData, Tolerance};
 
@@ -182,7 +183,7 @@ mod tests {
         let dev = Default::default();
         let x = input();
         let (mean, var) = host_stats(&x);
-        let mut norm = BatchNormConfig::new(4).init::<Ad>(&dev);
+        let mut norm = init_seeded(&dev, 1001, || BatchNormConfig::new(4).init::<Ad>(&dev));
         norm.gamma = Param::from_tensor(Tensor::from_floats([1.0, 2.0, 0.5, 1.5], &dev));
         norm.beta = Param::from_tensor(Tensor::from_floats([0.0, -1.0, 3.0, 0.25], &dev));
         let y = norm.forward(Tensor::<Ad, 4>::from_inner(x.clone())).inner();
@@ -222,8 +223,10 @@ mod tests {
     fn matches_burn_batch_norm_in_training_forward_and_gradients() {
         let dev = Default::default();
         let x = input();
-        let ours = BatchNormConfig::new(4).init::<Ad>(&dev);
-        let burns = burn::nn::BatchNormConfig::new(4).init::<Ad>(&dev);
+        let ours = init_seeded(&dev, 1002, || BatchNormConfig::new(4).init::<Ad>(&dev));
+        let burns = init_seeded(&dev, 1003, || {
+            burn::nn::BatchNormConfig::new(4).init::<Ad>(&dev)
+        });
         // Fixed, uneven output weights so the input gradient is not trivially zero.
         let weights = Tensor::<Ad, 4>::from_inner(
             fashion::<B>(12, &dev)
@@ -246,7 +249,7 @@ mod tests {
     #[test]
     fn inference_uses_running_stats_and_works_on_2d_input() {
         let dev = Default::default();
-        let mut norm = BatchNormConfig::new(2).init::<B>(&dev);
+        let mut norm = init_seeded(&dev, 1004, || BatchNormConfig::new(2).init::<B>(&dev));
         norm.running_mean = RunningState::new(Tensor::from_floats([1.0, -2.0], &dev));
         norm.running_var = RunningState::new(Tensor::from_floats([4.0, 0.25], &dev));
         norm.beta = Param::from_tensor(Tensor::from_floats([0.5, 0.0], &dev));
@@ -260,7 +263,7 @@ mod tests {
             .to_data()
             .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
         // A trained module switched to inference keeps the statistics it learned.
-        let trained = BatchNormConfig::new(4).init::<Ad>(&dev);
+        let trained = init_seeded(&dev, 1005, || BatchNormConfig::new(4).init::<Ad>(&dev));
         trained.forward(Tensor::<Ad, 4>::from_inner(input()));
         let valid = trained.valid();
         assert_ne!(

@@ -258,6 +258,7 @@ pub trait TransformerStack<B: FusedBackend> {
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
@@ -265,9 +266,11 @@ mod tests {
     #[test]
     fn shapes_and_padding_isolation() {
         let dev = Default::default();
-        let block = TransformerBlockConfig::new(32, 4, 64)
-            .init::<B>(&dev)
-            .unwrap();
+        let block = init_seeded(&dev, 1001, || {
+            TransformerBlockConfig::new(32, 4, 64)
+                .init::<B>(&dev)
+                .unwrap()
+        });
         let x = host_random::<B, 3>([2, 5, 32], Distribution::Normal(0.0, 1.0), 1, &dev);
         assert_eq!(block.forward(x.clone(), None).dims(), [2, 5, 32]);
         // Changing a padded token must not change the others' outputs.
@@ -304,9 +307,11 @@ mod tests {
         use crate::lora::LoraConfig;
         use burn::module::Param;
         let dev = Default::default();
-        let block = TransformerBlockConfig::new(32, 4, 64)
-            .init::<B>(&dev)
-            .unwrap();
+        let block = init_seeded(&dev, 1002, || {
+            TransformerBlockConfig::new(32, 4, 64)
+                .init::<B>(&dev)
+                .unwrap()
+        });
         let x = host_random::<B, 3>([2, 5, 32], Distribution::Normal(0.0, 1.0), 2, &dev);
         let base = block.forward(x.clone(), None);
 
@@ -356,9 +361,11 @@ mod tests {
         use burn::module::AutodiffModule;
         type AD = burn::backend::Autodiff<B>;
         let dev = Default::default();
-        let mut block = TransformerBlockConfig::new(16, 2, 32)
-            .init::<AD>(&dev)
-            .unwrap();
+        let mut block = init_seeded(&dev, 1003, || {
+            TransformerBlockConfig::new(16, 2, 32)
+                .init::<AD>(&dev)
+                .unwrap()
+        });
         block.set_drop_path(0.5);
         assert_eq!(block.drop_path(), 0.5);
         let x = host_random::<AD, 3>([64, 3, 16], Distribution::Normal(0.0, 1.0), 3, &dev);

@@ -311,6 +311,7 @@ impl<B: FusedBackend> ResNet<B> {
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use crate::summary::num_params;
     use burn::tensor::Distribution;
 
@@ -339,7 +340,9 @@ mod tests {
         // torchvision's resnet18 has 11,689,512 parameters; without its 1000-class fc
         // (513,000) and with the CIFAR stem (3x3x3x64 instead of 7x7x3x64) that is 11,168,832.
         // burn also counts each batch norm's running mean and variance: 2 x 4,800 channels.
-        let r18 = ResNetConfig::resnet18_cifar(3).init::<B>(&dev).unwrap();
+        let r18 = init_seeded(&dev, 1001, || {
+            ResNetConfig::resnet18_cifar(3).init::<B>(&dev).unwrap()
+        });
         let bn_channels = 5 * (64 + 128 + 256 + 512);
         assert_eq!(
             num_params(&r18),
@@ -363,7 +366,9 @@ mod tests {
         use crate::testing::TestAutodiff as Ad;
         use burn::module::AutodiffModule;
         let dev = Default::default();
-        let mut net = ResNetConfig::resnet10_narrow(1).init::<Ad>(&dev).unwrap();
+        let mut net = init_seeded(&dev, 1002, || {
+            ResNetConfig::resnet10_narrow(1).init::<Ad>(&dev).unwrap()
+        });
         let images = host_random::<Ad, 4>([8, 1, 28, 28], Distribution::Default, 2, &dev);
         let eval_before = net.valid().forward_features(images.clone().inner());
         net.set_drop_path_rate(0.9);

@@ -245,6 +245,7 @@ impl<B: FusedBackend> Autoencoder<B> {
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
@@ -262,7 +263,7 @@ mod tests {
             let json = serde_json::to_string(config).unwrap();
             assert!(json.contains(&format!(r#""kind":"{kind}""#)), "{json}");
             let config: ImageEncoderConfig = serde_json::from_str(&json).unwrap();
-            let encoder = config.init::<B>(&dev).unwrap();
+            let encoder = init_seeded(&dev, 1001, || config.init::<B>(&dev).unwrap());
             assert_eq!(encoder.forward(images.clone()).dims(), [2, 16], "{json}");
             assert_eq!(config.feature_dim(), 16);
         }
@@ -274,7 +275,7 @@ mod tests {
         assert!(err.contains("image_size"), "{err}");
 
         let mlp = AutoencoderConfig::Mlp(MlpAutoencoderConfig::new(784, vec![32], 8));
-        let ae = mlp.init::<B>(&dev).unwrap();
+        let ae = init_seeded(&dev, 1002, || mlp.init::<B>(&dev).unwrap());
         assert_eq!(ae.forward(images.clone()).dims(), [2, 1, 28, 28]);
         assert_eq!(ae.encode(images).dims(), [2, mlp.latent_dim()]);
         assert!(mlp.check_input([1, 28, 28]).is_ok());

@@ -159,6 +159,7 @@ pub fn generate<B: FusedBackend>(
 mod tests {
     use super::*;
     use crate::gpt::GptConfig;
+    use crate::init::init_seeded;
     use crate::testing::TestBackend as Flex;
 
     fn greedy() -> SamplingConfig {
@@ -212,12 +213,14 @@ mod tests {
     #[test]
     fn generation_is_seeded_stops_on_request_and_slides_past_the_context() {
         let device = Default::default();
-        let model = GptConfig {
-            block_size: 8,
-            ..GptConfig::gpt_nano(17)
-        }
-        .init::<Flex>(&device)
-        .unwrap();
+        let model = init_seeded(&device, 1001, || {
+            GptConfig {
+                block_size: 8,
+                ..GptConfig::gpt_nano(17)
+            }
+            .init::<Flex>(&device)
+            .unwrap()
+        });
         let config = SamplingConfig::new().with_seed(7);
         let run = |config: &SamplingConfig, max| {
             generate(&model, &[1, 2, 3], max, config, &mut |_| true).unwrap()

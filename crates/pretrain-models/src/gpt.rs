@@ -540,6 +540,7 @@ fn rotate<B: FusedBackend>(x: Tensor<B, 4>, cos: Tensor<B, 4>, sin: Tensor<B, 4>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::init_seeded;
     use burn::tensor::TensorData;
 
     use crate::testing::TestBackend as B;
@@ -569,7 +570,7 @@ mod tests {
     fn shapes_and_no_position_sees_the_future() {
         let dev = Default::default();
         for config in configs() {
-            let model = config.init::<B>(&dev).unwrap();
+            let model = init_seeded(&dev, 1001, || config.init::<B>(&dev).unwrap());
             let a = tokens(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 2);
             let logits = model.forward(a);
             assert_eq!(logits.dims(), [2, 6, 50]);
@@ -593,7 +594,7 @@ mod tests {
     fn cached_decoding_matches_the_full_forward() {
         let dev = Default::default();
         for config in configs() {
-            let model = config.init::<B>(&dev).unwrap();
+            let model = init_seeded(&dev, 1002, || config.init::<B>(&dev).unwrap());
             let sequence: Vec<i64> = (0..12).map(|i| (i * 7 + 3) % 50).collect();
             let full = model.forward(tokens(&sequence, 1));
             let mut cache = KvCache::new(&model);
@@ -612,7 +613,7 @@ mod tests {
     fn gpt2_initialization_and_names() {
         let dev = Default::default();
         let config = GptConfig::new(64, 8, 4, 2, 32);
-        let model = config.init::<B>(&dev).unwrap();
+        let model = init_seeded(&dev, 1003, || config.init::<B>(&dev).unwrap());
         let std = |t: Tensor<B, 2>| t.var(0).mean().sqrt().into_scalar();
         let c_attn = std(model.h[0].attn.c_attn.weight.val());
         let c_proj = std(model.h[0].attn.c_proj.weight.val());
@@ -635,7 +636,9 @@ mod tests {
         ] {
             assert!(names.contains(name), "{name} missing");
         }
-        let loaded = crate::load_safetensors(config.init::<B>(&dev).unwrap(), &path).unwrap();
+        let loaded = init_seeded(&dev, 1004, || {
+            crate::load_safetensors(config.init::<B>(&dev).unwrap(), &path).unwrap()
+        });
         let x = tokens(&[1, 2, 3], 1);
         assert_eq!(max_diff(model.forward(x.clone()), loaded.forward(x)), 0.0);
     }
@@ -648,7 +651,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("n_head"), "{err}");
-        let model = GptConfig::gpt_nano(10).init::<B>(&dev).unwrap();
+        let model = init_seeded(&dev, 1005, || {
+            GptConfig::gpt_nano(10).init::<B>(&dev).unwrap()
+        });
         assert!(model.check_context(128).is_ok());
         let err = model.check_context(129).unwrap_err().to_string();
         assert!(err.contains("129") && err.contains("block size"), "{err}");

@@ -179,6 +179,7 @@ impl<B: FusedBackend> LinearHead<B> {
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use burn::tensor::Distribution;
 
     use crate::testing::TestBackend as B;
@@ -203,10 +204,12 @@ mod tests {
                 .dims(),
             [8, 64]
         );
-        let simsiam = MlpHeadConfig::new(32, vec![64], 32)
-            .with_output_norm(true)
-            .init::<B>(&dev)
-            .unwrap();
+        let simsiam = init_seeded(&dev, 1001, || {
+            MlpHeadConfig::new(32, vec![64], 32)
+                .with_output_norm(true)
+                .init::<B>(&dev)
+                .unwrap()
+        });
         assert_eq!(simsiam.forward(x.clone()).dims(), [8, 32]);
         let head = LinearHead::<B>::new(32, 10, &dev).unwrap();
         assert_eq!(head.forward(x).abs().max().into_scalar(), 0.0);

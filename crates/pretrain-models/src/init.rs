@@ -222,7 +222,9 @@ mod tests {
         let dev = Default::default();
         let std = |t: &Tensor<B, 3>| -> f32 { t.clone().var(2).mean().sqrt().into_scalar() };
 
-        let vit = VitConfig::vit_tiny_28().init::<B>(&dev).unwrap();
+        let vit = init_seeded(&dev, 1001, || {
+            VitConfig::vit_tiny_28().init::<B>(&dev).unwrap()
+        });
         let images = crate::testing::fashion::<B>(8, &dev);
         let mut x = vit.embed_patches(images);
         let first = std(&x);
@@ -236,12 +238,14 @@ mod tests {
         }
 
         for pre_norm in [false, true] {
-            let bert = BertConfig::new(100, 64, 12, 4, 256)
-                .with_pre_norm(pre_norm)
-                .with_scale_residual(pre_norm)
-                .with_dropout(0.0)
-                .init::<B>(&dev)
-                .unwrap();
+            let bert = init_seeded(&dev, 1002, || {
+                BertConfig::new(100, 64, 12, 4, 256)
+                    .with_pre_norm(pre_norm)
+                    .with_scale_residual(pre_norm)
+                    .with_dropout(0.0)
+                    .init::<B>(&dev)
+                    .unwrap()
+            });
             let mut h = host_random::<B, 3>([4, 16, 64], Distribution::Normal(0.0, 1.0), 5, &dev);
             for (i, layer) in bert.layers.iter().enumerate() {
                 h = layer.forward(h, None);

@@ -253,6 +253,7 @@ pub fn unpatchify<B: FusedBackend>(
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use burn::tensor::{Distribution, TensorData};
 
     use crate::testing::TestBackend as B;
@@ -288,7 +289,7 @@ mod tests {
             .with_decoder_dim(8)
             .with_decoder_depth(1)
             .with_decoder_heads(2);
-        let mae = config.init::<B>(&dev).unwrap();
+        let mae = init_seeded(&dev, 1001, || config.init::<B>(&dev).unwrap());
         let images = host_random::<B, 4>([2, 1, 8, 8], Distribution::Default, 1, &dev);
         // 16 patches, keep 4.
         let mask = crate::testing::fixed_mask::<B>(&[0, 3, 8, 12], 16, 2, &dev);

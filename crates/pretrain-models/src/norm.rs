@@ -71,6 +71,7 @@ impl<B: FusedBackend> LayerNorm<B> {
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use crate::testing::TestBackend as B;
     use burn::tensor::Distribution;
 
@@ -79,14 +80,18 @@ mod tests {
         let dev = Default::default();
         let x = host_random::<B, 3>([2, 5, 12], Distribution::Normal(1.0, 2.0), 1, &dev);
         for bias in [true, false] {
-            let ours = LayerNormConfig::new(12)
-                .with_epsilon(1e-6)
-                .with_bias(bias)
-                .init::<B>(&dev);
-            let burns = burn::nn::LayerNormConfig::new(12)
-                .with_epsilon(1e-6)
-                .with_bias(bias)
-                .init::<B>(&dev);
+            let ours = init_seeded(&dev, 1001, || {
+                LayerNormConfig::new(12)
+                    .with_epsilon(1e-6)
+                    .with_bias(bias)
+                    .init::<B>(&dev)
+            });
+            let burns = init_seeded(&dev, 1002, || {
+                burn::nn::LayerNormConfig::new(12)
+                    .with_epsilon(1e-6)
+                    .with_bias(bias)
+                    .init::<B>(&dev)
+            });
             let err = (ours.forward(x.clone()) - burns.forward(x.clone()))
                 .abs()
                 .max()

@@ -245,6 +245,7 @@ pub fn first_non_finite<B: FusedBackend, M: Module<B>>(model: &M) -> Option<Stri
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use crate::vit::VitConfig;
     use burn::tensor::{Distribution, Tensor};
 
@@ -256,9 +257,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vit.safetensors");
         let config = VitConfig::new(8, 4, 1, 16, 2, 2);
-        let model = config.init::<B>(&dev).unwrap();
+        let model = init_seeded(&dev, 1001, || config.init::<B>(&dev).unwrap());
         save_safetensors(&model, &path).unwrap();
-        let fresh = config.init::<B>(&dev).unwrap();
+        let fresh = init_seeded(&dev, 1002, || config.init::<B>(&dev).unwrap());
         let images = host_random::<B, 4>([2, 1, 8, 8], Distribution::Default, 1, &dev);
         let loaded = load_safetensors(fresh, &path).unwrap();
         let diff: f32 = (loaded.forward_features(images.clone()) - model.forward_features(images))
@@ -267,13 +268,17 @@ mod tests {
             .into_scalar();
         assert_eq!(diff, 0.0);
 
-        let other = VitConfig::new(8, 4, 1, 16, 3, 2).init::<B>(&dev).unwrap();
+        let other = init_seeded(&dev, 1003, || {
+            VitConfig::new(8, 4, 1, 16, 3, 2).init::<B>(&dev).unwrap()
+        });
         let err = load_safetensors(other, &path).unwrap_err().to_string();
         assert!(
             err.contains("vit.safetensors") && err.contains("missing tensor blocks.2"),
             "{err}"
         );
-        let wider = VitConfig::new(8, 4, 1, 32, 2, 2).init::<B>(&dev).unwrap();
+        let wider = init_seeded(&dev, 1004, || {
+            VitConfig::new(8, 4, 1, 32, 2, 2).init::<B>(&dev).unwrap()
+        });
         let err = load_safetensors(wider, &path).unwrap_err().to_string();
         assert!(err.contains("Shape"), "{err}");
         std::fs::write(&path, b"garbage").unwrap();
@@ -295,7 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nan.safetensors");
         let config = VitConfig::new(8, 4, 1, 16, 2, 2);
-        let model = config.init::<B>(&dev).unwrap();
+        let model = init_seeded(&dev, 1005, || config.init::<B>(&dev).unwrap());
         save_safetensors(&model, &path).unwrap();
         assert!(load_safetensors(config.init::<B>(&dev).unwrap(), &path).is_ok());
         save_safetensors(&model.map(&mut Poison), &path).unwrap();

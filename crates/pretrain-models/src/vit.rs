@@ -345,6 +345,7 @@ impl<B: FusedBackend> TransformerStack<B> for Vit<B> {
 mod tests {
     use super::*;
     use crate::init::host_random;
+    use crate::init::init_seeded;
     use burn::tensor::{Distribution, TensorData};
 
     use crate::testing::TestBackend as B;
@@ -353,7 +354,7 @@ mod tests {
     fn shapes_and_presets() {
         let dev = Default::default();
         let config = VitConfig::new(28, 7, 1, 32, 2, 4);
-        let vit = config.init::<B>(&dev).unwrap();
+        let vit = init_seeded(&dev, 1001, || config.init::<B>(&dev).unwrap());
         let images = host_random::<B, 4>([3, 1, 28, 28], Distribution::Default, 1, &dev);
         assert_eq!(vit.forward_tokens(images.clone()).dims(), [3, 17, 32]);
         assert_eq!(vit.forward_features(images.clone()).dims(), [3, 32]);
@@ -369,7 +370,9 @@ mod tests {
     #[test]
     fn visible_pass_with_all_patches_equals_full_pass() {
         let dev = Default::default();
-        let vit = VitConfig::new(8, 4, 1, 16, 1, 2).init::<B>(&dev).unwrap();
+        let vit = init_seeded(&dev, 1002, || {
+            VitConfig::new(8, 4, 1, 16, 1, 2).init::<B>(&dev).unwrap()
+        });
         let images = host_random::<B, 4>([2, 1, 8, 8], Distribution::Default, 2, &dev);
         let all = Tensor::<B, 2, Int>::from_data(
             TensorData::new(vec![0i64, 1, 2, 3, 0, 1, 2, 3], [2, 4]),
@@ -390,7 +393,7 @@ mod tests {
                 .with_image_width(Some(20))
                 .with_position(position);
             assert_eq!((config.grid(), config.num_patches()), ([3, 5], 15));
-            let vit = config.init::<B>(&dev).unwrap();
+            let vit = init_seeded(&dev, 1003, || config.init::<B>(&dev).unwrap());
             assert_eq!(vit.image_hw(), [12, 20]);
             assert_eq!(vit.positions(&dev).dims(), [1, 16, 16]);
             let images = host_random::<B, 4>([2, 3, 12, 20], Distribution::Default, 3, &dev);

@@ -186,6 +186,7 @@ impl<B: FusedAutodiffBackend> Objective<B> for CausalLm<B> {
 mod tests {
     use super::*;
     use burn::tensor::TensorData;
+    use pretrain_models::init::init_seeded;
 
     use crate::testing::TestAutodiff as B;
 
@@ -209,7 +210,7 @@ mod tests {
     fn loss_is_next_token_cross_entropy_and_bits_per_byte_follow() {
         let device = Default::default();
         let config = CausalLmConfig::new(nano(8)).with_bytes_per_token(2.0);
-        let objective = config.init::<B>(&device).unwrap();
+        let objective = init_seeded(&device, 1001, || config.init::<B>(&device).unwrap());
         let inputs = vec![1, 2, 3, 4, 5, 6, 7, 8];
         let targets = vec![2, 3, 4, 5, 6, 7, 8, 9];
         let out = objective
@@ -236,11 +237,13 @@ mod tests {
     #[test]
     fn masked_document_boundaries_leave_the_prediction_at_end_of_text_out() {
         let device = Default::default();
-        let mut objective = CausalLmConfig::new(nano(8))
-            .with_end_of_text(Some(3))
-            .with_mask_document_boundaries(true)
-            .init::<B>(&device)
-            .unwrap();
+        let mut objective = init_seeded(&device, 1002, || {
+            CausalLmConfig::new(nano(8))
+                .with_end_of_text(Some(3))
+                .with_mask_document_boundaries(true)
+                .init::<B>(&device)
+                .unwrap()
+        });
         // Token 3 ends a document at position 2: its target starts the next one.
         let loss = |objective: &CausalLm<B>, first_of_next: i64| -> f64 {
             let inputs = vec![1, 2, 3, 5];
@@ -284,7 +287,9 @@ mod tests {
     #[test]
     fn windows_beyond_the_block_or_the_vocabulary_are_refused() {
         let device = Default::default();
-        let objective = CausalLmConfig::new(nano(4)).init::<B>(&device).unwrap();
+        let objective = init_seeded(&device, 1004, || {
+            CausalLmConfig::new(nano(4)).init::<B>(&device).unwrap()
+        });
         let err = objective
             .forward_step(batch(vec![1; 5], vec![1; 5], [1, 5]))
             .err()

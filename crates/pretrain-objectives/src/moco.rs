@@ -222,15 +222,18 @@ mod tests {
     use crate::testing::Ad;
     use burn::tensor::backend::AutodiffBackend;
     use pretrain_models::SmallCnnConfig;
+    use pretrain_models::init::init_seeded;
 
     #[test]
     fn keys_enter_the_queue_front_and_the_oldest_leave() {
         let dev = Default::default();
         let encoder = ImageEncoderConfig::SmallCnn(SmallCnnConfig::new(1, vec![4]));
-        let moco = MoCoConfig::new(encoder, MlpHeadConfig::new(4, vec![4], 3))
-            .with_queue_size(5)
-            .init::<Ad>(&dev)
-            .unwrap();
+        let moco = init_seeded(&dev, 1001, || {
+            MoCoConfig::new(encoder, MlpHeadConfig::new(4, vec![4], 3))
+                .with_queue_size(5)
+                .init::<Ad>(&dev)
+                .unwrap()
+        });
         let before: Vec<f32> = moco.queue.val().into_data().to_vec().unwrap();
         let keys = Tensor::<<Ad as AutodiffBackend>::InnerBackend, 2>::from_data(
             [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],

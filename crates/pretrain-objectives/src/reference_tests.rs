@@ -15,6 +15,7 @@
 
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pretrain_models::FusedBackend;
+use pretrain_models::init::init_seeded;
 use serde_json::Value;
 
 use crate::testing::Ad;
@@ -359,11 +360,13 @@ fn gpt_logits_loss_and_gradient_match_pytorch() {
         });
         let bytes = safetensors::serialize(views, None).unwrap();
         let objective = |mask: bool| -> CausalLm<Ad> {
-            let mut objective = CausalLmConfig::new(gpt.clone())
-                .with_end_of_text(Some(n("end_of_text") as u32))
-                .with_mask_document_boundaries(mask)
-                .init::<Ad>(&device)
-                .unwrap();
+            let mut objective = init_seeded(&device, 1001, || {
+                CausalLmConfig::new(gpt.clone())
+                    .with_end_of_text(Some(n("end_of_text") as u32))
+                    .with_mask_document_boundaries(mask)
+                    .init::<Ad>(&device)
+                    .unwrap()
+            });
             objective.model = load_safetensors_bytes(
                 objective.model,
                 bytes.clone(),

@@ -8,6 +8,7 @@ use burn::optim::GradientsParams;
 use pretrain_data::augment::{MultiView, Normalize, Pipeline};
 use pretrain_data::batch::MultiViewBatch;
 use pretrain_data::mask::PatchMasker;
+use pretrain_models::init::init_seeded;
 use pretrain_models::{
     AutoencoderConfig, BertConfig, ImageEncoderConfig, MaeConfig, MlpAutoencoderConfig,
     MlpHeadConfig, SmallCnnConfig, VitConfig,
@@ -343,7 +344,9 @@ fn unusable_batches_are_refused() {
     let one_view = FashionViews::new(MultiView::two_views(Pipeline::default()));
     let mut batch = one_view.batch(0, 4);
     batch.views.truncate(1);
-    let simclr = SimClrConfig::simclr(cnn()).init::<Ad>(&dev).unwrap();
+    let simclr = init_seeded(&dev, 1001, || {
+        SimClrConfig::simclr(cnn()).init::<Ad>(&dev).unwrap()
+    });
     let err = simclr.forward_step(batch).unwrap_err();
     assert!(
         matches!(err, ObjectiveError::Batch { what: "views", .. }),
@@ -353,23 +356,27 @@ fn unusable_batches_are_refused() {
     let normalized = FashionViews::new(MultiView::two_views(Pipeline::eval(
         Normalize::fashion_mnist(),
     )));
-    let bce = DenoisingConfig::new(AutoencoderConfig::Mlp(MlpAutoencoderConfig::new(
-        784,
-        vec![16],
-        8,
-    )))
-    .with_loss(ReconstructionLoss::Bce)
-    .init::<Ad>(&dev)
-    .unwrap();
+    let bce = init_seeded(&dev, 1002, || {
+        DenoisingConfig::new(AutoencoderConfig::Mlp(MlpAutoencoderConfig::new(
+            784,
+            vec![16],
+            8,
+        )))
+        .with_loss(ReconstructionLoss::Bce)
+        .init::<Ad>(&dev)
+        .unwrap()
+    });
     let err = bce
         .forward_step(normalized.batch(0, 4))
         .unwrap_err()
         .to_string();
     assert!(err.contains("BCE needs pixels in [0, 1]"), "{err}");
 
-    let mae = MaeObjectiveConfig::new(MaeConfig::new(VitConfig::new(32, 8, 1, 16, 1, 2)))
-        .init::<Ad>(&dev)
-        .unwrap();
+    let mae = init_seeded(&dev, 1003, || {
+        MaeObjectiveConfig::new(MaeConfig::new(VitConfig::new(32, 8, 1, 16, 1, 2)))
+            .init::<Ad>(&dev)
+            .unwrap()
+    });
     let masked = FashionMasked::new(Pipeline::default(), PatchMasker::random(0.75), 7);
     let err = mae
         .forward_step(masked.batch(0, 2))
@@ -379,18 +386,22 @@ fn unusable_batches_are_refused() {
 
     let text = MobyDickMlm::new(16);
     let mut batch = text.batch(0, 2);
-    let small_vocab = MlmConfig::new(BertConfig::new(10, 16, 1, 2, 32))
-        .init::<Ad>(&dev)
-        .unwrap();
+    let small_vocab = init_seeded(&dev, 1004, || {
+        MlmConfig::new(BertConfig::new(10, 16, 1, 2, 32))
+            .init::<Ad>(&dev)
+            .unwrap()
+    });
     let err = small_vocab
         .forward_step(batch.clone())
         .unwrap_err()
         .to_string();
     assert!(err.contains("vocabulary of 10"), "{err}");
     batch.mlm_targets = None;
-    let mlm = MlmConfig::new(BertConfig::new(text.vocab_size, 16, 1, 2, 32))
-        .init::<Ad>(&dev)
-        .unwrap();
+    let mlm = init_seeded(&dev, 1005, || {
+        MlmConfig::new(BertConfig::new(text.vocab_size, 16, 1, 2, 32))
+            .init::<Ad>(&dev)
+            .unwrap()
+    });
     let err = mlm.forward_step(batch).unwrap_err().to_string();
     assert!(err.contains("mlm_targets"), "{err}");
 

@@ -3,6 +3,7 @@
 //! on the same real images and tokens.
 
 use pretrain::models::FusedBackend;
+use pretrain::models::init::init_seeded;
 use std::path::Path;
 
 use pretrain::burn::data::dataloader::batcher::Batcher;
@@ -186,7 +187,9 @@ fn save_reference(dir: &Path) {
         (GptPositions::Learned, "gpt.safetensors"),
         (GptPositions::Rope, "gpt_rope.safetensors"),
     ] {
-        let gpt = gpt_config(positions).init::<Flex>(&dev).unwrap();
+        let gpt = init_seeded(&dev, 1001, || {
+            gpt_config(positions).init::<Flex>(&dev).unwrap()
+        });
         save_safetensors(&gpt, &dir.join(file)).unwrap();
     }
 }

@@ -653,6 +653,7 @@ pub fn conv2d_module<B: FusedBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tens
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::init_seeded;
     use crate::init::{host_random, with_seed};
     use burn::backend::{Autodiff, Flex, NdArray};
     use burn::nn::conv::Conv2dConfig;
@@ -789,9 +790,11 @@ mod tests {
         let dev = Default::default();
         let x = host_random::<Ad, 4>([2, 3, 8, 8], Distribution::Default, 4, &dev);
         for padding in [PaddingConfig2d::Same, PaddingConfig2d::Explicit(1, 1, 1, 1)] {
-            let conv = Conv2dConfig::new([3, 4], [3, 3])
-                .with_padding(padding)
-                .init::<Ad>(&dev);
+            let conv = init_seeded(&dev, 1001, || {
+                Conv2dConfig::new([3, 4], [3, 3])
+                    .with_padding(padding)
+                    .init::<Ad>(&dev)
+            });
             let err = (conv2d_module(&conv, x.clone()) - conv.forward(x.clone()))
                 .abs()
                 .max()
