@@ -3,7 +3,8 @@
 //! encoder alone), their outputs written by `pretrain embed`, and `tools/hf/{gpt2,bert,vit}.py
 //! check` loading each export with `transformers` (no missing or unexpected keys) and comparing
 //! its outputs. PyTorch and `transformers` come from PyPI into `target/hf/venv`; when they
-//! cannot be installed the check is skipped, saying why.
+//! cannot be installed the check is skipped, saying why, except under `CI=true`, where that
+//! fails the run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,6 +84,10 @@ pub(crate) fn sample_recipe(
 pub fn run(target: &Path, env: &[(String, PathBuf)]) -> Result<()> {
     let python = match python_with_transformers(target) {
         Ok(python) => python,
+        // CI must not pass without the check: there a failed install fails the run.
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            return Err(e.context("the hf export check cannot run under CI=true"));
+        }
         Err(e) => {
             println!("hf export check skipped: {e:#}");
             return Ok(());

@@ -96,6 +96,7 @@ impl<B: FusedBackend, I: Iterator<Item = Tensor<B, 1>>> ModuleMapper<B> for Ema<
 mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
+    use pretrain_models::init::init_seeded;
 
     use crate::testing::TestAutodiff as Ad;
 
@@ -106,13 +107,14 @@ mod tests {
     #[test]
     fn ema_moves_target_toward_online_without_gradients() {
         let dev = Default::default();
-        let online: Linear<Ad> = LinearConfig::new(3, 2).init(&dev);
-        let target = momentum_target(LinearConfig::new(3, 2).init(&dev), &online);
+        let online: Linear<Ad> = init_seeded(&dev, 1, || LinearConfig::new(3, 2).init(&dev));
+        let start = init_seeded(&dev, 2, || LinearConfig::new(3, 2).init(&dev));
+        let target = momentum_target(start, &online);
         assert_eq!(weight(&target), weight(&online));
         assert_ne!(target.weight.id, online.weight.id);
         assert!(!target.weight.val().is_require_grad());
 
-        let moved: Linear<Ad> = LinearConfig::new(3, 2).init(&dev);
+        let moved: Linear<Ad> = init_seeded(&dev, 3, || LinearConfig::new(3, 2).init(&dev));
         let updated = ema_update(target.clone(), &moved, 0.9);
         let expected: Vec<f32> = weight(&target)
             .iter()

@@ -265,6 +265,13 @@ fn mlm_learns() {
 /// (the two draw their masks from different generators).
 #[test]
 fn fused_kernels_train_like_the_generic_defaults() {
+    // The kernel switch is process-wide: alone in a process, no other test runs meanwhile.
+    if !pretrain_setup::test_runs_alone(
+        "training_tests::fused_kernels_train_like_the_generic_defaults",
+        "PRETRAIN_KERNEL_SWITCH_CHILD",
+    ) {
+        return;
+    }
     const STEPS: usize = 20;
     let compare = |name: &str, run: &dyn Fn() -> Vec<crate::Metrics>| {
         let losses = |kernels: bool| {

@@ -127,3 +127,33 @@ mod tests {
         assert!(ensure_apt_packages(&[]).is_ok());
     }
 }
+
+/// For a test that changes state of the whole process (a backend switch, a GPU runtime's
+/// precision): returns `true` in the child process that runs it alone, else runs the current
+/// test binary again with only `test` (its full path, e.g. `module::name`) and `env` set, and
+/// panics unless that child passed exactly one test (a renamed test would match none, and zero
+/// tests pass). The caller returns when this returns `false`.
+pub fn test_runs_alone(test: &str, env: &str) -> bool {
+    if std::env::var_os(env).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = Command::new(exe)
+        .args([test, "--exact", "--nocapture"])
+        .env(env, "1")
+        .output()
+        .expect("the test binary runs again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{test} failed alone: {}",
+        output.status
+    );
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "the child process ran no test named {test}"
+    );
+    false
+}

@@ -771,6 +771,36 @@ impl SmallDisk {
     }
 }
 
+impl SmallDisk {
+    /// Remounts it with `options` (`ro`, `rw`).
+    fn remount(&self, options: &str) -> Result<(), String> {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.dir.path())
+            .status()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("mount -o remount,{options} failed: {status}"))
+    }
+}
+
+/// A [`SmallDisk`], or `None` after printing why `test` is skipped; under `CI=true` a disk that
+/// cannot be mounted fails the test instead (CI runs as root, where mount works).
+fn small_disk_or_skip(bytes: usize, test: &str) -> Option<SmallDisk> {
+    match SmallDisk::mount(bytes) {
+        Ok(disk) => Some(disk),
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test} needs a tmpfs under CI=true: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: {test} needs a tmpfs ({why})");
+            None
+        }
+    }
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
@@ -796,12 +826,8 @@ fn a_full_disk_stops_the_run_naming_the_file_and_the_last_checkpoint_loads() {
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     // Room for the two kept checkpoints and a little more, not for the third being written.
-    let disk = match SmallDisk::mount(one as usize * 5 / 2) {
-        Ok(disk) => disk,
-        Err(why) => {
-            eprintln!("skipped: the disk-full test needs a tmpfs ({why})");
-            return;
-        }
+    let Some(disk) = small_disk_or_skip(one as usize * 5 / 2, "the disk-full test") else {
+        return;
     };
     let dir = disk.dir.path().join("run");
     let err = run_dae(dae(), &config, &dir, &quiet()).unwrap_err();
@@ -811,6 +837,16 @@ fn a_full_disk_stops_the_run_naming_the_file_and_the_last_checkpoint_loads() {
         "{message}"
     );
     assert!(!message.contains('\n'), "{message}");
+    // No partial checkpoint folder is left: only complete steps and the `latest` pointer.
+    let left: Vec<String> = std::fs::read_dir(checkpoint::checkpoints_dir(&dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|name| name == "latest" || name.starts_with("step-")),
+        "{left:?}"
+    );
     let (_, state) = load_latest_dae(&dir, &config);
     assert!(state.step >= 1, "{}", state.step);
 }
@@ -827,12 +863,6 @@ fn a_read_only_run_directory_stops_the_run_naming_it() {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         }
     };
-    set_mode(0o555);
-    if std::fs::write(dir.path().join("probe"), b"").is_ok() {
-        set_mode(0o755);
-        eprintln!("skipped: this user writes into read-only folders (root ignores permissions)");
-        return;
-    }
     let more = TrainConfig {
         steps: 4,
         ..config.clone()
@@ -841,13 +871,34 @@ fn a_read_only_run_directory_stops_the_run_naming_it() {
         resume: true,
         ..quiet()
     };
-    let message = run_dae(dae(), &more, dir.path(), &resume)
+    set_mode(0o555);
+    if std::fs::write(dir.path().join("probe"), b"").is_err() {
+        let message = run_dae(dae(), &more, dir.path(), &resume)
+            .unwrap_err()
+            .to_string();
+        set_mode(0o755);
+        assert!(
+            message.contains(&dir.path().display().to_string()) && message.contains("denied"),
+            "{message}"
+        );
+        load_latest_dae(dir.path(), &config);
+        return;
+    }
+    // Root ignores permissions: the run sits on a tmpfs remounted read-only instead.
+    set_mode(0o755);
+    let Some(disk) = small_disk_or_skip(64 << 20, "the read-only test (as root)") else {
+        return;
+    };
+    let run_dir = disk.dir.path().join("run");
+    run_dae(dae(), &config, &run_dir, &quiet()).unwrap();
+    disk.remount("ro").unwrap();
+    let message = run_dae(dae(), &more, &run_dir, &resume)
         .unwrap_err()
         .to_string();
-    set_mode(0o755);
     assert!(
-        message.contains(&dir.path().display().to_string()) && message.contains("denied"),
+        message.contains(&run_dir.display().to_string()) && message.contains("Read-only"),
         "{message}"
     );
-    load_latest_dae(dir.path(), &config);
+    assert!(!message.contains('\n'), "{message}");
+    load_latest_dae(&run_dir, &config);
 }

@@ -134,52 +134,66 @@ fn outputs<B: FusedBackend>(dir: &Path, device: &B::Device) -> Vec<Vec<f32>> {
 fn save_reference(dir: &Path) {
     let dev = Default::default();
     save_safetensors(
-        &VitConfig::new(28, 7, 1, 32, 2, 4)
-            .init::<Flex>(&dev)
-            .unwrap(),
+        &init_seeded(&dev, 2001, || {
+            VitConfig::new(28, 7, 1, 32, 2, 4)
+                .init::<Flex>(&dev)
+                .unwrap()
+        }),
         &dir.join("vit.safetensors"),
     )
     .unwrap();
     save_safetensors(
-        &BertConfig::new(41, 32, 2, 4, 64)
-            .init::<Flex>(&dev)
-            .unwrap(),
+        &init_seeded(&dev, 2002, || {
+            BertConfig::new(41, 32, 2, 4, 64)
+                .init::<Flex>(&dev)
+                .unwrap()
+        }),
         &dir.join("bert.safetensors"),
     )
     .unwrap();
     save_safetensors(
-        &ConvAutoencoderConfig::conv_28().init::<Flex>(&dev).unwrap(),
+        &init_seeded(&dev, 2003, || {
+            ConvAutoencoderConfig::conv_28().init::<Flex>(&dev).unwrap()
+        }),
         &dir.join("conv_ae.safetensors"),
     )
     .unwrap();
     save_safetensors(
-        &SmallCnnConfig::new(1, vec![8, 16])
-            .init::<Flex>(&dev)
-            .unwrap(),
+        &init_seeded(&dev, 2004, || {
+            SmallCnnConfig::new(1, vec![8, 16])
+                .init::<Flex>(&dev)
+                .unwrap()
+        }),
         &dir.join("cnn.safetensors"),
     )
     .unwrap();
     save_safetensors(
-        &ResNetConfig::new(1, vec![1, 1], vec![8, 16])
-            .init::<Flex>(&dev)
-            .unwrap(),
+        &init_seeded(&dev, 2005, || {
+            ResNetConfig::new(1, vec![1, 1], vec![8, 16])
+                .init::<Flex>(&dev)
+                .unwrap()
+        }),
         &dir.join("resnet.safetensors"),
     )
     .unwrap();
     save_safetensors(
-        &MlpHeadConfig::simclr(16).init::<Flex>(&dev).unwrap(),
+        &init_seeded(&dev, 2006, || {
+            MlpHeadConfig::simclr(16).init::<Flex>(&dev).unwrap()
+        }),
         &dir.join("head.safetensors"),
     )
     .unwrap();
     save_safetensors(
-        &MlpAutoencoderConfig::new(784, vec![64], 16)
-            .init::<Flex>(&dev)
-            .unwrap(),
+        &init_seeded(&dev, 2007, || {
+            MlpAutoencoderConfig::new(784, vec![64], 16)
+                .init::<Flex>(&dev)
+                .unwrap()
+        }),
         &dir.join("mlp_ae.safetensors"),
     )
     .unwrap();
     save_safetensors(
-        &mae_config().init::<Flex>(&dev).unwrap(),
+        &init_seeded(&dev, 2008, || mae_config().init::<Flex>(&dev).unwrap()),
         &dir.join("mae.safetensors"),
     )
     .unwrap();

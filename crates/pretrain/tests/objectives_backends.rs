@@ -83,9 +83,11 @@ fn check_backend<B: FusedAutodiffBackend>(backend: &str) {
         &Default::default(),
     );
     let encoder = ImageEncoderConfig::SmallCnn(SmallCnnConfig::new(1, vec![8, 16]));
-    let simclr = SimClrConfig::simclr(encoder)
-        .init::<B>(&Default::default())
-        .unwrap();
+    let simclr = init_seeded(&Default::default(), 3, || {
+        SimClrConfig::simclr(encoder)
+            .init::<B>(&Default::default())
+            .unwrap()
+    });
     let out = simclr.forward_step(batch).unwrap();
     assert!(out.metrics.get("loss").unwrap().is_finite(), "{backend}");
     let grads = GradientsParams::from_grads(out.loss.backward(), simclr.encoder());
@@ -216,18 +218,10 @@ struct TrainOutcomeSummary {
 fn f16_training_on_wgpu_scales_the_loss_and_tracks_f32_training() {
     // In its own process: after f16 kernels ran, burn 0.21's wgpu runtime returned f16-rounded
     // results for later f32 work in the same process (seen on the NT-Xent check above).
-    const CHILD: &str = "PRETRAIN_F16_CHILD";
-    if std::env::var_os(CHILD).is_none() {
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "f16_training_on_wgpu_scales_the_loss_and_tracks_f32_training",
-                "--exact",
-                "--nocapture",
-            ])
-            .env(CHILD, "1")
-            .status()
-            .unwrap();
-        assert!(status.success(), "the f16 run failed: {status}");
+    if !pretrain_setup::test_runs_alone(
+        "f16_training_on_wgpu_scales_the_loss_and_tracks_f32_training",
+        "PRETRAIN_F16_CHILD",
+    ) {
         return;
     }
     let steps = 30;
