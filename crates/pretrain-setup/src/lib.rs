@@ -103,31 +103,6 @@ pub fn ensure_apt_packages(packages: &[&str]) -> Result<(), SetupError> {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_name_the_command_and_hint() {
-        let err = run(Command::new("false").arg("x"), "try harder")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`false x` failed") && err.contains("try harder"),
-            "{err}"
-        );
-        let err = run(&mut Command::new("/no/such/program"), "install it")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("cannot run /no/such/program") && err.contains("install it"),
-            "{err}"
-        );
-        assert!(!is_installed("no-such-package-pretrain"));
-        assert!(ensure_apt_packages(&[]).is_ok());
-    }
-}
-
 /// For a test that changes state of the whole process (a backend switch, a GPU runtime's
 /// precision): returns `true` in the child process that runs it alone, else runs the current
 /// test binary again with only `test` (its full path, e.g. `module::name`) and `env` set, and
@@ -156,4 +131,29 @@ pub fn test_runs_alone(test: &str, env: &str) -> bool {
         "the child process ran no test named {test}"
     );
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_the_command_and_hint() {
+        let err = run(Command::new("false").arg("x"), "try harder")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`false x` failed") && err.contains("try harder"),
+            "{err}"
+        );
+        let err = run(&mut Command::new("/no/such/program"), "install it")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot run /no/such/program") && err.contains("install it"),
+            "{err}"
+        );
+        assert!(!is_installed("no-such-package-pretrain"));
+        assert!(ensure_apt_packages(&[]).is_ok());
+    }
 }

@@ -122,27 +122,41 @@ impl OptimizerConfig {
                 Err(format!("{name} {v} must lie in [0, 1)"))
             }
         };
+        // Finite too: an infinite weight decay trained to non-finite weights with exit 0.
         let non_negative = |name: &str, v: f64| {
-            if v >= 0.0 {
+            if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(format!("{name} {v} must be >= 0"))
+                Err(format!("{name} {v} must be finite and >= 0"))
+            }
+        };
+        let positive = |name: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} {v} must be finite and > 0"))
             }
         };
         match *self {
             Self::AdamW {
                 beta1,
                 beta2,
+                epsilon,
                 weight_decay,
-                ..
             } => {
                 unit("beta1", beta1.into())?;
                 unit("beta2", beta2.into())?;
+                positive("epsilon", epsilon)?;
                 non_negative("weight_decay", weight_decay)
             }
-            Self::Adam { beta1, beta2, .. } => {
+            Self::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            } => {
                 unit("beta1", beta1.into())?;
-                unit("beta2", beta2.into())
+                unit("beta2", beta2.into())?;
+                positive("epsilon", epsilon)
             }
             Self::Sgd {
                 momentum,
@@ -433,5 +447,39 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> EngineOptimizer<B, M> {
                 Self::Lars(o.load_record(recorder.load(bytes, device).map_err(|e| e.to_string())?))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_or_negative_hyper_parameters_are_refused_by_name() {
+        for weight_decay in [f64::INFINITY, f64::NAN, -0.1] {
+            let adamw = OptimizerConfig::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                weight_decay,
+            };
+            let err = adamw.validate().unwrap_err();
+            assert!(err.starts_with("weight_decay"), "{err}");
+            let lars = OptimizerConfig::Lars {
+                momentum: 0.9,
+                weight_decay,
+                trust_coefficient: 0.001,
+            };
+            assert!(lars.validate().unwrap_err().starts_with("weight_decay"));
+        }
+        for epsilon in [0.0, f32::INFINITY, f32::NAN] {
+            let adam = OptimizerConfig::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon,
+            };
+            assert!(adam.validate().unwrap_err().starts_with("epsilon"));
+        }
+        assert_eq!(OptimizerConfig::default().validate(), Ok(()));
     }
 }

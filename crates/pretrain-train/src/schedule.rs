@@ -75,7 +75,9 @@ impl LrSchedule {
                 Err(format!("min_lr_ratio {min_lr_ratio} must lie in [0, 1]"))
             }
             Self::Step { step_size: 0, .. } => Err("step_size must be > 0".into()),
-            Self::Step { gamma, .. } if gamma <= 0.0 => Err(format!("gamma {gamma} must be > 0")),
+            Self::Step { gamma, .. } if !(gamma.is_finite() && gamma > 0.0) => {
+                Err(format!("gamma {gamma} must be finite and > 0"))
+            }
             _ => Ok(()),
         }
     }
