@@ -611,6 +611,14 @@ fn generate_and_few_shot_prompting_of_a_causal_lm_run() {
         .unwrap();
     let line = refused(&output);
     assert!(line.contains("not a causal language model"), "{line}");
+    let output = pretrain()
+        .arg("generate")
+        .arg(&dae)
+        .args(["--prompt", "x", "--stop", ""])
+        .output()
+        .unwrap();
+    let line = refused(&output);
+    assert!(line.contains("--stop") && line.contains("empty"), "{line}");
 }
 
 #[test]

@@ -90,7 +90,8 @@ impl TransformerBlockConfig {
             m,
             "dropout",
             || format!("{} must lie in [0, 1)", self.dropout),
-        )
+        )?;
+        crate::norm::check_epsilon(m, self.norm_eps)
     }
 
     /// Parameters of the block (attention, feed-forward network, two norms).

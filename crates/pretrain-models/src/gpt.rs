@@ -143,6 +143,7 @@ impl GptConfig {
         ensure(self.d_ff() > 0, ModelError::config, m, "n_inner", || {
             "must be > 0".into()
         })?;
+        crate::norm::check_epsilon(m, self.norm_eps)?;
         size::check("GPT", self.num_params())
     }
 
@@ -657,5 +658,27 @@ mod tests {
         assert!(model.check_context(128).is_ok());
         let err = model.check_context(129).unwrap_err().to_string();
         assert!(err.contains("129") && err.contains("block size"), "{err}");
+        // A negative or non-finite layer-norm epsilon (an imported checkpoint's) gave NaN
+        // outputs: refused by name in GPT, and in BERT and ViT through their blocks.
+        for eps in [-1.0, f64::NAN, f64::INFINITY] {
+            let errors = [
+                GptConfig::gpt_nano(10)
+                    .with_norm_eps(eps)
+                    .init::<B>(&dev)
+                    .map(drop),
+                crate::BertConfig::new(50, 16, 1, 2, 32)
+                    .with_norm_eps(eps)
+                    .init::<B>(&dev)
+                    .map(drop),
+                crate::VitConfig::new(8, 4, 1, 16, 1, 2)
+                    .with_norm_eps(eps)
+                    .init::<B>(&dev)
+                    .map(drop),
+            ];
+            for err in errors {
+                let err = err.unwrap_err().to_string();
+                assert!(err.contains("norm_eps") && err.contains("finite"), "{err}");
+            }
+        }
     }
 }

@@ -10,6 +10,19 @@ use burn::tensor::backend::Backend;
 
 use crate::fused::{FusedBackend, layer_norm};
 
+/// Checks the layer-norm epsilon of `model`: finite and > 0 (a negative one makes
+/// `sqrt(var + epsilon)` NaN on rows of small variance: a checkpoint imported with one gave
+/// NaN outputs).
+pub(crate) fn check_epsilon(model: &'static str, epsilon: f64) -> crate::error::Result<()> {
+    crate::error::ensure(
+        epsilon.is_finite() && epsilon > 0.0,
+        crate::error::ModelError::config,
+        model,
+        "norm_eps",
+        || format!("{epsilon} must be finite and > 0"),
+    )
+}
+
 /// `1 / sqrt(x)`, element-wise, correctly rounded: a division, not burn's `recip`, which
 /// burn-ndarray computes with the CPU's approximate reciprocal (`rcpps`: 1.5 * 2^-12 relative
 /// error on AVX2, 2^-14 with AVX-512), measured as a 1.8e-4 error in a layer-norm gradient.

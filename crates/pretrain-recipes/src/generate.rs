@@ -130,6 +130,13 @@ pub fn run_generate(
     backend: BackendKind,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generated> {
+    // An empty stop string is found before any text: the generation would end at once.
+    if options.stop.iter().any(String::is_empty) {
+        return Err(RecipeError::option(
+            "--stop",
+            "is empty (an empty stop string ends the generation before it starts)",
+        ));
+    }
     let run = DecoderRun::open(&options.run_dir, "generate")?;
     let job = Job {
         run: &run,
