@@ -906,6 +906,16 @@ fn a_causal_lm_run_exports_to_the_hugging_face_layout_and_embeds_token_ids() {
     succeeded(&output);
     let export = dir.path().join("gpt2");
     assert!(succeeded(&export_hf(&run, &export)).contains("GPT2LMHeadModel"));
+    let weights = std::fs::read(export.join("model.safetensors")).unwrap();
+    let line = refused(&export_hf(&run, &export));
+    assert!(
+        line.contains("--out") && line.contains("already holds"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read(export.join("model.safetensors")).unwrap(),
+        weights
+    );
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(export.join(file).is_file(), "{file}");
     }

@@ -97,7 +97,7 @@ pub enum DataSource {
         /// Images: the value of a white pixel (default 255).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_value: Option<f32>,
-        /// `utf-8` (default), `utf-8-lossy` or `latin1`.
+        /// `utf8` (default), `utf8-lossy` or `latin1` (`utf-8`, `utf-8-lossy` also read).
         #[serde(default)]
         encoding: TextEncoding,
     },
@@ -108,7 +108,7 @@ pub enum DataSource {
         /// `line`, `paragraph` (default) or `file`: what one document is.
         #[serde(default)]
         unit: TextUnit,
-        /// `utf-8` (default), `utf-8-lossy` or `latin1`.
+        /// `utf8` (default), `utf8-lossy` or `latin1` (`utf-8`, `utf-8-lossy` also read).
         #[serde(default)]
         encoding: TextEncoding,
     },

@@ -76,7 +76,7 @@ pub enum DataError {
     },
     /// Text is not valid in the requested encoding.
     #[error(
-        "{path}: invalid UTF-8 at byte {offset} (read it with TextEncoding::Latin1 or Utf8Lossy if that is expected)"
+        "{path}: invalid UTF-8 at byte {offset} (if that is expected, set the source's encoding = \"latin1\" or \"utf8-lossy\")"
     )]
     BadUtf8 {
         /// Text file.

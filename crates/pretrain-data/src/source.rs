@@ -45,10 +45,14 @@ fn read_bytes_within(path: &Path, limit: u64) -> Result<Vec<u8>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TextEncoding {
-    /// UTF-8; invalid bytes are an error naming the file and offset.
+    /// UTF-8; invalid bytes are an error naming the file and offset. Spelled `utf8` (or
+    /// `utf-8`) in a recipe.
     #[default]
+    #[serde(alias = "utf-8")]
     Utf8,
     /// UTF-8 with invalid sequences replaced by U+FFFD (for scraped corpora such as e-mail).
+    /// Spelled `utf8-lossy` (or `utf-8-lossy`).
+    #[serde(alias = "utf-8-lossy")]
     Utf8Lossy,
     /// ISO-8859-1: every byte is one character (never fails).
     Latin1,
@@ -172,5 +176,18 @@ mod tests {
         );
         let bom = vec![0xef, 0xbb, 0xbf, b'a'];
         assert_eq!(TextEncoding::Utf8.decode(bom, p).unwrap(), "a");
+        // The error's advice is spelled as a recipe takes it, and every spelling parses.
+        let message = err.to_string();
+        assert!(message.contains("encoding = \"latin1\""), "{message}");
+        for (spelling, encoding) in [
+            ("utf8", TextEncoding::Utf8),
+            ("utf-8", TextEncoding::Utf8),
+            ("utf8-lossy", TextEncoding::Utf8Lossy),
+            ("utf-8-lossy", TextEncoding::Utf8Lossy),
+            ("latin1", TextEncoding::Latin1),
+        ] {
+            let parsed: TextEncoding = serde_json::from_str(&format!("\"{spelling}\"")).unwrap();
+            assert_eq!(parsed, encoding, "{spelling}");
+        }
     }
 }

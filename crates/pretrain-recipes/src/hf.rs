@@ -197,6 +197,21 @@ pub fn run_export_hf(
     encoder_only: bool,
     backend: BackendKind,
 ) -> Result<(String, Vec<&'static str>)> {
+    // A checkpoint already there is not overwritten (it may be the only copy of a model).
+    for file in [
+        pretrain::hf::checkpoint::CONFIG_FILE,
+        pretrain::hf::checkpoint::WEIGHTS_FILE,
+    ] {
+        if out.join(file).exists() {
+            return Err(RecipeError::option(
+                "--out",
+                format!(
+                    "{} already holds a checkpoint ({file}); choose an empty folder",
+                    out.display()
+                ),
+            ));
+        }
+    }
     let run = HfRun::open(run_dir, "export-hf")?;
     if encoder_only && !matches!(run, HfRun::Mae(_)) {
         return Err(RecipeError::option(
