@@ -778,6 +778,26 @@ fn scaling_refuses_bad_sizes_and_recipes_it_cannot_measure() {
         stderr.contains("--probe-labels") && stderr.contains("mae recipes"),
         "{stderr}"
     );
+    // A budget of more steps than any run could take (it saturated the step count and trained
+    // for ever) is refused before the sweep's first run.
+    let out = dir.path().join("too-large");
+    let output = pretrain()
+        .args(["scaling", "clm-moby-dick", "--sizes", "16x1"])
+        .args(["--flops", "1e9,1e40", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = refused(&output);
+    assert!(
+        stderr.contains("--flops") && stderr.contains("1.000e40"),
+        "{stderr}"
+    );
+    let runs = std::fs::read_dir(&out).map_or(0, |entries| {
+        entries
+            .filter(|e| e.as_ref().unwrap().path().is_dir())
+            .count()
+    });
+    assert_eq!(runs, 0, "a run started before the refusal");
 }
 
 #[test]

@@ -376,6 +376,10 @@ fn inputs_of(recipe: &Recipe, measure: Measure) -> Result<(DataInputs, usize)> {
     })
 }
 
+/// The most optimizer steps one point of a sweep may take: a budget beyond it (`--flops 1e40`
+/// saturated the step count and trained for ever) is refused.
+pub const MAX_STEPS: usize = 1_000_000_000;
+
 /// Runs every point of the sweep (reusing finished runs), adding what ran and what could not
 /// to `out` as it goes; a failing run stops the sweep with its error, `out` holding what
 /// finished before it.
@@ -388,10 +392,35 @@ pub fn run_sweep(recipe: &Recipe, options: &SweepOptions, out: &mut SweepRuns) -
     } else {
         options.lrs.clone()
     };
-    for size in &options.sizes {
-        let label = size.label();
-        let sized = sized(recipe, size);
-        let cost = match cost_of(&sized, inputs) {
+    // Every size's cost first: a budget too large for any of them is refused before a run.
+    let sizes: Vec<_> = options
+        .sizes
+        .iter()
+        .map(|size| {
+            let sized = sized(recipe, size);
+            let cost = cost_of(&sized, inputs);
+            (size.label(), sized, cost)
+        })
+        .collect();
+    for (label, _, cost) in &sizes {
+        let Ok(cost) = cost else { continue };
+        let step_flops = cost.flops_per_sample * samples_per_step as f64;
+        if let Some(&budget) = options
+            .flops
+            .iter()
+            .find(|&&budget| budget / step_flops > MAX_STEPS as f64)
+        {
+            return Err(ScalingError::option(
+                "--flops",
+                format!(
+                    "{budget:.3e} is more than {MAX_STEPS} steps of size {label} \
+                     ({step_flops:.3e} FLOPs a step)"
+                ),
+            ));
+        }
+    }
+    for (label, sized, cost) in sizes {
+        let cost = match cost {
             Ok(cost) => cost,
             Err(e) => {
                 out.skipped.push(Skipped {
