@@ -207,7 +207,6 @@ mod tests {
     use crate::testing::{B, seeded};
     use pretrain_data::tokenizer::{TextTokenizer, TokenizerTrainConfig};
     use pretrain_models::BertConfig;
-    use pretrain_models::init::init_seeded;
 
     /// Shipped Moby Dick paragraphs, tokenized to `len` tokens, as a labeled batch.
     fn moby_dick_batch(tokenizer: &TextTokenizer, len: usize) -> LabeledBatch<B> {
@@ -244,12 +243,10 @@ mod tests {
         .unwrap();
         let dev = Default::default();
         let _guard = seeded(41);
-        let bert = init_seeded(&dev, 1001, || {
-            BertConfig::new(tokenizer.vocab_size(), 32, 2, 4, 64)
-                .with_max_position(64)
-                .init::<B>(&dev)
-                .unwrap()
-        });
+        let bert = BertConfig::new(tokenizer.vocab_size(), 32, 2, 4, 64)
+            .with_max_position(64)
+            .init::<B>(&dev)
+            .unwrap();
         let backbone = Backbone::Text(bert);
         let short = moby_dick_batch(&tokenizer, 40);
         let long = moby_dick_batch(&tokenizer, 56);
@@ -273,11 +270,9 @@ mod tests {
         let dev = Default::default();
         let _guard = seeded(42);
         let (vocab, d, layers) = (50, 16, 2);
-        let gpt = init_seeded(&dev, 1002, || {
-            pretrain_models::GptConfig::new(vocab, 12, layers, 2, d)
-                .init::<B>(&dev)
-                .unwrap()
-        });
+        let gpt = pretrain_models::GptConfig::new(vocab, 12, layers, 2, d)
+            .init::<B>(&dev)
+            .unwrap();
         let backbone = Backbone::Decoder(gpt);
         let ids = Tensor::<B, 2, Int>::from_data([[1, 2, 3, 4, 5, 6], [7, 8, 9, 0, 0, 0]], &dev);
         let padding = ids.clone().equal_elem(0);

@@ -377,9 +377,8 @@ mod tests {
     use super::*;
     use pretrain_data::tokenizer::TokenizerTrainConfig;
     use pretrain_models::GptConfig;
-    use pretrain_models::init::init_seeded;
 
-    use crate::testing::TestBackend as B;
+    use crate::testing::{TestBackend as B, seeded};
 
     fn tokenizer(texts: &[String]) -> TextTokenizer {
         TextTokenizer::train(texts, &TokenizerTrainConfig::default()).unwrap()
@@ -412,11 +411,10 @@ mod tests {
         let task = task();
         let corpus: Vec<String> = task.train.iter().map(|t| t.text.clone()).collect();
         let tokenizer = tokenizer(&corpus);
-        let model = init_seeded(&Default::default(), 1, || {
-            GptConfig::new(tokenizer.vocab_size(), 48, 2, 2, 32)
-                .init::<B>(&Default::default())
-                .unwrap()
-        });
+        let _guard = seeded(61);
+        let model = GptConfig::new(tokenizer.vocab_size(), 48, 2, 2, 32)
+            .init::<B>(&Default::default())
+            .unwrap();
         let config = FewShotConfig::new(vec![" negative".into(), " positive".into()])
             .with_shots(vec![0, 1, 4])
             .with_seeds(vec![3, 4]);
