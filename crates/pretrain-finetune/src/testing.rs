@@ -3,11 +3,10 @@
 
 use pretrain_models::FusedBackend;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 use pretrain_data::ImageItem;
 use pretrain_data::batch::ImageBatcher;
 use pretrain_models::{ImageEncoderConfig, SmallCnnConfig, VitConfig};
@@ -25,12 +24,10 @@ pub type TestAutodiff = burn::backend::Autodiff<TestBackend>;
 /// Shorthands of the tests.
 pub use {TestAutodiff as Ad, TestBackend as B};
 
-/// Serializes tests that seed burn's global generator, so each sees its own draws.
+/// Serializes tests that seed burn's global generator, so each sees its own draws (the lock
+/// of `pretrain_models::init::init_seeded` too).
 pub fn seeded(seed: u64) -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    B::seed(&Default::default(), seed);
-    guard
+    pretrain_models::init::seed_locked::<B>(&Default::default(), seed)
 }
 
 /// Digits as 8x8 grey images: every fourth row is the test split (1,348 train, 449 test).

@@ -13,6 +13,7 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
+use std::sync::{Mutex, MutexGuard};
 
 /// How a weight tensor is initialized.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -157,10 +158,19 @@ pub fn init_seeded<B: FusedBackend, M: Module<B>>(
 /// [`init_seeded`] takes too: the draws of `draw` are the seed's, whatever other seeded
 /// draws run on other threads.
 pub fn with_seed<B: Backend, R>(device: &B::Device, seed: u64, draw: impl FnOnce() -> R) -> R {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    B::seed(device, seed);
+    let _guard = seed_locked::<B>(device, seed);
     draw()
+}
+
+/// Seeds the backend's generator with `seed` and holds the lock of [`with_seed`] and
+/// [`init_seeded`] until the guard drops, for callers whose seeded draws span several
+/// statements (tests). Neither function may be called while the guard is held (the lock is
+/// not re-entrant).
+pub fn seed_locked<B: Backend>(device: &B::Device, seed: u64) -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    guard
 }
 
 #[cfg(test)]
